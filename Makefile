@@ -1,0 +1,141 @@
+# SendPersonal: build, test and run the local stack.
+#
+#   make demo   walk the merchant journey against the local stack (moto + sandbox + local runner)
+#   make test   lint the template, then every Rust test and the sandbox fidelity tests
+#
+# Every target installs what it needs (.venv from infra/requirements.txt) on a fresh machine.
+# Targets that start moto always stop it again, also when a step fails.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.ONESHELL:
+.NOTPARALLEL:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+export CARGO_TERM_COLOR ?= auto
+
+VENV       := .venv
+VENV_STAMP := $(VENV)/.requirements-installed
+PYTHON     := $(VENV)/bin/python
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+
+# Lambda binaries: the BuildProperties.Binary names in template.yaml (one source of truth).
+LAMBDAS := $(shell sed -n 's/^ *Binary: *//p' template.yaml)
+# Lambda architecture for build-lambda; matches the template's Architecture parameter.
+ARCH ?= x86_64
+LAMBDA_ARCH_FLAG := $(if $(filter arm64,$(ARCH)),--arm64,--x86-64)
+
+# Local AWS (moto) and the vendor specs the sandbox is checked against.
+MOTO_PORT ?= 5055
+SPECS_DIR ?= $(abspath ../shared/specs)
+FIDELITY_DIR := tests/fidelity
+
+# Environment of everything that talks to the local stack: every AWS SDK call goes to moto
+# with fake credentials; nothing can reach a real account.
+define LOCAL_ENV
+export MOTO_PORT='$(MOTO_PORT)'
+export AWS_ENDPOINT_URL='http://127.0.0.1:$(MOTO_PORT)'
+export AWS_REGION=us-east-1
+export AWS_DEFAULT_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=testing
+export AWS_SECRET_ACCESS_KEY=testing
+unset AWS_SESSION_TOKEN AWS_PROFILE
+export AWS_EC2_METADATA_DISABLED=true
+export SPECS_DIR='$(SPECS_DIR)'
+export SANDBOX_BIN='$(abspath $(TARGET_DIR))/debug/sandbox'
+export RUST_BACKTRACE=1
+endef
+
+# Start moto for the rest of the recipe and stop it when the recipe's shell exits.
+define WITH_LOCAL_AWS
+$(LOCAL_ENV)
+infra/local-aws.sh start
+trap 'infra/local-aws.sh stop' EXIT
+endef
+
+# The fidelity tests start target/debug/sandbox themselves (or use SANDBOX_URL). No test file
+# yet means nothing to run; test files that collect nothing (pytest exit 5) are an error.
+define RUN_FIDELITY
+if compgen -G '$(FIDELITY_DIR)/test_*.py' >/dev/null || compgen -G '$(FIDELITY_DIR)/*_test.py' >/dev/null; then
+  test -d "$$SPECS_DIR" || { echo "SPECS_DIR=$$SPECS_DIR does not exist (vendor specs for the fidelity tests)" >&2; exit 1; }
+  rc=0
+  $(PYTHON) -m pytest -p no:cacheprovider -q $(FIDELITY_DIR) || rc=$$?
+  if [[ $$rc -eq 5 ]]; then echo "pytest collected no tests from $(FIDELITY_DIR) although test files exist" >&2; fi
+  if [[ $$rc -ne 0 ]]; then exit $$rc; fi
+else
+  echo "pytest: no test files in $(FIDELITY_DIR) yet; skipped"
+fi
+endef
+
+.PHONY: help venv build build-lambda lint test pytest-fidelity demo bench fmt fmt-check clippy deploy local-aws-start local-aws-stop clean-local
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+
+venv: $(VENV_STAMP) ## create .venv with the pinned local tooling (moto, cfn-lint, sam, cargo-lambda, pytest)
+
+$(VENV_STAMP): infra/requirements.txt
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r infra/requirements.txt
+	touch $@
+
+build: ## debug build of every binary (lambdas, sandbox, local runner)
+	cargo build --workspace --bins
+
+build-lambda: venv ## release bootstraps for every function: target/lambda/<fn>/bootstrap
+	PATH="$(abspath $(VENV))/bin:$$PATH" cargo lambda build --release $(LAMBDA_ARCH_FLAG) $(addprefix --bin ,$(LAMBDAS))
+	for fn in $(LAMBDAS); do
+	  test -f "$(TARGET_DIR)/lambda/$$fn/bootstrap" || { echo "missing $(TARGET_DIR)/lambda/$$fn/bootstrap" >&2; exit 1; }
+	  ls -l "$(TARGET_DIR)/lambda/$$fn/bootstrap"
+	done
+
+lint: venv ## cfn-lint and sam validate --lint on template.yaml (offline)
+	$(VENV)/bin/cfn-lint template.yaml
+	AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+	  $(VENV)/bin/sam validate --lint --region us-east-1 --template-file template.yaml
+
+test: venv lint build ## lint, then cargo test and the fidelity tests against moto + sandbox
+	$(WITH_LOCAL_AWS)
+	cargo test --workspace
+	$(RUN_FIDELITY)
+
+# Run by `test` with moto up; on its own it runs the fidelity tests only (they need no AWS).
+pytest-fidelity: venv ## sandbox fidelity tests (pytest, tests/fidelity) against the vendor specs
+	$(LOCAL_ENV)
+	$(RUN_FIDELITY)
+
+demo: venv ## start moto, then the sandbox and local API in-process, and walk the merchant journey
+	$(WITH_LOCAL_AWS)
+	cargo run -p local-runner --bin demo
+
+bench: venv ## optimised local benchmark against moto + sandbox
+	$(WITH_LOCAL_AWS)
+	cargo run --profile bench-local -p local-runner --bin bench
+
+local-aws-start: venv ## start moto on MOTO_PORT and leave it running (stop with local-aws-stop)
+	MOTO_PORT=$(MOTO_PORT) infra/local-aws.sh start
+
+local-aws-stop: ## stop the moto started by local-aws-start
+	MOTO_PORT=$(MOTO_PORT) infra/local-aws.sh stop
+
+fmt: ## format the Rust code
+	cargo fmt --all
+
+fmt-check: ## check Rust formatting
+	cargo fmt --all -- --check
+
+clippy: ## lint the Rust code
+	cargo clippy --workspace --all-targets -- -D warnings
+
+deploy: venv ## build with SAM (cargo-lambda) and deploy, asking for parameters
+	export PATH="$(abspath $(VENV))/bin:$$PATH"
+	sam build --beta-features
+	sam deploy --guided
+
+clean-local: ## stop moto and remove local state (.local, .aws-sam, target/lambda)
+	infra/local-aws.sh stop
+	rm -rf .local .aws-sam $(TARGET_DIR)/lambda

@@ -1,0 +1,242 @@
+//! catalog-sync: reads a merchant's active, published products from Shopify and replaces the
+//! cached catalog whole. Triggered by the sync queue (on connect and `POST /catalog/sync`) and by
+//! the EventBridge schedule, which queues one sync per connected shop.
+
+use async_trait::async_trait;
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use serde_json::Value;
+use shared::aws::catalog_store::CatalogStore;
+use shared::aws::dynamo::AppStore;
+use shared::aws::token_vault::AwsTokenVault;
+use shared::aws::{queue::Queue, secrets::SecretStore, AwsError};
+use shared::domain::{now_unix, ConnectionStatus, MerchantId, Secret, SyncReason, SyncRequest, Vendor};
+use shared::edge::{function::parse_event, sqs, Function, FunctionError};
+use shared::domain::CatalogProduct;
+use shared::shopify::catalog::{self, CatalogOptions};
+use shared::shopify::{ShopifyAdmin, ShopifyApp, ShopifyError, ShopifyUsage};
+use shared::Config;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct Handler {
+    config: Config,
+    store: AppStore,
+    catalog: CatalogStore,
+    secrets: SecretStore,
+    sync_queue: Queue,
+    http: reqwest::Client,
+    app: ShopifyApp,
+}
+
+/// How often a running sync writes its progress to the connection record.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// What one sync did and what it cost: the benchmark prints these.
+#[derive(Debug, Clone)]
+pub struct SyncReport {
+    pub outcome: SyncOutcome,
+    pub shopify: ShopifyUsage,
+    pub ddb_requests: u64,
+    pub elapsed: Duration,
+}
+
+impl SyncReport {
+    fn new(outcome: SyncOutcome) -> Self {
+        Self { outcome, shopify: ShopifyUsage::default(), ddb_requests: 0, elapsed: Duration::ZERO }
+    }
+}
+
+/// How one sync ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncOutcome {
+    Replaced { generation: String, products: usize },
+    /// The merchant disconnected (or never connected): nothing to do, nothing to retry.
+    NotConnected,
+    /// Another sync swapped in first; ours was discarded.
+    Superseded,
+}
+
+impl Handler {
+    pub async fn init(config: Config) -> Result<Self, FunctionError> {
+        let aws = shared::aws::sdk_config().await;
+        let secrets = SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone());
+        let client_secret = secrets
+            .get(&config.shopify_client_secret_id)
+            .await?
+            .ok_or("the Shopify app client secret is not in Secrets Manager")?;
+        Ok(Self {
+            store: AppStore::from_sdk(&aws, &config.app_table),
+            catalog: CatalogStore::from_sdk(&aws, &config.catalog_table),
+            sync_queue: Queue::from_sdk(&aws, &config.sync_queue_url),
+            secrets,
+            http: shared::http_client(),
+            app: ShopifyApp {
+                client_id: config.shopify_client_id.clone(),
+                client_secret: Secret::new(client_secret),
+                api_version: config.shopify_api_version.clone(),
+                base_url_template: config.shopify_base_url_template.clone(),
+            },
+            config,
+        })
+    }
+
+    /// The catalog store, for reading the cached generation (tests, benchmarks).
+    pub fn catalog(&self) -> &CatalogStore {
+        &self.catalog
+    }
+
+    /// Sync one merchant's catalog: write a new generation, swap it in, delete the old one.
+    /// On failure the old generation stays live and the error shows on the connection.
+    pub async fn sync(&self, merchant: &MerchantId) -> Result<SyncReport, FunctionError> {
+        self.sync_with(merchant, &CatalogOptions::default()).await
+    }
+
+    pub async fn sync_with(&self, merchant: &MerchantId, options: &CatalogOptions) -> Result<SyncReport, FunctionError> {
+        let started = Instant::now();
+        let ddb_before = self.catalog.requests();
+        let connection = match self.store.shopify(merchant).await? {
+            Some(c) if c.status == ConnectionStatus::Connected => c,
+            _ => return Ok(SyncReport::new(SyncOutcome::NotConnected)),
+        };
+        let vault = AwsTokenVault::new(
+            self.secrets.clone(),
+            self.store.clone(),
+            self.config.secret_name(merchant, Vendor::Shopify),
+            &connection.shop,
+        );
+        let admin = ShopifyAdmin::new(self.http.clone(), self.app.clone(), connection.shop.clone(), Arc::new(vault));
+        let generation = ulid::Ulid::new().to_string();
+
+        let fetched = self.fetch_showing_progress(merchant, &admin, options).await;
+        let mut report = SyncReport::new(SyncOutcome::NotConnected);
+        report.shopify = admin.usage();
+        let products = match fetched {
+            Ok(products) => products,
+            Err(err) => {
+                self.store.record_sync_error(merchant, &sync_error_message(&err), now_unix()).await?;
+                tracing::warn!(merchant = merchant.as_str(), error = %err, "catalog sync failed; previous catalog kept");
+                return Err(Box::new(err));
+            }
+        };
+        if let Err(err) = self.catalog.write_generation(merchant, &generation, &products).await {
+            self.discard(merchant, &generation).await;
+            self.store.record_sync_error(merchant, "could not store the catalog; it will be retried", now_unix()).await?;
+            return Err(Box::new(err));
+        }
+        let old = connection.catalog_generation.as_deref();
+        let swapped = self
+            .store
+            .swap_catalog_generation(merchant, old, &generation, products.len() as u64, now_unix())
+            .await?;
+        report.outcome = if swapped {
+            if let Some(old) = old {
+                self.discard(merchant, old).await;
+            }
+            tracing::info!(merchant = merchant.as_str(), products = products.len(), "catalog replaced");
+            SyncOutcome::Replaced { generation, products: products.len() }
+        } else {
+            self.discard(merchant, &generation).await;
+            SyncOutcome::Superseded
+        };
+        report.ddb_requests = self.catalog.requests() - ddb_before;
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// Read the catalog while a ticker shows the count read so far on the connection record.
+    async fn fetch_showing_progress(
+        &self,
+        merchant: &MerchantId,
+        admin: &ShopifyAdmin,
+        options: &CatalogOptions,
+    ) -> Result<Vec<CatalogProduct>, ShopifyError> {
+        let read = AtomicUsize::new(0);
+        let progress = |n: usize| read.store(n, Ordering::Relaxed);
+        let fetch = catalog::fetch_catalog_with(admin, options, &progress);
+        tokio::pin!(fetch);
+        let started_at = now_unix();
+        let mut ticker = tokio::time::interval(PROGRESS_EVERY);
+        loop {
+            tokio::select! {
+                result = &mut fetch => return result,
+                _ = ticker.tick() => {
+                    let n = read.load(Ordering::Relaxed) as u64;
+                    if let Err(err) = self.store.record_sync_progress(merchant, started_at, n).await {
+                        tracing::warn!(error = %err, "could not record sync progress");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Best effort: an orphaned generation is invisible to readers; the next sync's cleanup or
+    /// the purge removes it.
+    async fn discard(&self, merchant: &MerchantId, generation: &str) {
+        if let Err(err) = self.catalog.delete_generation(merchant, generation).await {
+            tracing::warn!(merchant = merchant.as_str(), error = %err, "could not delete a catalog generation");
+        }
+    }
+
+    /// The schedule: queue one sync per connected shop, so each runs (and fails) on its own.
+    pub async fn queue_scheduled_syncs(&self) -> Result<usize, AwsError> {
+        let requests: Vec<SyncRequest> = self
+            .store
+            .merchants_with_connected_shop()
+            .await?
+            .into_iter()
+            .map(|merchant_id| SyncRequest { merchant_id, reason: SyncReason::Scheduled })
+            .collect();
+        self.sync_queue.send_all(&requests).await?;
+        Ok(requests.len())
+    }
+
+    async fn handle_record(&self, record: SqsMessage) -> Result<(), FunctionError> {
+        let request: SyncRequest = serde_json::from_str(record.body.as_deref().unwrap_or_default())
+            .map_err(|e| format!("sync request body is not a SyncRequest: {e}"))?;
+        let outcome = self.sync(&request.merchant_id).await;
+        match outcome {
+            Ok(_) => Ok(()),
+            // Permanent failures are shown on the connection; redelivery would not help.
+            Err(err) if is_permanent(err.as_ref()) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+fn is_permanent(err: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        err.downcast_ref::<ShopifyError>(),
+        Some(ShopifyError::Unauthorized | ShopifyError::InvalidGrant | ShopifyError::ScopeNotGranted)
+    )
+}
+
+/// What the merchant sees on `GET /connections`: what went wrong and what to do, no internals.
+fn sync_error_message(err: &ShopifyError) -> String {
+    match err {
+        ShopifyError::Unauthorized | ShopifyError::InvalidGrant => {
+            "Shopify rejected our access; reconnect the shop".to_owned()
+        }
+        ShopifyError::ScopeNotGranted => "the read_products permission was not granted; reconnect the shop".to_owned(),
+        ShopifyError::Throttled { .. } => "Shopify rate limited the sync; it will be retried".to_owned(),
+        _ => "Shopify was unavailable during the sync; it will be retried".to_owned(),
+    }
+}
+
+#[async_trait]
+impl Function for Handler {
+    async fn invoke(&self, event: Value) -> Result<Value, FunctionError> {
+        if event.get("Records").is_some() {
+            let event: SqsEvent = parse_event(event, "SQS")?;
+            // One sync at a time per container: each one is already paced against Shopify.
+            let response = sqs::for_each_record(event, 1, |record| self.handle_record(record)).await;
+            return Ok(serde_json::to_value(response)?);
+        }
+        if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
+            let queued = self.queue_scheduled_syncs().await?;
+            tracing::info!(queued, "scheduled catalog syncs queued");
+            return Ok(serde_json::json!({ "queued": queued }));
+        }
+        Err("expected an SQS event or an EventBridge Scheduled Event".into())
+    }
+}

@@ -1,0 +1,196 @@
+//! connect-shopify: the OAuth install of our app on a merchant's shop, and on-demand syncs.
+//!
+//! Routes: `POST /connections/shopify` (returns the authorize URL), the public
+//! `GET /connections/shopify/callback` (verified by Shopify's HMAC, bound to the merchant by the
+//! one-time state), `POST /catalog/sync`.
+
+use async_trait::async_trait;
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use serde_json::Value;
+use shared::api::{ShopifyAuthorize, ShopifyConnected, StartShopify, SyncQueued};
+use shared::aws::dynamo::{AppStore, OAuthState};
+use shared::aws::{queue::Queue, secrets::SecretStore, AwsError};
+use shared::domain::{
+    now_unix, rfc3339, ConnectionStatus, MerchantId, Secret, ShopDomain, ShopifyConnection, SyncReason, SyncRequest,
+    Vendor,
+};
+use shared::edge::{function::parse_event, http, Function, FunctionError};
+use shared::error::ApiError;
+use shared::shopify::{oauth, ShopifyError};
+use shared::Config;
+
+/// The only scope we ask for: products, their variants, media and inventory counts.
+pub const SCOPE: &str = "read_products";
+/// How long a merchant has to approve the install.
+const STATE_TTL_SECS: i64 = 600;
+
+pub struct Handler {
+    config: Config,
+    store: AppStore,
+    secrets: SecretStore,
+    sync_queue: Queue,
+    http: reqwest::Client,
+    client_secret: Secret,
+}
+
+impl Handler {
+    pub async fn init(config: Config) -> Result<Self, FunctionError> {
+        let aws = shared::aws::sdk_config().await;
+        let secrets = SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone());
+        // Read once per container: every callback needs it to verify Shopify's signature.
+        let client_secret = secrets
+            .get(&config.shopify_client_secret_id)
+            .await?
+            .ok_or("the Shopify app client secret is not in Secrets Manager")?;
+        Ok(Self {
+            store: AppStore::from_sdk(&aws, &config.app_table),
+            sync_queue: Queue::from_sdk(&aws, &config.sync_queue_url),
+            secrets,
+            http: shared::http_client(),
+            client_secret: Secret::new(client_secret),
+            config,
+        })
+    }
+
+    pub async fn handle(&self, req: &ApiGatewayV2httpRequest) -> Result<ApiGatewayV2httpResponse, ApiError> {
+        match http::route_key(req) {
+            "POST /connections/shopify" => {
+                let merchant = http::merchant(req)?;
+                let body: StartShopify = http::json_body(req)?;
+                let shop = ShopDomain::parse(&body.shop).map_err(|e| ApiError::InvalidShopDomain(e.0))?;
+                Ok(http::json(200, &self.start(&merchant, shop).await?))
+            }
+            "GET /connections/shopify/callback" => {
+                let query = http::query_pairs(req);
+                Ok(http::json(200, &self.callback(&query).await?))
+            }
+            "POST /catalog/sync" => {
+                let merchant = http::merchant(req)?;
+                Ok(http::json(202, &self.request_sync(&merchant).await?))
+            }
+            other => Err(ApiError::RouteNotFound(other.to_owned())),
+        }
+    }
+
+    async fn start(&self, merchant: &MerchantId, shop: ShopDomain) -> Result<ShopifyAuthorize, ApiError> {
+        if let Some(owner) = self.store.shop_owner(&shop).await.map_err(internal)? {
+            if &owner != merchant {
+                return Err(ApiError::ShopTaken);
+            }
+        }
+        let nonce = random_nonce();
+        let expires_at = now_unix() + STATE_TTL_SECS;
+        let state = OAuthState { merchant: merchant.clone(), shop: shop.clone(), expires_at };
+        self.store.put_oauth_state(&nonce, &state).await.map_err(internal)?;
+        let authorize_url = oauth::authorize_url(
+            &self.config.shopify_base_url(&shop),
+            &self.config.shopify_client_id,
+            SCOPE,
+            &self.config.shopify_redirect_uri,
+            &nonce,
+        );
+        Ok(ShopifyAuthorize { authorize_url, expires_at: rfc3339(expires_at) })
+    }
+
+    /// Shopify's redirect back. Checked in order: signature (nothing else is trusted before it),
+    /// freshness, shop format, then the one-time state, which must name the same shop.
+    async fn callback(&self, query: &[(String, String)]) -> Result<ShopifyConnected, ApiError> {
+        if !oauth::verify_query_hmac(self.client_secret.expose(), query) {
+            return Err(ApiError::InvalidOAuthSignature);
+        }
+        let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let timestamp = param("timestamp").and_then(|t| t.parse::<i64>().ok()).unwrap_or(0);
+        if !oauth::timestamp_is_fresh(timestamp, now_unix()) {
+            return Err(ApiError::InvalidOAuthState);
+        }
+        let shop = ShopDomain::parse(param("shop").unwrap_or_default()).map_err(|e| ApiError::InvalidShopDomain(e.0))?;
+        let (Some(nonce), Some(code)) = (param("state"), param("code")) else {
+            return Err(ApiError::InvalidRequest("code and state are required".into()));
+        };
+        let state = self.store.take_oauth_state(nonce).await.map_err(internal)?.ok_or(ApiError::InvalidOAuthState)?;
+        if state.shop != shop {
+            return Err(ApiError::InvalidOAuthState);
+        }
+        let merchant = state.merchant;
+        let base = self.config.shopify_base_url(&shop);
+        let tokens = oauth::exchange_code(&self.http, &base, &self.config.shopify_client_id, self.client_secret.expose(), code)
+            .await
+            .map_err(shopify_error)?;
+        // Claimed only after Shopify accepted the code, so a failed install blocks nobody.
+        if !self.store.claim_shop(&shop, &merchant).await.map_err(internal)? {
+            return Err(ApiError::ShopTaken);
+        }
+        let secret = serde_json::to_string(&tokens).map_err(|e| ApiError::Internal(e.to_string()))?;
+        self.secrets
+            .put(&self.config.secret_name(&merchant, Vendor::Shopify), &secret)
+            .await
+            .map_err(internal)?;
+
+        // A reconnect keeps the cached catalog until the new sync replaces it.
+        let previous = self.store.shopify(&merchant).await.map_err(internal)?;
+        let connection = ShopifyConnection {
+            status: ConnectionStatus::Connected,
+            shop: shop.clone(),
+            connected_at: now_unix(),
+            catalog_generation: previous.as_ref().filter(|p| p.shop == shop).and_then(|p| p.catalog_generation.clone()),
+            catalog_size: previous.as_ref().filter(|p| p.shop == shop).map_or(0, |p| p.catalog_size),
+            last_sync_at: previous.as_ref().filter(|p| p.shop == shop).and_then(|p| p.last_sync_at),
+            last_sync_error: None,
+            sync_started_at: None,
+            sync_products_read: None,
+        };
+        self.store.put_shopify(&merchant, &connection).await.map_err(internal)?;
+        self.sync_queue
+            .send(&SyncRequest { merchant_id: merchant.clone(), reason: SyncReason::Connected })
+            .await
+            .map_err(internal)?;
+        tracing::info!(merchant = merchant.as_str(), shop = shop.as_str(), "shopify connected; first sync queued");
+        Ok(ShopifyConnected { shop: shop.as_str().to_owned(), status: ConnectionStatus::Connected, catalog_sync: "queued".into() })
+    }
+
+    async fn request_sync(&self, merchant: &MerchantId) -> Result<SyncQueued, ApiError> {
+        match self.store.shopify(merchant).await.map_err(internal)? {
+            Some(c) if c.status == ConnectionStatus::Connected => {}
+            _ => return Err(ApiError::NotConnected("Shopify")),
+        }
+        self.sync_queue
+            .send(&SyncRequest { merchant_id: merchant.clone(), reason: SyncReason::Requested })
+            .await
+            .map_err(internal)?;
+        Ok(SyncQueued { status: "queued".into() })
+    }
+}
+
+/// 32 random bytes, hex: URL-safe as Shopify requires, unguessable.
+fn random_nonce() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn internal(err: AwsError) -> ApiError {
+    ApiError::Internal(err.to_string())
+}
+
+fn shopify_error(err: ShopifyError) -> ApiError {
+    match err {
+        ShopifyError::ScopeNotGranted => ApiError::ScopeNotGranted,
+        ShopifyError::InvalidGrant | ShopifyError::Unauthorized => ApiError::InvalidOAuthState,
+        ShopifyError::Throttled { retry_after } => ApiError::VendorThrottled {
+            vendor: "Shopify",
+            retry_after_secs: retry_after.as_secs().max(1),
+        },
+        other => {
+            tracing::warn!(error = %other, "shopify token exchange failed");
+            ApiError::VendorUnavailable("Shopify")
+        }
+    }
+}
+
+#[async_trait]
+impl Function for Handler {
+    async fn invoke(&self, event: Value) -> Result<Value, FunctionError> {
+        let req: ApiGatewayV2httpRequest = parse_event(event, "API Gateway HTTP API")?;
+        let resp = http::respond(self.handle(&req).await);
+        Ok(serde_json::to_value(resp)?)
+    }
+}

@@ -1,0 +1,465 @@
+//! The local runner plays AWS around SendPersonal's Lambda handlers on one machine:
+//!
+//! - **API Gateway HTTP API**: every `HttpApi` event of template.yaml becomes a route; the JWT
+//!   authorizer checks tokens against the sandbox's Cognito-like issuer; requests become payload
+//!   format 2.0 events and responses go back as HTTP ([`api`]).
+//! - **SQS event source mappings**: every `SQS` event gets pollers that deliver `SqsEvent`s and
+//!   honour partial batch responses; moto redrives to the DLQ ([`queues`]).
+//! - **EventBridge schedules**: [`LocalStack::fire_schedule`] on demand, or
+//!   [`LocalStack::spawn_schedules`] on each `rate(...)` interval.
+//!
+//! AWS itself is moto (`AWS_ENDPOINT_URL`); vendors are the sandbox crate, served in-process.
+//! Tables, queues, routes and environment all come from template.yaml, so local and deployed
+//! cannot drift.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod handlers;
+pub mod intrinsics;
+mod invoker;
+mod provision;
+pub mod queues;
+pub mod resources;
+pub mod template;
+
+pub use error::StackError;
+pub use resources::{Physical, ResourceKind, Resources};
+pub use shared::edge::Function;
+pub use template::Template;
+
+use aws_config::SdkConfig;
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::aws_message;
+use crate::intrinsics::{Resolver, ACCOUNT_ID};
+use crate::invoker::Invoker;
+
+/// The app client the sandbox issuer mints access tokens for (their `client_id`).
+pub const APP_CLIENT_ID: &str = "sandbox-app-client";
+/// The Shopify app credentials the sandbox accepts.
+pub const SANDBOX_SHOPIFY_CLIENT_ID: &str = "sandbox-client-id";
+pub const SANDBOX_SHOPIFY_CLIENT_SECRET: &str = "sandbox-shopify-client-secret";
+
+pub struct StackOptions {
+    pub sandbox: sandbox::SandboxConfig,
+    /// Resource name prefix so parallel tests share one moto without colliding; default random like "t3k9x-".
+    pub prefix: String,
+    /// Poll queues and deliver to functions in the background (default true).
+    pub run_queues: bool,
+    /// Default: the workspace's template.yaml.
+    pub template_path: PathBuf,
+    /// Port of the local API Gateway on 127.0.0.1 (0 = any free port).
+    pub api_port: u16,
+    /// Template parameter values (over the template's defaults and the runner's local values).
+    pub parameters: HashMap<String, String>,
+    /// Environment variables set on every function after all other resolution.
+    pub env_overrides: HashMap<String, String>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            sandbox: sandbox::SandboxConfig::default(),
+            prefix: random_prefix(),
+            run_queues: true,
+            template_path: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml")),
+            api_port: 0,
+            parameters: HashMap::new(),
+            env_overrides: HashMap::new(),
+        }
+    }
+}
+
+/// `t3k9x-`: five random lowercase letters and digits.
+pub fn random_prefix() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    let first = (b'a' + rng.gen_range(0..26)) as char;
+    let rest: String = (0..4).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect();
+    format!("{first}{rest}-")
+}
+
+pub struct LocalStack {
+    /// `http://127.0.0.1:PORT` of the local API Gateway.
+    pub api_url: String,
+    pub sandbox: sandbox::Sandbox,
+    /// Logical id → physical name / URL / ARN.
+    pub resources: Resources,
+    pub aws: SdkConfig,
+    pub template: Template,
+    pub prefix: String,
+    pub region: String,
+    envs: HashMap<String, HashMap<String, String>>,
+    invoker: Arc<Invoker>,
+    mappings: Vec<queues::Mapping>,
+    http: reqwest::Client,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl LocalStack {
+    pub async fn start(options: StackOptions) -> Result<LocalStack, StackError> {
+        Self::start_with(options, HashMap::new()).await
+    }
+
+    /// Like [`start`](Self::start), with some functions' handlers replaced (by logical id);
+    /// replaced functions are not initialised. Useful for fault tests of the runner itself.
+    pub async fn start_with(
+        options: StackOptions,
+        overrides: HashMap<String, Arc<dyn Function>>,
+    ) -> Result<LocalStack, StackError> {
+        if std::env::var("AWS_ENDPOINT_URL").map(|v| v.trim().is_empty()).unwrap_or(true) {
+            return Err(StackError::NoMoto);
+        }
+        let template = Template::load(&options.template_path)?;
+        for id in overrides.keys() {
+            if template.function(id).is_none() {
+                return Err(StackError::UnknownFunction(id.clone()));
+            }
+        }
+        let prefix = options.prefix.clone();
+
+        let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let sandbox = sandbox::serve(sandbox_listener, options.sandbox).await;
+
+        let aws = shared::aws::sdk_config().await;
+        let aws = if aws.region().is_none() {
+            aws.to_builder().region(aws_config::Region::from_static("us-east-1")).build()
+        } else {
+            aws
+        };
+        let region = aws.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+
+        let api_listener = tokio::net::TcpListener::bind(("127.0.0.1", options.api_port)).await?;
+        let api_url = format!("http://{}", api_listener.local_addr()?);
+
+        // Parameters: template defaults, then what the local stack needs, then the caller's.
+        let mut parameters: HashMap<String, String> = template
+            .parameters
+            .iter()
+            .filter_map(|(k, p)| p.default.clone().map(|d| (k.clone(), d)))
+            .collect();
+        let secret_id_default = parameters.get("ShopifyClientSecretId").cloned();
+        for (k, v) in [
+            ("ShopifyClientId", SANDBOX_SHOPIFY_CLIENT_ID.to_owned()),
+            ("ApiPublicUrl", api_url.clone()),
+            (
+                "ShopifyClientSecretId",
+                format!("{prefix}{}", secret_id_default.as_deref().unwrap_or("sendpersonal/app/shopify-client-secret")),
+            ),
+        ] {
+            if template.parameters.contains_key(k) {
+                parameters.insert(k.to_owned(), v);
+            }
+        }
+        parameters.extend(options.parameters.clone());
+
+        let resources = provision::Provisioner {
+            template: &template,
+            aws: &aws,
+            prefix: &prefix,
+            region: &region,
+            parameters: &parameters,
+        }
+        .run()
+        .await?;
+
+        // Each function's environment, resolved against the local resources, then localised.
+        let resolver =
+            Resolver { template: &template, parameters: &parameters, resources: &resources, region: &region, stack_name: prefix.trim_end_matches('-') };
+        let mut envs = HashMap::new();
+        for (id, f) in &template.functions {
+            let mut env = HashMap::new();
+            for (k, v) in &f.environment {
+                if let Some(value) = resolver.resolve(v)? {
+                    env.insert(k.clone(), value);
+                }
+            }
+            let secret_prefix = env.get("SECRET_PREFIX").cloned().unwrap_or_else(|| "sendpersonal".into());
+            env.insert("SECRET_PREFIX".into(), format!("{prefix}{secret_prefix}"));
+            env.remove("SECRETS_KMS_KEY_ID");
+            env.insert("KLAVIYO_BASE_URL".into(), sandbox.klaviyo_base_url());
+            env.insert("SHOPIFY_BASE_URL_TEMPLATE".into(), sandbox.shopify_base_url_template());
+            env.insert("SHOPIFY_CLIENT_ID".into(), SANDBOX_SHOPIFY_CLIENT_ID.into());
+            env.insert("SHOPIFY_REDIRECT_URI".into(), format!("{api_url}/connections/shopify/callback"));
+            env.insert("AWS_REGION".into(), region.clone());
+            env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), format!("{prefix}{id}"));
+            env.extend(options.env_overrides.clone());
+            envs.insert(id.clone(), env);
+        }
+
+        // The Shopify app's client secret, where the functions will look for it.
+        let secret_ids: BTreeSet<String> =
+            envs.values().filter_map(|e| e.get("SHOPIFY_CLIENT_SECRET_ID").cloned()).collect();
+        let sm = aws_sdk_secretsmanager::Client::new(&aws);
+        for id in secret_ids {
+            provision::create_secret(&sm, &id, SANDBOX_SHOPIFY_CLIENT_SECRET).await?;
+        }
+
+        // Handlers: overrides first, every other function through its crate's `init`.
+        let mut functions = HashMap::new();
+        let mut inits = Vec::new();
+        for (id, f) in &template.functions {
+            let timeout = Duration::from_secs(f.timeout_secs.max(1));
+            if let Some(handler) = overrides.get(id) {
+                functions.insert(id.clone(), (handler.clone(), timeout));
+                continue;
+            }
+            let config = shared::Config::from_map(&envs[id])
+                .map_err(|e| StackError::Config { function: id.clone(), message: e.to_string() })?;
+            let binary = f.binary.clone().unwrap_or_default();
+            let id = id.clone();
+            inits.push(async move {
+                match handlers::init(&binary, config).await {
+                    None => Err(StackError::NoHandler { function: id, binary }),
+                    Some(Err(e)) => Err(StackError::Init { function: id, message: e.to_string() }),
+                    Some(Ok(handler)) => Ok((id, (handler, timeout))),
+                }
+            });
+        }
+        functions.extend(futures::future::try_join_all(inits).await?);
+        let invoker = Arc::new(Invoker::new(functions));
+
+        let authorizer = Arc::new(
+            auth::JwtAuthorizer::new(sandbox.cognito_issuer(), sandbox.jwks_url(), vec![APP_CLIENT_ID.to_owned()]).await?,
+        );
+        let routes = template
+            .functions
+            .iter()
+            .flat_map(|(id, f)| f.http_routes.iter().map(move |r| api::Route::new(id, r)))
+            .collect();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let app = api::router(Arc::new(api::Api { routes, authorizer, invoker: invoker.clone() }));
+        let mut stop = shutdown_rx.clone();
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(api_listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "local API Gateway stopped");
+            }
+        });
+
+        let mut mappings = Vec::new();
+        for (id, f) in &template.functions {
+            for m in f.sqs.iter().filter(|m| m.enabled) {
+                let queue = resources.get(&m.queue).ok_or_else(|| StackError::Template(format!("no queue {}", m.queue)))?;
+                mappings.push(queues::Mapping {
+                    function: id.clone(),
+                    queue_logical_id: m.queue.clone(),
+                    queue_url: queue.url.clone().unwrap_or_default(),
+                    queue_arn: queue.arn.clone(),
+                    batch_size: m.batch_size,
+                    report_batch_item_failures: m.report_batch_item_failures,
+                    pollers: m.maximum_concurrency.unwrap_or(queues::DEFAULT_POLLERS),
+                });
+            }
+        }
+        let mut tasks = vec![server];
+        if options.run_queues {
+            tasks.extend(queues::spawn_pollers(
+                &mappings,
+                aws_sdk_sqs::Client::new(&aws),
+                invoker.clone(),
+                region.clone(),
+                shutdown_rx,
+            ));
+        }
+        tracing::info!(%api_url, sandbox = %sandbox.base_url, %prefix, "local stack ready");
+        Ok(LocalStack {
+            api_url,
+            sandbox,
+            resources,
+            aws,
+            template,
+            prefix,
+            region,
+            envs,
+            invoker,
+            mappings,
+            http: reqwest::Client::new(),
+            shutdown,
+            tasks: Mutex::new(tasks),
+        })
+    }
+
+    /// A valid access token for `merchant_sub` from the sandbox issuer (valid for an hour).
+    pub async fn token(&self, merchant_sub: &str) -> String {
+        self.token_expiring_in(merchant_sub, 3600)
+            .await
+            .unwrap_or_else(|e| panic!("the sandbox issuer refused a token: {e}"))
+    }
+
+    /// An access token expiring in `expires_in` seconds (negative: already expired).
+    pub async fn token_expiring_in(&self, merchant_sub: &str, expires_in: i64) -> Result<String, StackError> {
+        let url = format!("{}/token", self.sandbox.cognito_issuer());
+        let body = json!({ "sub": merchant_sub, "email": format!("{merchant_sub}@example.com"), "expires_in": expires_in });
+        let fail = |e: String| StackError::Sandbox(format!("POST {url}: {e}"));
+        let resp: Value = self
+            .http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| fail(e.to_string()))?
+            .json()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        resp["access_token"].as_str().map(str::to_owned).ok_or_else(|| fail("no access_token in the answer".into()))
+    }
+
+    /// Invokes the function's (first) Schedule event with a realistic EventBridge "Scheduled
+    /// Event" (or the event's `Input`, which replaces it, as EventBridge does).
+    pub async fn fire_schedule(&self, function_logical_id: &str) -> Result<Value, StackError> {
+        let f = self
+            .template
+            .function(function_logical_id)
+            .ok_or_else(|| StackError::UnknownFunction(function_logical_id.to_owned()))?;
+        let schedule = f.schedules.first().ok_or_else(|| StackError::NoSchedule(function_logical_id.to_owned()))?;
+        let event = scheduled_event(schedule, &self.prefix, &self.region);
+        self.invoker.invoke(function_logical_id, event).await
+    }
+
+    /// Fires every enabled `rate(...)` schedule on its interval until shutdown (first after one
+    /// interval, as EventBridge does). `cron(...)` schedules are only fired on demand.
+    pub fn spawn_schedules(&self) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, f) in &self.template.functions {
+            for s in f.schedules.iter().filter(|s| s.enabled) {
+                let Some(every) = template::rate_interval(&s.expression) else {
+                    tracing::warn!(function = %id, expression = %s.expression, "only rate() schedules fire on their own; use fire_schedule");
+                    continue;
+                };
+                let (invoker, id, s, prefix, region) =
+                    (self.invoker.clone(), id.clone(), s.clone(), self.prefix.clone(), self.region.clone());
+                let mut stop = self.shutdown.subscribe();
+                tasks.push(tokio::spawn(async move {
+                    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                    loop {
+                        tokio::select! {
+                            _ = ticks.tick() => {}
+                            _ = stop.wait_for(|s| *s) => break,
+                        }
+                        match invoker.invoke(&id, scheduled_event(&s, &prefix, &region)).await {
+                            Ok(out) => tracing::info!(function = %id, output = %out, "schedule fired"),
+                            Err(e) => tracing::warn!(function = %id, error = %e, "scheduled invocation failed"),
+                        }
+                    }
+                }));
+            }
+        }
+    }
+
+    /// Direct invocation, like `cargo lambda invoke`.
+    pub async fn invoke(&self, function_logical_id: &str, event: Value) -> Result<Value, StackError> {
+        if !self.invoker.contains(function_logical_id) {
+            return Err(StackError::UnknownFunction(function_logical_id.to_owned()));
+        }
+        self.invoker.invoke(function_logical_id, event).await
+    }
+
+    /// Waits until every polled queue is empty (visible, in flight and delayed messages all 0)
+    /// and no invocation is running.
+    pub async fn drain(&self, timeout: Duration) -> Result<(), StackError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let sqs = aws_sdk_sqs::Client::new(&self.aws);
+        let urls: BTreeSet<&str> = self.mappings.iter().map(|m| m.queue_url.as_str()).collect();
+        loop {
+            let (in_flight, started) = self.invoker.activity();
+            if in_flight == 0 && queues_empty(&sqs, &urls).await? {
+                let (in_flight_after, started_after) = self.invoker.activity();
+                if in_flight_after == 0 && started_after == started {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StackError::DrainTimeout(timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The resolved environment of a function.
+    pub fn function_env(&self, function_logical_id: &str) -> &HashMap<String, String> {
+        self.envs
+            .get(function_logical_id)
+            .unwrap_or_else(|| panic!("{function_logical_id} is not a function of the template"))
+    }
+
+    /// The function's `Config`, as its `init` received it.
+    pub fn config(&self, function_logical_id: &str) -> shared::Config {
+        shared::Config::from_map(self.function_env(function_logical_id))
+            .unwrap_or_else(|e| panic!("{function_logical_id}: {e}"))
+    }
+
+    /// The SQS event source mappings being emulated.
+    pub fn mappings(&self) -> &[queues::Mapping] {
+        &self.mappings
+    }
+
+    /// Stops the API server, the pollers and the schedules (the sandbox stops when dropped).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+                tracing::warn!("a local-runner task did not stop within 5 s");
+            }
+        }
+    }
+}
+
+async fn queues_empty(sqs: &aws_sdk_sqs::Client, urls: &BTreeSet<&str>) -> Result<bool, StackError> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    for url in urls {
+        let out = sqs
+            .get_queue_attributes()
+            .queue_url(*url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| StackError::Aws(aws_message(&e)))?;
+        let busy = out
+            .attributes()
+            .into_iter()
+            .flatten()
+            .any(|(_, v)| v.parse::<u64>().map(|n| n > 0).unwrap_or(false));
+        if busy {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// EventBridge's "Scheduled Event" for a rule, or the schedule's `Input` in its place.
+pub fn scheduled_event(schedule: &template::ScheduleDef, prefix: &str, region: &str) -> Value {
+    if let Some(input) = &schedule.input {
+        return input.clone();
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    json!({
+        "version": "0",
+        "id": api::uuid_v4(),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT_ID,
+        "time": now.format(&fmt).unwrap_or_default(),
+        "region": region,
+        "resources": [format!("arn:aws:events:{region}:{ACCOUNT_ID}:rule/{prefix}{}", schedule.rule_name)],
+        "detail": {},
+    })
+}

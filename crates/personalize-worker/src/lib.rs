@@ -1,0 +1,26 @@
+//! personalize-worker: personalizes a batch of profiles and writes the copy back to Klaviyo.
+//! Placeholder until the personalization issue: the handler signature is real, the work is not.
+
+use async_trait::async_trait;
+use serde_json::Value;
+use shared::edge::{Function, FunctionError};
+use shared::Config;
+
+pub struct Handler {
+    #[allow(dead_code)]
+    config: Config,
+}
+
+impl Handler {
+    pub async fn init(config: Config) -> Result<Self, FunctionError> {
+        Ok(Self { config })
+    }
+}
+
+#[async_trait]
+impl Function for Handler {
+    async fn invoke(&self, _event: Value) -> Result<Value, FunctionError> {
+        // Failing loudly is safer than acknowledging work that was not done.
+        Err("personalize-worker is not implemented yet (SQS events)".into())
+    }
+}

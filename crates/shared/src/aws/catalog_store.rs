@@ -1,0 +1,151 @@
+//! The cached catalog: one item per product under `{merchant}#{generation}`. A sync writes a
+//! whole new generation, then the connection record is switched to it in one conditional
+//! update, so readers see either the old catalog or the new one, never a mix.
+
+use super::{describe, AwsError};
+use crate::domain::{CatalogProduct, MerchantId};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::Client;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// DynamoDB's BatchWriteItem limit.
+const BATCH: usize = 25;
+/// Batches in flight at once: enough to hide latency, few enough for on-demand capacity.
+const CONCURRENCY: usize = 8;
+
+#[derive(Clone)]
+pub struct CatalogStore {
+    client: Client,
+    table: String,
+    requests: Arc<AtomicU64>,
+}
+
+fn partition(merchant: &MerchantId, generation: &str) -> String {
+    format!("{}#{}", merchant.as_str(), generation)
+}
+
+impl CatalogStore {
+    pub fn from_sdk(aws: &super::SdkConfig, table: impl Into<String>) -> Self {
+        Self::new(Client::new(aws), table)
+    }
+
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into(), requests: Arc::default() }
+    }
+
+    /// DynamoDB requests made so far (the benchmark reports requests per product).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub async fn write_generation(
+        &self,
+        merchant: &MerchantId,
+        generation: &str,
+        products: &[CatalogProduct],
+    ) -> Result<(), AwsError> {
+        let pk = partition(merchant, generation);
+        let mut writes = Vec::with_capacity(products.len());
+        for product in products {
+            let doc = serde_json::to_string(product).map_err(|e| AwsError::new("encode product", e))?;
+            let put = PutRequest::builder()
+                .item("pk", AttributeValue::S(pk.clone()))
+                .item("sk", AttributeValue::S(product.id.clone()))
+                .item("doc", AttributeValue::S(doc))
+                .build()
+                .map_err(|e| AwsError::new("encode product", e))?;
+            writes.push(WriteRequest::builder().put_request(put).build());
+        }
+        self.batch_write(writes).await
+    }
+
+    pub async fn read_generation(&self, merchant: &MerchantId, generation: &str) -> Result<Vec<CatalogProduct>, AwsError> {
+        let items = self.query_partition(&partition(merchant, generation), "sk, doc").await?;
+        items
+            .into_iter()
+            .filter_map(|item| item.get("doc").and_then(|d| d.as_s().ok()).cloned())
+            .map(|doc| serde_json::from_str(&doc).map_err(|e| AwsError::new("decode product", e)))
+            .collect()
+    }
+
+    /// Delete every product of a generation (an old one after a swap, or a failed sync's partial one).
+    pub async fn delete_generation(&self, merchant: &MerchantId, generation: &str) -> Result<u64, AwsError> {
+        let pk = partition(merchant, generation);
+        let keys = self.query_partition(&pk, "pk, sk").await?;
+        let count = keys.len() as u64;
+        let writes = keys
+            .into_iter()
+            .filter_map(|key| {
+                DeleteRequest::builder()
+                    .set_key(Some(key))
+                    .build()
+                    .ok()
+                    .map(|d| WriteRequest::builder().delete_request(d).build())
+            })
+            .collect();
+        self.batch_write(writes).await?;
+        Ok(count)
+    }
+
+    async fn query_partition(&self, pk: &str, projection: &str) -> Result<Vec<HashMap<String, AttributeValue>>, AwsError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+                .projection_expression(projection)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::new("dynamodb:Query", describe(&e)))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    async fn batch_write(&self, writes: Vec<WriteRequest>) -> Result<(), AwsError> {
+        let chunks: Vec<Vec<WriteRequest>> = writes.chunks(BATCH).map(<[WriteRequest]>::to_vec).collect();
+        stream::iter(chunks)
+            .map(|chunk| self.write_chunk(chunk))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<()>()
+            .await
+    }
+
+    /// One BatchWriteItem, resending unprocessed items with jittered backoff (DynamoDB returns
+    /// them when a partition is throttled).
+    async fn write_chunk(&self, mut chunk: Vec<WriteRequest>) -> Result<(), AwsError> {
+        for attempt in 0..8u32 {
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, chunk)
+                .send()
+                .await
+                .map_err(|e| AwsError::new("dynamodb:BatchWriteItem", describe(&e)))?;
+            chunk = out
+                .unprocessed_items
+                .and_then(|mut m| m.remove(&self.table))
+                .unwrap_or_default();
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let base = 50u64 << attempt.min(6);
+            tokio::time::sleep(Duration::from_millis(base + rand::random::<u64>() % base)).await;
+        }
+        Err(AwsError::new("dynamodb:BatchWriteItem", "items still unprocessed after retries"))
+    }
+}

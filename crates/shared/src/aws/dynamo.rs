@@ -1,0 +1,390 @@
+//! The app table: one DynamoDB table (pk/sk) holding each merchant's connection records, the
+//! shop → merchant map, one-time OAuth states and per-shop locks. No secret and no customer data
+//! is ever written here.
+
+use super::{describe, AwsError};
+use crate::domain::{now_unix, KlaviyoConnection, MerchantId, ShopDomain, ShopifyConnection};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::Client;
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::HashMap;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// The TTL attribute (template.yaml's TimeToLiveSpecification). DynamoDB deletes lazily, so
+/// readers also compare it with the clock.
+pub const EXPIRES_AT: &str = "expires_at";
+
+const KLAVIYO_SK: &str = "CONNECTION#klaviyo";
+const SHOPIFY_SK: &str = "CONNECTION#shopify";
+
+#[derive(Clone)]
+pub struct AppStore {
+    client: Client,
+    table: String,
+}
+
+/// A one-time OAuth state: which merchant started the install of which shop, and until when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthState {
+    pub merchant: MerchantId,
+    pub shop: ShopDomain,
+    pub expires_at: i64,
+}
+
+fn merchant_pk(merchant: &MerchantId) -> String {
+    format!("MERCHANT#{}", merchant.as_str())
+}
+fn shop_pk(shop: &ShopDomain) -> String {
+    format!("SHOP#{}", shop.as_str())
+}
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+impl AppStore {
+    pub fn from_sdk(aws: &super::SdkConfig, table: impl Into<String>) -> Self {
+        Self::new(Client::new(aws), table)
+    }
+
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, AwsError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::new("dynamodb:GetItem", describe(&e)))?;
+        Ok(out.item)
+    }
+
+    async fn put<T: Serialize>(&self, pk: String, sk: &str, record: &T) -> Result<(), AwsError> {
+        let mut item = to_item(record)?;
+        item.insert("pk".into(), s(pk));
+        item.insert("sk".into(), s(sk));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| AwsError::new("dynamodb:PutItem", describe(&e)))?;
+        Ok(())
+    }
+
+    pub async fn klaviyo(&self, merchant: &MerchantId) -> Result<Option<KlaviyoConnection>, AwsError> {
+        self.get(merchant_pk(merchant), KLAVIYO_SK).await?.map(from_item).transpose()
+    }
+
+    pub async fn put_klaviyo(&self, merchant: &MerchantId, conn: &KlaviyoConnection) -> Result<(), AwsError> {
+        self.put(merchant_pk(merchant), KLAVIYO_SK, conn).await
+    }
+
+    pub async fn shopify(&self, merchant: &MerchantId) -> Result<Option<ShopifyConnection>, AwsError> {
+        self.get(merchant_pk(merchant), SHOPIFY_SK).await?.map(from_item).transpose()
+    }
+
+    pub async fn put_shopify(&self, merchant: &MerchantId, conn: &ShopifyConnection) -> Result<(), AwsError> {
+        self.put(merchant_pk(merchant), SHOPIFY_SK, conn).await
+    }
+
+    /// Record `merchant` as the owner of `shop` unless another merchant already owns it.
+    /// Returns false when the shop belongs to someone else.
+    pub async fn claim_shop(&self, shop: &ShopDomain, merchant: &MerchantId) -> Result<bool, AwsError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(shop_pk(shop)))
+            .item("sk", s("OWNER"))
+            .item("merchant_id", s(merchant.as_str()))
+            .condition_expression("attribute_not_exists(pk) OR merchant_id = :m")
+            .expression_attribute_values(":m", s(merchant.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(AwsError::new("dynamodb:PutItem", describe(&e))),
+        }
+    }
+
+    pub async fn shop_owner(&self, shop: &ShopDomain) -> Result<Option<MerchantId>, AwsError> {
+        let item = self.get(shop_pk(shop), "OWNER").await?;
+        Ok(item
+            .and_then(|i| i.get("merchant_id").and_then(|v| v.as_s().ok()).cloned())
+            .and_then(|m| MerchantId::parse(&m).ok()))
+    }
+
+    pub async fn put_oauth_state(&self, nonce: &str, state: &OAuthState) -> Result<(), AwsError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("OAUTH#{nonce}")))
+            .item("sk", s("STATE"))
+            .item("merchant_id", s(state.merchant.as_str()))
+            .item("shop", s(state.shop.as_str()))
+            .item(EXPIRES_AT, n(state.expires_at))
+            .send()
+            .await
+            .map_err(|e| AwsError::new("dynamodb:PutItem", describe(&e)))?;
+        Ok(())
+    }
+
+    /// Consume a state: the conditional delete makes it usable exactly once. An expired state is
+    /// consumed too, and reported as absent.
+    pub async fn take_oauth_state(&self, nonce: &str) -> Result<Option<OAuthState>, AwsError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("OAUTH#{nonce}")))
+            .key("sk", s("STATE"))
+            .condition_expression("attribute_exists(pk)")
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        let item = match result {
+            Ok(out) => out.attributes.unwrap_or_default(),
+            Err(e) if is_condition_failure(&e) => return Ok(None),
+            Err(e) => return Err(AwsError::new("dynamodb:DeleteItem", describe(&e))),
+        };
+        let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let expires_at = item
+            .get(EXPIRES_AT)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let (Ok(merchant), Ok(shop)) = (MerchantId::parse(&text("merchant_id")), ShopDomain::parse(&text("shop"))) else {
+            return Ok(None);
+        };
+        if expires_at <= now_unix() {
+            return Ok(None);
+        }
+        Ok(Some(OAuthState { merchant, shop, expires_at }))
+    }
+
+    /// Make `new_generation` the catalog readers see, only if the connection still shows
+    /// `old_generation` (so two overlapping syncs cannot both win). Clears the last error.
+    pub async fn swap_catalog_generation(
+        &self,
+        merchant: &MerchantId,
+        old_generation: Option<&str>,
+        new_generation: &str,
+        size: u64,
+        synced_at: i64,
+    ) -> Result<bool, AwsError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(merchant_pk(merchant)))
+            .key("sk", s(SHOPIFY_SK))
+            .update_expression(
+                "SET catalog_generation = :new, catalog_size = :size, last_sync_at = :at \
+                 REMOVE last_sync_error, sync_started_at, sync_products_read",
+            )
+            .expression_attribute_values(":new", s(new_generation))
+            .expression_attribute_values(":size", n(size))
+            .expression_attribute_values(":at", n(synced_at))
+            .expression_attribute_values(":connected", s("connected"))
+            .expression_attribute_names("#status", "status");
+        request = match old_generation {
+            Some(old) => request
+                .condition_expression("#status = :connected AND catalog_generation = :old")
+                .expression_attribute_values(":old", s(old)),
+            None => request.condition_expression("#status = :connected AND attribute_not_exists(catalog_generation)"),
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(AwsError::new("dynamodb:UpdateItem", describe(&e))),
+        }
+    }
+
+    /// Show a failed sync on the connection; the catalog generation is left as it was.
+    pub async fn record_sync_error(&self, merchant: &MerchantId, message: &str, at: i64) -> Result<(), AwsError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(merchant_pk(merchant)))
+            .key("sk", s(SHOPIFY_SK))
+            .update_expression("SET last_sync_error = :err, last_sync_attempt_at = :at REMOVE sync_started_at, sync_products_read")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":err", s(message))
+            .expression_attribute_values(":at", n(at))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()), // disconnected meanwhile: nothing to show
+            Err(e) => Err(AwsError::new("dynamodb:UpdateItem", describe(&e))),
+        }
+    }
+
+    /// Show a running sync's progress on the connection (`GET /connections`).
+    pub async fn record_sync_progress(&self, merchant: &MerchantId, started_at: i64, products_read: u64) -> Result<(), AwsError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(merchant_pk(merchant)))
+            .key("sk", s(SHOPIFY_SK))
+            .update_expression("SET sync_started_at = :start, sync_products_read = :read")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":start", n(started_at))
+            .expression_attribute_values(":read", n(products_read))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(AwsError::new("dynamodb:UpdateItem", describe(&e))),
+        }
+    }
+
+    /// Every merchant with a connected shop (for the scheduled re-sync).
+    pub async fn merchants_with_connected_shop(&self) -> Result<Vec<MerchantId>, AwsError> {
+        let mut merchants = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :sk AND #status = :connected")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":sk", s(SHOPIFY_SK))
+                .expression_attribute_values(":connected", s("connected"))
+                .projection_expression("pk")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::new("dynamodb:Scan", describe(&e)))?;
+            for item in out.items.unwrap_or_default() {
+                if let Some(id) = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|pk| pk.strip_prefix("MERCHANT#"))
+                    .and_then(|m| MerchantId::parse(m).ok())
+                {
+                    merchants.push(id);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(merchants),
+            }
+        }
+    }
+
+    /// Take a named lock (e.g. a shop's token refresh) unless an unexpired one is held by another.
+    pub async fn try_lock(&self, name: &str, owner: &str, ttl_secs: i64) -> Result<bool, AwsError> {
+        let now = now_unix();
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("LOCK#{name}")))
+            .item("sk", s("LOCK"))
+            .item("owner", s(owner))
+            .item(EXPIRES_AT, n(now + ttl_secs))
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now OR #owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(AwsError::new("dynamodb:PutItem", describe(&e))),
+        }
+    }
+
+    pub async fn unlock(&self, name: &str, owner: &str) -> Result<(), AwsError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("LOCK#{name}")))
+            .key("sk", s("LOCK"))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()), // expired and taken over: not ours to delete
+            Err(e) => Err(AwsError::new("dynamodb:DeleteItem", describe(&e))),
+        }
+    }
+}
+
+fn is_condition_failure<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    err: &aws_sdk_dynamodb::error::SdkError<E, R>,
+) -> bool {
+    describe(err).contains("ConditionalCheckFailed")
+}
+
+/// A record as DynamoDB attributes, through its serde form (so the record types stay plain).
+pub fn to_item<T: Serialize>(record: &T) -> Result<Item, AwsError> {
+    match serde_json::to_value(record).map_err(|e| AwsError::new("encode item", e))? {
+        // Absent rather than NULL, so `attribute_not_exists` conditions mean "not set".
+        serde_json::Value::Object(map) => Ok(map
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k, to_attr(v)))
+            .collect()),
+        _ => Err(AwsError::new("encode item", "record is not an object")),
+    }
+}
+
+pub fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, AwsError> {
+    let map = item.into_iter().map(|(k, v)| (k, from_attr(v))).collect();
+    serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| AwsError::new("decode item", e))
+}
+
+fn to_attr(value: serde_json::Value) -> AttributeValue {
+    use serde_json::Value;
+    match value {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(b) => AttributeValue::Bool(b),
+        Value::Number(num) => AttributeValue::N(num.to_string()),
+        Value::String(text) => AttributeValue::S(text),
+        Value::Array(items) => AttributeValue::L(items.into_iter().map(to_attr).collect()),
+        Value::Object(map) => AttributeValue::M(map.into_iter().map(|(k, v)| (k, to_attr(v))).collect()),
+    }
+}
+
+fn from_attr(value: AttributeValue) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        AttributeValue::S(text) => Value::String(text),
+        AttributeValue::N(num) => num
+            .parse::<i64>()
+            .map(Value::from)
+            .or_else(|_| num.parse::<f64>().map(Value::from))
+            .unwrap_or(Value::Null),
+        AttributeValue::Bool(b) => Value::Bool(b),
+        AttributeValue::L(items) => Value::Array(items.into_iter().map(from_attr).collect()),
+        AttributeValue::M(map) => Value::Object(map.into_iter().map(|(k, v)| (k, from_attr(v))).collect()),
+        _ => Value::Null,
+    }
+}

@@ -1,0 +1,62 @@
+//! SQS producer. Message bodies carry ids only, never anything a person could be recognised by.
+
+use super::{describe, AwsError};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::Client;
+use serde::Serialize;
+
+#[derive(Clone)]
+pub struct Queue {
+    client: Client,
+    url: String,
+}
+
+impl Queue {
+    pub fn from_sdk(aws: &super::SdkConfig, url: impl Into<String>) -> Self {
+        Self::new(Client::new(aws), url)
+    }
+
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        Self { client, url: url.into() }
+    }
+
+    pub async fn send<T: Serialize>(&self, message: &T) -> Result<(), AwsError> {
+        let body = serde_json::to_string(message).map_err(|e| AwsError::new("encode message", e))?;
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| AwsError::new("sqs:SendMessage", describe(&e)))?;
+        Ok(())
+    }
+
+    /// Send many messages, ten per request (SQS's batch limit); fails if any entry failed.
+    pub async fn send_all<T: Serialize>(&self, messages: &[T]) -> Result<(), AwsError> {
+        for chunk in messages.chunks(10) {
+            let mut entries = Vec::with_capacity(chunk.len());
+            for (i, message) in chunk.iter().enumerate() {
+                let body = serde_json::to_string(message).map_err(|e| AwsError::new("encode message", e))?;
+                let entry = SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .build()
+                    .map_err(|e| AwsError::new("encode message", e))?;
+                entries.push(entry);
+            }
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| AwsError::new("sqs:SendMessageBatch", describe(&e)))?;
+            if !out.failed.is_empty() {
+                return Err(AwsError::new("sqs:SendMessageBatch", format!("{} entries failed", out.failed.len())));
+            }
+        }
+        Ok(())
+    }
+}

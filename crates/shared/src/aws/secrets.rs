@@ -1,0 +1,70 @@
+//! Secrets Manager: the only place a Klaviyo key or a Shopify token pair is kept, one secret per
+//! merchant and vendor, encrypted with the stack's KMS key.
+
+use super::{describe, AwsError};
+use aws_sdk_secretsmanager::Client;
+
+#[derive(Clone)]
+pub struct SecretStore {
+    client: Client,
+    kms_key_id: Option<String>,
+}
+
+impl SecretStore {
+    pub fn from_sdk(aws: &super::SdkConfig, kms_key_id: Option<String>) -> Self {
+        Self::new(Client::new(aws), kms_key_id)
+    }
+
+    pub fn new(client: Client, kms_key_id: Option<String>) -> Self {
+        Self { client, kms_key_id }
+    }
+
+    /// Create the secret, or store a new version when it exists (the old version is superseded).
+    pub async fn put(&self, name: &str, value: &str) -> Result<(), AwsError> {
+        let created = self
+            .client
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .set_kms_key_id(self.kms_key_id.clone())
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e) if describe(&e).contains("ResourceExists") => self
+                .client
+                .put_secret_value()
+                .secret_id(name)
+                .secret_string(value)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| AwsError::new("secretsmanager:PutSecretValue", describe(&e))),
+            Err(e) => Err(AwsError::new("secretsmanager:CreateSecret", describe(&e))),
+        }
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Option<String>, AwsError> {
+        match self.client.get_secret_value().secret_id(name).send().await {
+            Ok(out) => Ok(out.secret_string),
+            Err(e) if describe(&e).contains("ResourceNotFound") => Ok(None),
+            Err(e) => Err(AwsError::new("secretsmanager:GetSecretValue", describe(&e))),
+        }
+    }
+
+    /// Delete at once, without a recovery window: a disconnected merchant's secret must not linger.
+    pub async fn delete(&self, name: &str) -> Result<(), AwsError> {
+        match self
+            .client
+            .delete_secret()
+            .secret_id(name)
+            .force_delete_without_recovery(true)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if describe(&e).contains("ResourceNotFound") => Ok(()),
+            Err(e) => Err(AwsError::new("secretsmanager:DeleteSecret", describe(&e))),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The one mapping from failures to HTTP problems (RFC 9457 `application/problem+json`).
+//! Every `type` is stable: clients may switch on it. Details never echo secrets or personal data.
+
+use serde::Serialize;
+
+pub const PROBLEM_BASE: &str = "https://sendpersonal.app/problems/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("a valid bearer token is required")]
+    Unauthenticated,
+    #[error("no route matches {0}")]
+    RouteNotFound(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidKlaviyoKey(&'static str),
+    #[error("Klaviyo rejected the API key (it is invalid or revoked)")]
+    KlaviyoKeyRejected,
+    #[error("the Klaviyo API key lacks required scopes: {}", .0.join(", "))]
+    KlaviyoMissingScopes(Vec<String>),
+    #[error("{0}")]
+    InvalidShopDomain(&'static str),
+    #[error("the Shopify callback signature is invalid")]
+    InvalidOAuthSignature,
+    #[error("the OAuth state is unknown, used or expired; start the connection again")]
+    InvalidOAuthState,
+    #[error("the shop is already connected to another SendPersonal account")]
+    ShopTaken,
+    #[error("Shopify did not grant the read_products scope")]
+    ScopeNotGranted,
+    #[error("{0} is not connected")]
+    NotConnected(&'static str),
+    #[error("{vendor} is rate limiting us; retry after {retry_after_secs} s")]
+    VendorThrottled { vendor: &'static str, retry_after_secs: u64 },
+    #[error("{0} is unavailable right now; retry later")]
+    VendorUnavailable(&'static str),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The stable slug that ends the problem `type` URI.
+    pub fn slug(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::RouteNotFound(_) => "route-not-found",
+            ApiError::InvalidRequest(_) => "invalid-request",
+            ApiError::InvalidKlaviyoKey(_) => "invalid-klaviyo-key",
+            ApiError::KlaviyoKeyRejected => "klaviyo-key-rejected",
+            ApiError::KlaviyoMissingScopes(_) => "klaviyo-missing-scopes",
+            ApiError::InvalidShopDomain(_) => "invalid-shop-domain",
+            ApiError::InvalidOAuthSignature => "invalid-oauth-signature",
+            ApiError::InvalidOAuthState => "invalid-oauth-state",
+            ApiError::ShopTaken => "shop-already-connected",
+            ApiError::ScopeNotGranted => "scope-not-granted",
+            ApiError::NotConnected(_) => "not-connected",
+            ApiError::VendorThrottled { .. } => "vendor-throttled",
+            ApiError::VendorUnavailable(_) => "vendor-unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::Unauthenticated | ApiError::InvalidOAuthSignature => 401,
+            ApiError::RouteNotFound(_) => 404,
+            ApiError::InvalidRequest(_)
+            | ApiError::InvalidKlaviyoKey(_)
+            | ApiError::InvalidShopDomain(_)
+            | ApiError::InvalidOAuthState => 400,
+            ApiError::ShopTaken | ApiError::NotConnected(_) => 409,
+            ApiError::KlaviyoKeyRejected | ApiError::KlaviyoMissingScopes(_) | ApiError::ScopeNotGranted => 422,
+            ApiError::VendorThrottled { .. } => 503,
+            ApiError::VendorUnavailable(_) => 502,
+            ApiError::Internal(_) => 500,
+        }
+    }
+
+    pub fn title(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated => "Unauthenticated",
+            ApiError::RouteNotFound(_) => "Not found",
+            ApiError::InvalidRequest(_) => "Invalid request",
+            ApiError::InvalidKlaviyoKey(_) => "Malformed Klaviyo API key",
+            ApiError::KlaviyoKeyRejected => "Klaviyo API key rejected",
+            ApiError::KlaviyoMissingScopes(_) => "Klaviyo API key is missing scopes",
+            ApiError::InvalidShopDomain(_) => "Invalid shop domain",
+            ApiError::InvalidOAuthSignature => "Invalid Shopify signature",
+            ApiError::InvalidOAuthState => "Invalid OAuth state",
+            ApiError::ShopTaken => "Shop already connected",
+            ApiError::ScopeNotGranted => "Scope not granted",
+            ApiError::NotConnected(_) => "Not connected",
+            ApiError::VendorThrottled { .. } => "Vendor rate limit",
+            ApiError::VendorUnavailable(_) => "Vendor unavailable",
+            ApiError::Internal(_) => "Internal error",
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let detail = match self {
+            // The cause of an internal error goes to the log, not to the client.
+            ApiError::Internal(_) => "an unexpected error occurred; it has been logged".to_owned(),
+            other => other.to_string(),
+        };
+        Problem {
+            r#type: format!("{PROBLEM_BASE}{}", self.slug()),
+            title: self.title().to_owned(),
+            status: self.status(),
+            detail,
+            missing_scopes: match self {
+                ApiError::KlaviyoMissingScopes(scopes) => Some(scopes.clone()),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Problem {
+    pub r#type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_scopes: Option<Vec<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let problem = ApiError::Internal("dynamodb said: table xyz".into()).problem();
+        assert_eq!(problem.status, 500);
+        assert!(!problem.detail.contains("xyz"));
+        assert_eq!(problem.r#type, "https://sendpersonal.app/problems/internal");
+    }
+
+    #[test]
+    fn missing_scopes_are_listed() {
+        let problem = ApiError::KlaviyoMissingScopes(vec!["events:read".into()]).problem();
+        assert_eq!(problem.missing_scopes.as_deref(), Some(&["events:read".to_owned()][..]));
+        assert_eq!(problem.status, 422);
+    }
+}

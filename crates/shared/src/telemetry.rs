@@ -1,0 +1,14 @@
+//! Structured JSON logs, initialised once per container. Log lines carry ids (merchant, run,
+//! request), never a secret or a customer's personal data.
+
+pub fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .without_time() // CloudWatch stamps every line already
+        .with_target(false)
+        .try_init();
+}
