@@ -35,9 +35,17 @@ impl World {
     }
 
     pub async fn start_with(customise: impl FnOnce(&mut StackOptions)) -> World {
+        // RUST_LOG=info shows the functions' logs under the failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
         let mut options = StackOptions::default();
         options.sandbox.default_shop_products = 300;
         options.sandbox.klaviyo_limits = sandbox::RateLimits::Relaxed;
+        // Shopify Plus's throttle keeps syncs quick; the standard plan's pacing has its own tests.
+        options.sandbox.shopify_restore_rate = 1000.0;
+        options.sandbox.shopify_bucket_size = 20_000.0;
         customise(&mut options);
         let stack = LocalStack::start(options).await.expect("the local stack starts (is moto running? use `make test`)");
         let http = reqwest::Client::builder().redirect(redirect::Policy::none()).build().unwrap();

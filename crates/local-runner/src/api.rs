@@ -47,17 +47,30 @@ impl Route {
             def.path
                 .trim_start_matches('/')
                 .split('/')
-                .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                    Some(p) => match p.strip_suffix('+') {
-                        Some(g) => Segment::Greedy(g.to_owned()),
-                        None => Segment::Param(p.to_owned()),
+                .map(
+                    |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                        Some(p) => match p.strip_suffix('+') {
+                            Some(g) => Segment::Greedy(g.to_owned()),
+                            None => Segment::Param(p.to_owned()),
+                        },
+                        None => Segment::Literal(s.to_owned()),
                     },
-                    None => Segment::Literal(s.to_owned()),
-                })
+                )
                 .collect()
         };
-        let route_key = if is_default { "$default".to_owned() } else { def.route_key() };
-        Self { function: function.to_owned(), method: def.method.clone(), route_key, auth: def.auth.clone(), segments, is_default }
+        let route_key = if is_default {
+            "$default".to_owned()
+        } else {
+            def.route_key()
+        };
+        Self {
+            function: function.to_owned(),
+            method: def.method.clone(),
+            route_key,
+            auth: def.auth.clone(),
+            segments,
+            is_default,
+        }
     }
 
     /// Path parameters and a specificity score when the path matches.
@@ -79,7 +92,10 @@ impl Route {
                     score.push(2);
                 }
                 Segment::Greedy(name) => {
-                    let rest = parts.get(i..).filter(|r| !r.is_empty() && !r[0].is_empty())?.join("/");
+                    let rest = parts
+                        .get(i..)
+                        .filter(|r| !r.is_empty() && !r[0].is_empty())?
+                        .join("/");
                     params.insert(name.clone(), percent_decode(&rest));
                     score.push(1);
                     return Some((score, params));
@@ -91,8 +107,16 @@ impl Route {
 }
 
 /// The route API Gateway would pick: most specific path, exact method over `ANY`, `$default` last.
-pub fn select<'a>(routes: &'a [Route], method: &str, path: &str) -> Option<(&'a Route, BTreeMap<String, String>)> {
-    let mut best: Option<((Vec<u8>, u8), &Route, BTreeMap<String, String>)> = None;
+/// Path parameters by name.
+pub type PathParams = BTreeMap<String, String>;
+
+pub fn select<'a>(
+    routes: &'a [Route],
+    method: &str,
+    path: &str,
+) -> Option<(&'a Route, BTreeMap<String, String>)> {
+    // (specificity per segment, method rank): the highest wins.
+    let mut best: Option<((Vec<u8>, u8), &Route, PathParams)> = None;
     for route in routes.iter().filter(|r| !r.is_default) {
         let method_rank = if route.method == method {
             2
@@ -108,11 +132,87 @@ pub fn select<'a>(routes: &'a [Route], method: &str, path: &str) -> Option<(&'a 
             }
         }
     }
-    best.map(|(_, r, p)| (r, p))
-        .or_else(|| routes.iter().find(|r| r.is_default).map(|r| (r, BTreeMap::new())))
+    best.map(|(_, r, p)| (r, p)).or_else(|| {
+        routes
+            .iter()
+            .find(|r| r.is_default)
+            .map(|r| (r, BTreeMap::new()))
+    })
+}
+
+/// The HTTP API's `CorsConfiguration`: API Gateway answers preflights itself and sets the CORS
+/// headers on every response to an allowed origin (whatever the function returned).
+#[derive(Clone, Debug, Default)]
+pub struct Cors {
+    pub allow_origins: Vec<String>,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age: Option<u64>,
+    pub allow_credentials: bool,
+}
+
+impl Cors {
+    fn allowed(&self, origin: &str) -> Option<HeaderValue> {
+        if self.allow_origins.iter().any(|o| o == "*") {
+            Some(HeaderValue::from_static("*"))
+        } else if self
+            .allow_origins
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(origin))
+        {
+            HeaderValue::from_str(origin).ok()
+        } else {
+            None
+        }
+    }
+
+    fn preflight(&self, origin: &str) -> Response {
+        let mut resp = StatusCode::NO_CONTENT.into_response();
+        if let Some(allowed) = self.allowed(origin) {
+            let h = resp.headers_mut();
+            h.insert("access-control-allow-origin", allowed);
+            let join = |v: &[String]| HeaderValue::from_str(&v.join(",")).ok();
+            if let Some(v) = join(&self.allow_methods) {
+                h.insert("access-control-allow-methods", v);
+            }
+            if let Some(v) = join(&self.allow_headers) {
+                h.insert("access-control-allow-headers", v);
+            }
+            if let Some(age) = self.max_age {
+                h.insert("access-control-max-age", HeaderValue::from(age));
+            }
+            if self.allow_credentials {
+                h.insert(
+                    "access-control-allow-credentials",
+                    HeaderValue::from_static("true"),
+                );
+            }
+        }
+        resp
+    }
+
+    fn decorate(&self, resp: &mut Response, origin: &str) {
+        if let Some(allowed) = self.allowed(origin) {
+            let h = resp.headers_mut();
+            h.insert("access-control-allow-origin", allowed);
+            if let Ok(v) = HeaderValue::from_str(&self.expose_headers.join(",")) {
+                if !self.expose_headers.is_empty() {
+                    h.insert("access-control-expose-headers", v);
+                }
+            }
+            if self.allow_credentials {
+                h.insert(
+                    "access-control-allow-credentials",
+                    HeaderValue::from_static("true"),
+                );
+            }
+        }
+    }
 }
 
 pub(crate) struct Api {
+    pub cors: Option<Cors>,
     pub routes: Vec<Route>,
     pub authorizer: Arc<JwtAuthorizer>,
     pub invoker: Arc<Invoker>,
@@ -122,14 +222,44 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
     Router::new().fallback(handle).with_state(api)
 }
 
-async fn handle(State(api): State<Arc<Api>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
+async fn handle(
+    State(api): State<Arc<Api>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let origin = req
+        .headers()
+        .get("origin")
+        .and_then(|o| o.to_str().ok())
+        .map(str::to_owned);
+    let (Some(cors), Some(origin)) = (&api.cors, origin) else {
+        return dispatch(&api, peer, req).await;
+    };
+    let preflight = req.method() == axum::http::Method::OPTIONS
+        && req.headers().contains_key("access-control-request-method")
+        && select(&api.routes, "OPTIONS", req.uri().path())
+            .is_none_or(|(r, _)| r.method != "OPTIONS");
+    if preflight {
+        return cors.preflight(&origin);
+    }
+    let mut resp = dispatch(&api, peer, req).await;
+    cors.decorate(&mut resp, &origin);
+    resp
+}
+
+async fn dispatch(api: &Api, peer: SocketAddr, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let method = parts.method.as_str().to_owned();
     let raw_path = parts.uri.path().to_owned();
     let raw_query = parts.uri.query().unwrap_or("").to_owned();
 
     let Some((route, path_params)) = select(&api.routes, &method, &raw_path) else {
-        return problem(StatusCode::NOT_FOUND, "route-not-found", "Route not found", format!("no route matches {method} {raw_path}"));
+        return problem(
+            StatusCode::NOT_FOUND,
+            "route-not-found",
+            "Route not found",
+            format!("no route matches {method} {raw_path}"),
+        );
     };
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
@@ -145,11 +275,17 @@ async fn handle(State(api): State<Arc<Api>>, ConnectInfo(peer): ConnectInfo<Sock
 
     let claims = match &route.auth {
         RouteAuth::Public => None,
-        RouteAuth::Jwt { scopes: required, .. } => {
-            let header = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
+        RouteAuth::Jwt {
+            scopes: required, ..
+        } => {
+            let header = parts
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
             match api.authorizer.verify(header).await {
                 Ok(claims) => {
-                    if !required.is_empty() && !scopes(&claims).iter().any(|s| required.contains(s)) {
+                    if !required.is_empty() && !scopes(&claims).iter().any(|s| required.contains(s))
+                    {
                         return problem(
                             StatusCode::FORBIDDEN,
                             "forbidden",
@@ -160,8 +296,14 @@ async fn handle(State(api): State<Arc<Api>>, ConnectInfo(peer): ConnectInfo<Sock
                     Some(claims)
                 }
                 Err(detail) => {
-                    let mut resp = problem(StatusCode::UNAUTHORIZED, "unauthenticated", "Unauthenticated", detail);
-                    resp.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
+                    let mut resp = problem(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthenticated",
+                        "Unauthenticated",
+                        detail,
+                    );
+                    resp.headers_mut()
+                        .insert("www-authenticate", HeaderValue::from_static("Bearer"));
                     return resp;
                 }
             }
@@ -181,7 +323,12 @@ async fn handle(State(api): State<Arc<Api>>, ConnectInfo(peer): ConnectInfo<Sock
     match api.invoker.invoke(&route.function, event).await {
         Ok(output) => to_http(output).unwrap_or_else(|detail| {
             tracing::error!(function = %route.function, %detail, "malformed function response");
-            problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal Server Error", "the function returned a malformed response".into())
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal Server Error",
+                "the function returned a malformed response".into(),
+            )
         }),
         Err(crate::StackError::FunctionTimeout { .. }) => problem(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -191,7 +338,12 @@ async fn handle(State(api): State<Arc<Api>>, ConnectInfo(peer): ConnectInfo<Sock
         ),
         Err(e) => {
             tracing::error!(function = %route.function, error = %e, "invocation failed");
-            problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal Server Error", "the function failed".into())
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal Server Error",
+                "the function failed".into(),
+            )
         }
     }
 }
@@ -204,7 +356,10 @@ pub(crate) fn problem(status: StatusCode, slug: &str, title: &str, detail: Strin
         "detail": detail,
     });
     let mut resp = (status, body.to_string()).into_response();
-    resp.headers_mut().insert("content-type", HeaderValue::from_static("application/problem+json"));
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/problem+json"),
+    );
     resp
 }
 
@@ -220,14 +375,24 @@ pub struct Incoming<'a> {
 }
 
 /// The payload format 2.0 event API Gateway sends for this request.
-pub fn build_event(inc: &Incoming<'_>, route: &Route, path_params: &BTreeMap<String, String>, claims: Option<&Claims>) -> Value {
+pub fn build_event(
+    inc: &Incoming<'_>,
+    route: &Route,
+    path_params: &BTreeMap<String, String>,
+    claims: Option<&Claims>,
+) -> Value {
     // Lower-cased names, repeated headers joined by commas; cookies go to their own field.
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     let mut cookies: Vec<String> = Vec::new();
     for (name, value) in inc.headers {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
         if name.as_str() == "cookie" {
-            cookies.extend(value.split(';').map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()));
+            cookies.extend(
+                value
+                    .split(';')
+                    .map(|c| c.trim().to_owned())
+                    .filter(|c| !c.is_empty()),
+            );
             continue;
         }
         headers
@@ -238,13 +403,22 @@ pub fn build_event(inc: &Incoming<'_>, route: &Route, path_params: &BTreeMap<Str
             })
             .or_insert(value);
     }
-    let host = headers.get("host").cloned().unwrap_or_else(|| "localhost".into());
+    let host = headers
+        .get("host")
+        .cloned()
+        .unwrap_or_else(|| "localhost".into());
     let domain_name = host.split(':').next().unwrap_or("localhost").to_owned();
     let domain_prefix = domain_name.split('.').next().unwrap_or("local").to_owned();
-    headers.entry("x-forwarded-for".into()).or_insert_with(|| inc.source_ip.clone());
-    headers.entry("x-forwarded-proto".into()).or_insert_with(|| "http".into());
+    headers
+        .entry("x-forwarded-for".into())
+        .or_insert_with(|| inc.source_ip.clone());
+    headers
+        .entry("x-forwarded-proto".into())
+        .or_insert_with(|| "http".into());
     if let Some(port) = host.split(':').nth(1) {
-        headers.entry("x-forwarded-port".into()).or_insert_with(|| port.to_owned());
+        headers
+            .entry("x-forwarded-port".into())
+            .or_insert_with(|| port.to_owned());
     }
     let now = time::OffsetDateTime::now_utc();
     let epoch_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
@@ -334,7 +508,8 @@ pub fn to_http(output: Value) -> Result<Response, String> {
     let structured = output.as_object().filter(|o| o.contains_key("statusCode"));
     let Some(o) = structured else {
         let mut resp = (StatusCode::OK, output.to_string()).into_response();
-        resp.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+        resp.headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/json"));
         return Ok(resp);
     };
     let status = match &o["statusCode"] {
@@ -345,7 +520,10 @@ pub fn to_http(output: Value) -> Result<Response, String> {
     .and_then(|s| u16::try_from(s).ok())
     .and_then(|s| StatusCode::from_u16(s).ok())
     .ok_or("statusCode is not an HTTP status")?;
-    let is_base64 = o.get("isBase64Encoded").and_then(Value::as_bool).unwrap_or(false);
+    let is_base64 = o
+        .get("isBase64Encoded")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let body: Bytes = match o.get("body") {
         None | Some(Value::Null) => Bytes::new(),
         Some(Value::String(s)) if is_base64 => base64::engine::general_purpose::STANDARD
@@ -358,9 +536,14 @@ pub fn to_http(output: Value) -> Result<Response, String> {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    let header = |name: &str| HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("bad header name {name:?}"));
+    let header = |name: &str| {
+        HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("bad header name {name:?}"))
+    };
     let value = |v: &Value| {
-        let s = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+        let s = v
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string());
         HeaderValue::from_str(&s).map_err(|_| format!("bad header value {s:?}"))
     };
     if let Some(Value::Object(multi)) = o.get("multiValueHeaders") {
@@ -411,7 +594,14 @@ fn random_hex(bytes: usize) -> String {
 
 pub(crate) fn uuid_v4() -> String {
     let h = random_hex(16);
-    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 #[cfg(test)]
@@ -422,7 +612,13 @@ mod tests {
     fn route(method: &str, path: &str, auth: RouteAuth) -> Route {
         Route::new(
             "F",
-            &HttpRouteDef { event_name: "E".into(), method: method.into(), path: path.into(), auth, api_id: None },
+            &HttpRouteDef {
+                event_name: "E".into(),
+                method: method.into(),
+                path: path.into(),
+                auth,
+                api_id: None,
+            },
         )
     }
 
@@ -436,20 +632,45 @@ mod tests {
             route("GET", "/files/{path+}", RouteAuth::Public),
         ];
         let (r, p) = select(&routes, "GET", "/connections/shopify").unwrap();
-        assert_eq!((r.route_key.as_str(), p.len()), ("GET /connections/shopify", 0));
+        assert_eq!(
+            (r.route_key.as_str(), p.len()),
+            ("GET /connections/shopify", 0)
+        );
         let (r, p) = select(&routes, "GET", "/connections/other%20x").unwrap();
         assert_eq!(r.route_key, "GET /connections/{vendor}");
         assert_eq!(p["vendor"], "other x");
-        assert_eq!(select(&routes, "PUT", "/connections/klaviyo").unwrap().0.route_key, "PUT /connections/klaviyo");
-        assert_eq!(select(&routes, "DELETE", "/connections/klaviyo").unwrap().0.route_key, "ANY /connections/klaviyo");
-        assert_eq!(select(&routes, "GET", "/files/a/b").unwrap().1["path"], "a/b");
+        assert_eq!(
+            select(&routes, "PUT", "/connections/klaviyo")
+                .unwrap()
+                .0
+                .route_key,
+            "PUT /connections/klaviyo"
+        );
+        assert_eq!(
+            select(&routes, "DELETE", "/connections/klaviyo")
+                .unwrap()
+                .0
+                .route_key,
+            "ANY /connections/klaviyo"
+        );
+        assert_eq!(
+            select(&routes, "GET", "/files/a/b").unwrap().1["path"],
+            "a/b"
+        );
         assert!(select(&routes, "GET", "/connections").is_none());
         assert!(select(&routes, "GET", "/connections/a/b").is_none());
     }
 
     #[test]
     fn event_round_trips_into_the_lambda_events_type() {
-        let r = route("GET", "/connections/{vendor}", RouteAuth::Jwt { authorizer: None, scopes: vec![] });
+        let r = route(
+            "GET",
+            "/connections/{vendor}",
+            RouteAuth::Jwt {
+                authorizer: None,
+                scopes: vec![],
+            },
+        );
         let mut headers = HeaderMap::new();
         headers.insert("host", HeaderValue::from_static("127.0.0.1:8080"));
         headers.append("x-multi", HeaderValue::from_static("a"));
@@ -464,7 +685,8 @@ mod tests {
             source_ip: "127.0.0.1".into(),
             protocol: "HTTP/1.1".into(),
         };
-        let claims: Claims = serde_json::from_value(json!({"sub": "m-1", "exp": 123, "scope": "a b"})).unwrap();
+        let claims: Claims =
+            serde_json::from_value(json!({"sub": "m-1", "exp": 123, "scope": "a b"})).unwrap();
         let params = BTreeMap::from([("vendor".to_owned(), "klaviyo".to_owned())]);
         let event = build_event(&inc, &r, &params, Some(&claims));
         assert_eq!(event["rawQueryString"], "x=1&x=2&y=a%20b");
@@ -472,11 +694,17 @@ mod tests {
         assert_eq!(event["headers"]["x-multi"], "a,b");
         assert_eq!(event["cookies"], json!(["a=1", "b=2"]));
         assert!(event["headers"].get("cookie").is_none());
-        assert_eq!(event["requestContext"]["authorizer"]["jwt"]["claims"]["exp"], "123");
+        assert_eq!(
+            event["requestContext"]["authorizer"]["jwt"]["claims"]["exp"],
+            "123"
+        );
         assert_eq!(event["isBase64Encoded"], true);
 
         let typed: ApiGatewayV2httpRequest = serde_json::from_value(event).unwrap();
-        assert_eq!(typed.route_key.as_deref(), Some("GET /connections/{vendor}"));
+        assert_eq!(
+            typed.route_key.as_deref(),
+            Some("GET /connections/{vendor}")
+        );
         assert_eq!(typed.path_parameters["vendor"], "klaviyo");
         assert_eq!(typed.query_string_parameters.first("y"), Some("a b"));
         let jwt = typed.request_context.authorizer.unwrap().jwt.unwrap();

@@ -22,10 +22,20 @@ pub struct JwtAuthorizer {
 
 impl JwtAuthorizer {
     /// Fetches the JWKS once; an unknown `kid` later triggers one refetch (key rotation).
-    pub async fn new(issuer: String, jwks_url: String, audience: Vec<String>) -> Result<Self, StackError> {
+    pub async fn new(
+        issuer: String,
+        jwks_url: String,
+        audience: Vec<String>,
+    ) -> Result<Self, StackError> {
         let http = reqwest::Client::new();
         let keys = fetch_jwks(&http, &jwks_url).await?;
-        Ok(Self { issuer, audience, jwks_url, keys: RwLock::new(keys), http })
+        Ok(Self {
+            issuer,
+            audience,
+            jwks_url,
+            keys: RwLock::new(keys),
+            http,
+        })
     }
 
     pub fn issuer(&self) -> &str {
@@ -34,14 +44,21 @@ impl JwtAuthorizer {
 
     /// The verified claims, or the reason (safe to show the caller) the token is refused.
     pub async fn verify(&self, authorization: Option<&str>) -> Result<Claims, String> {
-        let raw = authorization.map(str::trim).filter(|v| !v.is_empty()).ok_or("the Authorization header is missing")?;
+        let raw = authorization
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .ok_or("the Authorization header is missing")?;
         let token = match raw.split_once(' ') {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
             _ => raw,
         };
-        let header = decode_header(token).map_err(|_| "the bearer token is not a JWT".to_owned())?;
+        let header =
+            decode_header(token).map_err(|_| "the bearer token is not a JWT".to_owned())?;
         if header.alg != Algorithm::RS256 {
-            return Err(format!("the token is signed with {:?}; RS256 is required", header.alg));
+            return Err(format!(
+                "the token is signed with {:?}; RS256 is required",
+                header.alg
+            ));
         }
         let kid = header.kid.ok_or("the token has no kid")?;
         let key = match self.key(&kid).await {
@@ -50,7 +67,9 @@ impl JwtAuthorizer {
                 if let Ok(fresh) = fetch_jwks(&self.http, &self.jwks_url).await {
                     *self.keys.write().await = fresh;
                 }
-                self.key(&kid).await.ok_or("the token's signing key is not in the issuer's JWKS")?
+                self.key(&kid)
+                    .await
+                    .ok_or("the token's signing key is not in the issuer's JWKS")?
             }
         };
         let mut validation = Validation::new(Algorithm::RS256);
@@ -72,11 +91,16 @@ impl JwtAuthorizer {
                 }
             })?
             .claims;
-        let audience_ok = ["aud", "client_id"].iter().any(|claim| match claims.get(*claim) {
-            Some(Value::String(s)) => self.audience.contains(s),
-            Some(Value::Array(items)) => items.iter().any(|i| i.as_str().is_some_and(|s| self.audience.contains(&s.to_owned()))),
-            _ => false,
-        });
+        let audience_ok = ["aud", "client_id"]
+            .iter()
+            .any(|claim| match claims.get(*claim) {
+                Some(Value::String(s)) => self.audience.contains(s),
+                Some(Value::Array(items)) => items.iter().any(|i| {
+                    i.as_str()
+                        .is_some_and(|s| self.audience.contains(&s.to_owned()))
+                }),
+                _ => false,
+            });
         if !audience_ok {
             return Err("the token was not issued to this app client".into());
         }
@@ -85,7 +109,8 @@ impl JwtAuthorizer {
 
     async fn key(&self, kid: &str) -> Option<DecodingKey> {
         let keys = self.keys.read().await;
-        keys.find(kid).and_then(|jwk| DecodingKey::from_jwk(jwk).ok())
+        keys.find(kid)
+            .and_then(|jwk| DecodingKey::from_jwk(jwk).ok())
     }
 }
 
@@ -112,7 +137,11 @@ pub fn claims_as_strings(claims: &Claims) -> Map<String, Value> {
                 Value::Array(items) => {
                     let parts: Vec<String> = items
                         .iter()
-                        .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
+                        .map(|i| {
+                            i.as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| i.to_string())
+                        })
                         .collect();
                     format!("[{}]", parts.join(" "))
                 }

@@ -16,7 +16,10 @@ pub const BINARIES: &[&str] = &[
 ];
 
 /// Builds the handler of `binary` (`None` if no crate of the workspace implements it).
-pub async fn init(binary: &str, config: Config) -> Option<Result<Arc<dyn Function>, FunctionError>> {
+pub async fn init(
+    binary: &str,
+    config: Config,
+) -> Option<Result<Arc<dyn Function>, FunctionError>> {
     async fn boxed<F: Function + 'static>(
         f: impl std::future::Future<Output = Result<F, FunctionError>>,
     ) -> Result<Arc<dyn Function>, FunctionError> {

@@ -15,7 +15,10 @@ pub const ACCOUNT_ID: &str = "123456789012";
 /// The intrinsic a value is, if any: (`"Ref"`, `"GetAtt"`, `"Sub"`, ...) and its argument.
 pub fn intrinsic(v: &Value) -> Option<(String, &Value)> {
     match v {
-        Value::Tagged(t) => Some((t.tag.to_string().trim_start_matches('!').to_owned(), &t.value)),
+        Value::Tagged(t) => Some((
+            t.tag.to_string().trim_start_matches('!').to_owned(),
+            &t.value,
+        )),
         Value::Mapping(m) if m.len() == 1 => {
             let (k, arg) = m.iter().next()?;
             let k = k.as_str()?;
@@ -68,7 +71,9 @@ impl Resolver<'_> {
             return Ok(Some(s));
         }
         let Some((name, arg)) = intrinsic(v) else {
-            return Err(StackError::Template(format!("cannot resolve {v:?} to a string")));
+            return Err(StackError::Template(format!(
+                "cannot resolve {v:?} to a string"
+            )));
         };
         match name.as_str() {
             "Ref" => {
@@ -85,15 +90,19 @@ impl Resolver<'_> {
             "Sub" => {
                 let (text, vars) = match arg {
                     Value::String(s) => (s.as_str(), None),
-                    Value::Sequence(parts) if parts.len() == 2 => {
-                        (parts[0].as_str().ok_or_else(|| bad("Sub", arg))?, parts[1].as_mapping())
-                    }
+                    Value::Sequence(parts) if parts.len() == 2 => (
+                        parts[0].as_str().ok_or_else(|| bad("Sub", arg))?,
+                        parts[1].as_mapping(),
+                    ),
                     _ => return Err(bad("Sub", arg)),
                 };
                 self.substitute(text, vars).map(Some)
             }
             "Join" => {
-                let parts = arg.as_sequence().filter(|p| p.len() == 2).ok_or_else(|| bad("Join", arg))?;
+                let parts = arg
+                    .as_sequence()
+                    .filter(|p| p.len() == 2)
+                    .ok_or_else(|| bad("Join", arg))?;
                 let delimiter = parts[0].as_str().unwrap_or_default();
                 let items = parts[1].as_sequence().ok_or_else(|| bad("Join", arg))?;
                 let mut out = Vec::new();
@@ -105,21 +114,36 @@ impl Resolver<'_> {
                 Ok(Some(out.join(delimiter)))
             }
             "Select" => {
-                let parts = arg.as_sequence().filter(|p| p.len() == 2).ok_or_else(|| bad("Select", arg))?;
+                let parts = arg
+                    .as_sequence()
+                    .filter(|p| p.len() == 2)
+                    .ok_or_else(|| bad("Select", arg))?;
                 let index: usize = self
                     .resolve(&parts[0])?
                     .and_then(|i| i.parse().ok())
                     .ok_or_else(|| bad("Select", arg))?;
-                let item = parts[1].as_sequence().and_then(|l| l.get(index)).ok_or_else(|| bad("Select", arg))?;
+                let item = parts[1]
+                    .as_sequence()
+                    .and_then(|l| l.get(index))
+                    .ok_or_else(|| bad("Select", arg))?;
                 self.resolve(item)
             }
             "If" => {
-                let parts = arg.as_sequence().filter(|p| p.len() == 3).ok_or_else(|| bad("If", arg))?;
+                let parts = arg
+                    .as_sequence()
+                    .filter(|p| p.len() == 3)
+                    .ok_or_else(|| bad("If", arg))?;
                 let condition = parts[0].as_str().ok_or_else(|| bad("If", arg))?;
-                let chosen = if self.condition(condition)? { &parts[1] } else { &parts[2] };
+                let chosen = if self.condition(condition)? {
+                    &parts[1]
+                } else {
+                    &parts[2]
+                };
                 self.resolve(chosen)
             }
-            other => Err(StackError::Template(format!("the local runner does not evaluate Fn::{other}"))),
+            other => Err(StackError::Template(format!(
+                "the local runner does not evaluate Fn::{other}"
+            ))),
         }
     }
 
@@ -139,24 +163,26 @@ impl Resolver<'_> {
             _ => {}
         }
         if self.template.parameters.contains_key(id) {
-            return self
-                .parameters
-                .get(id)
-                .cloned()
-                .ok_or_else(|| StackError::Template(format!("parameter {id} has no Default and no local value")));
+            return self.parameters.get(id).cloned().ok_or_else(|| {
+                StackError::Template(format!("parameter {id} has no Default and no local value"))
+            });
         }
         self.resources.ref_value(id)
     }
 
-    fn substitute(&self, text: &str, vars: Option<&serde_yaml::Mapping>) -> Result<String, StackError> {
+    fn substitute(
+        &self,
+        text: &str,
+        vars: Option<&serde_yaml::Mapping>,
+    ) -> Result<String, StackError> {
         let mut out = String::new();
         let mut rest = text;
         while let Some(start) = rest.find("${") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
-            let end = after
-                .find('}')
-                .ok_or_else(|| StackError::Template(format!("unterminated ${{ in !Sub {text:?}")))?;
+            let end = after.find('}').ok_or_else(|| {
+                StackError::Template(format!("unterminated ${{ in !Sub {text:?}"))
+            })?;
             let name = &after[..end];
             if let Some(literal) = name.strip_prefix('!') {
                 out.push_str("${");
@@ -164,7 +190,9 @@ impl Resolver<'_> {
                 out.push('}');
             } else if let Some(v) = vars.and_then(|m| m.get(name)) {
                 out.push_str(&self.resolve(v)?.unwrap_or_default());
-            } else if let Some((id, attr)) = name.split_once('.').filter(|_| !name.starts_with("AWS::")) {
+            } else if let Some((id, attr)) =
+                name.split_once('.').filter(|_| !name.starts_with("AWS::"))
+            {
                 out.push_str(&self.resources.get_att(id, attr)?);
             } else {
                 out.push_str(&self.reference(name)?);
@@ -199,10 +227,16 @@ impl Resolver<'_> {
                 Ok(self.resolve(&l[0])? == self.resolve(&l[1])?)
             }
             "Not" => Ok(!self.truth(list()?.first().ok_or_else(|| bad("Not", arg))?)?),
-            "And" => list()?.iter().try_fold(true, |acc, c| Ok(acc && self.truth(c)?)),
-            "Or" => list()?.iter().try_fold(false, |acc, c| Ok(acc || self.truth(c)?)),
+            "And" => list()?
+                .iter()
+                .try_fold(true, |acc, c| Ok(acc && self.truth(c)?)),
+            "Or" => list()?
+                .iter()
+                .try_fold(false, |acc, c| Ok(acc || self.truth(c)?)),
             "Condition" => self.condition(arg.as_str().ok_or_else(|| bad("Condition", arg))?),
-            other => Err(StackError::Template(format!("unsupported condition function {other}"))),
+            other => Err(StackError::Template(format!(
+                "unsupported condition function {other}"
+            ))),
         }
     }
 }
@@ -249,37 +283,61 @@ Resources:
                 url: None,
             },
         );
-        let params = [("Url", ""), ("Rev", "2026-07-15")].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
+        let params = [("Url", ""), ("Rev", "2026-07-15")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
         (t, r, params)
     }
 
     fn resolve(yaml: &str, params: Option<HashMap<String, String>>) -> Option<String> {
         let (t, r, p) = fixture();
         let p = params.unwrap_or(p);
-        let resolver = Resolver { template: &t, parameters: &p, resources: &r, region: "us-east-1", stack_name: "s" };
-        resolver.resolve(&serde_yaml::from_str(yaml).unwrap()).unwrap()
+        let resolver = Resolver {
+            template: &t,
+            parameters: &p,
+            resources: &r,
+            region: "us-east-1",
+            stack_name: "s",
+        };
+        resolver
+            .resolve(&serde_yaml::from_str(yaml).unwrap())
+            .unwrap()
     }
 
     #[test]
     fn refs_give_table_names_queue_urls_and_parameters() {
         assert_eq!(resolve("!Ref T", None).unwrap(), "p-T");
-        assert_eq!(resolve("!Ref Q", None).unwrap(), "http://moto/123456789012/p-Q");
-        assert_eq!(resolve("!GetAtt Q.Arn", None).unwrap(), "arn:aws:sqs:us-east-1:123456789012:p-Q");
-        assert_eq!(resolve("{ 'Fn::GetAtt': [Q, QueueName] }", None).unwrap(), "p-Q");
+        assert_eq!(
+            resolve("!Ref Q", None).unwrap(),
+            "http://moto/123456789012/p-Q"
+        );
+        assert_eq!(
+            resolve("!GetAtt Q.Arn", None).unwrap(),
+            "arn:aws:sqs:us-east-1:123456789012:p-Q"
+        );
+        assert_eq!(
+            resolve("{ 'Fn::GetAtt': [Q, QueueName] }", None).unwrap(),
+            "p-Q"
+        );
         assert_eq!(resolve("!Ref Rev", None).unwrap(), "2026-07-15");
     }
 
     #[test]
     fn sub_replaces_pseudo_parameters_attributes_and_escapes() {
         let out = resolve(r#"!Sub "${AWS::Region}/${T}/${Q.Arn}/${!Keep}""#, None).unwrap();
-        assert_eq!(out, "us-east-1/p-T/arn:aws:sqs:us-east-1:123456789012:p-Q/${Keep}");
+        assert_eq!(
+            out,
+            "us-east-1/p-T/arn:aws:sqs:us-east-1:123456789012:p-Q/${Keep}"
+        );
     }
 
     #[test]
     fn if_follows_the_condition() {
         let yaml = r#"!If [HasUrl, !Sub "${Url}/cb", ""]"#;
         assert_eq!(resolve(yaml, None).unwrap(), "");
-        let params = [("Url", "https://api"), ("Rev", "x")].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
+        let params = [("Url", "https://api"), ("Rev", "x")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
         assert_eq!(resolve(yaml, Some(params)).unwrap(), "https://api/cb");
         assert_eq!(resolve("!If [HasUrl, a, !Ref AWS::NoValue]", None), None);
     }

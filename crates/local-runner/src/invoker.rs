@@ -28,7 +28,11 @@ impl Drop for InFlight<'_> {
 
 impl Invoker {
     pub fn new(functions: HashMap<String, (Arc<dyn Function>, Duration)>) -> Self {
-        Self { functions, in_flight: AtomicUsize::new(0), started: AtomicU64::new(0) }
+        Self {
+            functions,
+            in_flight: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
+        }
     }
 
     pub fn contains(&self, function: &str) -> bool {
@@ -44,7 +48,10 @@ impl Invoker {
 
     /// (in flight now, started so far): `drain` compares two readings.
     pub fn activity(&self) -> (usize, u64) {
-        (self.in_flight.load(Ordering::SeqCst), self.started.load(Ordering::SeqCst))
+        (
+            self.in_flight.load(Ordering::SeqCst),
+            self.started.load(Ordering::SeqCst),
+        )
     }
 
     pub async fn invoke(&self, function: &str, event: Value) -> Result<Value, StackError> {
@@ -62,14 +69,24 @@ impl Invoker {
         let abort = task.abort_handle();
         match tokio::time::timeout(timeout, task).await {
             Ok(Ok(Ok(output))) => Ok(output),
-            Ok(Ok(Err(message))) => Err(StackError::Invocation { function: function.to_owned(), message }),
+            Ok(Ok(Err(message))) => Err(StackError::Invocation {
+                function: function.to_owned(),
+                message,
+            }),
             Ok(Err(join)) => Err(StackError::Invocation {
                 function: function.to_owned(),
-                message: if join.is_panic() { "the handler panicked".into() } else { join.to_string() },
+                message: if join.is_panic() {
+                    "the handler panicked".into()
+                } else {
+                    join.to_string()
+                },
             }),
             Err(_) => {
                 abort.abort();
-                Err(StackError::FunctionTimeout { function: function.to_owned(), timeout })
+                Err(StackError::FunctionTimeout {
+                    function: function.to_owned(),
+                    timeout,
+                })
             }
         }
     }

@@ -42,11 +42,8 @@ use crate::error::aws_message;
 use crate::intrinsics::{Resolver, ACCOUNT_ID};
 use crate::invoker::Invoker;
 
-/// The app client the sandbox issuer mints access tokens for (their `client_id`).
-pub const APP_CLIENT_ID: &str = "sandbox-app-client";
-/// The Shopify app credentials the sandbox accepts.
-pub const SANDBOX_SHOPIFY_CLIENT_ID: &str = "sandbox-client-id";
-pub const SANDBOX_SHOPIFY_CLIENT_SECRET: &str = "sandbox-shopify-client-secret";
+/// The app client the sandbox issuer mints tokens for: the local JWT authorizer's audience.
+pub use sandbox::COGNITO_APP_CLIENT_ID as APP_CLIENT_ID;
 
 pub struct StackOptions {
     pub sandbox: sandbox::SandboxConfig,
@@ -70,7 +67,10 @@ impl Default for StackOptions {
             sandbox: sandbox::SandboxConfig::default(),
             prefix: random_prefix(),
             run_queues: true,
-            template_path: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml")),
+            template_path: PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../template.yaml"
+            )),
             api_port: 0,
             parameters: HashMap::new(),
             env_overrides: HashMap::new(),
@@ -84,7 +84,9 @@ pub fn random_prefix() -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::thread_rng();
     let first = (b'a' + rng.gen_range(0..26)) as char;
-    let rest: String = (0..4).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect();
+    let rest: String = (0..4)
+        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .collect();
     format!("{first}{rest}-")
 }
 
@@ -99,6 +101,7 @@ pub struct LocalStack {
     pub prefix: String,
     pub region: String,
     envs: HashMap<String, HashMap<String, String>>,
+    parameters: HashMap<String, String>,
     invoker: Arc<Invoker>,
     mappings: Vec<queues::Mapping>,
     http: reqwest::Client,
@@ -117,7 +120,10 @@ impl LocalStack {
         options: StackOptions,
         overrides: HashMap<String, Arc<dyn Function>>,
     ) -> Result<LocalStack, StackError> {
-        if std::env::var("AWS_ENDPOINT_URL").map(|v| v.trim().is_empty()).unwrap_or(true) {
+        if std::env::var("AWS_ENDPOINT_URL")
+            .map(|v| v.trim().is_empty())
+            .unwrap_or(true)
+        {
             return Err(StackError::NoMoto);
         }
         let template = Template::load(&options.template_path)?;
@@ -133,11 +139,18 @@ impl LocalStack {
 
         let aws = shared::aws::sdk_config().await;
         let aws = if aws.region().is_none() {
-            aws.to_builder().region(aws_config::Region::from_static("us-east-1")).build()
+            aws.to_builder()
+                .region(aws_config::Region::from_static("us-east-1"))
+                .build()
         } else {
             aws
         };
-        let region = aws.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+        let shopify_client_id = sandbox.config().shopify_client_id.clone();
+        let shopify_client_secret = sandbox.config().shopify_client_secret.clone();
+        let region = aws
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".into());
 
         let api_listener = tokio::net::TcpListener::bind(("127.0.0.1", options.api_port)).await?;
         let api_url = format!("http://{}", api_listener.local_addr()?);
@@ -150,11 +163,16 @@ impl LocalStack {
             .collect();
         let secret_id_default = parameters.get("ShopifyClientSecretId").cloned();
         for (k, v) in [
-            ("ShopifyClientId", SANDBOX_SHOPIFY_CLIENT_ID.to_owned()),
+            ("ShopifyClientId", shopify_client_id.clone()),
             ("ApiPublicUrl", api_url.clone()),
             (
                 "ShopifyClientSecretId",
-                format!("{prefix}{}", secret_id_default.as_deref().unwrap_or("sendpersonal/app/shopify-client-secret")),
+                format!(
+                    "{prefix}{}",
+                    secret_id_default
+                        .as_deref()
+                        .unwrap_or("sendpersonal/app/shopify-client-secret")
+                ),
             ),
         ] {
             if template.parameters.contains_key(k) {
@@ -174,8 +192,13 @@ impl LocalStack {
         .await?;
 
         // Each function's environment, resolved against the local resources, then localised.
-        let resolver =
-            Resolver { template: &template, parameters: &parameters, resources: &resources, region: &region, stack_name: prefix.trim_end_matches('-') };
+        let resolver = Resolver {
+            template: &template,
+            parameters: &parameters,
+            resources: &resources,
+            region: &region,
+            stack_name: prefix.trim_end_matches('-'),
+        };
         let mut envs = HashMap::new();
         for (id, f) in &template.functions {
             let mut env = HashMap::new();
@@ -184,13 +207,22 @@ impl LocalStack {
                     env.insert(k.clone(), value);
                 }
             }
-            let secret_prefix = env.get("SECRET_PREFIX").cloned().unwrap_or_else(|| "sendpersonal".into());
+            let secret_prefix = env
+                .get("SECRET_PREFIX")
+                .cloned()
+                .unwrap_or_else(|| "sendpersonal".into());
             env.insert("SECRET_PREFIX".into(), format!("{prefix}{secret_prefix}"));
             env.remove("SECRETS_KMS_KEY_ID");
             env.insert("KLAVIYO_BASE_URL".into(), sandbox.klaviyo_base_url());
-            env.insert("SHOPIFY_BASE_URL_TEMPLATE".into(), sandbox.shopify_base_url_template());
-            env.insert("SHOPIFY_CLIENT_ID".into(), SANDBOX_SHOPIFY_CLIENT_ID.into());
-            env.insert("SHOPIFY_REDIRECT_URI".into(), format!("{api_url}/connections/shopify/callback"));
+            env.insert(
+                "SHOPIFY_BASE_URL_TEMPLATE".into(),
+                sandbox.shopify_base_url_template(),
+            );
+            env.insert("SHOPIFY_CLIENT_ID".into(), shopify_client_id.clone());
+            env.insert(
+                "SHOPIFY_REDIRECT_URI".into(),
+                format!("{api_url}/connections/shopify/callback"),
+            );
             env.insert("AWS_REGION".into(), region.clone());
             env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), format!("{prefix}{id}"));
             env.extend(options.env_overrides.clone());
@@ -198,11 +230,13 @@ impl LocalStack {
         }
 
         // The Shopify app's client secret, where the functions will look for it.
-        let secret_ids: BTreeSet<String> =
-            envs.values().filter_map(|e| e.get("SHOPIFY_CLIENT_SECRET_ID").cloned()).collect();
+        let secret_ids: BTreeSet<String> = envs
+            .values()
+            .filter_map(|e| e.get("SHOPIFY_CLIENT_SECRET_ID").cloned())
+            .collect();
         let sm = aws_sdk_secretsmanager::Client::new(&aws);
         for id in secret_ids {
-            provision::create_secret(&sm, &id, SANDBOX_SHOPIFY_CLIENT_SECRET).await?;
+            provision::create_secret(&sm, &id, &shopify_client_secret).await?;
         }
 
         // Handlers: overrides first, every other function through its crate's `init`.
@@ -214,14 +248,22 @@ impl LocalStack {
                 functions.insert(id.clone(), (handler.clone(), timeout));
                 continue;
             }
-            let config = shared::Config::from_map(&envs[id])
-                .map_err(|e| StackError::Config { function: id.clone(), message: e.to_string() })?;
+            let config = shared::Config::from_map(&envs[id]).map_err(|e| StackError::Config {
+                function: id.clone(),
+                message: e.to_string(),
+            })?;
             let binary = f.binary.clone().unwrap_or_default();
             let id = id.clone();
             inits.push(async move {
                 match handlers::init(&binary, config).await {
-                    None => Err(StackError::NoHandler { function: id, binary }),
-                    Some(Err(e)) => Err(StackError::Init { function: id, message: e.to_string() }),
+                    None => Err(StackError::NoHandler {
+                        function: id,
+                        binary,
+                    }),
+                    Some(Err(e)) => Err(StackError::Init {
+                        function: id,
+                        message: e.to_string(),
+                    }),
                     Some(Ok(handler)) => Ok((id, (handler, timeout))),
                 }
             });
@@ -230,21 +272,40 @@ impl LocalStack {
         let invoker = Arc::new(Invoker::new(functions));
 
         let authorizer = Arc::new(
-            auth::JwtAuthorizer::new(sandbox.cognito_issuer(), sandbox.jwks_url(), vec![APP_CLIENT_ID.to_owned()]).await?,
+            auth::JwtAuthorizer::new(
+                sandbox.cognito_issuer(),
+                sandbox.jwks_url(),
+                vec![APP_CLIENT_ID.to_owned()],
+            )
+            .await?,
         );
         let routes = template
             .functions
             .iter()
             .flat_map(|(id, f)| f.http_routes.iter().map(move |r| api::Route::new(id, r)))
             .collect();
+        let cors = template
+            .http_apis
+            .values()
+            .find_map(|a| a.properties.get("CorsConfiguration"))
+            .map(|c| cors_config(c, &resolver))
+            .transpose()?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let app = api::router(Arc::new(api::Api { routes, authorizer, invoker: invoker.clone() }));
+        let app = api::router(Arc::new(api::Api {
+            cors,
+            routes,
+            authorizer,
+            invoker: invoker.clone(),
+        }));
         let mut stop = shutdown_rx.clone();
         let server = tokio::spawn(async move {
-            let serve = axum::serve(api_listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                });
+            let serve = axum::serve(
+                api_listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            });
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "local API Gateway stopped");
             }
@@ -253,7 +314,9 @@ impl LocalStack {
         let mut mappings = Vec::new();
         for (id, f) in &template.functions {
             for m in f.sqs.iter().filter(|m| m.enabled) {
-                let queue = resources.get(&m.queue).ok_or_else(|| StackError::Template(format!("no queue {}", m.queue)))?;
+                let queue = resources
+                    .get(&m.queue)
+                    .ok_or_else(|| StackError::Template(format!("no queue {}", m.queue)))?;
                 mappings.push(queues::Mapping {
                     function: id.clone(),
                     queue_logical_id: m.queue.clone(),
@@ -285,6 +348,7 @@ impl LocalStack {
             prefix,
             region,
             envs,
+            parameters,
             invoker,
             mappings,
             http: reqwest::Client::new(),
@@ -301,7 +365,11 @@ impl LocalStack {
     }
 
     /// An access token expiring in `expires_in` seconds (negative: already expired).
-    pub async fn token_expiring_in(&self, merchant_sub: &str, expires_in: i64) -> Result<String, StackError> {
+    pub async fn token_expiring_in(
+        &self,
+        merchant_sub: &str,
+        expires_in: i64,
+    ) -> Result<String, StackError> {
         let url = format!("{}/token", self.sandbox.cognito_issuer());
         let body = json!({ "sub": merchant_sub, "email": format!("{merchant_sub}@example.com"), "expires_in": expires_in });
         let fail = |e: String| StackError::Sandbox(format!("POST {url}: {e}"));
@@ -316,7 +384,10 @@ impl LocalStack {
             .json()
             .await
             .map_err(|e| fail(e.to_string()))?;
-        resp["access_token"].as_str().map(str::to_owned).ok_or_else(|| fail("no access_token in the answer".into()))
+        resp["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| fail("no access_token in the answer".into()))
     }
 
     /// Invokes the function's (first) Schedule event with a realistic EventBridge "Scheduled
@@ -326,8 +397,11 @@ impl LocalStack {
             .template
             .function(function_logical_id)
             .ok_or_else(|| StackError::UnknownFunction(function_logical_id.to_owned()))?;
-        let schedule = f.schedules.first().ok_or_else(|| StackError::NoSchedule(function_logical_id.to_owned()))?;
-        let event = scheduled_event(schedule, &self.prefix, &self.region);
+        let schedule = f
+            .schedules
+            .first()
+            .ok_or_else(|| StackError::NoSchedule(function_logical_id.to_owned()))?;
+        let event = scheduled_event(schedule, &self.rule_arn(function_logical_id, schedule));
         self.invoker.invoke(function_logical_id, event).await
     }
 
@@ -341,8 +415,8 @@ impl LocalStack {
                     tracing::warn!(function = %id, expression = %s.expression, "only rate() schedules fire on their own; use fire_schedule");
                     continue;
                 };
-                let (invoker, id, s, prefix, region) =
-                    (self.invoker.clone(), id.clone(), s.clone(), self.prefix.clone(), self.region.clone());
+                let rule_arn = self.rule_arn(id, s);
+                let (invoker, id, s) = (self.invoker.clone(), id.clone(), s.clone());
                 let mut stop = self.shutdown.subscribe();
                 tasks.push(tokio::spawn(async move {
                     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -351,7 +425,7 @@ impl LocalStack {
                             _ = ticks.tick() => {}
                             _ = stop.wait_for(|s| *s) => break,
                         }
-                        match invoker.invoke(&id, scheduled_event(&s, &prefix, &region)).await {
+                        match invoker.invoke(&id, scheduled_event(&s, &rule_arn)).await {
                             Ok(out) => tracing::info!(function = %id, output = %out, "schedule fired"),
                             Err(e) => tracing::warn!(function = %id, error = %e, "scheduled invocation failed"),
                         }
@@ -362,7 +436,11 @@ impl LocalStack {
     }
 
     /// Direct invocation, like `cargo lambda invoke`.
-    pub async fn invoke(&self, function_logical_id: &str, event: Value) -> Result<Value, StackError> {
+    pub async fn invoke(
+        &self,
+        function_logical_id: &str,
+        event: Value,
+    ) -> Result<Value, StackError> {
         if !self.invoker.contains(function_logical_id) {
             return Err(StackError::UnknownFunction(function_logical_id.to_owned()));
         }
@@ -403,24 +481,89 @@ impl LocalStack {
             .unwrap_or_else(|e| panic!("{function_logical_id}: {e}"))
     }
 
+    /// The ARN of the EventBridge rule behind a Schedule event: its resolved `Name`, else
+    /// `{prefix}{function}{event}`.
+    pub fn rule_arn(&self, function_logical_id: &str, schedule: &template::ScheduleDef) -> String {
+        let name = schedule
+            .name
+            .as_ref()
+            .and_then(|n| {
+                let resolver = self.resolver();
+                resolver.resolve(n).ok().flatten()
+            })
+            .unwrap_or_else(|| {
+                format!(
+                    "{}{function_logical_id}{}",
+                    self.prefix, schedule.event_name
+                )
+            });
+        format!("arn:aws:events:{}:{ACCOUNT_ID}:rule/{name}", self.region)
+    }
+
+    fn resolver(&self) -> Resolver<'_> {
+        Resolver {
+            template: &self.template,
+            parameters: &self.parameters,
+            resources: &self.resources,
+            region: &self.region,
+            stack_name: self.prefix.trim_end_matches('-'),
+        }
+    }
+
     /// The SQS event source mappings being emulated.
     pub fn mappings(&self) -> &[queues::Mapping] {
         &self.mappings
     }
 
-    /// Stops the API server, the pollers and the schedules (the sandbox stops when dropped).
+    /// Stops the API server, the pollers, the schedules and the sandbox. A batch being delivered
+    /// is abandoned; its messages reappear after their visibility timeout, as with Lambda.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for task in tasks {
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
-                tracing::warn!("a local-runner task did not stop within 5 s");
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a local-runner task did not stop within 5 s; aborting it");
+                abort.abort();
             }
         }
+        self.sandbox.shutdown();
     }
 }
 
-async fn queues_empty(sqs: &aws_sdk_sqs::Client, urls: &BTreeSet<&str>) -> Result<bool, StackError> {
+fn cors_config(c: &serde_yaml::Value, resolver: &Resolver<'_>) -> Result<api::Cors, StackError> {
+    let list = |key: &str| -> Result<Vec<String>, StackError> {
+        let mut out = Vec::new();
+        for v in c
+            .get(key)
+            .and_then(serde_yaml::Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            out.extend(resolver.resolve(v)?);
+        }
+        Ok(out)
+    };
+    Ok(api::Cors {
+        allow_origins: list("AllowOrigins")?,
+        allow_methods: list("AllowMethods")?,
+        allow_headers: list("AllowHeaders")?,
+        expose_headers: list("ExposeHeaders")?,
+        max_age: c.get("MaxAge").and_then(serde_yaml::Value::as_u64),
+        allow_credentials: c
+            .get("AllowCredentials")
+            .and_then(serde_yaml::Value::as_bool)
+            .unwrap_or(false),
+    })
+}
+
+async fn queues_empty(
+    sqs: &aws_sdk_sqs::Client,
+    urls: &BTreeSet<&str>,
+) -> Result<bool, StackError> {
     use aws_sdk_sqs::types::QueueAttributeName as A;
     for url in urls {
         let out = sqs
@@ -445,7 +588,7 @@ async fn queues_empty(sqs: &aws_sdk_sqs::Client, urls: &BTreeSet<&str>) -> Resul
 }
 
 /// EventBridge's "Scheduled Event" for a rule, or the schedule's `Input` in its place.
-pub fn scheduled_event(schedule: &template::ScheduleDef, prefix: &str, region: &str) -> Value {
+pub fn scheduled_event(schedule: &template::ScheduleDef, rule_arn: &str) -> Value {
     if let Some(input) = &schedule.input {
         return input.clone();
     }
@@ -458,8 +601,8 @@ pub fn scheduled_event(schedule: &template::ScheduleDef, prefix: &str, region: &
         "source": "aws.events",
         "account": ACCOUNT_ID,
         "time": now.format(&fmt).unwrap_or_default(),
-        "region": region,
-        "resources": [format!("arn:aws:events:{region}:{ACCOUNT_ID}:rule/{prefix}{}", schedule.rule_name)],
+        "region": rule_arn.split(':').nth(3).unwrap_or("us-east-1"),
+        "resources": [rule_arn],
         "detail": {},
     })
 }

@@ -4,9 +4,9 @@
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, LocalSecondaryIndex,
-    Projection, ProjectionType, ProvisionedThroughput, ScalarAttributeType, StreamSpecification, StreamViewType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    LocalSecondaryIndex, Projection, ProjectionType, ProvisionedThroughput, ScalarAttributeType,
+    StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_yaml::Value;
@@ -29,10 +29,17 @@ impl Provisioner<'_> {
     pub async fn run(&self) -> Result<Resources, StackError> {
         let mut resources = Resources::default();
         for (id, r) in &self.template.resources {
-            resources.insert(id, Resources::placeholder(self.prefix, id, &r.kind, self.region));
+            resources.insert(
+                id,
+                Resources::placeholder(self.prefix, id, &r.kind, self.region),
+            );
         }
         let ddb = aws_sdk_dynamodb::Client::new(self.aws);
-        let tables = self.template.tables.values().map(|t| self.create_table(&ddb, &t.logical_id, &t.properties));
+        let tables = self
+            .template
+            .tables
+            .values()
+            .map(|t| self.create_table(&ddb, &t.logical_id, &t.properties));
         for (id, physical) in futures::future::try_join_all(tables).await? {
             resources.insert(&id, physical);
         }
@@ -43,7 +50,11 @@ impl Provisioner<'_> {
 
     fn physical_name(&self, id: &str, properties: &Value, key: &str) -> String {
         let declared = properties.get(key).and_then(scalar_string);
-        format!("{}{}", self.prefix, declared.unwrap_or_else(|| id.to_owned()))
+        format!(
+            "{}{}",
+            self.prefix,
+            declared.unwrap_or_else(|| id.to_owned())
+        )
     }
 
     async fn create_table(
@@ -53,7 +64,10 @@ impl Provisioner<'_> {
         p: &Value,
     ) -> Result<(String, Physical), StackError> {
         let name = self.physical_name(id, p, "TableName");
-        let fail = |message: String| StackError::Provision { resource: format!("table {id}"), message };
+        let fail = |message: String| StackError::Provision {
+            resource: format!("table {id}"),
+            message,
+        };
         let build = |e: aws_sdk_dynamodb::error::BuildError| fail(e.to_string());
 
         let mut req = ddb.create_table().table_name(&name);
@@ -61,7 +75,9 @@ impl Provisioner<'_> {
             req = req.attribute_definitions(
                 AttributeDefinition::builder()
                     .attribute_name(str_of(a, "AttributeName"))
-                    .attribute_type(ScalarAttributeType::from(str_of(a, "AttributeType").as_str()))
+                    .attribute_type(ScalarAttributeType::from(
+                        str_of(a, "AttributeType").as_str(),
+                    ))
                     .build()
                     .map_err(build)?,
             );
@@ -82,7 +98,9 @@ impl Provisioner<'_> {
                 .set_key_schema(Some(key_schema(g).map_err(build)?))
                 .projection(projection(g));
             if provisioned {
-                index = index.provisioned_throughput(throughput(g.get("ProvisionedThroughput")).map_err(build)?);
+                index = index.provisioned_throughput(
+                    throughput(g.get("ProvisionedThroughput")).map_err(build)?,
+                );
             }
             req = req.global_secondary_indexes(index.build().map_err(build)?);
         }
@@ -96,7 +114,11 @@ impl Provisioner<'_> {
                     .map_err(build)?,
             );
         }
-        if let Some(view) = p.get("StreamSpecification").and_then(|s| s.get("StreamViewType")).and_then(Value::as_str) {
+        if let Some(view) = p
+            .get("StreamSpecification")
+            .and_then(|s| s.get("StreamViewType"))
+            .and_then(Value::as_str)
+        {
             req = req.stream_specification(
                 StreamSpecification::builder()
                     .stream_enabled(true)
@@ -110,7 +132,9 @@ impl Provisioner<'_> {
             .table_description()
             .and_then(|d| d.table_arn())
             .map(str::to_owned)
-            .unwrap_or_else(|| format!("arn:aws:dynamodb:{}:{ACCOUNT_ID}:table/{name}", self.region));
+            .unwrap_or_else(|| {
+                format!("arn:aws:dynamodb:{}:{ACCOUNT_ID}:table/{name}", self.region)
+            });
 
         if let Some(ttl) = p.get("TimeToLiveSpecification") {
             let enabled = ttl.get("Enabled").and_then(Value::as_bool).unwrap_or(false);
@@ -129,7 +153,15 @@ impl Provisioner<'_> {
                     .map_err(|e| fail(aws_message(&e)))?;
             }
         }
-        Ok((id.to_owned(), Physical { kind: ResourceKind::Table, name, arn, url: None }))
+        Ok((
+            id.to_owned(),
+            Physical {
+                kind: ResourceKind::Table,
+                name,
+                arn,
+                url: None,
+            },
+        ))
     }
 
     /// Queues in dependency order: a queue whose RedrivePolicy targets another is created after it.
@@ -143,13 +175,19 @@ impl Provisioner<'_> {
                     .get("RedrivePolicy")
                     .and_then(|r| r.get("deadLetterTargetArn"))
                     .and_then(crate::intrinsics::ref_target)
-                    .is_none_or(|target| done.contains(&target) || !self.template.queues.contains_key(&target))
+                    .is_none_or(|target| {
+                        done.contains(&target) || !self.template.queues.contains_key(&target)
+                    })
             });
             if ready.is_empty() {
-                return Err(StackError::Template("queues' RedrivePolicy targets form a cycle".into()));
+                return Err(StackError::Template(
+                    "queues' RedrivePolicy targets form a cycle".into(),
+                ));
             }
             for q in ready {
-                let physical = self.create_queue(&sqs, &q.logical_id, &q.properties, resources).await?;
+                let physical = self
+                    .create_queue(&sqs, &q.logical_id, &q.properties, resources)
+                    .await?;
                 resources.insert(&q.logical_id, physical);
                 done.push(q.logical_id.clone());
             }
@@ -165,7 +203,10 @@ impl Provisioner<'_> {
         p: &Value,
         resources: &Resources,
     ) -> Result<Physical, StackError> {
-        let fail = |message: String| StackError::Provision { resource: format!("queue {id}"), message };
+        let fail = |message: String| StackError::Provision {
+            resource: format!("queue {id}"),
+            message,
+        };
         let mut name = self.physical_name(id, p, "QueueName");
         let fifo = p.get("FifoQueue").and_then(Value::as_bool).unwrap_or(false);
         if fifo && !name.ends_with(".fifo") {
@@ -181,12 +222,21 @@ impl Provisioner<'_> {
         let mut attributes = HashMap::new();
         for (key, attr) in [
             ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
-            ("MessageRetentionPeriod", QueueAttributeName::MessageRetentionPeriod),
+            (
+                "MessageRetentionPeriod",
+                QueueAttributeName::MessageRetentionPeriod,
+            ),
             ("DelaySeconds", QueueAttributeName::DelaySeconds),
             ("MaximumMessageSize", QueueAttributeName::MaximumMessageSize),
-            ("ReceiveMessageWaitTimeSeconds", QueueAttributeName::ReceiveMessageWaitTimeSeconds),
+            (
+                "ReceiveMessageWaitTimeSeconds",
+                QueueAttributeName::ReceiveMessageWaitTimeSeconds,
+            ),
             ("FifoQueue", QueueAttributeName::FifoQueue),
-            ("ContentBasedDeduplication", QueueAttributeName::ContentBasedDeduplication),
+            (
+                "ContentBasedDeduplication",
+                QueueAttributeName::ContentBasedDeduplication,
+            ),
         ] {
             if let Some(v) = p.get(key) {
                 if let Some(v) = resolver.resolve(v)? {
@@ -205,8 +255,11 @@ impl Provisioner<'_> {
                 .get("maxReceiveCount")
                 .and_then(scalar_string)
                 .ok_or_else(|| fail("RedrivePolicy without maxReceiveCount".into()))?;
-            let max: u64 = max.parse().map_err(|_| fail(format!("maxReceiveCount {max:?} is not a number")))?;
-            let policy = serde_json::json!({ "deadLetterTargetArn": target, "maxReceiveCount": max });
+            let max: u64 = max
+                .parse()
+                .map_err(|_| fail(format!("maxReceiveCount {max:?} is not a number")))?;
+            let policy =
+                serde_json::json!({ "deadLetterTargetArn": target, "maxReceiveCount": max });
             attributes.insert(QueueAttributeName::RedrivePolicy, policy.to_string());
         }
         let created = sqs
@@ -216,7 +269,10 @@ impl Provisioner<'_> {
             .send()
             .await
             .map_err(|e| fail(aws_message(&e)))?;
-        let url = created.queue_url().ok_or_else(|| fail("CreateQueue returned no URL".into()))?.to_owned();
+        let url = created
+            .queue_url()
+            .ok_or_else(|| fail("CreateQueue returned no URL".into()))?
+            .to_owned();
         let attrs = sqs
             .get_queue_attributes()
             .queue_url(&url)
@@ -229,7 +285,12 @@ impl Provisioner<'_> {
             .and_then(|a| a.get(&QueueAttributeName::QueueArn))
             .cloned()
             .unwrap_or_else(|| format!("arn:aws:sqs:{}:{ACCOUNT_ID}:{name}", self.region));
-        Ok(Physical { kind: ResourceKind::Queue, name, arn, url: Some(url) })
+        Ok(Physical {
+            kind: ResourceKind::Queue,
+            name,
+            arn,
+            url: Some(url),
+        })
     }
 
     /// `AWS::SecretsManager::Secret` resources: a literal `SecretString`, else a random value.
@@ -240,12 +301,29 @@ impl Provisioner<'_> {
                 continue;
             }
             let name = self.physical_name(id, &r.properties, "Name");
-            let value = r.properties.get("SecretString").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| {
-                use rand::Rng;
-                rand::thread_rng().sample_iter(rand::distributions::Alphanumeric).take(32).map(char::from).collect()
-            });
+            let value = r
+                .properties
+                .get("SecretString")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| {
+                    use rand::Rng;
+                    rand::thread_rng()
+                        .sample_iter(rand::distributions::Alphanumeric)
+                        .take(32)
+                        .map(char::from)
+                        .collect()
+                });
             let arn = create_secret(&sm, &name, &value).await?;
-            resources.insert(id, Physical { kind: ResourceKind::Secret, name, arn, url: None });
+            resources.insert(
+                id,
+                Physical {
+                    kind: ResourceKind::Secret,
+                    name,
+                    arn,
+                    url: None,
+                },
+            );
         }
         Ok(())
     }
@@ -257,10 +335,22 @@ pub(crate) async fn create_secret(
     name: &str,
     value: &str,
 ) -> Result<String, StackError> {
-    let fail = |message: String| StackError::Provision { resource: format!("secret {name}"), message };
-    match sm.create_secret().name(name).secret_string(value).send().await {
+    let fail = |message: String| StackError::Provision {
+        resource: format!("secret {name}"),
+        message,
+    };
+    match sm
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+    {
         Ok(out) => Ok(out.arn().unwrap_or(name).to_owned()),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception()) => {
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_exists_exception()) =>
+        {
             let out = sm
                 .put_secret_value()
                 .secret_id(name)
@@ -275,7 +365,10 @@ pub(crate) async fn create_secret(
 }
 
 fn seq<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
-    v.get(key).and_then(Value::as_sequence).into_iter().flatten()
+    v.get(key)
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
 }
 
 fn str_of(v: &Value, key: &str) -> String {
@@ -295,7 +388,10 @@ fn key_schema(v: &Value) -> Result<Vec<KeySchemaElement>, aws_sdk_dynamodb::erro
 
 fn projection(v: &Value) -> Projection {
     let p = v.get("Projection");
-    let kind = p.and_then(|p| p.get("ProjectionType")).and_then(Value::as_str).unwrap_or("ALL");
+    let kind = p
+        .and_then(|p| p.get("ProjectionType"))
+        .and_then(Value::as_str)
+        .unwrap_or("ALL");
     let non_key: Option<Vec<String>> = p
         .and_then(|p| p.get("NonKeyAttributes"))
         .and_then(Value::as_sequence)
@@ -306,8 +402,14 @@ fn projection(v: &Value) -> Projection {
         .build()
 }
 
-fn throughput(v: Option<&Value>) -> Result<ProvisionedThroughput, aws_sdk_dynamodb::error::BuildError> {
-    let units = |key| v.and_then(|t| t.get(key)).and_then(Value::as_i64).unwrap_or(5);
+fn throughput(
+    v: Option<&Value>,
+) -> Result<ProvisionedThroughput, aws_sdk_dynamodb::error::BuildError> {
+    let units = |key| {
+        v.and_then(|t| t.get(key))
+            .and_then(Value::as_i64)
+            .unwrap_or(5)
+    };
     ProvisionedThroughput::builder()
         .read_capacity_units(units("ReadCapacityUnits"))
         .write_capacity_units(units("WriteCapacityUnits"))

@@ -8,7 +8,8 @@
 //! redrive to the DLQ after `maxReceiveCount` receives) happen in seconds, not minutes.
 
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageSystemAttributeName,
 };
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -103,7 +104,10 @@ impl Poller {
         }
         let _slot = self.invoker.begin();
         let event = sqs_event(&messages, &m.queue_arn, &self.region);
-        let all: HashSet<String> = messages.iter().filter_map(|msg| msg.message_id.clone()).collect();
+        let all: HashSet<String> = messages
+            .iter()
+            .filter_map(|msg| msg.message_id.clone())
+            .collect();
         let failed = match self.invoker.invoke(&m.function, event).await {
             Ok(output) if m.report_batch_item_failures => failed_ids(&output, &all).unwrap_or_else(|why| {
                 tracing::warn!(function = %m.function, %why, "invalid partial batch response; the whole batch fails");
@@ -120,8 +124,11 @@ impl Poller {
 
     async fn settle(&self, messages: &[Message], failed: &HashSet<String>) {
         let m = &self.mapping;
-        let (retry, done): (Vec<&Message>, Vec<&Message>) =
-            messages.iter().partition(|msg| msg.message_id.as_ref().is_some_and(|id| failed.contains(id)));
+        let (retry, done): (Vec<&Message>, Vec<&Message>) = messages.iter().partition(|msg| {
+            msg.message_id
+                .as_ref()
+                .is_some_and(|id| failed.contains(id))
+        });
         if !done.is_empty() {
             let entries = done
                 .iter()
@@ -134,7 +141,14 @@ impl Poller {
                         .ok()
                 })
                 .collect();
-            if let Err(e) = self.sqs.delete_message_batch().queue_url(&m.queue_url).set_entries(Some(entries)).send().await {
+            if let Err(e) = self
+                .sqs
+                .delete_message_batch()
+                .queue_url(&m.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
                 tracing::warn!(queue = %m.queue_logical_id, error = %aws_message(&e), "DeleteMessageBatch failed");
             }
         }
@@ -180,7 +194,10 @@ pub fn failed_ids(output: &Value, batch: &HashSet<String>) -> Result<HashSet<Str
     failures
         .iter()
         .map(|f| {
-            let id = f.get("itemIdentifier").and_then(Value::as_str).filter(|id| !id.is_empty());
+            let id = f
+                .get("itemIdentifier")
+                .and_then(Value::as_str)
+                .filter(|id| !id.is_empty());
             match id {
                 Some(id) if batch.contains(id) => Ok(id.to_owned()),
                 Some(id) => Err(format!("itemIdentifier {id:?} is not in the batch")),
@@ -254,8 +271,15 @@ mod tests {
     #[test]
     fn partial_batch_response_names_only_the_failed_ids() {
         let out = json!({"batchItemFailures": [{"itemIdentifier": "b"}]});
-        assert_eq!(failed_ids(&out, &batch(&["a", "b"])).unwrap(), batch(&["b"]));
-        assert!(failed_ids(&json!({"batchItemFailures": []}), &batch(&["a"])).unwrap().is_empty());
+        assert_eq!(
+            failed_ids(&out, &batch(&["a", "b"])).unwrap(),
+            batch(&["b"])
+        );
+        assert!(
+            failed_ids(&json!({"batchItemFailures": []}), &batch(&["a"]))
+                .unwrap()
+                .is_empty()
+        );
         assert!(failed_ids(&Value::Null, &batch(&["a"])).unwrap().is_empty());
     }
 
@@ -278,7 +302,11 @@ mod tests {
             .attributes(MessageSystemAttributeName::SentTimestamp, "1700000000000")
             .message_attributes(
                 "kind",
-                MessageAttributeValue::builder().data_type("String").string_value("batch").build().unwrap(),
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("batch")
+                    .build()
+                    .unwrap(),
             )
             .build();
         let event = sqs_event(&[msg], "arn:aws:sqs:us-east-1:123456789012:q", "us-east-1");
@@ -286,8 +314,14 @@ mod tests {
         let r = &typed.records[0];
         assert_eq!(r.message_id.as_deref(), Some("m-1"));
         assert_eq!(r.attributes["ApproximateReceiveCount"], "2");
-        assert_eq!(r.message_attributes["kind"].string_value.as_deref(), Some("batch"));
-        assert_eq!(r.event_source_arn.as_deref(), Some("arn:aws:sqs:us-east-1:123456789012:q"));
+        assert_eq!(
+            r.message_attributes["kind"].string_value.as_deref(),
+            Some("batch")
+        );
+        assert_eq!(
+            r.event_source_arn.as_deref(),
+            Some("arn:aws:sqs:us-east-1:123456789012:q")
+        );
         assert_eq!(event["Records"][0]["eventSource"], "aws:sqs");
     }
 }

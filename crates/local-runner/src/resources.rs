@@ -47,7 +47,9 @@ impl Resources {
 
     /// The physical table name of a `AWS::DynamoDB::Table`.
     pub fn table_name(&self, logical_id: &str) -> Option<&str> {
-        self.get(logical_id).filter(|p| p.kind == ResourceKind::Table).map(|p| p.name.as_str())
+        self.get(logical_id)
+            .filter(|p| p.kind == ResourceKind::Table)
+            .map(|p| p.name.as_str())
     }
 
     /// The queue URL of an `AWS::SQS::Queue`.
@@ -87,20 +89,33 @@ impl Resources {
     /// A placeholder for a resource the runner does not emulate.
     pub fn placeholder(prefix: &str, logical_id: &str, kind: &str, region: &str) -> Physical {
         let name = format!("{prefix}{logical_id}");
-        let service = kind.split("::").nth(1).unwrap_or("local").to_ascii_lowercase();
+        let service = kind
+            .split("::")
+            .nth(1)
+            .unwrap_or("local")
+            .to_ascii_lowercase();
         let kind = match kind {
             "AWS::Serverless::Function" | "AWS::Lambda::Function" => ResourceKind::Function,
             "AWS::Serverless::HttpApi" => ResourceKind::HttpApi,
             other => ResourceKind::Other(other.to_owned()),
         };
         let arn = match kind {
-            ResourceKind::Function => format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}"),
+            ResourceKind::Function => {
+                format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}")
+            }
             _ => format!("arn:aws:{service}:{region}:{ACCOUNT_ID}:{name}"),
         };
-        Physical { kind, name, arn, url: None }
+        Physical {
+            kind,
+            name,
+            arn,
+            url: None,
+        }
     }
 }
 
 fn unknown(logical_id: &str) -> StackError {
-    StackError::Template(format!("{logical_id} is neither a parameter nor a resource of the template"))
+    StackError::Template(format!(
+        "{logical_id} is neither a parameter nor a resource of the template"
+    ))
 }

@@ -55,7 +55,10 @@ pub enum RouteAuth {
     /// `Auth.Authorizer: NONE`, or the API has no default authorizer and the route names none.
     Public,
     /// The JWT authorizer applies; when `scopes` is non-empty the token needs one of them.
-    Jwt { authorizer: Option<String>, scopes: Vec<String> },
+    Jwt {
+        authorizer: Option<String>,
+        scopes: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -95,8 +98,8 @@ pub struct ScheduleDef {
     /// `Input`: a JSON text that replaces the scheduled event, as EventBridge does.
     pub input: Option<serde_json::Value>,
     pub enabled: bool,
-    /// The rule name (`Name`), else `{function}{event}` like SAM's generated rule.
-    pub rule_name: String,
+    /// The rule's `Name` (may be an intrinsic); SAM names it after `{function}{event}` otherwise.
+    pub name: Option<Value>,
 }
 
 #[derive(Clone, Debug)]
@@ -125,8 +128,8 @@ impl Template {
     }
 
     pub fn parse(text: &str) -> Result<Self, StackError> {
-        let raw: Value =
-            serde_yaml::from_str(text).map_err(|e| StackError::Template(format!("template.yaml is not YAML: {e}")))?;
+        let raw: Value = serde_yaml::from_str(text)
+            .map_err(|e| StackError::Template(format!("template.yaml is not YAML: {e}")))?;
         let parameters = mapping(&raw, "Parameters")
             .iter()
             .filter_map(|(k, v)| {
@@ -136,12 +139,20 @@ impl Template {
             })
             .collect();
         let conditions = mapping(&raw, "Conditions").clone();
-        let globals_function = raw.get("Globals").and_then(|g| g.get("Function")).cloned().unwrap_or(Value::Null);
+        let globals_function = raw
+            .get("Globals")
+            .and_then(|g| g.get("Function"))
+            .cloned()
+            .unwrap_or(Value::Null);
 
         let mut resources = BTreeMap::new();
         for (k, v) in mapping(&raw, "Resources") {
             let Some(id) = k.as_str() else { continue };
-            let kind = v.get("Type").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let kind = v
+                .get("Type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             resources.insert(
                 id.to_owned(),
                 ResourceDef {
@@ -152,7 +163,9 @@ impl Template {
             );
         }
         if resources.is_empty() {
-            return Err(StackError::Template("template.yaml declares no Resources".into()));
+            return Err(StackError::Template(
+                "template.yaml declares no Resources".into(),
+            ));
         }
 
         let mut http_apis = BTreeMap::new();
@@ -164,7 +177,13 @@ impl Template {
                     .and_then(|a| a.get("DefaultAuthorizer"))
                     .and_then(Value::as_str)
                     .map(str::to_owned);
-                http_apis.insert(id.clone(), HttpApiDef { default_authorizer, properties: r.properties.clone() });
+                http_apis.insert(
+                    id.clone(),
+                    HttpApiDef {
+                        default_authorizer,
+                        properties: r.properties.clone(),
+                    },
+                );
             }
         }
 
@@ -174,13 +193,28 @@ impl Template {
         for (id, r) in &resources {
             match r.kind.as_str() {
                 "AWS::Serverless::Function" => {
-                    functions.insert(id.clone(), parse_function(id, r, &globals_function, &http_apis)?);
+                    functions.insert(
+                        id.clone(),
+                        parse_function(id, r, &globals_function, &http_apis)?,
+                    );
                 }
                 "AWS::DynamoDB::Table" => {
-                    tables.insert(id.clone(), TableDef { logical_id: id.clone(), properties: r.properties.clone() });
+                    tables.insert(
+                        id.clone(),
+                        TableDef {
+                            logical_id: id.clone(),
+                            properties: r.properties.clone(),
+                        },
+                    );
                 }
                 "AWS::SQS::Queue" => {
-                    queues.insert(id.clone(), QueueDef { logical_id: id.clone(), properties: r.properties.clone() });
+                    queues.insert(
+                        id.clone(),
+                        QueueDef {
+                            logical_id: id.clone(),
+                            properties: r.properties.clone(),
+                        },
+                    );
                 }
                 _ => {}
             }
@@ -195,7 +229,16 @@ impl Template {
                 }
             }
         }
-        Ok(Self { raw, parameters, conditions, resources, functions, tables, queues, http_apis })
+        Ok(Self {
+            raw,
+            parameters,
+            conditions,
+            resources,
+            functions,
+            tables,
+            queues,
+            http_apis,
+        })
     }
 
     pub fn function(&self, logical_id: &str) -> Option<&FunctionDef> {
@@ -239,18 +282,36 @@ fn parse_function(
     if let Some(Value::Mapping(events)) = props.get("Events") {
         for (name, event) in events {
             let name = name.as_str().unwrap_or_default().to_owned();
-            let kind = event.get("Type").and_then(Value::as_str).unwrap_or_default();
+            let kind = event
+                .get("Type")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let p = event.get("Properties").cloned().unwrap_or(Value::Null);
             let bad = |what: &str| StackError::Template(format!("{id}.Events.{name}: {what}"));
             match kind {
                 "HttpApi" => {
-                    let method = p.get("Method").and_then(Value::as_str).unwrap_or("ANY").to_ascii_uppercase();
-                    let method = if method == "X-AMAZON-APIGATEWAY-ANY-METHOD" || method == "*" { "ANY".into() } else { method };
-                    let path = p.get("Path").and_then(Value::as_str).unwrap_or("$default").to_owned();
+                    let method = p
+                        .get("Method")
+                        .and_then(Value::as_str)
+                        .unwrap_or("ANY")
+                        .to_ascii_uppercase();
+                    let method = if method == "X-AMAZON-APIGATEWAY-ANY-METHOD" || method == "*" {
+                        "ANY".into()
+                    } else {
+                        method
+                    };
+                    let path = p
+                        .get("Path")
+                        .and_then(Value::as_str)
+                        .unwrap_or("$default")
+                        .to_owned();
                     let api_id = p.get("ApiId").and_then(crate::intrinsics::ref_target);
                     let api = api_id.as_deref().and_then(|a| apis.get(a));
                     let auth = p.get("Auth");
-                    let named = auth.and_then(|a| a.get("Authorizer")).and_then(Value::as_str).map(str::to_owned);
+                    let named = auth
+                        .and_then(|a| a.get("Authorizer"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
                     let scopes: Vec<String> = auth
                         .and_then(|a| a.get("AuthorizationScopes"))
                         .and_then(Value::as_sequence)
@@ -258,27 +319,46 @@ fn parse_function(
                         .unwrap_or_default();
                     let auth = match named.as_deref() {
                         Some("NONE") => RouteAuth::Public,
-                        Some(a) => RouteAuth::Jwt { authorizer: Some(a.to_owned()), scopes },
+                        Some(a) => RouteAuth::Jwt {
+                            authorizer: Some(a.to_owned()),
+                            scopes,
+                        },
                         // An API declared without a DefaultAuthorizer leaves unnamed routes open,
                         // as API Gateway does; an API we cannot see is assumed protected.
                         None => match api {
                             Some(api) if api.default_authorizer.is_none() => RouteAuth::Public,
-                            Some(api) => RouteAuth::Jwt { authorizer: api.default_authorizer.clone(), scopes },
-                            None => RouteAuth::Jwt { authorizer: None, scopes },
+                            Some(api) => RouteAuth::Jwt {
+                                authorizer: api.default_authorizer.clone(),
+                                scopes,
+                            },
+                            None => RouteAuth::Jwt {
+                                authorizer: None,
+                                scopes,
+                            },
                         },
                     };
-                    http_routes.push(HttpRouteDef { event_name: name, method, path, auth, api_id });
+                    http_routes.push(HttpRouteDef {
+                        event_name: name,
+                        method,
+                        path,
+                        auth,
+                        api_id,
+                    });
                 }
                 "SQS" => {
                     let queue = p
                         .get("Queue")
                         .and_then(crate::intrinsics::ref_target)
                         .ok_or_else(|| bad("Queue must be !GetAtt <Queue>.Arn or !Ref <Queue>"))?;
-                    let batch_size = p.get("BatchSize").and_then(Value::as_u64).unwrap_or(10) as u32;
+                    let batch_size =
+                        p.get("BatchSize").and_then(Value::as_u64).unwrap_or(10) as u32;
                     let report_batch_item_failures = p
                         .get("FunctionResponseTypes")
                         .and_then(Value::as_sequence)
-                        .is_some_and(|s| s.iter().any(|t| t.as_str() == Some("ReportBatchItemFailures")));
+                        .is_some_and(|s| {
+                            s.iter()
+                                .any(|t| t.as_str() == Some("ReportBatchItemFailures"))
+                        });
                     let maximum_concurrency = p
                         .get("ScalingConfig")
                         .and_then(|s| s.get("MaximumConcurrency"))
@@ -303,18 +383,21 @@ fn parse_function(
                         .to_owned();
                     let input = match p.get("Input") {
                         Some(Value::String(text)) => Some(
-                            serde_json::from_str(text).map_err(|e| bad(&format!("Input is not JSON: {e}")))?,
+                            serde_json::from_str(text)
+                                .map_err(|e| bad(&format!("Input is not JSON: {e}")))?,
                         ),
                         _ => None,
                     };
                     let enabled = p.get("Enabled").and_then(Value::as_bool).unwrap_or(true)
                         && p.get("State").and_then(Value::as_str) != Some("DISABLED");
-                    let rule_name = p
-                        .get("Name")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| format!("{id}{name}"));
-                    schedules.push(ScheduleDef { event_name: name, expression, input, enabled, rule_name });
+                    let rule = p.get("Name").cloned();
+                    schedules.push(ScheduleDef {
+                        event_name: name,
+                        expression,
+                        input,
+                        enabled,
+                        name: rule,
+                    });
                 }
                 _ => {}
             }
@@ -333,7 +416,9 @@ fn parse_function(
 
 fn mapping<'a>(v: &'a Value, key: &str) -> &'a Mapping {
     static EMPTY: std::sync::OnceLock<Mapping> = std::sync::OnceLock::new();
-    v.get(key).and_then(Value::as_mapping).unwrap_or_else(|| EMPTY.get_or_init(Mapping::new))
+    v.get(key)
+        .and_then(Value::as_mapping)
+        .unwrap_or_else(|| EMPTY.get_or_init(Mapping::new))
 }
 
 /// A YAML scalar as CloudFormation sees it: a string.
@@ -406,11 +491,31 @@ Resources:
         let f = t.function("F").unwrap();
         assert_eq!(f.binary.as_deref(), Some("f-bin"));
         assert_eq!(f.timeout_secs, 60);
-        assert_eq!(f.environment.keys().collect::<Vec<_>>(), vec!["APP_TABLE", "EXTRA", "REV"]);
-        let get = f.http_routes.iter().find(|r| r.event_name == "Get").unwrap();
+        assert_eq!(
+            f.environment.keys().collect::<Vec<_>>(),
+            vec!["APP_TABLE", "EXTRA", "REV"]
+        );
+        let get = f
+            .http_routes
+            .iter()
+            .find(|r| r.event_name == "Get")
+            .unwrap();
         assert_eq!(get.route_key(), "GET /things/{id}");
-        assert_eq!(get.auth, RouteAuth::Jwt { authorizer: Some("Cognito".into()), scopes: vec![] });
-        assert_eq!(f.http_routes.iter().find(|r| r.event_name == "Doc").unwrap().auth, RouteAuth::Public);
+        assert_eq!(
+            get.auth,
+            RouteAuth::Jwt {
+                authorizer: Some("Cognito".into()),
+                scopes: vec![]
+            }
+        );
+        assert_eq!(
+            f.http_routes
+                .iter()
+                .find(|r| r.event_name == "Doc")
+                .unwrap()
+                .auth,
+            RouteAuth::Public
+        );
         assert_eq!(f.sqs[0].queue, "Q");
         assert_eq!(f.sqs[0].batch_size, 5);
         assert!(f.sqs[0].report_batch_item_failures);
@@ -426,8 +531,14 @@ Resources:
 
     #[test]
     fn rate_expressions_become_intervals() {
-        assert_eq!(rate_interval("rate(1 day)"), Some(std::time::Duration::from_secs(86_400)));
-        assert_eq!(rate_interval("rate(5 minutes)"), Some(std::time::Duration::from_secs(300)));
+        assert_eq!(
+            rate_interval("rate(1 day)"),
+            Some(std::time::Duration::from_secs(86_400))
+        );
+        assert_eq!(
+            rate_interval("rate(5 minutes)"),
+            Some(std::time::Duration::from_secs(300))
+        );
         assert_eq!(rate_interval("cron(0 12 * * ? *)"), None);
     }
 }

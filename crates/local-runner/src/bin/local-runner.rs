@@ -17,7 +17,13 @@ Needs moto: AWS_ENDPOINT_URL (e.g. http://127.0.0.1:5055), AWS_REGION, AWS crede
 
 #[tokio::main]
 async fn main() {
-    shared::telemetry::init();
+    // Human-readable logs: this runs in a terminal, not CloudWatch.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
     let mut options = StackOptions::default();
     let mut schedules = false;
     let mut args = std::env::args().skip(1);
@@ -61,12 +67,19 @@ async fn main() {
             println!("  SQS      {:<40} -> {id}", m.queue);
         }
         for s in &f.schedules {
-            let mode = if schedules { "on interval" } else { "on demand" };
+            let mode = if schedules {
+                "on interval"
+            } else {
+                "on demand"
+            };
             println!("  Schedule {:<40} -> {id} ({mode})", s.expression);
         }
     }
     println!("Bearer token for merchant {merchant} (1 hour):\n{token}");
-    println!("\ncurl -H 'Authorization: Bearer {token}' {}/connections", stack.api_url);
+    println!(
+        "\ncurl -H 'Authorization: Bearer {token}' {}/connections",
+        stack.api_url
+    );
     println!("\nCtrl-C to stop.");
 
     if let Err(e) = tokio::signal::ctrl_c().await {

@@ -8,11 +8,16 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 
 use super::limits::RateLimiter;
-use crate::shopify::catalog_data::{collection_for, money, storefront_base, Product, ProductStatus};
+use crate::shopify::catalog_data::{
+    collection_for, money, storefront_base, Product, ProductStatus,
+};
 use crate::util::{alnum_id, random_hex, today_anchor, uuid_like};
 use crate::RateLimits;
 
 pub const DEFAULT_ACCOUNT_ID: &str = "XyZ123";
+
+/// Time base for profile ULIDs (2020-09-13).
+const ID_EPOCH: i64 = 1_600_000_000;
 
 /// Every scope our product might ask for (NOTES §1.4).
 pub const ALL_SCOPES: &[&str] = &[
@@ -192,16 +197,96 @@ const LAST_NAMES: &[&str] = &[
     "Singh",
 ];
 const CITIES: &[(&str, &str, &str, &str, f64, f64, &str)] = &[
-    ("Portland", "Oregon", "United States", "97205", 45.52, -122.68, "America/Los_Angeles"),
-    ("Denver", "Colorado", "United States", "80202", 39.74, -104.99, "America/Denver"),
-    ("Seattle", "Washington", "United States", "98101", 47.61, -122.33, "America/Los_Angeles"),
-    ("Boulder", "Colorado", "United States", "80302", 40.01, -105.27, "America/Denver"),
-    ("Austin", "Texas", "United States", "78701", 30.27, -97.74, "America/Chicago"),
-    ("Burlington", "Vermont", "United States", "05401", 44.48, -73.21, "America/New_York"),
-    ("Asheville", "North Carolina", "United States", "28801", 35.60, -82.55, "America/New_York"),
-    ("Vancouver", "British Columbia", "Canada", "V6B 1A1", 49.28, -123.12, "America/Vancouver"),
-    ("Salt Lake City", "Utah", "United States", "84101", 40.76, -111.89, "America/Denver"),
-    ("Bend", "Oregon", "United States", "97701", 44.06, -121.31, "America/Los_Angeles"),
+    (
+        "Portland",
+        "Oregon",
+        "United States",
+        "97205",
+        45.52,
+        -122.68,
+        "America/Los_Angeles",
+    ),
+    (
+        "Denver",
+        "Colorado",
+        "United States",
+        "80202",
+        39.74,
+        -104.99,
+        "America/Denver",
+    ),
+    (
+        "Seattle",
+        "Washington",
+        "United States",
+        "98101",
+        47.61,
+        -122.33,
+        "America/Los_Angeles",
+    ),
+    (
+        "Boulder",
+        "Colorado",
+        "United States",
+        "80302",
+        40.01,
+        -105.27,
+        "America/Denver",
+    ),
+    (
+        "Austin",
+        "Texas",
+        "United States",
+        "78701",
+        30.27,
+        -97.74,
+        "America/Chicago",
+    ),
+    (
+        "Burlington",
+        "Vermont",
+        "United States",
+        "05401",
+        44.48,
+        -73.21,
+        "America/New_York",
+    ),
+    (
+        "Asheville",
+        "North Carolina",
+        "United States",
+        "28801",
+        35.60,
+        -82.55,
+        "America/New_York",
+    ),
+    (
+        "Vancouver",
+        "British Columbia",
+        "Canada",
+        "V6B 1A1",
+        49.28,
+        -123.12,
+        "America/Vancouver",
+    ),
+    (
+        "Salt Lake City",
+        "Utah",
+        "United States",
+        "84101",
+        40.76,
+        -111.89,
+        "America/Denver",
+    ),
+    (
+        "Bend",
+        "Oregon",
+        "United States",
+        "97701",
+        44.06,
+        -121.31,
+        "America/Los_Angeles",
+    ),
 ];
 const DISCOUNT_CODES: &[&str] = &["WELCOME10", "TRAIL15", "SUMMIT20", "FREESHIP"];
 
@@ -238,10 +323,14 @@ impl KlaviyoStore {
         let mut profiles = Vec::with_capacity(n_profiles);
         let span = 1_000 * 86_400i64;
         for i in 0..n_profiles {
-            let created = anchor - span + (span * i as i64) / n_profiles.max(1) as i64
+            let created = anchor - span
+                + (span * i as i64) / n_profiles.max(1) as i64
                 + rng.gen_range(0..3_600);
+            // The ULID's time part comes from a fixed epoch, not `created` (which is relative
+            // to today), so ids are identical for a seed on any day.
+            let id_ms = (ID_EPOCH + (span * i as i64) / n_profiles.max(1) as i64) as u64 * 1000;
             let random_bits: u128 = rng.gen::<u128>() & ((1u128 << 80) - 1);
-            let id = ulid::Ulid::from_parts(created as u64 * 1000, random_bits).to_string();
+            let id = ulid::Ulid::from_parts(id_ms, random_bits).to_string();
             let first = FIRST_NAMES[rng.gen_range(0..FIRST_NAMES.len())];
             let last = LAST_NAMES[rng.gen_range(0..LAST_NAMES.len())];
             let city = CITIES[rng.gen_range(0..CITIES.len())];
@@ -251,8 +340,10 @@ impl KlaviyoStore {
             if rng.gen_bool(0.3) {
                 properties.insert(
                     "Favorite Activity".into(),
-                    json!(["Hiking", "Camping", "Climbing", "Trail Running", "Paddling"]
-                        [rng.gen_range(0..5)]),
+                    json!(
+                        ["Hiking", "Camping", "Climbing", "Trail Running", "Paddling"]
+                            [rng.gen_range(0..5)]
+                    ),
                 );
             }
             profiles.push(Profile {
@@ -318,7 +409,10 @@ impl KlaviyoStore {
                     OrderShape::Custom
                 };
                 for _ in 0..n_orders {
-                    let ts = rng.gen_range(profile.created..anchor.max(profile.created + 1));
+                    // A fraction rather than a ranged draw keeps rng consumption independent
+                    // of the date, so the rest of the seed stays stable day to day.
+                    let ts = profile.created
+                        + (rng.gen::<f64>() * (anchor - profile.created).max(1) as f64) as i64;
                     let n_lines = rng.gen_range(1..=3);
                     let lines = (0..n_lines)
                         .map(|_| {
@@ -344,7 +438,11 @@ impl KlaviyoStore {
                         discount_cents: if discount_code.is_some() { 1_000 } else { 0 },
                         discount_code,
                         lines,
-                        source: if rng.gen_range(0..100) < 90 { "web" } else { "pos" },
+                        source: if rng.gen_range(0..100) < 90 {
+                            "web"
+                        } else {
+                            "pos"
+                        },
                     });
                     next_order_id += rng.gen_range(1..500);
                     next_number += 1;
@@ -369,7 +467,8 @@ impl KlaviyoStore {
                             },
                         });
                     }
-                    profile.last_event_date = Some(profile.last_event_date.unwrap_or(0).max(ts + 1));
+                    profile.last_event_date =
+                        Some(profile.last_event_date.unwrap_or(0).max(ts + 1));
                 }
                 if n_orders >= 2 && rng.gen_range(0..100) < 60 {
                     let aov = rng.gen_range(40.0..260.0f64);
@@ -403,10 +502,18 @@ impl KlaviyoStore {
         let vip_list = pick(&mut rng, 12);
         let back_in_stock = pick(&mut rng, 5);
         let engaged = pick(&mut rng, 84);
-        let repeat: Vec<usize> = all.iter().copied().filter(|&i| order_counts[i] >= 2).collect();
-        let never: Vec<usize> = all.iter().copied().filter(|&i| order_counts[i] == 0).collect();
+        let repeat: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&i| order_counts[i] >= 2)
+            .collect();
+        let never: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&i| order_counts[i] == 0)
+            .collect();
 
-        let mut group = |name: &str, kind, members: Vec<usize>, rng: &mut StdRng| Group {
+        let group = |name: &str, kind, members: Vec<usize>, rng: &mut StdRng| Group {
             id: alnum_id(rng, 6),
             name: name.to_string(),
             kind,
@@ -417,8 +524,18 @@ impl KlaviyoStore {
         let lists = vec![
             group("Newsletter", GroupKind::List, newsletter, &mut rng),
             group("VIP Customers", GroupKind::List, vip_list, &mut rng),
-            group("Back in Stock Alerts", GroupKind::List, back_in_stock, &mut rng),
-            group("Preview List", GroupKind::List, all.iter().copied().take(5).collect(), &mut rng),
+            group(
+                "Back in Stock Alerts",
+                GroupKind::List,
+                back_in_stock,
+                &mut rng,
+            ),
+            group(
+                "Preview List",
+                GroupKind::List,
+                all.iter().copied().take(5).collect(),
+                &mut rng,
+            ),
         ];
         let segments = vec![
             group("VIP + Engaged", GroupKind::Segment, engaged, &mut rng),
@@ -453,9 +570,11 @@ impl KlaviyoStore {
     }
 
     pub fn find_profile_by_email(&self, email: &str) -> Option<usize> {
-        self.profiles
-            .iter()
-            .position(|p| p.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(email)))
+        self.profiles.iter().position(|p| {
+            p.email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(email))
+        })
     }
 
     /// The event's `event_properties`, rendered from the order model.
@@ -498,7 +617,11 @@ impl KlaviyoStore {
 
     fn placed_order_properties(&self, order: &Order) -> Value {
         let total = self.order_total_cents(order) as f64 / 100.0;
-        let facts: Vec<_> = order.lines.iter().map(|l| (l, self.line_facts(l))).collect();
+        let facts: Vec<_> = order
+            .lines
+            .iter()
+            .map(|l| (l, self.line_facts(l)))
+            .collect();
         let mut collections: Vec<&str> = facts.iter().map(|(_, f)| f.collection).collect();
         collections.dedup();
         let item_count: u32 = order.lines.iter().map(|l| l.qty).sum();
@@ -671,4 +794,44 @@ fn seed_metrics(rng: &mut StdRng, anchor: i64) -> Vec<Metric> {
             integration: Some((*integration).clone()),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shopify::catalog_data::generate_catalog;
+
+    fn seed(seed: u64) -> KlaviyoStore {
+        let catalog = Arc::new(generate_catalog(seed, 200));
+        KlaviyoStore::seed(
+            seed,
+            300,
+            catalog,
+            "demo-store.myshopify.com",
+            RateLimits::Real,
+        )
+    }
+
+    #[test]
+    fn seed_is_deterministic_and_has_both_order_shapes() {
+        let (a, b) = (seed(5), seed(5));
+        assert_eq!(a.default_key, b.default_key);
+        assert!(a
+            .profiles
+            .iter()
+            .zip(&b.profiles)
+            .all(|(x, y)| x.id == y.id && x.email == y.email));
+        assert_eq!(a.lists[0].id, b.lists[0].id);
+        assert_eq!(a.events.len(), b.events.len());
+        assert!(
+            a.profiles.windows(2).all(|w| w[0].id < w[1].id),
+            "ULIDs ascend"
+        );
+        assert!(a.orders.iter().any(|o| o.shape == OrderShape::Shopify));
+        assert!(a.orders.iter().any(|o| o.shape == OrderShape::Custom));
+        assert!(
+            a.events_by_profile.iter().any(Vec::is_empty),
+            "some profiles never ordered"
+        );
+    }
 }

@@ -137,7 +137,9 @@ impl Parser {
                 if start == self.pos {
                     return Err(format!("expected a value at position {start}"));
                 }
-                Ok(FilterValue::Bare(self.chars[start..self.pos].iter().collect()))
+                Ok(FilterValue::Bare(
+                    self.chars[start..self.pos].iter().collect(),
+                ))
             }
         }
     }
@@ -165,8 +167,9 @@ mod tests {
 
     #[test]
     fn parses_klaviyo_filter_forms() {
-        let got = parse(r#"equals(profile_id,"01ABC"),greater-or-equal(datetime,2025-01-01T00:00:00Z)"#)
-            .unwrap();
+        let got =
+            parse(r#"equals(profile_id,"01ABC"),greater-or-equal(datetime,2025-01-01T00:00:00Z)"#)
+                .unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].op, "equals");
         assert_eq!(got[0].value, FilterValue::Str("01ABC".into()));
@@ -177,7 +180,10 @@ mod tests {
         let any = parse(r#"any(id,["a", "b"])"#).unwrap();
         assert_eq!(
             any[0].value,
-            FilterValue::List(vec![FilterValue::Str("a".into()), FilterValue::Str("b".into())])
+            FilterValue::List(vec![
+                FilterValue::Str("a".into()),
+                FilterValue::Str("b".into())
+            ])
         );
         assert!(parse("equals(id").is_err());
     }

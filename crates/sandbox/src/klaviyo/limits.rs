@@ -71,10 +71,7 @@ impl RateLimiter {
         let (burst, steady) = (burst * self.factor, steady * self.factor);
         let second = now.floor() as i64;
         let minute = (now / 60.0).floor() as i64;
-        let w = self
-            .windows
-            .entry((account.to_string(), key))
-            .or_default();
+        let w = self.windows.entry((account.to_string(), key)).or_default();
         if w.second != second {
             w.second = second;
             w.second_count = 0;

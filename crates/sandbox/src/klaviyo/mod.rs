@@ -44,16 +44,52 @@ macro_rules! route {
 route!(ACCOUNTS, "GET", "/api/accounts", ["accounts:read"], XS);
 route!(LISTS, "GET", "/api/lists", ["lists:read"], L);
 route!(SEGMENTS, "GET", "/api/segments", ["segments:read"], L);
-route!(LIST_MEMBERS, "GET", "/api/lists/{id}/relationships/profiles", ["lists:read", "profiles:read"], L);
-route!(SEGMENT_MEMBERS, "GET", "/api/segments/{id}/relationships/profiles", ["segments:read", "profiles:read"], L);
+route!(
+    LIST_MEMBERS,
+    "GET",
+    "/api/lists/{id}/relationships/profiles",
+    ["lists:read", "profiles:read"],
+    L
+);
+route!(
+    SEGMENT_MEMBERS,
+    "GET",
+    "/api/segments/{id}/relationships/profiles",
+    ["segments:read", "profiles:read"],
+    L
+);
 route!(PROFILES, "GET", "/api/profiles", ["profiles:read"], L);
 route!(PROFILE, "GET", "/api/profiles/{id}", ["profiles:read"], L);
-route!(PATCH_PROFILE, "PATCH", "/api/profiles/{id}", ["profiles:write"], L);
+route!(
+    PATCH_PROFILE,
+    "PATCH",
+    "/api/profiles/{id}",
+    ["profiles:write"],
+    L
+);
 route!(METRICS, "GET", "/api/metrics", ["metrics:read"], M);
 route!(EVENTS, "GET", "/api/events", ["events:read"], XL);
-route!(CREATE_IMPORT, "POST", "/api/profile-bulk-import-jobs", ["profiles:write", "lists:write"], M);
-route!(GET_IMPORT, "GET", "/api/profile-bulk-import-jobs/{job_id}", ["profiles:read", "lists:read"], M);
-route!(IMPORT_ERRORS, "GET", "/api/profile-bulk-import-jobs/{id}/import-errors", ["profiles:read"], M);
+route!(
+    CREATE_IMPORT,
+    "POST",
+    "/api/profile-bulk-import-jobs",
+    ["profiles:write", "lists:write"],
+    M
+);
+route!(
+    GET_IMPORT,
+    "GET",
+    "/api/profile-bulk-import-jobs/{job_id}",
+    ["profiles:read", "lists:read"],
+    M
+);
+route!(
+    IMPORT_ERRORS,
+    "GET",
+    "/api/profile-bulk-import-jobs/{id}/import-errors",
+    ["profiles:read"],
+    M
+);
 
 pub const ROUTES: &[&RouteSpec] = &[
     &ACCOUNTS,
@@ -127,7 +163,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             code,
@@ -196,8 +237,18 @@ fn uuid_now() -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let h = format!("{:032x}", nanos.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
-    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    let h = format!(
+        "{:032x}",
+        nanos.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
+    );
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 /// What a request learned from authentication and rate limiting.
@@ -210,12 +261,8 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn respond(&self, status: StatusCode, body: Value) -> Response {
-        let mut resp = (
-            status,
-            [(header::CONTENT_TYPE, JSON_API)],
-            body.to_string(),
-        )
-            .into_response();
+        let mut resp =
+            (status, [(header::CONTENT_TYPE, JSON_API)], body.to_string()).into_response();
         for (k, v) in &self.rate_headers {
             resp.headers_mut().insert(k.clone(), v.clone());
         }
@@ -328,7 +375,10 @@ pub fn authorize(
             account_id: api_key.account_id,
             base: request_base(headers, &st.base_url),
             rate_headers: vec![
-                (HeaderName::from_static("ratelimit-limit"), HeaderValue::from(limit)),
+                (
+                    HeaderName::from_static("ratelimit-limit"),
+                    HeaderValue::from(limit),
+                ),
                 (
                     HeaderName::from_static("ratelimit-remaining"),
                     HeaderValue::from(remaining),

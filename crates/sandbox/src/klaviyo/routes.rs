@@ -14,7 +14,9 @@ use super::filter::{self, Condition, FilterValue};
 use super::limits::Tier;
 use super::{authorize, ApiError, Ctx, RouteSpec};
 use crate::state::AppState;
-use crate::util::{alnum_id, b64url, b64url_decode, klaviyo_time, now_unix, parse_datetime, query_get, query_pairs};
+use crate::util::{
+    alnum_id, b64url, b64url_decode, klaviyo_time, now_unix, parse_datetime, query_get, query_pairs,
+};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -114,7 +116,12 @@ fn collection_links(
     if offset > 0 {
         links.insert(
             "prev".into(),
-            json!(url_with(&ctx.base, path, pairs, Some(offset.saturating_sub(size)))),
+            json!(url_with(
+                &ctx.base,
+                path,
+                pairs,
+                Some(offset.saturating_sub(size))
+            )),
         );
     }
     Value::Object(links)
@@ -133,7 +140,10 @@ fn apply_sparse(resource: &mut Value, pairs: &[(String, String)], type_name: &st
         .split(',')
         .map(|f| f.trim().split('.').next().unwrap_or(""))
         .collect();
-    if let Some(attrs) = resource.get_mut("attributes").and_then(Value::as_object_mut) {
+    if let Some(attrs) = resource
+        .get_mut("attributes")
+        .and_then(Value::as_object_mut)
+    {
         attrs.retain(|k, _| keep.contains(&k.as_str()));
     }
 }
@@ -141,14 +151,19 @@ fn apply_sparse(resource: &mut Value, pairs: &[(String, String)], type_name: &st
 fn parse_filter(pairs: &[(String, String)]) -> Result<Vec<Condition>> {
     match query_get(pairs, "filter") {
         None => Ok(Vec::new()),
-        Some(f) => filter::parse(f).map_err(|e| ApiError::invalid_param("filter", format!("Invalid filter provided: {e}"))),
+        Some(f) => filter::parse(f).map_err(|e| {
+            ApiError::invalid_param("filter", format!("Invalid filter provided: {e}"))
+        }),
     }
 }
 
 fn unsupported_filter(c: &Condition) -> ApiError {
     ApiError::invalid_param(
         "filter",
-        format!("'{}' is not a valid operator for field '{}'.", c.op, c.field),
+        format!(
+            "'{}' is not a valid operator for field '{}'.",
+            c.op, c.field
+        ),
     )
 }
 
@@ -176,11 +191,12 @@ fn filter_strings(c: &Condition) -> Result<Vec<String>> {
 
 /// Evaluates a datetime comparison filter against `ts`.
 fn time_matches(c: &Condition, ts: i64) -> Result<bool> {
-    let bound = c
-        .value
-        .as_text()
-        .and_then(parse_datetime)
-        .ok_or_else(|| ApiError::invalid_param("filter", format!("Invalid datetime in filter for '{}'.", c.field)))?;
+    let bound = c.value.as_text().and_then(parse_datetime).ok_or_else(|| {
+        ApiError::invalid_param(
+            "filter",
+            format!("Invalid datetime in filter for '{}'.", c.field),
+        )
+    })?;
     Ok(match c.op.as_str() {
         "greater-or-equal" => ts >= bound,
         "greater-than" => ts > bound,
@@ -293,7 +309,12 @@ fn group_json(ctx: &Ctx, g: &Group, pairs: &[(String, String)]) -> Value {
     r
 }
 
-fn group_collection(ctx: &Ctx, groups: &[Group], path: &str, pairs: &[(String, String)]) -> Result<(StatusCode, Value)> {
+fn group_collection(
+    ctx: &Ctx,
+    groups: &[Group],
+    path: &str,
+    pairs: &[(String, String)],
+) -> Result<(StatusCode, Value)> {
     let size = page_size(pairs, 10, 10)?;
     let offset = cursor_offset(pairs)?;
     let conditions = parse_filter(pairs)?;
@@ -304,6 +325,24 @@ fn group_collection(ctx: &Ctx, groups: &[Group], path: &str, pairs: &[(String, S
             "name" => selected.retain(|g| wanted.contains(&g.name)),
             "id" => selected.retain(|g| wanted.contains(&g.id)),
             _ => return Err(unsupported_filter(c)),
+        }
+    }
+    if let Some(sort) = query_get(pairs, "sort") {
+        let (desc, field) = sort.strip_prefix('-').map_or((false, sort), |f| (true, f));
+        match field {
+            "id" => selected.sort_by(|a, b| a.id.cmp(&b.id)),
+            "name" => selected.sort_by(|a, b| a.name.cmp(&b.name)),
+            "created" => selected.sort_by_key(|g| g.created),
+            "updated" => selected.sort_by_key(|g| g.updated),
+            _ => {
+                return Err(ApiError::invalid_param(
+                    "sort",
+                    format!("'{sort}' is not a valid sort field."),
+                ))
+            }
+        }
+        if desc {
+            selected.reverse();
         }
     }
     let data: Vec<Value> = selected
@@ -318,29 +357,45 @@ fn group_collection(ctx: &Ctx, groups: &[Group], path: &str, pairs: &[(String, S
     ))
 }
 
-pub async fn get_lists(State(st): State<Arc<AppState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub async fn get_lists(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     let pairs = query_pairs(q.as_deref());
     run(&st, &headers, &super::LISTS, None, |ctx| {
         group_collection(ctx, &st.klaviyo().lists, "/api/lists/", &pairs)
     })
 }
 
-pub async fn get_segments(State(st): State<Arc<AppState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub async fn get_segments(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     let pairs = query_pairs(q.as_deref());
     run(&st, &headers, &super::SEGMENTS, None, |ctx| {
         group_collection(ctx, &st.klaviyo().segments, "/api/segments/", &pairs)
     })
 }
 
-fn group_members(ctx: &Ctx, store: &KlaviyoStore, kind: GroupKind, id: &str, pairs: &[(String, String)]) -> Result<(StatusCode, Value)> {
+fn group_members(
+    ctx: &Ctx,
+    store: &KlaviyoStore,
+    kind: GroupKind,
+    id: &str,
+    pairs: &[(String, String)],
+) -> Result<(StatusCode, Value)> {
     let (groups, path) = match kind {
         GroupKind::List => (&store.lists, "lists"),
         GroupKind::Segment => (&store.segments, "segments"),
     };
-    let group = groups
-        .iter()
-        .find(|g| g.id == id)
-        .ok_or_else(|| ApiError::not_found(format!("A {} with id {id} does not exist.", &path[..path.len() - 1])))?;
+    let group = groups.iter().find(|g| g.id == id).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "A {} with id {id} does not exist.",
+            &path[..path.len() - 1]
+        ))
+    })?;
     let size = page_size(pairs, 20, 100)?;
     let offset = cursor_offset(pairs)?;
     let data: Vec<Value> = page(&group.members, offset, size)
@@ -407,7 +462,12 @@ fn profile_extras(pairs: &[(String, String)]) -> Result<ProfileExtras> {
     Ok(extras)
 }
 
-fn profile_json(ctx: &Ctx, p: &Profile, extras: &ProfileExtras, pairs: &[(String, String)]) -> Value {
+fn profile_json(
+    ctx: &Ctx,
+    p: &Profile,
+    extras: &ProfileExtras,
+    pairs: &[(String, String)],
+) -> Value {
     let own = format!("/api/profiles/{}/", p.id);
     let mut attributes = json!({
         "email": p.email,
@@ -494,72 +554,95 @@ fn profiles_bucket(pairs: &[(String, String)]) -> Option<(&'static str, Tier)> {
         .then_some(("/api/profiles#predictive_analytics", Tier::M))
 }
 
-pub async fn get_profiles(State(st): State<Arc<AppState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub async fn get_profiles(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     let pairs = query_pairs(q.as_deref());
-    run(&st, &headers, &super::PROFILES, profiles_bucket(&pairs), |ctx| {
-        let store = st.klaviyo();
-        let size = page_size(&pairs, 20, 100)?;
-        let offset = cursor_offset(&pairs)?;
-        let extras = profile_extras(&pairs)?;
-        let mut selected: Vec<usize> = (0..store.profiles.len()).collect();
-        for c in parse_filter(&pairs)? {
-            match c.field.as_str() {
-                "id" => {
-                    let ids = filter_strings(&c)?;
-                    let mut idx: Vec<usize> = ids.iter().filter_map(|id| store.profile_index.get(id).copied()).collect();
-                    idx.sort_unstable();
-                    idx.dedup();
-                    selected.retain(|i| idx.binary_search(i).is_ok());
-                }
-                "email" | "phone_number" | "external_id" => {
-                    let wanted = filter_strings(&c)?;
-                    selected.retain(|&i| {
-                        let p = &store.profiles[i];
-                        let v = match c.field.as_str() {
-                            "email" => &p.email,
-                            "phone_number" => &p.phone_number,
-                            _ => &p.external_id,
-                        };
-                        v.as_ref().is_some_and(|v| wanted.iter().any(|w| w.eq_ignore_ascii_case(v)))
-                    });
-                }
-                "created" | "updated" => {
-                    let mut keep = Vec::with_capacity(selected.len());
-                    for &i in &selected {
-                        let p = &store.profiles[i];
-                        let ts = if c.field == "created" { p.created } else { p.updated };
-                        if time_matches(&c, ts)? {
-                            keep.push(i);
-                        }
+    run(
+        &st,
+        &headers,
+        &super::PROFILES,
+        profiles_bucket(&pairs),
+        |ctx| {
+            let store = st.klaviyo();
+            let size = page_size(&pairs, 20, 100)?;
+            let offset = cursor_offset(&pairs)?;
+            let extras = profile_extras(&pairs)?;
+            let mut selected: Vec<usize> = (0..store.profiles.len()).collect();
+            for c in parse_filter(&pairs)? {
+                match c.field.as_str() {
+                    "id" => {
+                        let ids = filter_strings(&c)?;
+                        let mut idx: Vec<usize> = ids
+                            .iter()
+                            .filter_map(|id| store.profile_index.get(id).copied())
+                            .collect();
+                        idx.sort_unstable();
+                        idx.dedup();
+                        selected.retain(|i| idx.binary_search(i).is_ok());
                     }
-                    selected = keep;
+                    "email" | "phone_number" | "external_id" => {
+                        let wanted = filter_strings(&c)?;
+                        selected.retain(|&i| {
+                            let p = &store.profiles[i];
+                            let v = match c.field.as_str() {
+                                "email" => &p.email,
+                                "phone_number" => &p.phone_number,
+                                _ => &p.external_id,
+                            };
+                            v.as_ref()
+                                .is_some_and(|v| wanted.iter().any(|w| w.eq_ignore_ascii_case(v)))
+                        });
+                    }
+                    "created" | "updated" => {
+                        let mut keep = Vec::with_capacity(selected.len());
+                        for &i in &selected {
+                            let p = &store.profiles[i];
+                            let ts = if c.field == "created" {
+                                p.created
+                            } else {
+                                p.updated
+                            };
+                            if time_matches(&c, ts)? {
+                                keep.push(i);
+                            }
+                        }
+                        selected = keep;
+                    }
+                    _ => return Err(unsupported_filter(&c)),
                 }
-                _ => return Err(unsupported_filter(&c)),
             }
-        }
-        if let Some(sort) = query_get(&pairs, "sort") {
-            let (desc, field) = sort.strip_prefix('-').map_or((false, sort), |f| (true, f));
-            let p = &store.profiles;
-            match field {
-                "id" => selected.sort_by(|a, b| p[*a].id.cmp(&p[*b].id)),
-                "created" => selected.sort_by_key(|i| p[*i].created),
-                "updated" => selected.sort_by_key(|i| p[*i].updated),
-                "email" => selected.sort_by(|a, b| p[*a].email.cmp(&p[*b].email)),
-                _ => return Err(ApiError::invalid_param("sort", format!("'{sort}' is not a valid sort field."))),
+            if let Some(sort) = query_get(&pairs, "sort") {
+                let (desc, field) = sort.strip_prefix('-').map_or((false, sort), |f| (true, f));
+                let p = &store.profiles;
+                match field {
+                    "id" => selected.sort_by(|a, b| p[*a].id.cmp(&p[*b].id)),
+                    "created" => selected.sort_by_key(|i| p[*i].created),
+                    "updated" => selected.sort_by_key(|i| p[*i].updated),
+                    "email" => selected.sort_by(|a, b| p[*a].email.cmp(&p[*b].email)),
+                    _ => {
+                        return Err(ApiError::invalid_param(
+                            "sort",
+                            format!("'{sort}' is not a valid sort field."),
+                        ))
+                    }
+                }
+                if desc {
+                    selected.reverse();
+                }
             }
-            if desc {
-                selected.reverse();
-            }
-        }
-        let data: Vec<Value> = page(&selected, offset, size)
-            .into_iter()
-            .map(|i| profile_json(ctx, &store.profiles[i], &extras, &pairs))
-            .collect();
-        Ok((
-            StatusCode::OK,
-            json!({ "data": data, "links": collection_links(ctx, "/api/profiles/", &pairs, offset, size, selected.len()) }),
-        ))
-    })
+            let data: Vec<Value> = page(&selected, offset, size)
+                .into_iter()
+                .map(|i| profile_json(ctx, &store.profiles[i], &extras, &pairs))
+                .collect();
+            Ok((
+                StatusCode::OK,
+                json!({ "data": data, "links": collection_links(ctx, "/api/profiles/", &pairs, offset, size, selected.len()) }),
+            ))
+        },
+    )
 }
 
 pub async fn get_profile(
@@ -569,22 +652,26 @@ pub async fn get_profile(
     RawQuery(q): RawQuery,
 ) -> Response {
     let pairs = query_pairs(q.as_deref());
-    run(&st, &headers, &super::PROFILE, profiles_bucket(&pairs), |ctx| {
-        let store = st.klaviyo();
-        let extras = profile_extras(&pairs)?;
-        let idx = store
-            .profile_index
-            .get(&id)
-            .copied()
-            .ok_or_else(|| ApiError::not_found(format!("A profile with id {id} does not exist.")))?;
-        Ok((
-            StatusCode::OK,
-            json!({
-                "data": profile_json(ctx, &store.profiles[idx], &extras, &pairs),
-                "links": { "self": format!("{}/api/profiles/{id}/", ctx.base) },
-            }),
-        ))
-    })
+    run(
+        &st,
+        &headers,
+        &super::PROFILE,
+        profiles_bucket(&pairs),
+        |ctx| {
+            let store = st.klaviyo();
+            let extras = profile_extras(&pairs)?;
+            let idx = store.profile_index.get(&id).copied().ok_or_else(|| {
+                ApiError::not_found(format!("A profile with id {id} does not exist."))
+            })?;
+            Ok((
+                StatusCode::OK,
+                json!({
+                    "data": profile_json(ctx, &store.profiles[idx], &extras, &pairs),
+                    "links": { "self": format!("{}/api/profiles/{id}/", ctx.base) },
+                }),
+            ))
+        },
+    )
 }
 
 /// Merges `properties` like Klaviyo: keys present are set, `null` clears, others untouched.
@@ -651,7 +738,9 @@ pub async fn patch_profile(
     let pairs = query_pairs(q.as_deref());
     run(&st, &headers, &super::PATCH_PROFILE, None, |ctx| {
         if body.len() > MAX_PATCH_BYTES {
-            return Err(ApiError::too_large("The request payload exceeds the maximum size of 100 KB."));
+            return Err(ApiError::too_large(
+                "The request payload exceeds the maximum size of 100 KB.",
+            ));
         }
         let doc: Value = serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid_pointer("/data", format!("Malformed JSON: {e}")))?;
@@ -660,7 +749,10 @@ pub async fn patch_profile(
             .and_then(Value::as_object)
             .ok_or_else(|| ApiError::invalid_pointer("/data", "'data' is a required object."))?;
         if data.get("type").and_then(Value::as_str) != Some("profile") {
-            return Err(ApiError::invalid_pointer("/data/type", "'type' must be 'profile'."));
+            return Err(ApiError::invalid_pointer(
+                "/data/type",
+                "'type' must be 'profile'.",
+            ));
         }
         match data.get("id").and_then(Value::as_str) {
             Some(body_id) if body_id == id => {}
@@ -677,7 +769,9 @@ pub async fn patch_profile(
         let attrs = data
             .get("attributes")
             .and_then(Value::as_object)
-            .ok_or_else(|| ApiError::invalid_pointer("/data/attributes", "'attributes' is a required object."))?;
+            .ok_or_else(|| {
+                ApiError::invalid_pointer("/data/attributes", "'attributes' is a required object.")
+            })?;
         if let Some(props) = attrs.get("properties") {
             if !props.is_object() && !props.is_null() {
                 return Err(ApiError::invalid_pointer(
@@ -688,11 +782,9 @@ pub async fn patch_profile(
         }
         let extras = profile_extras(&pairs)?;
         let mut store = st.klaviyo();
-        let idx = store
-            .profile_index
-            .get(&id)
-            .copied()
-            .ok_or_else(|| ApiError::not_found(format!("A profile with id {id} does not exist.")))?;
+        let idx = store.profile_index.get(&id).copied().ok_or_else(|| {
+            ApiError::not_found(format!("A profile with id {id} does not exist."))
+        })?;
         let p = &mut store.profiles[idx];
         apply_profile_attributes(p, attrs);
         apply_unset(p, data.get("meta"));
@@ -707,7 +799,11 @@ pub async fn patch_profile(
 
 // ---------- metrics & events ----------
 
-pub async fn get_metrics(State(st): State<Arc<AppState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub async fn get_metrics(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     let pairs = query_pairs(q.as_deref());
     run(&st, &headers, &super::METRICS, None, |ctx| {
         let store = st.klaviyo();
@@ -758,7 +854,11 @@ pub async fn get_metrics(State(st): State<Arc<AppState>>, headers: HeaderMap, Ra
     })
 }
 
-pub async fn get_events(State(st): State<Arc<AppState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub async fn get_events(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     let pairs = query_pairs(q.as_deref());
     run(&st, &headers, &super::EVENTS, None, |ctx| {
         let store = st.klaviyo();
@@ -817,7 +917,10 @@ pub async fn get_events(State(st): State<Arc<AppState>>, headers: HeaderMap, Raw
             None | Some("datetime") | Some("timestamp") => {}
             Some("-datetime") | Some("-timestamp") => selected.reverse(),
             Some(other) => {
-                return Err(ApiError::invalid_param("sort", format!("'{other}' is not a valid sort field.")))
+                return Err(ApiError::invalid_param(
+                    "sort",
+                    format!("'{other}' is not a valid sort field."),
+                ))
             }
         }
         let data: Vec<Value> = page(&selected, offset, size)
@@ -918,7 +1021,12 @@ fn job_json(ctx: &Ctx, job: &ImportJob) -> Value {
 fn has_identifier(attrs: &Map<String, Value>) -> bool {
     ["email", "phone_number", "external_id", "_kx"]
         .iter()
-        .any(|k| attrs.get(*k).and_then(Value::as_str).is_some_and(|s| !s.is_empty()))
+        .any(|k| {
+            attrs
+                .get(*k)
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+        })
 }
 
 pub async fn create_import_job(
@@ -928,7 +1036,9 @@ pub async fn create_import_job(
 ) -> Response {
     run(&st, &headers, &super::CREATE_IMPORT, None, |ctx| {
         if body.len() > MAX_IMPORT_BYTES {
-            return Err(ApiError::too_large("The request payload exceeds the maximum size of 5 MB."));
+            return Err(ApiError::too_large(
+                "The request payload exceeds the maximum size of 5 MB.",
+            ));
         }
         let doc: Value = serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid_pointer("/data", format!("Malformed JSON: {e}")))?;
@@ -936,13 +1046,19 @@ pub async fn create_import_job(
             .get("data")
             .ok_or_else(|| ApiError::invalid_pointer("/data", "'data' is required."))?;
         if data.get("type").and_then(Value::as_str) != Some("profile-bulk-import-job") {
-            return Err(ApiError::invalid_pointer("/data/type", "'type' must be 'profile-bulk-import-job'."));
+            return Err(ApiError::invalid_pointer(
+                "/data/type",
+                "'type' must be 'profile-bulk-import-job'.",
+            ));
         }
         let profiles = data
             .pointer("/attributes/profiles/data")
             .and_then(Value::as_array)
             .ok_or_else(|| {
-                ApiError::invalid_pointer("/data/attributes/profiles/data", "'profiles.data' must be an array.")
+                ApiError::invalid_pointer(
+                    "/data/attributes/profiles/data",
+                    "'profiles.data' must be an array.",
+                )
             })?;
         if profiles.is_empty() || profiles.len() > MAX_IMPORT_PROFILES {
             return Err(ApiError::invalid_pointer(
@@ -953,10 +1069,17 @@ pub async fn create_import_job(
         let list_ids: Vec<String> = data
             .pointer("/relationships/lists/data")
             .and_then(Value::as_array)
-            .map(|ls| ls.iter().filter_map(|l| l.get("id").and_then(Value::as_str).map(str::to_owned)).collect())
+            .map(|ls| {
+                ls.iter()
+                    .filter_map(|l| l.get("id").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut store = st.klaviyo();
-        if let Some(missing) = list_ids.iter().find(|id| !store.lists.iter().any(|l| &l.id == *id)) {
+        if let Some(missing) = list_ids
+            .iter()
+            .find(|id| !store.lists.iter().any(|l| &l.id == *id))
+        {
             return Err(ApiError::invalid_pointer(
                 "/data/relationships/lists/data",
                 format!("List {missing} does not exist."),
@@ -1033,8 +1156,14 @@ fn complete_job(store: &mut KlaviyoStore, job_id: &str) {
     let mut touched = Vec::new();
     for p in &job.pending {
         let empty = Map::new();
-        let attrs = p.get("attributes").and_then(Value::as_object).unwrap_or(&empty);
-        let by_id = p.get("id").and_then(Value::as_str).and_then(|id| store.profile_index.get(id).copied());
+        let attrs = p
+            .get("attributes")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let by_id = p
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|id| store.profile_index.get(id).copied());
         let by_email = || {
             attrs
                 .get("email")
@@ -1044,7 +1173,8 @@ fn complete_job(store: &mut KlaviyoStore, job_id: &str) {
         let idx = match by_id.or_else(by_email) {
             Some(i) => i,
             None => {
-                let random_bits: u128 = rand::Rng::gen::<u128>(&mut store.rng) & ((1u128 << 80) - 1);
+                let random_bits: u128 =
+                    rand::Rng::gen::<u128>(&mut store.rng) & ((1u128 << 80) - 1);
                 let id = ulid::Ulid::from_parts(now as u64 * 1000, random_bits).to_string();
                 store.profiles.push(Profile {
                     id: id.clone(),
@@ -1096,7 +1226,11 @@ pub async fn get_import_job(
             .jobs
             .get_mut(&id)
             .filter(|j| j.account_id == ctx.account_id)
-            .ok_or_else(|| ApiError::not_found(format!("A profile-bulk-import-job with id {id} does not exist.")))?;
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "A profile-bulk-import-job with id {id} does not exist."
+                ))
+            })?;
         job.polls += 1;
         let status = job_status(job);
         if status != "queued" && job.started_at.is_none() {
@@ -1128,7 +1262,11 @@ pub async fn get_import_errors(
             .jobs
             .get(&id)
             .filter(|j| j.account_id == ctx.account_id)
-            .ok_or_else(|| ApiError::not_found(format!("A profile-bulk-import-job with id {id} does not exist.")))?;
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "A profile-bulk-import-job with id {id} does not exist."
+                ))
+            })?;
         let data: Vec<Value> = job
             .errors
             .iter()

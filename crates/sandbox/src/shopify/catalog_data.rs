@@ -253,9 +253,26 @@ const DEPARTMENTS: &[Department] = &[
 ];
 
 const PREFIXES: &[&str] = &[
-    "Alpine", "Summit", "Ridgeline", "Coastal", "Canyon", "Timberline", "Glacier", "Basecamp",
-    "Sierra", "Northwind", "Cascade", "Juniper", "Granite", "Backcountry", "Meadow", "Tundra",
-    "Switchback", "Redwood", "Lakeside", "Driftwood",
+    "Alpine",
+    "Summit",
+    "Ridgeline",
+    "Coastal",
+    "Canyon",
+    "Timberline",
+    "Glacier",
+    "Basecamp",
+    "Sierra",
+    "Northwind",
+    "Cascade",
+    "Juniper",
+    "Granite",
+    "Backcountry",
+    "Meadow",
+    "Tundra",
+    "Switchback",
+    "Redwood",
+    "Lakeside",
+    "Driftwood",
 ];
 
 const VENDORS: &[&str] = &[
@@ -339,11 +356,7 @@ pub fn generate_catalog(seed: u64, count: usize) -> Vec<Product> {
             .map(|v| {
                 let value = dept.values[start + v];
                 let price_cents = base_price + (v as u64) * 500 * u64::from(rng.gen_bool(0.3));
-                let inventory = if sold_out {
-                    0
-                } else {
-                    rng.gen_range(0..120)
-                };
+                let inventory = if sold_out { 0 } else { rng.gen_range(0..120) };
                 Variant {
                     id: id * 100 + v as u64 + 1,
                     title: if n_variants == 1 {
@@ -352,7 +365,11 @@ pub fn generate_catalog(seed: u64, count: usize) -> Vec<Product> {
                         value.to_string()
                     },
                     option_name: dept.option,
-                    sku: format!("{sku_stem}-{}-{}", i + 1, value.replace(' ', "").to_uppercase()),
+                    sku: format!(
+                        "{sku_stem}-{}-{}",
+                        i + 1,
+                        value.replace(' ', "").to_uppercase()
+                    ),
                     price_cents,
                     compare_at_cents: on_sale
                         .then(|| (price_cents * rng.gen_range(120..=150) / 100) / 100 * 100),
@@ -392,7 +409,9 @@ pub fn generate_catalog(seed: u64, count: usize) -> Vec<Product> {
         }
 
         let created_at = anchor - rng.gen_range(30..900) * 86_400 - rng.gen_range(0..86_400);
-        let updated_at = (created_at + rng.gen_range(0..600) * 86_400).min(anchor - 3_600);
+        // Fractional draw: rng consumption must not depend on today's date.
+        let updated_at =
+            created_at + (rng.gen::<f64>() * (anchor - 3_600 - created_at).max(0) as f64) as i64;
 
         products.push(Product {
             id,
@@ -451,8 +470,6 @@ mod tests {
         let handles: std::collections::HashSet<_> = a.iter().map(|p| &p.handle).collect();
         assert_eq!(handles.len(), a.len());
         assert!(a.iter().any(|p| p.status == ProductStatus::Draft));
-        assert!(a
-            .iter()
-            .any(|p| p.variants.iter().all(|v| !v.available)));
+        assert!(a.iter().any(|p| p.variants.iter().all(|v| !v.available)));
     }
 }

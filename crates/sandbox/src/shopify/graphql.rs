@@ -44,7 +44,11 @@ pub fn invalid_token() -> Response {
     )
 }
 
-fn gql_error(message: impl Into<String>, pos: Option<q::Pos>, code: Option<&str>) -> Value {
+fn gql_error(
+    message: impl Into<String>,
+    pos: Option<graphql_parser::Pos>,
+    code: Option<&str>,
+) -> Value {
     let mut e = json!({ "message": message.into() });
     if let Some(p) = pos {
         e["locations"] = json!([{ "line": p.line, "column": p.column }]);
@@ -90,12 +94,16 @@ pub fn select_operation<'d, 'a>(
         None if ops.len() == 1 => &ops[0],
         None if ops.is_empty() => return Err("No operations in query document".into()),
         None => {
-            return Err("An operation name is required when the document has several operations".into())
+            return Err(
+                "An operation name is required when the document has several operations".into(),
+            )
         }
     };
     match op {
         q::OperationDefinition::SelectionSet(s) => Ok((OpKind::Query, s, &[])),
-        q::OperationDefinition::Query(x) => Ok((OpKind::Query, &x.selection_set, &x.variable_definitions)),
+        q::OperationDefinition::Query(x) => {
+            Ok((OpKind::Query, &x.selection_set, &x.variable_definitions))
+        }
         q::OperationDefinition::Mutation(x) => {
             Ok((OpKind::Mutation, &x.selection_set, &x.variable_definitions))
         }
@@ -116,7 +124,9 @@ pub fn encode_cursor(val: &SortVal, id: u64) -> String {
 }
 
 fn decode_cursor(cursor: &str, like: &SortVal) -> Option<(SortVal, u64)> {
-    let raw = base64::engine::general_purpose::STANDARD.decode(cursor).ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(cursor)
+        .ok()?;
     let v: Value = serde_json::from_slice(&raw).ok()?;
     let id = v.get("last_id")?.as_u64()?;
     let val = SortVal::from_json(v.get("last_value")?, like)?;
@@ -205,16 +215,15 @@ impl<'d, 'a> Exec<'d, 'a> {
                 .iter()
                 .find(|(k, _)| k == "if")
                 .map(|(_, v)| self.value(v).as_bool().unwrap_or(false));
-            match (d.name.as_str(), cond) {
-                ("skip", Some(true)) => false,
-                ("include", Some(false)) => false,
-                _ => true,
-            }
+            !matches!(
+                (d.name.as_str(), cond),
+                ("skip", Some(true)) | ("include", Some(false))
+            )
         })
     }
 
     /// Fields selected on an object whose runtime type is `concrete` (fragments flattened).
-    fn collect_fields<'s>(&self, concrete: &str, sel: &'s Sel<'a>, out: &mut Vec<&'s Field<'a>>)
+    pub fn collect_fields<'s>(&self, concrete: &str, sel: &'s Sel<'a>, out: &mut Vec<&'s Field<'a>>)
     where
         'd: 's,
     {
@@ -263,9 +272,13 @@ impl<'d, 'a> Exec<'d, 'a> {
                     }
                 }
                 q::Selection::FragmentSpread(spread) => {
-                    let Some(frag) = self.fragments.get(spread.fragment_name.as_str()).copied() else {
+                    let Some(frag) = self.fragments.get(spread.fragment_name.as_str()).copied()
+                    else {
                         self.errors.push(gql_error(
-                            format!("Fragment {} was used, but not defined", spread.fragment_name),
+                            format!(
+                                "Fragment {} was used, but not defined",
+                                spread.fragment_name
+                            ),
                             Some(spread.position),
                             Some("useAndDefineFragment"),
                         ));
@@ -280,7 +293,7 @@ impl<'d, 'a> Exec<'d, 'a> {
         }
     }
 
-    fn check_fragment_type(&mut self, parent: &str, cond: &str, pos: q::Pos) -> bool {
+    fn check_fragment_type(&mut self, parent: &str, cond: &str, pos: graphql_parser::Pos) -> bool {
         if !schema::type_exists(cond) {
             self.errors.push(gql_error(
                 format!("No such type {cond}, so it can't be a fragment condition"),
@@ -326,7 +339,11 @@ impl<'d, 'a> Exec<'d, 'a> {
         let has_sub = !f.selection_set.items.is_empty();
         match fty {
             Ty::Scalar if has_sub => self.errors.push(gql_error(
-                format!("Selections can't be made on scalars (field '{}' on type '{}')", f.name, schema::display_name(ty)),
+                format!(
+                    "Selections can't be made on scalars (field '{}' on type '{}')",
+                    f.name,
+                    schema::display_name(ty)
+                ),
                 Some(f.position),
                 Some("selectionMismatch"),
             )),
@@ -371,7 +388,10 @@ impl<'d, 'a> Exec<'d, 'a> {
                 None,
             )),
             Some(n) if !(0..=MAX_PAGE).contains(&n) => self.errors.push(gql_error(
-                format!("The requested page size ({n}) for '{}' must be between 0 and {MAX_PAGE}.", f.name),
+                format!(
+                    "The requested page size ({n}) for '{}' must be between 0 and {MAX_PAGE}.",
+                    f.name
+                ),
                 Some(f.position),
                 Some("BAD_USER_INPUT"),
             )),
@@ -461,7 +481,8 @@ impl<'d, 'a> Exec<'d, 'a> {
                 out.insert(key, json!(concrete));
                 continue;
             }
-            let fty = schema::field_type(&concrete, &f.name).or_else(|| schema::field_type(ty, &f.name));
+            let fty =
+                schema::field_type(&concrete, &f.name).or_else(|| schema::field_type(ty, &f.name));
             let v = match fty {
                 None | Some(Ty::Scalar) => model.get(&f.name).cloned().unwrap_or(Value::Null),
                 Some(Ty::Object(t)) => match model.get(&f.name) {
@@ -530,7 +551,11 @@ impl<'d, 'a> Exec<'d, 'a> {
                         .iter()
                         .map(|(m, cursor)| {
                             let mut edge_fields = Vec::new();
-                            self.collect_fields(&format!("Edge:{node_ty}"), &f.selection_set, &mut edge_fields);
+                            self.collect_fields(
+                                &format!("Edge:{node_ty}"),
+                                &f.selection_set,
+                                &mut edge_fields,
+                            );
                             let mut edge = Map::new();
                             for ef in edge_fields {
                                 let k = ef.alias.clone().unwrap_or_else(|| ef.name.clone());
@@ -568,12 +593,19 @@ impl<'d, 'a> Exec<'d, 'a> {
 
     /// Pages a nested connection held as an array in the model (ordered by position).
     fn paginate_models(&self, items: Vec<Value>, f: &Field<'a>) -> Result<Page, String> {
-        let reverse = self.arg(f, "reverse").and_then(|v| v.as_bool()).unwrap_or(false);
+        let reverse = self
+            .arg(f, "reverse")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         let mut keyed: Vec<((SortVal, u64), Value)> = items
             .into_iter()
             .enumerate()
             .map(|(i, m)| {
-                let id = m.get("id").and_then(Value::as_str).and_then(gid_number).unwrap_or(i as u64);
+                let id = m
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .and_then(gid_number)
+                    .unwrap_or(i as u64);
                 ((SortVal::Num(i as i64), id), m)
             })
             .collect();
@@ -594,7 +626,10 @@ impl<'d, 'a> Exec<'d, 'a> {
     ) -> Result<Page, String> {
         let like = keys.first().map(|k| k.0.clone()).unwrap_or(SortVal::Num(0));
         let cursor = |name: &str| -> Result<Option<(SortVal, u64)>, String> {
-            match self.arg(f, name).and_then(|v| v.as_str().map(str::to_owned)) {
+            match self
+                .arg(f, name)
+                .and_then(|v| v.as_str().map(str::to_owned))
+            {
                 None => Ok(None),
                 Some(c) => decode_cursor(&c, &like)
                     .map(Some)
@@ -610,8 +645,14 @@ impl<'d, 'a> Exec<'d, 'a> {
             end = keys.partition_point(|k| search::compare(k, &c, reverse) == Ordering::Less);
         }
         end = end.max(start);
-        let first = self.arg(f, "first").and_then(|v| v.as_u64()).map(|n| n as usize);
-        let last = self.arg(f, "last").and_then(|v| v.as_u64()).map(|n| n as usize);
+        let first = self
+            .arg(f, "first")
+            .and_then(|v| v.as_u64())
+            .map(|n| n as usize);
+        let last = self
+            .arg(f, "last")
+            .and_then(|v| v.as_u64())
+            .map(|n| n as usize);
         let (lo, hi) = match (first, last) {
             (Some(n), _) => (start, (start + n).min(end)),
             (None, Some(n)) => (end.saturating_sub(n).max(start), end),
@@ -657,14 +698,19 @@ impl<'d, 'a> Exec<'d, 'a> {
                 f.name.as_str(),
                 "products" | "product" | "productByHandle" | "productsCount" | "nodes" | "node"
             );
-            if needs_products && !scope.split(',').any(|s| matches!(s.trim(), "read_products" | "write_products")) {
+            if needs_products
+                && !scope
+                    .split(',')
+                    .any(|s| matches!(s.trim(), "read_products" | "write_products"))
+            {
                 let mut e = gql_error(
                     format!("Access denied for {} field. Required access: `read_products` access scope.", f.name),
                     Some(f.position),
                     Some("ACCESS_DENIED"),
                 );
                 e["path"] = json!([key]);
-                e["extensions"]["documentation"] = json!("https://shopify.dev/api/usage/access-scopes");
+                e["extensions"]["documentation"] =
+                    json!("https://shopify.dev/api/usage/access-scopes");
                 e["extensions"]["requiredAccess"] = json!("`read_products` access scope.");
                 self.errors.push(e);
                 data.insert(key, Value::Null);
@@ -690,7 +736,10 @@ impl<'d, 'a> Exec<'d, 'a> {
                     .arg(f, "query")
                     .and_then(|v| v.as_str().map(search::parse))
                     .unwrap_or_default();
-                let sort = match self.arg(f, "sortKey").and_then(|v| v.as_str().map(str::to_owned)) {
+                let sort = match self
+                    .arg(f, "sortKey")
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                {
                     None => SortKey::Id,
                     Some(s) => match SortKey::parse(&s) {
                         Some(k) => k,
@@ -704,7 +753,10 @@ impl<'d, 'a> Exec<'d, 'a> {
                         }
                     },
                 };
-                let reverse = self.arg(f, "reverse").and_then(|v| v.as_bool()).unwrap_or(false);
+                let reverse = self
+                    .arg(f, "reverse")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false);
                 let mut keyed: Vec<((SortVal, u64), usize)> = shop
                     .products
                     .iter()
@@ -736,8 +788,12 @@ impl<'d, 'a> Exec<'d, 'a> {
                         .and_then(|v| v.as_str().and_then(gid_number))
                         .and_then(|id| shop.product_index(id))
                 } else {
-                    let handle = self.arg(f, "handle").and_then(|v| v.as_str().map(str::to_owned));
-                    shop.products.iter().position(|p| Some(&p.handle) == handle.as_ref())
+                    let handle = self
+                        .arg(f, "handle")
+                        .and_then(|v| v.as_str().map(str::to_owned));
+                    shop.products
+                        .iter()
+                        .position(|p| Some(&p.handle) == handle.as_ref())
                 };
                 match found {
                     Some(i) => {
@@ -753,7 +809,10 @@ impl<'d, 'a> Exec<'d, 'a> {
                     .arg(f, "query")
                     .and_then(|v| v.as_str().map(search::parse))
                     .unwrap_or_default();
-                let limit = self.arg(f, "limit").and_then(|v| v.as_u64()).unwrap_or(10_000) as usize;
+                let limit = self
+                    .arg(f, "limit")
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(10_000) as usize;
                 let count = shop.products.iter().filter(|p| query.matches(p)).count();
                 self.actual_cost += 1;
                 let m = json!({
@@ -777,17 +836,22 @@ impl<'d, 'a> Exec<'d, 'a> {
                         .filter_map(|v| v.as_str().map(str::to_owned))
                         .collect()
                 } else {
-                    self.arg(f, "id").and_then(|v| v.as_str().map(str::to_owned)).into_iter().collect()
+                    self.arg(f, "id")
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .into_iter()
+                        .collect()
                 };
                 let results: Vec<Value> = ids
                     .iter()
-                    .map(|gid| match node_model(store, &self.shop, gid, &self.base_url) {
-                        Some(m) => {
-                            self.actual_cost += 1;
-                            self.project(&m, "Node", &f.selection_set)
-                        }
-                        None => Value::Null,
-                    })
+                    .map(
+                        |gid| match node_model(store, &self.shop, gid, &self.base_url) {
+                            Some(m) => {
+                                self.actual_cost += 1;
+                                self.project(&m, "Node", &f.selection_set)
+                            }
+                            None => Value::Null,
+                        },
+                    )
                     .collect();
                 if f.name == "nodes" {
                     Value::Array(results)
@@ -823,10 +887,16 @@ impl<'d, 'a> Exec<'d, 'a> {
     fn mutation_field(&mut self, store: &mut ShopifyStore, f: &Field<'a>) -> Value {
         match f.name.as_str() {
             "bulkOperationRunQuery" => {
-                let inner = self.arg(f, "query").and_then(|v| v.as_str().map(str::to_owned));
+                let inner = self
+                    .arg(f, "query")
+                    .and_then(|v| v.as_str().map(str::to_owned));
                 let result = match inner {
                     Some(inner) => bulk::start(store, &self.shop, &inner, &self.base_url),
-                    None => Err(vec![bulk::user_error("INVALID", "query", "Query can't be blank")]),
+                    None => Err(vec![bulk::user_error(
+                        "INVALID",
+                        "query",
+                        "Query can't be blank",
+                    )]),
                 };
                 let payload = match result {
                     Ok(id) => {
@@ -1004,6 +1074,11 @@ pub async fn handle(
     };
     let variables = match req.variables {
         Some(Value::Object(m)) => m,
+        // Some clients send variables as a JSON-encoded string.
+        Some(Value::String(s)) => match serde_json::from_str(&s) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        },
         _ => Map::new(),
     };
     let doc = match graphql_parser::parse_query::<String>(&query_text) {
@@ -1017,7 +1092,12 @@ pub async fn handle(
     };
     let (kind, sel, var_defs) = match select_operation(&doc, req.operation_name.as_deref()) {
         Ok(x) => x,
-        Err(e) => return json_response(StatusCode::OK, json!({"errors": [gql_error(e, None, None)]})),
+        Err(e) => {
+            return json_response(
+                StatusCode::OK,
+                json!({"errors": [gql_error(e, None, None)]}),
+            )
+        }
     };
     let mut exec = Exec::new(&doc, var_defs, variables, &shop, &st.base_url);
     let root_ty = match kind {

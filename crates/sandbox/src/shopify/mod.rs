@@ -50,7 +50,13 @@ impl Shop {
             .join(" ");
         Self {
             domain: domain.to_string(),
-            id: 60_000_000_000 + u64::from(domain.bytes().fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(b.into())) % 1_000_000),
+            id: 60_000_000_000
+                + u64::from(
+                    domain
+                        .bytes()
+                        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(b.into()))
+                        % 1_000_000,
+                ),
             name,
             products,
             bucket: Bucket::new(config.shopify_bucket_size, config.shopify_restore_rate),
@@ -124,7 +130,10 @@ impl ShopifyStore {
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/shopify/{shop}/admin/oauth/authorize", get(oauth::authorize))
+        .route(
+            "/shopify/{shop}/admin/oauth/authorize",
+            get(oauth::authorize),
+        )
         .route(
             "/shopify/{shop}/admin/oauth/access_token",
             post(oauth::access_token),

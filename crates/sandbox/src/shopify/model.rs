@@ -127,7 +127,9 @@ pub fn product_model(p: &Product, shop: &str) -> Value {
 pub fn shop_model(shop: &Shop) -> Value {
     let host = format!(
         "{}.example",
-        shop.domain.strip_suffix(".myshopify.com").unwrap_or(&shop.domain)
+        shop.domain
+            .strip_suffix(".myshopify.com")
+            .unwrap_or(&shop.domain)
     );
     json!({
         "__typename": "Shop",

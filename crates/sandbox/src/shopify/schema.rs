@@ -56,11 +56,28 @@ pub fn field_type(parent: &str, field: &str) -> Option<Ty> {
 
         (
             "Product",
-            "id" | "legacyResourceId" | "title" | "handle" | "description" | "descriptionHtml"
-            | "productType" | "vendor" | "tags" | "status" | "onlineStoreUrl"
-            | "onlineStorePreviewUrl" | "createdAt" | "updatedAt" | "publishedAt"
-            | "totalInventory" | "totalVariants" | "hasOnlyDefaultVariant"
-            | "hasOutOfStockVariants" | "tracksInventory" | "isGiftCard" | "templateSuffix"
+            "id"
+            | "legacyResourceId"
+            | "title"
+            | "handle"
+            | "description"
+            | "descriptionHtml"
+            | "productType"
+            | "vendor"
+            | "tags"
+            | "status"
+            | "onlineStoreUrl"
+            | "onlineStorePreviewUrl"
+            | "createdAt"
+            | "updatedAt"
+            | "publishedAt"
+            | "totalInventory"
+            | "totalVariants"
+            | "hasOnlyDefaultVariant"
+            | "hasOutOfStockVariants"
+            | "tracksInventory"
+            | "isGiftCard"
+            | "templateSuffix"
             | "bodyHtml",
         ) => Scalar,
         ("Product", "featuredMedia") => Object("Media"),
@@ -100,10 +117,9 @@ pub fn field_type(parent: &str, field: &str) -> Option<Ty> {
 
         ("ProductPriceRangeV2", "minVariantPrice" | "maxVariantPrice") => Object("MoneyV2"),
         ("ProductPriceRange", "minVariantPrice" | "maxVariantPrice") => Object("MoneyV2"),
-        (
-            "ProductCompareAtPriceRange",
-            "minVariantCompareAtPrice" | "maxVariantCompareAtPrice",
-        ) => Object("MoneyV2"),
+        ("ProductCompareAtPriceRange", "minVariantCompareAtPrice" | "maxVariantCompareAtPrice") => {
+            Object("MoneyV2")
+        }
         ("MoneyV2", "amount" | "currencyCode") => Scalar,
         ("SEO", "title" | "description") => Scalar,
         ("Count", "count" | "precision") => Scalar,
@@ -179,11 +195,20 @@ pub fn type_exists(name: &str) -> bool {
 pub fn implements(concrete: &str, abstract_: &str) -> bool {
     concrete == abstract_
         || match abstract_ {
-            "Media" => matches!(concrete, "MediaImage" | "Video" | "ExternalVideo" | "Model3d"),
+            "Media" => matches!(
+                concrete,
+                "MediaImage" | "Video" | "ExternalVideo" | "Model3d"
+            ),
             "Node" => matches!(
                 concrete,
-                "Product" | "ProductVariant" | "MediaImage" | "BulkOperation" | "Shop" | "Domain"
-                    | "Image" | "ProductOption"
+                "Product"
+                    | "ProductVariant"
+                    | "MediaImage"
+                    | "BulkOperation"
+                    | "Shop"
+                    | "Domain"
+                    | "Image"
+                    | "ProductOption"
             ),
             _ => false,
         }

@@ -98,7 +98,9 @@ pub fn parse(query: &str) -> ProductQuery {
 
 impl ProductQuery {
     pub fn matches(&self, p: &Product) -> bool {
-        self.terms.iter().all(|(negated, t)| term_matches(t, p) != *negated)
+        self.terms
+            .iter()
+            .all(|(negated, t)| term_matches(t, p) != *negated)
     }
 }
 
@@ -151,7 +153,12 @@ fn tokenize(q: &str) -> Vec<String> {
 }
 
 fn split_cmp(v: &str) -> (Cmp, &str) {
-    for (prefix, cmp) in [(">=", Cmp::Ge), ("<=", Cmp::Le), (">", Cmp::Gt), ("<", Cmp::Lt)] {
+    for (prefix, cmp) in [
+        (">=", Cmp::Ge),
+        ("<=", Cmp::Le),
+        (">", Cmp::Gt),
+        ("<", Cmp::Lt),
+    ] {
         if let Some(rest) = v.strip_prefix(prefix) {
             return (cmp, rest);
         }

@@ -17,8 +17,10 @@ pub const PRODUCT_BY_ID: &str = include_str!("queries/product_by_id.graphql");
 pub const PRODUCT_VARIANTS: &str = include_str!("queries/product_variants.graphql");
 pub const BULK_PRODUCTS: &str = include_str!("queries/bulk_products.graphql");
 
-/// Above this many active products the catalog is exported with a bulk operation.
-pub const BULK_THRESHOLD: u64 = 2_000;
+/// Above this many active products the catalog is exported with a bulk operation. Paging costs
+/// about 10 points a product, so on the standard plan (100 points/s) 500 products already take
+/// ~30 s of throttle; a bulk export costs a handful of points whatever the size.
+pub const BULK_THRESHOLD: u64 = 500;
 /// Shopify refuses a single query whose requested cost exceeds this.
 pub const MAX_QUERY_COST: u32 = 1_000;
 /// Variants read per product on a page: enough to see whether one is for sale.
@@ -44,6 +46,12 @@ pub const fn max_page_size(variants: u32) -> u32 {
     }
     first
 }
+
+// Checked at compile time: a page stays under Shopify's single-query cost limit, and is the
+// largest that does, and stays reasonably large.
+const _: () = assert!(page_cost(PAGE_SIZE, VARIANTS_PER_PRODUCT) <= MAX_QUERY_COST);
+const _: () = assert!(page_cost(PAGE_SIZE + 1, VARIANTS_PER_PRODUCT) > MAX_QUERY_COST);
+const _: () = assert!(PAGE_SIZE >= 40);
 
 /// Knobs for [`fetch_catalog_with`]; [`fetch_catalog`] uses the defaults.
 #[derive(Clone, Debug)]
@@ -152,11 +160,17 @@ pub fn to_catalog_product(node: ProductNode, any_variant_for_sale: bool) -> Opti
         return None;
     }
     let url = node.online_store_url.filter(|u| !u.trim().is_empty())?;
-    let money = |m: MoneyNode| Money { amount: m.amount, currency: m.currency_code };
+    let money = |m: MoneyNode| Money {
+        amount: m.amount,
+        currency: m.currency_code,
+    };
     Some(CatalogProduct {
         id: node.id,
         title: node.title.trim().to_owned(),
-        description: trim_description(node.description.as_deref().unwrap_or(""), DESCRIPTION_MAX_CHARS),
+        description: trim_description(
+            node.description.as_deref().unwrap_or(""),
+            DESCRIPTION_MAX_CHARS,
+        ),
         handle: node.handle,
         url,
         tags: node.tags,
@@ -164,7 +178,10 @@ pub fn to_catalog_product(node: ProductNode, any_variant_for_sale: bool) -> Opti
         vendor: node.vendor.unwrap_or_default(),
         price_min: money(node.price_range_v2.min_variant_price),
         price_max: money(node.price_range_v2.max_variant_price),
-        image_url: node.featured_media.and_then(|m| m.image).and_then(|i| i.url),
+        image_url: node
+            .featured_media
+            .and_then(|m| m.image)
+            .and_then(|i| i.url),
         available: any_variant_for_sale,
         updated_at: node.updated_at,
     })
@@ -179,7 +196,10 @@ pub fn trim_description(text: &str, max: usize) -> String {
     }
     let budget = max.saturating_sub(1); // room for the ellipsis
     let cut: String = collapsed.chars().take(budget).collect();
-    let next_is_space = collapsed.chars().nth(budget).is_some_and(char::is_whitespace);
+    let next_is_space = collapsed
+        .chars()
+        .nth(budget)
+        .is_some_and(char::is_whitespace);
     let mut kept = if next_is_space {
         cut.as_str()
     } else {
@@ -190,7 +210,7 @@ pub fn trim_description(text: &str, max: usize) -> String {
     }
     .trim_end()
     .to_owned();
-    kept = kept.trim_end_matches(|c: char| matches!(c, ',' | ';' | ':' | '-')).to_owned();
+    kept = kept.trim_end_matches([',', ';', ':', '-']).to_owned();
     kept.push('…');
     kept
 }
@@ -256,7 +276,11 @@ pub async fn fetch_catalog_with(
     progress: &(dyn Fn(usize) + Send + Sync),
 ) -> Result<Vec<CatalogProduct>, ShopifyError> {
     let count = count_active_products(admin).await?;
-    tracing::info!(shop = admin.shop().as_str(), count, "reading the Shopify catalog");
+    tracing::info!(
+        shop = admin.shop().as_str(),
+        count,
+        "reading the Shopify catalog"
+    );
     if count > options.bulk_threshold {
         fetch_bulk(admin, options, progress).await
     } else {
@@ -264,7 +288,11 @@ pub async fn fetch_catalog_with(
     }
 }
 
-async fn any_for_sale(admin: &ShopifyAdmin, id: &str, first_page: Option<&VariantPage>) -> Result<bool, ShopifyError> {
+async fn any_for_sale(
+    admin: &ShopifyAdmin,
+    id: &str,
+    first_page: Option<&VariantPage>,
+) -> Result<bool, ShopifyError> {
     let Some(page) = first_page else {
         return Ok(false);
     };
@@ -277,7 +305,9 @@ async fn any_for_sale(admin: &ShopifyAdmin, id: &str, first_page: Option<&Varian
     // Rare: more variants than we read on the page and none of those for sale. Read the rest.
     let mut after: Option<String> = None;
     loop {
-        let data: VariantsData = admin.query(PRODUCT_VARIANTS, json!({ "id": id, "after": after })).await?;
+        let data: VariantsData = admin
+            .query(PRODUCT_VARIANTS, json!({ "id": id, "after": after }))
+            .await?;
         let Some(product) = data.product else {
             return Ok(false);
         };
@@ -285,7 +315,10 @@ async fn any_for_sale(admin: &ShopifyAdmin, id: &str, first_page: Option<&Varian
             return Ok(true);
         }
         match product.variants.page_info {
-            Some(PageInfo { has_next_page: true, end_cursor: Some(cursor) }) => after = Some(cursor),
+            Some(PageInfo {
+                has_next_page: true,
+                end_cursor: Some(cursor),
+            }) => after = Some(cursor),
             _ => return Ok(false),
         }
     }
@@ -317,7 +350,10 @@ async fn fetch_paged(
         }
         progress(read);
         match page.products.page_info {
-            PageInfo { has_next_page: true, end_cursor: Some(cursor) } => after = Some(cursor),
+            PageInfo {
+                has_next_page: true,
+                end_cursor: Some(cursor),
+            } => after = Some(cursor),
             _ => break,
         }
     }
@@ -343,7 +379,10 @@ async fn fetch_bulk(
     let mut read = 0usize;
     bulk::for_each_line(admin.http(), &url, |line| {
         if let Some(parent) = line.get("__parentId").and_then(Value::as_str) {
-            let for_sale = line.get("availableForSale").and_then(Value::as_bool).unwrap_or(false);
+            let for_sale = line
+                .get("availableForSale")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             let entry = available.entry(parent.to_owned()).or_insert(false);
             *entry = *entry || for_sale;
             return Ok(());
@@ -351,7 +390,7 @@ async fn fetch_bulk(
         let node: ProductNode = serde_json::from_value(line)
             .map_err(|e| ShopifyError::Bulk(format!("unexpected product line: {e}")))?;
         read += 1;
-        if read % 250 == 0 {
+        if read.is_multiple_of(250) {
             progress(read);
         }
         if node.status == "ACTIVE" && node.online_store_url.is_some() {
@@ -372,9 +411,15 @@ async fn fetch_bulk(
 
 /// Re-read one product by GID (webhooks are only signals). `None` when it no longer exists or is
 /// not active and published.
-pub async fn fetch_product(admin: &ShopifyAdmin, id: &str) -> Result<Option<CatalogProduct>, ShopifyError> {
+pub async fn fetch_product(
+    admin: &ShopifyAdmin,
+    id: &str,
+) -> Result<Option<CatalogProduct>, ShopifyError> {
     let data: ProductData = admin
-        .query(PRODUCT_BY_ID, json!({ "id": id, "variantsFirst": VARIANTS_PER_PRODUCT }))
+        .query(
+            PRODUCT_BY_ID,
+            json!({ "id": id, "variantsFirst": VARIANTS_PER_PRODUCT }),
+        )
         .await?;
     let Some(mut node) = data.product else {
         return Ok(None);
@@ -413,20 +458,26 @@ mod tests {
     }
 
     #[test]
-    fn page_size_keeps_the_requested_cost_under_the_limit() {
-        assert!(page_cost(PAGE_SIZE, VARIANTS_PER_PRODUCT) <= MAX_QUERY_COST);
-        assert!(page_cost(PAGE_SIZE + 1, VARIANTS_PER_PRODUCT) > MAX_QUERY_COST);
-        assert!(PAGE_SIZE >= 40, "pages should stay reasonably large: {PAGE_SIZE}");
-    }
-
-    #[test]
     fn maps_an_active_published_product() {
-        let product = to_catalog_product(node("ACTIVE", Some("https://shop.example/products/linen-shirt")), true).unwrap();
+        let product = to_catalog_product(
+            node("ACTIVE", Some("https://shop.example/products/linen-shirt")),
+            true,
+        )
+        .unwrap();
         assert_eq!(product.title, "Linen Shirt");
         assert_eq!(product.description, "Soft linen. Breathable.");
-        assert_eq!(product.price_min, Money { amount: "10.0".into(), currency: "EUR".into() });
+        assert_eq!(
+            product.price_min,
+            Money {
+                amount: "10.0".into(),
+                currency: "EUR".into()
+            }
+        );
         assert_eq!(product.price_max.amount, "12.5");
-        assert_eq!(product.image_url.as_deref(), Some("https://cdn.example/1.jpg"));
+        assert_eq!(
+            product.image_url.as_deref(),
+            Some("https://cdn.example/1.jpg")
+        );
         assert_eq!(product.tags, vec!["summer", "linen"]);
         assert!(product.available);
     }

@@ -44,12 +44,16 @@ pub fn query_hmac_message(pairs: &[(String, String)]) -> String {
         .map(|(k, v)| (escape(k, true), escape(v, false)))
         .collect();
     kept.sort();
-    kept.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+    kept.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Hex HMAC-SHA256 of `message` under `secret`.
 pub fn hex_hmac(secret: &str, message: &str) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
+    let mut mac =
+        HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
     mac.update(message.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
@@ -64,7 +68,8 @@ pub fn verify_query_hmac(client_secret: &str, pairs: &[(String, String)]) -> boo
     let Ok(given_bytes) = hex::decode(given_hex.trim()) else {
         return false;
     };
-    let mut mac = HmacSha256::new_from_slice(client_secret.as_bytes()).expect("HMAC accepts any key length");
+    let mut mac =
+        HmacSha256::new_from_slice(client_secret.as_bytes()).expect("HMAC accepts any key length");
     mac.update(query_hmac_message(pairs).as_bytes());
     mac.verify_slice(&given_bytes).is_ok()
 }
@@ -74,7 +79,8 @@ pub fn verify_webhook_hmac(secret: &str, raw_body: &[u8], header_b64: &str) -> b
     let Ok(given) = base64::engine::general_purpose::STANDARD.decode(header_b64.trim()) else {
         return false;
     };
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
+    let mut mac =
+        HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
     mac.update(raw_body);
     mac.verify_slice(&given).is_ok()
 }
@@ -83,19 +89,28 @@ pub fn verify_webhook_hmac(secret: &str, raw_body: &[u8], header_b64: &str) -> b
 /// [`CALLBACK_MAX_AGE_SECS`] old and at most [`CALLBACK_MAX_SKEW_SECS`] ahead of `now`.
 pub fn timestamp_is_fresh(ts: i64, now: i64) -> bool {
     let age = now.saturating_sub(ts);
-    age <= CALLBACK_MAX_AGE_SECS && age >= -CALLBACK_MAX_SKEW_SECS
+    (-CALLBACK_MAX_SKEW_SECS..=CALLBACK_MAX_AGE_SECS).contains(&age)
 }
 
 /// The URL to send the merchant to: `{base}/admin/oauth/authorize?client_id&scope&redirect_uri&state`.
 /// No `grant_options[]`, so Shopify issues an offline token.
-pub fn authorize_url(base_url: &str, client_id: &str, scope: &str, redirect_uri: &str, state: &str) -> String {
+pub fn authorize_url(
+    base_url: &str,
+    client_id: &str,
+    scope: &str,
+    redirect_uri: &str,
+    state: &str,
+) -> String {
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("client_id", client_id)
         .append_pair("scope", scope)
         .append_pair("redirect_uri", redirect_uri)
         .append_pair("state", state)
         .finish();
-    format!("{}/admin/oauth/authorize?{query}", base_url.trim_end_matches('/'))
+    format!(
+        "{}/admin/oauth/authorize?{query}",
+        base_url.trim_end_matches('/')
+    )
 }
 
 /// Whether a granted scope list (comma-separated, as Shopify returns it) covers `read_products`.
@@ -167,13 +182,19 @@ async fn token_request(
     base_url: &str,
     form: &[(&str, &str)],
 ) -> Result<ShopifyTokens, ShopifyError> {
-    let url = format!("{}/admin/oauth/access_token", base_url.trim_end_matches('/'));
+    let url = format!(
+        "{}/admin/oauth/access_token",
+        base_url.trim_end_matches('/')
+    );
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form.iter())
         .finish();
     let response = http
         .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
         .header(reqwest::header::ACCEPT, "application/json")
         .body(body)
         .send()
@@ -183,8 +204,9 @@ async fn token_request(
     let retry_after = super::graphql::retry_after(response.headers());
     let text = response.text().await.map_err(ShopifyError::network)?;
     if status.is_success() {
-        let parsed: TokenResponse = serde_json::from_str(&text)
-            .map_err(|_| ShopifyError::Transient("unexpected token response from Shopify".into()))?;
+        let parsed: TokenResponse = serde_json::from_str(&text).map_err(|_| {
+            ShopifyError::Transient("unexpected token response from Shopify".into())
+        })?;
         let now = now_unix();
         return Ok(ShopifyTokens {
             access_token: Secret::new(parsed.access_token),
@@ -198,9 +220,13 @@ async fn token_request(
         429 => Err(ShopifyError::Throttled {
             retry_after: retry_after.unwrap_or(std::time::Duration::from_secs(2)),
         }),
-        s if s >= 500 => Err(ShopifyError::Transient(format!("token endpoint returned HTTP {s}"))),
+        s if s >= 500 => Err(ShopifyError::Transient(format!(
+            "token endpoint returned HTTP {s}"
+        ))),
         s => {
-            let code = serde_json::from_str::<OAuthErrorBody>(&text).map(|b| b.error).unwrap_or_default();
+            let code = serde_json::from_str::<OAuthErrorBody>(&text)
+                .map(|b| b.error)
+                .unwrap_or_default();
             tracing::warn!(status = s, error = %code, "Shopify token request rejected");
             Err(ShopifyError::InvalidGrant)
         }
@@ -212,7 +238,9 @@ mod tests {
     use super::*;
 
     fn pairs(raw: &[(&str, &str)]) -> Vec<(String, String)> {
-        raw.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        raw.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     const Q1_HEX: &str = "700e2dadb827fcc8609e9d5ce208b2e9cdaab9df07390d2cbca10d7c328fc4bf";
@@ -293,10 +321,26 @@ mod tests {
     #[test]
     fn w1_webhook_body_verifies_on_exact_bytes_only() {
         let header = "B23tXN681gZ0qIWNRrgtzBE9XSDo5yaUu6wfmhu3a7g=";
-        assert!(verify_webhook_hmac("test_secret_key", br#"{"foo": "bar"}"#, header));
-        assert!(!verify_webhook_hmac("test_secret_key", br#"{"foo":"bar"}"#, header));
-        assert!(!verify_webhook_hmac("other_secret", br#"{"foo": "bar"}"#, header));
-        assert!(!verify_webhook_hmac("test_secret_key", br#"{"foo": "bar"}"#, "not base64!"));
+        assert!(verify_webhook_hmac(
+            "test_secret_key",
+            br#"{"foo": "bar"}"#,
+            header
+        ));
+        assert!(!verify_webhook_hmac(
+            "test_secret_key",
+            br#"{"foo":"bar"}"#,
+            header
+        ));
+        assert!(!verify_webhook_hmac(
+            "other_secret",
+            br#"{"foo": "bar"}"#,
+            header
+        ));
+        assert!(!verify_webhook_hmac(
+            "test_secret_key",
+            br#"{"foo": "bar"}"#,
+            "not base64!"
+        ));
     }
 
     #[test]

@@ -1,0 +1,231 @@
+//! Test and demo controls under `/_sandbox/...` (not part of any vendor contract).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::klaviyo::data::{ApiKey, DEFAULT_ACCOUNT_ID};
+use crate::shopify::catalog_data::ProductStatus;
+use crate::state::AppState;
+use crate::util::{now_unix, random_hex};
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(
+            "/_sandbox/health",
+            get(|| async { Json(json!({"ok": true})) }),
+        )
+        .route("/_sandbox/stats", get(stats))
+        .route("/_sandbox/routes", get(routes))
+        .route("/_sandbox/klaviyo/default-key", get(default_key))
+        .route("/_sandbox/klaviyo/keys", post(create_key))
+        .route("/_sandbox/klaviyo/keys/{key}", delete(revoke_key))
+        .route("/_sandbox/shopify/shops", post(put_shop))
+        .route("/_sandbox/shopify/{shop}/faults", post(faults))
+        .route(
+            "/_sandbox/shopify/{shop}/products/{id}/status",
+            post(product_status),
+        )
+        .route(
+            "/_sandbox/shopify/{shop}/expire-access-tokens",
+            post(expire_tokens),
+        )
+        .route("/_sandbox/bulk/{file}", get(bulk_file))
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// The JSON body (empty means `{}`), or a message for a 400.
+fn parse_body(body: &Bytes) -> Result<Value, String> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|e| format!("body must be JSON: {e}"))
+}
+
+async fn stats(State(st): State<Arc<AppState>>) -> Json<Value> {
+    Json(st.stats().to_json())
+}
+
+async fn routes() -> Json<Value> {
+    Json(Value::Array(
+        crate::klaviyo::ROUTES
+            .iter()
+            .map(|r| json!({ "method": r.method, "path": r.path }))
+            .collect(),
+    ))
+}
+
+async fn default_key(State(st): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({ "key": st.klaviyo().default_key, "account_id": DEFAULT_ACCOUNT_ID }))
+}
+
+async fn create_key(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let req = match parse_body(&body) {
+        Ok(v) => v,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let Some(scopes) = req.get("scopes").and_then(Value::as_array) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "'scopes' must be an array of strings",
+        );
+    };
+    let account = match req.get("account").and_then(Value::as_str) {
+        None | Some("default") => DEFAULT_ACCOUNT_ID.to_string(),
+        Some(other) => other.to_string(),
+    };
+    let mut store = st.klaviyo();
+    if !store.accounts.iter().any(|a| a.id == account) {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("unknown account '{account}'"),
+        );
+    }
+    let key = format!("pk_{}", random_hex(&mut store.rng, 17));
+    store.keys.insert(
+        key.clone(),
+        ApiKey {
+            account_id: account,
+            scopes: scopes
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            revoked: false,
+        },
+    );
+    (StatusCode::CREATED, Json(json!({ "key": key }))).into_response()
+}
+
+async fn revoke_key(State(st): State<Arc<AppState>>, Path(key): Path<String>) -> Response {
+    match st.klaviyo().keys.get_mut(&key) {
+        Some(k) => {
+            k.revoked = true;
+            Json(json!({ "revoked": key })).into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, "unknown key"),
+    }
+}
+
+async fn put_shop(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let req = match parse_body(&body) {
+        Ok(v) => v,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let Some(shop) = req.get("shop").and_then(Value::as_str) else {
+        return error(StatusCode::BAD_REQUEST, "'shop' is required");
+    };
+    if !crate::is_valid_shop_domain(shop) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "'shop' must look like name.myshopify.com",
+        );
+    }
+    let products = req.get("products").and_then(Value::as_u64).unwrap_or(50) as usize;
+    let seed = req
+        .get("seed")
+        .and_then(Value::as_u64)
+        .unwrap_or(st.config.seed);
+    st.shopify().put_shop(shop, products, seed, &st.config);
+    (
+        StatusCode::CREATED,
+        Json(json!({ "shop": shop, "products": products, "seed": seed })),
+    )
+        .into_response()
+}
+
+async fn faults(
+    State(st): State<Arc<AppState>>,
+    Path(shop): Path<String>,
+    body: Bytes,
+) -> Response {
+    let req = match parse_body(&body) {
+        Ok(v) => v,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let n = req
+        .get("graphql_errors")
+        .and_then(Value::as_u64)
+        .unwrap_or(1) as u32;
+    match st.shopify().shops.get_mut(&shop) {
+        Some(s) => {
+            s.faults = n;
+            Json(json!({ "shop": shop, "graphql_errors": n })).into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, "unknown shop"),
+    }
+}
+
+async fn product_status(
+    State(st): State<Arc<AppState>>,
+    Path((shop, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let req = match parse_body(&body) {
+        Ok(v) => v,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let Some(status) = req
+        .get("status")
+        .and_then(Value::as_str)
+        .and_then(ProductStatus::parse)
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "'status' must be ACTIVE, DRAFT, ARCHIVED or UNLISTED",
+        );
+    };
+    let Some(id) = crate::shopify::model::gid_number(&id) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "product id must be numeric or a GID",
+        );
+    };
+    let mut store = st.shopify();
+    let Some(s) = store.shops.get_mut(&shop) else {
+        return error(StatusCode::NOT_FOUND, "unknown shop");
+    };
+    let Some(i) = s.product_index(id) else {
+        return error(StatusCode::NOT_FOUND, "unknown product");
+    };
+    let p = &mut s.products[i];
+    p.status = status;
+    p.updated_at = now_unix();
+    Json(json!({ "id": p.gid(), "status": status.as_str(), "updatedAt": p.updated_at_str() }))
+        .into_response()
+}
+
+async fn expire_tokens(State(st): State<Arc<AppState>>, Path(shop): Path<String>) -> Response {
+    let n = crate::shopify::oauth::expire_access_tokens(&mut st.shopify(), &shop);
+    Json(json!({ "shop": shop, "expired": n })).into_response()
+}
+
+async fn bulk_file(State(st): State<Arc<AppState>>, Path(file): Path<String>) -> Response {
+    let id = file
+        .strip_suffix(".jsonl")
+        .and_then(|n| n.parse::<u64>().ok());
+    let jsonl = id.and_then(|id| {
+        st.shopify()
+            .bulk_ops
+            .get(&id)
+            .and_then(|op| op.jsonl.clone())
+    });
+    match jsonl {
+        Some(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/jsonl")],
+            body.as_str().to_owned(),
+        )
+            .into_response(),
+        None => error(StatusCode::NOT_FOUND, "no such bulk operation result"),
+    }
+}

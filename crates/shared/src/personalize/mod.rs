@@ -1,0 +1,38 @@
+//! The personalization feature's business rules, as plain Rust over plain types: no AWS, no
+//! HTTP. The worker and the preview route wire these to Klaviyo and Bedrock.
+//!
+//! - `orders`: Klaviyo order events (every shape) → a bounded `PurchaseHistory`.
+//! - `candidates`: the products to recommend, from a `CatalogIndex` built once per batch.
+//! - `settings`: the merchant's brand voice, language and slots.
+//! - `prompt`: the Converse request content (static prefix, brief, tool schema, per profile).
+//! - `copy` + `validator`: the model's tool input → checked copy → Klaviyo `sp_` properties.
+//! - `accounting`: outcomes, run counters, run states, the holdout split and the cost.
+
+pub mod accounting;
+pub mod candidates;
+pub mod copy;
+pub mod orders;
+pub mod prompt;
+pub mod settings;
+mod text;
+pub mod validator;
+
+pub use accounting::{
+    can_transition, holdout_group, Cost, FailReason, Group, ModelPrices, Outcome, RunCounts,
+    RunState, SkipReason,
+};
+pub use candidates::{choose_candidates, is_eligible, Candidates, CatalogIndex, Strategy};
+pub use copy::{
+    holdout_properties, missing_profiles, parse_tool_output, GeneratedCopy, OutputError,
+    RenderedProduct, ValidCopy, COPY_KEYS,
+};
+pub use orders::{
+    parse_event, HistoryBounds, OrderEvent, OrderMetric, PurchaseHistory, PurchasedItem,
+};
+pub use prompt::{batch_user_message, ProductPrompt, ProfilePrompt, PromptParts, TOOL_NAME};
+pub use settings::{BrandVoice, Settings, SlotLimit, Slots};
+pub use text::price_text;
+pub use validator::{
+    repair_message, validate, Finding, PersonalData, PersonalKind, Slot, TitleIndex,
+    ValidationContext,
+};
