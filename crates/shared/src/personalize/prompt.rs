@@ -313,35 +313,33 @@ pub fn tool_schema(settings: &Settings) -> Value {
 
 /// The per-request user message: every customer of the batch, then the call instruction.
 pub fn batch_user_message(profiles: &[ProfilePrompt]) -> String {
-    let mut s = format!("Write copy for these {} customer(s).\n", profiles.len());
-    for p in profiles {
-        s.push_str(&format!("\nCustomer {}\n", p.profile_ref));
-        match &p.first_name {
-            Some(name) => s.push_str(&format!("First name: {name}\n")),
-            None => s.push_str("First name: unknown (do not address them by name)\n"),
-        }
-        s.push_str(&format!("Bought before: {}\n", p.history_summary));
-        s.push_str(&format!("Products for {}:\n", p.profile_ref));
-        for prod in &p.products {
-            if prod.description.is_empty() {
-                s.push_str(&format!(
-                    "- {}: {} | {}\n",
-                    prod.product_ref, prod.title, prod.price
-                ));
-            } else {
-                s.push_str(&format!(
-                    "- {}: {} | {} | {}\n",
-                    prod.product_ref, prod.title, prod.price, prod.description
-                ));
-            }
-        }
-    }
+    // Customer data travels as one JSON document: untrusted text (names, titles) is escaped by
+    // construction and cannot pose as an instruction line or another customer.
+    let customers: Vec<Value> = profiles
+        .iter()
+        .map(|p| {
+            json!({
+                "profile_ref": p.profile_ref,
+                "first_name": p.first_name,
+                "bought_before": p.history_summary,
+                "products": p.products.iter().map(|prod| json!({
+                    "ref": prod.product_ref,
+                    "title": prod.title,
+                    "price": prod.price,
+                    "description": prod.description,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let document = serde_json::to_string_pretty(&json!({ "profiles": customers })).unwrap_or_default();
     let refs: Vec<&str> = profiles.iter().map(|p| p.profile_ref.as_str()).collect();
-    s.push_str(&format!(
-        "\nCall {TOOL_NAME} once with an entry for each of: {}.",
+    format!(
+        "Write copy for these {} customer(s). A null first_name means: do not address them by name.\n\
+         ```json\n{document}\n```\n\
+         Call {TOOL_NAME} once with an entry for each of: {}.",
+        profiles.len(),
         refs.join(", ")
-    ));
-    s
+    )
 }
 
 #[cfg(test)]
@@ -569,13 +567,18 @@ mod tests {
         );
         second.history_summary = "no previous orders".into();
         let msg = batch_user_message(&[profile(), second]);
-        let expected = "Write copy for these 2 customer(s).\n\
-            \nCustomer C1\nFirst name: Ana\nBought before: Alpine Jacket (Outerwear, Jackets); Trail Socks\n\
-            Products for C1:\n- P1: Summit Jacket | $199.00 | Down jacket for cold days.\n- P2: Wool Beanie | $29.00\n\
-            \nCustomer C2\nFirst name: unknown (do not address them by name)\nBought before: no previous orders\n\
-            Products for C2:\n- P1: Beach Towel | $25.50\n\
-            \nCall emit_copy once with an entry for each of: C1, C2.";
-        assert_eq!(msg, expected);
+        assert!(msg.starts_with("Write copy for these 2 customer(s)."));
+        assert!(msg.ends_with("Call emit_copy once with an entry for each of: C1, C2."));
+        let json_start = msg.find("```json\n").unwrap() + 8;
+        let json_end = msg.rfind("\n```").unwrap();
+        let doc: Value = serde_json::from_str(&msg[json_start..json_end]).unwrap();
+        assert_eq!(doc["profiles"][0]["profile_ref"], "C1");
+        assert_eq!(doc["profiles"][0]["first_name"], "Ana");
+        assert_eq!(doc["profiles"][0]["bought_before"], "Alpine Jacket (Outerwear, Jackets); Trail Socks");
+        assert_eq!(doc["profiles"][0]["products"][0], json!({"ref": "P1", "title": "Summit Jacket", "price": "$199.00", "description": "Down jacket for cold days."}));
+        assert_eq!(doc["profiles"][0]["products"][1]["title"], "Wool Beanie");
+        assert_eq!(doc["profiles"][1]["first_name"], Value::Null);
+        assert_eq!(doc["profiles"][1]["products"][0]["price"], "$25.50");
     }
 
     #[test]
