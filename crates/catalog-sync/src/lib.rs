@@ -9,7 +9,7 @@ use shared::aws::catalog_store::CatalogStore;
 use shared::aws::dynamo::AppStore;
 use shared::aws::token_vault::AwsTokenVault;
 use shared::aws::{queue::Queue, secrets::SecretStore, AwsError};
-use shared::domain::{now_unix, ConnectionStatus, MerchantId, Secret, SyncReason, SyncRequest, Vendor};
+use shared::domain::{now_unix, ConnectionStatus, MerchantId, Secret, SyncMessage, SyncReason, SyncRequest, Vendor};
 use shared::edge::{function::parse_event, sqs, Function, FunctionError};
 use shared::domain::CatalogProduct;
 use shared::shopify::catalog::{self, CatalogOptions};
@@ -18,6 +18,9 @@ use shared::Config;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod product_events;
+pub use product_events::ProductOutcome;
 
 pub struct Handler {
     config: Config,
@@ -192,8 +195,12 @@ impl Handler {
     }
 
     async fn handle_record(&self, record: SqsMessage) -> Result<(), FunctionError> {
-        let request: SyncRequest = serde_json::from_str(record.body.as_deref().unwrap_or_default())
-            .map_err(|e| format!("sync request body is not a SyncRequest: {e}"))?;
+        let message: SyncMessage = serde_json::from_str(record.body.as_deref().unwrap_or_default())
+            .map_err(|e| format!("sync queue body is not a SyncRequest or a product signal: {e}"))?;
+        let request = match message {
+            SyncMessage::Full(request) => request,
+            SyncMessage::Product(signal) => return self.handle_product_signal(&signal).await,
+        };
         let outcome = self.sync(&request.merchant_id).await;
         match outcome {
             Ok(_) => Ok(()),

@@ -2,7 +2,7 @@
 //!
 //! Routes: `POST /connections/shopify` (returns the authorize URL), the public
 //! `GET /connections/shopify/callback` (verified by Shopify's HMAC, bound to the merchant by the
-//! one-time state), `POST /catalog/sync`.
+//! one-time state), `POST /catalog/sync`, and the public `POST /webhooks/shopify` (see [`webhooks`]).
 
 use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
@@ -19,6 +19,9 @@ use shared::error::ApiError;
 use shared::shopify::{oauth, ShopifyError};
 use shared::Config;
 
+mod webhooks;
+pub use webhooks::{DEDUPE_TTL_SECS, MAX_WEBHOOK_BODY_BYTES};
+
 /// The only scope we ask for: products, their variants, media and inventory counts.
 pub const SCOPE: &str = "read_products";
 /// How long a merchant has to approve the install.
@@ -29,6 +32,7 @@ pub struct Handler {
     store: AppStore,
     secrets: SecretStore,
     sync_queue: Queue,
+    purge_queue: Option<Queue>,
     http: reqwest::Client,
     client_secret: Secret,
 }
@@ -45,6 +49,7 @@ impl Handler {
         Ok(Self {
             store: AppStore::from_sdk(&aws, &config.app_table),
             sync_queue: Queue::from_sdk(&aws, &config.sync_queue_url),
+            purge_queue: config.purge_queue_url.as_ref().map(|url| Queue::from_sdk(&aws, url)),
             secrets,
             http: shared::http_client(),
             client_secret: Secret::new(client_secret),
@@ -64,6 +69,7 @@ impl Handler {
                 let query = http::query_pairs(req);
                 Ok(http::json(200, &self.callback(&query).await?))
             }
+            "POST /webhooks/shopify" => self.webhook(req).await,
             "POST /catalog/sync" => {
                 let merchant = http::merchant(req)?;
                 Ok(http::json(202, &self.request_sync(&merchant).await?))

@@ -1,26 +1,166 @@
-//! disconnect-purge: deletes a merchant's secrets, cached catalog and records.
-//! Placeholder until the leave-no-trace issue: the handler signature is real, the work is not.
+//! disconnect-purge: every way out of SendPersonal, and what we hold about a merchant.
+//!
+//! Routes (JWT): `DELETE /connections/klaviyo`, `DELETE /connections/shopify`, `DELETE /account`,
+//! `GET /account/export`. Queue: PurgeQueue (`app/uninstalled` and `shop/redact` from the
+//! webhook endpoint), with partial batch failures.
+//!
+//! Every purge is idempotent and ordered so that a retry after a crash finishes the job: the
+//! connection record is first marked `disconnecting` (syncs stop writing), then secrets, catalog,
+//! mappings and states are deleted, the audit record is written, and the connection record —
+//! the thing that says "a purge is pending here" — goes last. Deleting what is not there counts 0:
+//! a purge that finds nothing answers `nothing_to_delete`, writes no audit record and changes
+//! nothing.
+
+mod purge;
 
 use async_trait::async_trait;
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use serde_json::Value;
-use shared::edge::{Function, FunctionError};
+use shared::aws::audit::AuditLog;
+use shared::aws::catalog_store::CatalogStore;
+use shared::aws::cognito::UserDirectory;
+use shared::aws::dynamo::AppStore;
+use shared::aws::secrets::SecretStore;
+use shared::aws::AwsError;
+use shared::domain::{MerchantId, PurgeRequest, Secret};
+use shared::edge::{function::parse_event, http, sqs, Function, FunctionError};
+use shared::error::ApiError;
+use shared::shopify::ShopifyApp;
 use shared::Config;
 
+pub use purge::{Purge, Trigger};
+
 pub struct Handler {
-    #[allow(dead_code)]
     config: Config,
+    store: AppStore,
+    catalog: CatalogStore,
+    secrets: SecretStore,
+    audit: AuditLog,
+    users: Option<UserDirectory>,
+    http: reqwest::Client,
+    app: ShopifyApp,
 }
 
 impl Handler {
     pub async fn init(config: Config) -> Result<Self, FunctionError> {
-        Ok(Self { config })
+        let aws = shared::aws::sdk_config().await;
+        let secrets = SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone());
+        let client_secret = secrets
+            .get(&config.shopify_client_secret_id)
+            .await?
+            .ok_or("the Shopify app client secret is not in Secrets Manager")?;
+        let audit_table = config
+            .audit_table
+            .clone()
+            .ok_or("AUDIT_TABLE is not configured")?;
+        let pepper_id = config
+            .audit_pepper_secret_id
+            .clone()
+            .ok_or("AUDIT_PEPPER_SECRET_ID is not configured")?;
+        let pepper = secrets
+            .get(&pepper_id)
+            .await?
+            .ok_or("the audit pepper secret is missing")?;
+        Ok(Self {
+            store: AppStore::from_sdk(&aws, &config.app_table),
+            catalog: CatalogStore::from_sdk(&aws, &config.catalog_table),
+            audit: AuditLog::new(
+                aws_sdk_dynamodb::Client::new(&aws),
+                audit_table,
+                Secret::new(pepper),
+            ),
+            users: config
+                .user_pool_id
+                .as_ref()
+                .map(|pool| UserDirectory::from_sdk(&aws, pool)),
+            http: shared::http_client(),
+            app: ShopifyApp::from_config(&config, Secret::new(client_secret)),
+            secrets,
+            config,
+        })
     }
+
+    fn purge(&self) -> Purge<'_> {
+        Purge { handler: self }
+    }
+
+    pub async fn handle(
+        &self,
+        req: &ApiGatewayV2httpRequest,
+    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
+        let route = http::route_key(req);
+        let known = matches!(
+            route,
+            "DELETE /connections/klaviyo"
+                | "DELETE /connections/shopify"
+                | "DELETE /account"
+                | "GET /account/export"
+        );
+        if !known {
+            return Err(ApiError::RouteNotFound(route.to_owned()));
+        }
+        let merchant = http::merchant(req)?;
+        let report = match route {
+            "DELETE /connections/klaviyo" => self.purge().klaviyo(&merchant, Trigger::Api).await,
+            "DELETE /connections/shopify" => {
+                self.purge().shopify(&merchant, true, Trigger::Api).await
+            }
+            "DELETE /account" => {
+                self.purge()
+                    .account(&merchant, &cognito_username(req, &merchant))
+                    .await
+            }
+            _ => {
+                return Ok(http::json(
+                    200,
+                    &self.purge().export(&merchant).await.map_err(internal)?,
+                ))
+            }
+        };
+        Ok(http::json(200, &report.map_err(internal)?))
+    }
+
+    async fn handle_record(&self, record: SqsMessage) -> Result<(), FunctionError> {
+        let request: PurgeRequest =
+            serde_json::from_str(record.body.as_deref().unwrap_or_default())
+                .map_err(|e| format!("purge queue body is not a PurgeRequest: {e}"))?;
+        self.purge().shop(&request).await?;
+        Ok(())
+    }
+}
+
+/// The Cognito user to delete: the access token's `username` (the sub in an email-as-username
+/// pool), else `cognito:username`, else the sub.
+fn cognito_username(req: &ApiGatewayV2httpRequest, merchant: &MerchantId) -> String {
+    let claims = req
+        .request_context
+        .authorizer
+        .as_ref()
+        .and_then(|a| a.jwt.as_ref())
+        .map(|jwt| &jwt.claims);
+    claims
+        .and_then(|c| c.get("username").or_else(|| c.get("cognito:username")))
+        .filter(|u| !u.is_empty())
+        .cloned()
+        .unwrap_or_else(|| merchant.as_str().to_owned())
+}
+
+pub(crate) fn internal(err: AwsError) -> ApiError {
+    ApiError::Internal(err.to_string())
 }
 
 #[async_trait]
 impl Function for Handler {
-    async fn invoke(&self, _event: Value) -> Result<Value, FunctionError> {
-        // Failing loudly is safer than acknowledging work that was not done.
-        Err("disconnect-purge is not implemented yet (API Gateway HTTP API events)".into())
+    async fn invoke(&self, event: Value) -> Result<Value, FunctionError> {
+        if event.get("Records").is_some() {
+            let event: SqsEvent = parse_event(event, "SQS")?;
+            let response =
+                sqs::for_each_record(event, 2, |record| self.handle_record(record)).await;
+            return Ok(serde_json::to_value(response)?);
+        }
+        let req: ApiGatewayV2httpRequest = parse_event(event, "API Gateway HTTP API or SQS")?;
+        let resp = http::respond(self.handle(&req).await);
+        Ok(serde_json::to_value(resp)?)
     }
 }

@@ -214,6 +214,7 @@ impl LocalStack {
             env.insert("SECRET_PREFIX".into(), format!("{prefix}{secret_prefix}"));
             env.remove("SECRETS_KMS_KEY_ID");
             env.insert("KLAVIYO_BASE_URL".into(), sandbox.klaviyo_base_url());
+            env.insert("BEDROCK_ENDPOINT_URL".into(), sandbox.bedrock_endpoint());
             env.insert(
                 "SHOPIFY_BASE_URL_TEMPLATE".into(),
                 sandbox.shopify_base_url_template(),

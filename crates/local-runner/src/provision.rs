@@ -45,6 +45,7 @@ impl Provisioner<'_> {
         }
         self.create_queues(&mut resources).await?;
         self.create_secrets(&mut resources).await?;
+        self.create_user_pools(&mut resources).await?;
         Ok(resources)
     }
 
@@ -320,6 +321,56 @@ impl Provisioner<'_> {
                 Physical {
                     kind: ResourceKind::Secret,
                     name,
+                    arn,
+                    url: None,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Provisioner<'_> {
+    /// `AWS::Cognito::UserPool` resources, so `!Ref UserPool` names a pool moto knows (the
+    /// account deletion calls AdminDeleteUser on it). Sign-in itself is the sandbox issuer's.
+    async fn create_user_pools(&self, resources: &mut Resources) -> Result<(), StackError> {
+        use aws_sdk_cognitoidentityprovider::types::UsernameAttributeType;
+        let cognito = aws_sdk_cognitoidentityprovider::Client::new(self.aws);
+        for (id, r) in &self.template.resources {
+            if r.kind != "AWS::Cognito::UserPool" {
+                continue;
+            }
+            let name = format!("{}{id}", self.prefix);
+            let attributes = seq(&r.properties, "UsernameAttributes")
+                .filter_map(scalar_string)
+                .map(|a| UsernameAttributeType::from(a.as_str()))
+                .collect::<Vec<_>>();
+            let created = cognito
+                .create_user_pool()
+                .pool_name(&name)
+                .set_username_attributes((!attributes.is_empty()).then_some(attributes))
+                .send()
+                .await
+                .map_err(|e| StackError::Provision {
+                    resource: format!("user pool {id}"),
+                    message: aws_message(&e),
+                })?;
+            let pool = created.user_pool();
+            let pool_id = pool.and_then(|p| p.id()).unwrap_or(&name).to_owned();
+            let arn = pool
+                .and_then(|p| p.arn())
+                .map(str::to_owned)
+                .unwrap_or_else(|| {
+                    format!(
+                        "arn:aws:cognito-idp:{}:{ACCOUNT_ID}:userpool/{pool_id}",
+                        self.region
+                    )
+                });
+            resources.insert(
+                id,
+                Physical {
+                    kind: ResourceKind::Other(r.kind.clone()),
+                    name: pool_id,
                     arn,
                     url: None,
                 },

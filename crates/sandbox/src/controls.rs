@@ -37,6 +37,14 @@ pub fn router() -> Router<Arc<AppState>> {
             post(expire_tokens),
         )
         .route("/_sandbox/bulk/{file}", get(bulk_file))
+        .route(
+            "/_sandbox/bedrock/faults",
+            post(crate::bedrock::set_faults).get(crate::bedrock::get_faults),
+        )
+        .route(
+            "/_sandbox/bedrock/requests",
+            get(crate::bedrock::recent_requests),
+        )
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -52,7 +60,9 @@ fn parse_body(body: &Bytes) -> Result<Value, String> {
 }
 
 async fn stats(State(st): State<Arc<AppState>>) -> Json<Value> {
-    Json(st.stats().to_json())
+    let mut stats = st.stats().to_json();
+    stats["bedrock"] = st.bedrock().stats_json();
+    Json(stats)
 }
 
 async fn routes() -> Json<Value> {

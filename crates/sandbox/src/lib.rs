@@ -4,8 +4,10 @@
 //! - Klaviyo at the root (`/api/...`),
 //! - Shopify Admin at `/shopify/{shop}/admin/...`,
 //! - the token issuer at `/cognito/...`,
+//! - Bedrock Runtime's Converse API at `/bedrock/model/{modelId}/converse`,
 //! - test/demo controls at `/_sandbox/...`.
 
+pub mod bedrock;
 mod cognito;
 mod controls;
 pub mod klaviyo;
@@ -51,6 +53,12 @@ pub struct SandboxConfig {
     pub shopify_restore_rate: f64,
     /// Leaky bucket size (standard plan: 2000).
     pub shopify_bucket_size: f64,
+    /// Bedrock requests per minute per model (sliding 60 s window).
+    pub bedrock_rpm: u32,
+    /// Bedrock tokens per minute per model (input + cache writes + output).
+    pub bedrock_tpm: u64,
+    /// Added to every successful Bedrock call, to mimic model latency (0: answer at once).
+    pub bedrock_latency_ms: u64,
 }
 
 impl Default for SandboxConfig {
@@ -66,6 +74,9 @@ impl Default for SandboxConfig {
             shopify_access_token_ttl_secs: 3600,
             shopify_restore_rate: 100.0,
             shopify_bucket_size: 2000.0,
+            bedrock_rpm: 2000,
+            bedrock_tpm: 2_000_000,
+            bedrock_latency_ms: 0,
         }
     }
 }
@@ -90,6 +101,12 @@ impl Sandbox {
 
     pub fn cognito_issuer(&self) -> String {
         format!("{}/cognito", self.base_url)
+    }
+
+    /// Endpoint URL for the Bedrock Runtime client (`endpoint_url` or
+    /// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`).
+    pub fn bedrock_endpoint(&self) -> String {
+        format!("{}/bedrock", self.base_url)
     }
 
     pub fn jwks_url(&self) -> String {
@@ -137,11 +154,13 @@ pub async fn serve(listener: TcpListener, config: SandboxConfig) -> Sandbox {
         klaviyo: Mutex::new(klaviyo),
         shopify: Mutex::new(shopify),
         stats: Mutex::new(Stats::default()),
+        bedrock: Mutex::new(bedrock::BedrockState::default()),
     });
 
     let app = klaviyo::router()
         .merge(shopify::router())
         .merge(cognito::router())
+        .merge(bedrock::router())
         .merge(controls::router())
         .with_state(state.clone());
     let task = tokio::spawn(async move {

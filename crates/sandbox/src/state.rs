@@ -15,6 +15,7 @@ pub struct AppState {
     pub klaviyo: Mutex<KlaviyoStore>,
     pub shopify: Mutex<ShopifyStore>,
     pub stats: Mutex<Stats>,
+    pub bedrock: Mutex<crate::bedrock::BedrockState>,
 }
 
 impl AppState {
@@ -29,6 +30,10 @@ impl AppState {
 
     pub fn stats(&self) -> MutexGuard<'_, Stats> {
         self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn bedrock(&self) -> MutexGuard<'_, crate::bedrock::BedrockState> {
+        self.bedrock.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -26,6 +26,27 @@ pub struct Config {
     pub shopify_client_secret_id: String,
     pub shopify_redirect_uri: String,
     pub bedrock_model_id: String,
+    /// Purges asked for by Shopify webhooks (app/uninstalled, shop/redact); connect-shopify only.
+    pub purge_queue_url: Option<String>,
+    /// The audit table (disconnect-purge only) and the secret holding the pepper of its keys.
+    pub audit_table: Option<String>,
+    pub audit_pepper_secret_id: Option<String>,
+    /// The Cognito user pool whose users `DELETE /account` removes.
+    pub user_pool_id: Option<String>,
+    /// The fan-out's own queue (continuations of a long audience).
+    pub fanout_queue_url: String,
+    /// ARN of the work queue's dead-letter queue: its records are counted as failed.
+    pub work_dlq_arn: String,
+    /// This container's share of each merchant's Klaviyo rate limits: 1 / the worker's SQS
+    /// maximum concurrency, so all containers together stay inside the account's budget.
+    pub klaviyo_budget_share: f64,
+    /// Converse calls in flight per container.
+    pub bedrock_max_concurrency: usize,
+    /// How long one fan-out invocation pages before it hands on to a continuation message
+    /// (well inside the function's timeout).
+    pub fanout_time_budget_ms: u64,
+    /// Bedrock runtime endpoint override (unset in production: the SDK's regional endpoint).
+    pub bedrock_endpoint_url: Option<String>,
 }
 
 impl Config {
@@ -62,6 +83,22 @@ impl Config {
                 "BEDROCK_MODEL_ID",
                 "us.anthropic.claude-haiku-4-5-20251001-v1:0",
             ),
+            purge_queue_url: get("PURGE_QUEUE_URL"),
+            audit_table: get("AUDIT_TABLE"),
+            audit_pepper_secret_id: get("AUDIT_PEPPER_SECRET_ID"),
+            user_pool_id: get("USER_POOL_ID"),
+            fanout_queue_url: or("FANOUT_QUEUE_URL", ""),
+            work_dlq_arn: or("WORK_DLQ_ARN", ""),
+            klaviyo_budget_share: get("KLAVIYO_BUDGET_SHARE")
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| *v > 0.0 && *v <= 1.0)
+                .unwrap_or(1.0),
+            bedrock_max_concurrency: get("BEDROCK_MAX_CONCURRENCY")
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|v| *v > 0)
+                .unwrap_or(8),
+            bedrock_endpoint_url: get("BEDROCK_ENDPOINT_URL"),
+            fanout_time_budget_ms: get("FANOUT_TIME_BUDGET_MS").and_then(|v| v.parse().ok()).unwrap_or(600_000),
         })
     }
 

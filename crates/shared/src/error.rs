@@ -35,6 +35,16 @@ pub enum ApiError {
     VendorThrottled { vendor: &'static str, retry_after_secs: u64 },
     #[error("{0} is unavailable right now; retry later")]
     VendorUnavailable(&'static str),
+    #[error("the Shopify webhook signature (X-Shopify-Hmac-Sha256) is missing or invalid")]
+    InvalidWebhookSignature,
+    #[error("{0}")]
+    InvalidWebhookBody(String),
+    #[error("no run {0} for this account")]
+    RunNotFound(String),
+    #[error("{0}")]
+    RunStateConflict(String),
+    #[error("invalid settings: {}", .0.join("; "))]
+    InvalidSettings(Vec<String>),
     #[error("internal error")]
     Internal(String),
 }
@@ -57,13 +67,19 @@ impl ApiError {
             ApiError::NotConnected(_) => "not-connected",
             ApiError::VendorThrottled { .. } => "vendor-throttled",
             ApiError::VendorUnavailable(_) => "vendor-unavailable",
+            ApiError::InvalidWebhookSignature => "invalid-webhook-signature",
+            ApiError::InvalidWebhookBody(_) => "invalid-webhook-body",
+            ApiError::RunNotFound(_) => "run-not-found",
+            ApiError::RunStateConflict(_) => "run-state-conflict",
+            ApiError::InvalidSettings(_) => "invalid-settings",
             ApiError::Internal(_) => "internal",
         }
     }
 
     pub fn status(&self) -> u16 {
         match self {
-            ApiError::Unauthenticated | ApiError::InvalidOAuthSignature => 401,
+            ApiError::Unauthenticated | ApiError::InvalidOAuthSignature | ApiError::InvalidWebhookSignature => 401,
+            ApiError::InvalidWebhookBody(_) => 400,
             ApiError::RouteNotFound(_) => 404,
             ApiError::InvalidRequest(_)
             | ApiError::InvalidKlaviyoKey(_)
@@ -73,6 +89,9 @@ impl ApiError {
             ApiError::KlaviyoKeyRejected | ApiError::KlaviyoMissingScopes(_) | ApiError::ScopeNotGranted => 422,
             ApiError::VendorThrottled { .. } => 503,
             ApiError::VendorUnavailable(_) => 502,
+            ApiError::RunNotFound(_) => 404,
+            ApiError::RunStateConflict(_) => 409,
+            ApiError::InvalidSettings(_) => 400,
             ApiError::Internal(_) => 500,
         }
     }
@@ -93,6 +112,11 @@ impl ApiError {
             ApiError::NotConnected(_) => "Not connected",
             ApiError::VendorThrottled { .. } => "Vendor rate limit",
             ApiError::VendorUnavailable(_) => "Vendor unavailable",
+            ApiError::InvalidWebhookSignature => "Invalid webhook signature",
+            ApiError::InvalidWebhookBody(_) => "Invalid webhook body",
+            ApiError::RunNotFound(_) => "Run not found",
+            ApiError::RunStateConflict(_) => "Run state conflict",
+            ApiError::InvalidSettings(_) => "Invalid settings",
             ApiError::Internal(_) => "Internal error",
         }
     }

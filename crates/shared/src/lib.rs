@@ -14,6 +14,8 @@ pub mod telemetry;
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "bedrock")]
+pub mod bedrock;
 
 pub use config::Config;
 

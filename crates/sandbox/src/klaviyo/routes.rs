@@ -1018,6 +1018,20 @@ fn job_json(ctx: &Ctx, job: &ImportJob) -> Value {
     })
 }
 
+/// `local@domain.tld`: one `@`, text before it, a dot inside the domain.
+fn plausible_email(email: &str) -> bool {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain
+                    .split_once('.')
+                    .is_some_and(|(host, tld)| !host.is_empty() && !tld.is_empty())
+        }
+        None => false,
+    }
+}
+
 fn has_identifier(attrs: &Map<String, Value>) -> bool {
     ["email", "phone_number", "external_id", "_kx"]
         .iter()
@@ -1096,17 +1110,19 @@ pub async fn create_import_job(
             } else if p.get("type").and_then(Value::as_str) != Some("profile") {
                 Some("'type' must be 'profile'.".to_string())
             } else if let Some(attrs) = attrs {
-                let has_id = p.get("id").and_then(Value::as_str).is_some();
-                if !has_id && !has_identifier(attrs) {
-                    Some("One of email, phone_number, external_id or id is required.".to_string())
-                } else if attrs
+                let id = p.get("id").and_then(Value::as_str);
+                let invalid_email = attrs
                     .get("email")
                     .and_then(Value::as_str)
-                    .is_some_and(|e| !e.contains('@'))
-                {
-                    Some("Invalid email address.".to_string())
+                    .filter(|e| !plausible_email(e));
+                if id.is_none() && !has_identifier(attrs) {
+                    Some("One of email, phone_number, external_id or id is required.".to_string())
+                } else if let Some(id) = id.filter(|id| !store.profile_index.contains_key(*id)) {
+                    // An id must name an existing profile (how live Klaviyo reports this is unverified).
+                    Some(format!("A profile with id {id} does not exist."))
                 } else {
-                    None
+                    // Echo the rejected address, as a live error detail may: clients must scrub details.
+                    invalid_email.map(|e| format!("Invalid email address: {e}"))
                 }
             } else {
                 Some("'attributes' is required.".to_string())

@@ -916,6 +916,19 @@ impl<'d, 'a> Exec<'d, 'a> {
                 self.actual_cost = cost_before + 10;
                 v
             }
+            "appUninstall" => {
+                // The app uninstalls itself: every token it holds for the shop stops working.
+                super::webhooks::uninstall(store, &self.shop);
+                let payload = json!({
+                    "__typename": "AppUninstallPayload",
+                    "app": { "__typename": "App", "id": "gid://shopify/App/1", "title": "SendPersonal", "handle": "sendpersonal", "apiKey": "sandbox" },
+                    "userErrors": [],
+                });
+                let cost_before = self.actual_cost;
+                let v = self.project(&payload, "AppUninstallPayload", &f.selection_set);
+                self.actual_cost = cost_before + 10;
+                v
+            }
             _ => Value::Null,
         }
     }

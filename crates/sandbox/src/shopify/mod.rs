@@ -9,6 +9,7 @@ pub mod oauth;
 pub mod schema;
 pub mod search;
 pub mod throttle;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -142,4 +143,5 @@ pub fn router() -> Router<Arc<AppState>> {
             "/shopify/{shop}/admin/api/{version}/graphql.json",
             post(graphql::handle),
         )
+        .merge(webhooks::router())
 }

@@ -45,6 +45,11 @@ pub fn field_type(parent: &str, field: &str) -> Option<Ty> {
         ("QueryRoot", "currentBulkOperation") => Object("BulkOperation"),
 
         ("Mutation", "bulkOperationRunQuery") => Object("BulkOperationRunQueryPayload"),
+        ("Mutation", "appUninstall") => Object("AppUninstallPayload"),
+        ("AppUninstallPayload", "app") => Object("App"),
+        ("AppUninstallPayload", "userErrors") => List("AppUninstallAppUninstallError"),
+        ("AppUninstallAppUninstallError", "field" | "message" | "code") => Scalar,
+        ("App", "id" | "title" | "handle" | "apiKey") => Scalar,
         ("BulkOperationRunQueryPayload", "bulkOperation") => Object("BulkOperation"),
         ("BulkOperationRunQueryPayload", "userErrors") => List("BulkOperationUserError"),
         ("BulkOperationUserError", "field" | "message" | "code") => Scalar,
@@ -185,6 +190,9 @@ const KNOWN_TYPES: &[&str] = &[
     "BulkOperation",
     "BulkOperationRunQueryPayload",
     "BulkOperationUserError",
+    "AppUninstallPayload",
+    "AppUninstallAppUninstallError",
+    "App",
 ];
 
 pub fn type_exists(name: &str) -> bool {

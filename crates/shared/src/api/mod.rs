@@ -8,6 +8,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+mod account;
+mod personalize;
+pub use personalize::{
+    AudiencesPage, Grounding, PreviewProfile, PreviewRequest, PreviewResponse, RunCreated, RunList, RunView,
+    MAX_PREVIEW_PROFILES,
+};
+pub use account::{AccountExport, CatalogSummary, PurgeReport, SecretPresence, WebhookAck};
+
 /// `GET /connections`: the signed-in merchant's connections. Never a key or token.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ConnectionsView {
@@ -175,7 +183,10 @@ struct ApiDoc;
 
 /// The OpenAPI 3.1 document of the HTTP API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(account::AccountDoc::openapi());
+    doc.merge(personalize::PersonalizeDoc::openapi());
+    doc
 }
 
 /// `(METHOD, path)` of every documented operation, e.g. `("GET", "/connections")`.

@@ -91,6 +91,91 @@ impl CatalogStore {
         Ok(count)
     }
 
+    /// Webhook upsert into a live generation, unless something at least as recent is there
+    /// (a later update, or a tombstone from a delete). `event_at_ms` is when the product was read
+    /// from Shopify. Returns whether it was written.
+    pub async fn upsert_product(
+        &self,
+        merchant: &MerchantId,
+        generation: &str,
+        product: &CatalogProduct,
+        event_at_ms: i64,
+    ) -> Result<bool, AwsError> {
+        let doc = serde_json::to_string(product).map_err(|e| AwsError::new("encode product", e))?;
+        self.put_if_newer(merchant, generation, &product.id, Some(doc), event_at_ms).await
+    }
+
+    /// Remove a product from a live generation, leaving a tombstone (no `doc`, so readers skip
+    /// it) that stops an older create/update from bringing it back. A full sync replaces it.
+    pub async fn tombstone_product(
+        &self,
+        merchant: &MerchantId,
+        generation: &str,
+        product_gid: &str,
+        event_at_ms: i64,
+    ) -> Result<bool, AwsError> {
+        self.put_if_newer(merchant, generation, product_gid, None, event_at_ms).await
+    }
+
+    async fn put_if_newer(
+        &self,
+        merchant: &MerchantId,
+        generation: &str,
+        product_gid: &str,
+        doc: Option<String>,
+        event_at_ms: i64,
+    ) -> Result<bool, AwsError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(partition(merchant, generation)))
+            .item("sk", AttributeValue::S(product_gid.to_owned()))
+            .item("event_at", AttributeValue::N(event_at_ms.to_string()))
+            .condition_expression("attribute_not_exists(event_at) OR event_at < :t")
+            .expression_attribute_values(":t", AttributeValue::N(event_at_ms.to_string()));
+        request = match doc {
+            Some(doc) => request.item("doc", AttributeValue::S(doc)),
+            None => request.item("deleted", AttributeValue::Bool(true)),
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if describe(&e).contains("ConditionalCheckFailed") => Ok(false),
+            Err(e) => Err(AwsError::new("dynamodb:PutItem", describe(&e))),
+        }
+    }
+
+    /// Every generation partition of a merchant, live or orphaned (a crashed sync's leftovers):
+    /// a filtered scan, since the generation is part of the hash key. Purges only.
+    pub async fn merchant_generations(&self, merchant: &MerchantId) -> Result<Vec<String>, AwsError> {
+        let prefix = format!("{}#", merchant.as_str());
+        let mut generations = std::collections::BTreeSet::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :p)")
+                .expression_attribute_values(":p", AttributeValue::S(prefix.clone()))
+                .projection_expression("pk")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::new("dynamodb:Scan", describe(&e)))?;
+            for item in out.items.unwrap_or_default() {
+                if let Some(generation) = item.get("pk").and_then(|v| v.as_s().ok()).and_then(|pk| pk.strip_prefix(&prefix)) {
+                    generations.insert(generation.to_owned());
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(generations.into_iter().collect()),
+            }
+        }
+    }
+
     async fn query_partition(&self, pk: &str, projection: &str) -> Result<Vec<HashMap<String, AttributeValue>>, AwsError> {
         let mut items = Vec::new();
         let mut start = None;

@@ -58,6 +58,10 @@ impl AppStore {
         &self.client
     }
 
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
     async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, AwsError> {
         let out = self
             .client

@@ -6,6 +6,14 @@
 pub mod dynamo;
 #[cfg(feature = "dynamodb")]
 pub mod catalog_store;
+#[cfg(feature = "dynamodb")]
+pub mod runs;
+#[cfg(feature = "dynamodb")]
+pub mod purge;
+#[cfg(feature = "dynamodb")]
+pub mod audit;
+#[cfg(feature = "cognito")]
+pub mod cognito;
 #[cfg(feature = "secrets")]
 pub mod secrets;
 #[cfg(feature = "sqs")]

@@ -52,6 +52,27 @@ impl SecretStore {
         }
     }
 
+    /// When the secret's value was last stored (unix seconds), or None when there is no secret.
+    /// Never reads the value (the export says a secret exists, not what it is).
+    pub async fn stored_at(&self, name: &str) -> Result<Option<i64>, AwsError> {
+        match self.client.describe_secret().secret_id(name).send().await {
+            Ok(out) => Ok(Some(out.last_changed_date().or(out.created_date()).map_or(0, |d| d.secs()))),
+            Err(e) if describe(&e).contains("ResourceNotFound") => Ok(None),
+            Err(e) => Err(AwsError::new("secretsmanager:DescribeSecret", describe(&e))),
+        }
+    }
+
+    /// The merchant's Klaviyo key, as connect-klaviyo stored it (`{"api_key": "pk_…"}`).
+    pub async fn klaviyo_key(&self, name: &str) -> Result<Option<crate::domain::KlaviyoApiKey>, AwsError> {
+        let Some(text) = self.get(name).await? else { return Ok(None) };
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|_| AwsError::new("secretsmanager:GetSecretValue", "stored Klaviyo secret is unreadable"))?;
+        let key = value.get("api_key").and_then(|k| k.as_str()).unwrap_or_default();
+        crate::domain::KlaviyoApiKey::parse(key)
+            .map(Some)
+            .map_err(|_| AwsError::new("secretsmanager:GetSecretValue", "stored Klaviyo key is malformed"))
+    }
+
     /// Delete at once, without a recovery window: a disconnected merchant's secret must not linger.
     pub async fn delete(&self, name: &str) -> Result<(), AwsError> {
         match self

@@ -9,6 +9,8 @@ pub enum ConnectionStatus {
     Connected,
     /// The vendor rejected our credentials (revoked key, uninstalled app); reconnect to fix.
     Broken,
+    /// A disconnect or purge is under way (a retry finishes it); nothing syncs meanwhile.
+    Disconnecting,
 }
 
 /// What we keep about a merchant's Klaviyo connection: no key (that lives in Secrets Manager).

@@ -5,11 +5,16 @@ mod catalog;
 mod connection;
 mod ids;
 mod secret;
+mod webhook;
 
 pub use catalog::{CatalogProduct, Money};
 pub use connection::{ConnectionStatus, KlaviyoConnection, ShopifyConnection, SyncRequest, SyncReason};
 pub use ids::{MerchantId, ShopDomain, Vendor};
 pub use secret::{KlaviyoApiKey, Secret};
+pub use webhook::{
+    is_disconnecting, product_gid, ProductSignal, ProductSignalKind, PurgeReason, PurgeRequest, SyncMessage, WebhookTopic,
+    TERMINAL_RUN_STATES,
+};
 
 /// Input that failed validation; the message says what is wrong without echoing the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

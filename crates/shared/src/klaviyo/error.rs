@@ -23,7 +23,10 @@ pub enum KlaviyoError {
 
 impl KlaviyoError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, KlaviyoError::Throttled { .. } | KlaviyoError::Transient(_))
+        matches!(
+            self,
+            KlaviyoError::Throttled { .. } | KlaviyoError::Transient(_)
+        )
     }
 
     pub(crate) fn network(err: reqwest::Error) -> Self {

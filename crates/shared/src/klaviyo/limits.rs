@@ -48,6 +48,12 @@ pub enum Endpoint {
     Metrics,
     Events,
     UpdateProfile,
+    /// `POST /api/profile-bulk-import-jobs`.
+    CreateBulkImport,
+    /// `GET /api/profile-bulk-import-jobs/{id}` (polling).
+    GetBulkImport,
+    /// `GET /api/profile-bulk-import-jobs/{id}/import-errors`.
+    BulkImportErrors,
 }
 
 impl Endpoint {
@@ -60,8 +66,32 @@ impl Endpoint {
             | Endpoint::SegmentProfiles
             | Endpoint::Profiles
             | Endpoint::UpdateProfile => Tier::L,
-            Endpoint::ProfilesPredictive | Endpoint::Metrics => Tier::M,
+            Endpoint::ProfilesPredictive
+            | Endpoint::Metrics
+            | Endpoint::CreateBulkImport
+            | Endpoint::GetBulkImport
+            | Endpoint::BulkImportErrors => Tier::M,
             Endpoint::Events => Tier::XL,
+        }
+    }
+
+    /// Every scope the endpoint requires (NOTES §1.2).
+    pub const fn scopes(self) -> &'static [&'static str] {
+        match self {
+            Endpoint::Accounts => &["accounts:read"],
+            Endpoint::Lists => &["lists:read"],
+            Endpoint::Segments => &["segments:read"],
+            Endpoint::ListProfiles => &["profiles:read", "lists:read"],
+            Endpoint::SegmentProfiles => &["profiles:read", "segments:read"],
+            Endpoint::Profiles | Endpoint::ProfilesPredictive | Endpoint::BulkImportErrors => {
+                &["profiles:read"]
+            }
+            Endpoint::Metrics => &["metrics:read"],
+            Endpoint::Events => &["events:read"],
+            Endpoint::UpdateProfile => &["profiles:write"],
+            // `lists:write` even when no list is given.
+            Endpoint::CreateBulkImport => &["profiles:write", "lists:write"],
+            Endpoint::GetBulkImport => &["profiles:read", "lists:read"],
         }
     }
 
@@ -75,6 +105,10 @@ impl Endpoint {
             Endpoint::Metrics => "metrics:read",
             Endpoint::Events => "events:read",
             Endpoint::UpdateProfile => "profiles:write",
+            // Read scopes are probed at connect; write scopes cannot be, and bulk import is
+            // the one call that needs lists:write.
+            Endpoint::CreateBulkImport => "lists:write",
+            Endpoint::GetBulkImport | Endpoint::BulkImportErrors => "profiles:read",
         }
     }
 
@@ -90,6 +124,9 @@ impl Endpoint {
             Endpoint::Metrics => "GET /api/metrics",
             Endpoint::Events => "GET /api/events",
             Endpoint::UpdateProfile => "PATCH /api/profiles/{id}",
+            Endpoint::CreateBulkImport => "POST /api/profile-bulk-import-jobs",
+            Endpoint::GetBulkImport => "GET /api/profile-bulk-import-jobs/{id}",
+            Endpoint::BulkImportErrors => "GET /api/profile-bulk-import-jobs/{id}/import-errors",
         }
     }
 }
@@ -146,7 +183,11 @@ struct Window {
 impl Window {
     /// When one more send fits: now, or when the oldest send in the window ages out.
     fn ready_at(&mut self, now: Instant, span: Duration, limit: usize) -> Instant {
-        while self.sent.front().is_some_and(|t| now.saturating_duration_since(*t) >= span) {
+        while self
+            .sent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= span)
+        {
             self.sent.pop_front();
         }
         if self.sent.len() < limit {
@@ -171,7 +212,11 @@ pub(crate) struct RateLimiter {
 
 impl RateLimiter {
     pub(crate) fn new(mode: RateLimits) -> Self {
-        Self { mode, windows: Mutex::new(HashMap::new()), usage: Mutex::new(KlaviyoUsage::default()) }
+        Self {
+            mode,
+            windows: Mutex::new(HashMap::new()),
+            usage: Mutex::new(KlaviyoUsage::default()),
+        }
     }
 
     fn limits(&self, tier: Tier) -> Option<(usize, usize)> {
@@ -192,12 +237,18 @@ impl RateLimiter {
             loop {
                 let ready = {
                     let mut all = self.windows.lock().unwrap();
-                    let windows = all.entry((fingerprint.to_owned(), endpoint.tier())).or_default();
+                    let windows = all
+                        .entry((fingerprint.to_owned(), endpoint.tier()))
+                        .or_default();
                     let now = Instant::now();
                     let ready = windows
                         .burst
                         .ready_at(now, Duration::from_secs(1), burst)
-                        .max(windows.steady.ready_at(now, Duration::from_secs(60), steady));
+                        .max(
+                            windows
+                                .steady
+                                .ready_at(now, Duration::from_secs(60), steady),
+                        );
                     if ready <= now {
                         windows.burst.sent.push_back(now);
                         windows.steady.sent.push_back(now);
@@ -216,7 +267,13 @@ impl RateLimiter {
                 self.add_wait(waited);
             }
         }
-        *self.usage.lock().unwrap().requests.entry(endpoint.name()).or_default() += 1;
+        *self
+            .usage
+            .lock()
+            .unwrap()
+            .requests
+            .entry(endpoint.name())
+            .or_default() += 1;
     }
 
     pub(crate) fn add_wait(&self, waited: Duration) {
@@ -244,6 +301,24 @@ mod tests {
         assert_eq!(Endpoint::ProfilesPredictive.tier(), Tier::M);
         assert_eq!(Endpoint::Metrics.tier(), Tier::M);
         assert_eq!(Endpoint::Events.tier(), Tier::XL);
+        assert_eq!(Endpoint::CreateBulkImport.tier(), Tier::M);
+        assert_eq!(Endpoint::GetBulkImport.tier(), Tier::M);
+        assert_eq!(Endpoint::BulkImportErrors.tier(), Tier::M);
+        assert_eq!(
+            Endpoint::CreateBulkImport.scopes(),
+            ["profiles:write", "lists:write"]
+        );
+        assert_eq!(Endpoint::BulkImportErrors.scopes(), ["profiles:read"]);
+        for endpoint in [
+            Endpoint::Profiles,
+            Endpoint::CreateBulkImport,
+            Endpoint::GetBulkImport,
+        ] {
+            assert!(
+                endpoint.scopes().contains(&endpoint.scope()),
+                "{endpoint:?}"
+            );
+        }
         assert_eq!(Tier::S.limits(), (3, 60));
     }
 

@@ -5,9 +5,13 @@
 pub mod client;
 pub mod error;
 pub mod limits;
+pub mod scrub;
 pub mod types;
 
 pub use client::KlaviyoClient;
 pub use error::KlaviyoError;
 pub use limits::{Endpoint, KlaviyoUsage, RateLimits, Tier};
-pub use types::{Account, Audience, AudienceKind, READ_SCOPES};
+pub use types::{
+    Account, Audience, AudienceKind, BulkImportJob, ImportError, ImportPolling, ImportStatus,
+    OrderMetrics, READ_SCOPES,
+};

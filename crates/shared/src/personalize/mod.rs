@@ -13,6 +13,7 @@ pub mod candidates;
 pub mod copy;
 pub mod orders;
 pub mod prompt;
+pub mod run;
 pub mod settings;
 mod text;
 pub mod validator;

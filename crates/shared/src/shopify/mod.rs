@@ -12,6 +12,7 @@ pub mod error;
 pub mod graphql;
 pub mod oauth;
 pub mod tokens;
+pub mod uninstall;
 
 pub use admin::{ShopifyAdmin, ShopifyApp};
 pub use catalog::{fetch_catalog, fetch_catalog_with, fetch_product, CatalogOptions};

@@ -1,0 +1,422 @@
+//! The personalization engine: for a set of Klaviyo profiles, read each customer's order
+//! history, choose real products from the cached catalog, ask Claude for copy, and keep only copy
+//! the grounding validator passes (one repair attempt each). Shared by the worker (which then
+//! writes the copy back) and the preview (which returns it). Customer data lives only in memory.
+
+use futures::stream::{self, StreamExt};
+use serde_json::Value;
+use shared::aws::catalog_store::CatalogStore;
+use shared::aws::dynamo::AppStore;
+use shared::bedrock::{BedrockClient, BedrockError, ToolRequest, Usage};
+use shared::domain::{now_unix, CatalogProduct, KlaviyoApiKey, MerchantId};
+use shared::klaviyo::{KlaviyoClient, KlaviyoError, OrderMetrics};
+use shared::personalize::copy::ValidCopy;
+use shared::personalize::prompt::{profile_ref, TOOL_DESCRIPTION};
+use shared::personalize::{
+    holdout_group, parse_tool_output, repair_message, validate, CatalogIndex, Cost, FailReason, Finding, Group,
+    HistoryBounds, Outcome, PersonalData, ProfilePrompt, PromptParts, PurchaseHistory, Settings, SkipReason,
+    TitleIndex, ValidationContext, TOOL_NAME,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// Customers per Converse request: the static prefix is paid once per request, so a few
+/// customers share it; more would make one bad answer cost a larger repair.
+pub const PROFILES_PER_REQUEST: usize = 5;
+/// History reads in flight per batch (Klaviyo's events tier is the widest: 350/s burst).
+const EVENT_READS_IN_FLIGHT: usize = 16;
+/// Converse requests in flight per batch (the client also caps calls per container).
+const CONVERSE_IN_FLIGHT: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the merchant has no cached catalog yet; connect Shopify and sync first")]
+    NoCatalog,
+    #[error("reading the catalog failed: {0}")]
+    Store(String),
+    #[error("Klaviyo: {0}")]
+    Klaviyo(#[from] KlaviyoError),
+}
+
+/// What a run (or a preview) asks for.
+pub struct Job<'a> {
+    pub merchant: &'a MerchantId,
+    pub key: &'a KlaviyoApiKey,
+    pub settings: &'a Settings,
+    pub brief: &'a str,
+    /// `(run id, holdout percent)`; a preview has no run and no holdout.
+    pub run: Option<(&'a str, u8)>,
+}
+
+/// One profile's result. `copy` is set only for copy that passed the validator.
+#[derive(Debug, Clone)]
+pub struct ProfileResult {
+    pub profile_id: String,
+    pub outcome: Outcome,
+    pub copy: Option<ValidCopy>,
+    pub candidates: Vec<CatalogProduct>,
+    /// The validator's findings on the last attempt (empty when it passed first time).
+    pub findings: Vec<Finding>,
+    pub repaired: bool,
+    pub first_name: Option<String>,
+    pub history_summary: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Generation {
+    pub results: Vec<ProfileResult>,
+    pub tokens: Cost,
+    /// Requests made, by `vendor_endpoint`.
+    pub requests: BTreeMap<String, u64>,
+}
+
+struct CachedCatalog {
+    merchant: MerchantId,
+    generation: String,
+    index: Arc<CatalogIndex>,
+    titles: Arc<TitleIndex>,
+}
+
+/// A customer ready for the model.
+struct Prepared {
+    profile_id: String,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    history: PurchaseHistory,
+    candidates: Vec<CatalogProduct>,
+}
+
+pub struct Engine {
+    pub klaviyo: KlaviyoClient,
+    pub bedrock: BedrockClient,
+    store: AppStore,
+    catalog: CatalogStore,
+    catalog_cache: Mutex<Option<Arc<CachedCatalog>>>,
+    metrics_cache: Mutex<HashMap<MerchantId, OrderMetrics>>,
+    bounds: HistoryBounds,
+}
+
+fn text(v: &Value, pointer: &str) -> Option<String> {
+    v.pointer(pointer).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+fn usage_cost(usage: &Usage) -> Cost {
+    Cost {
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        cache_read_tokens: usage.cache_read_tokens,
+        cache_write_tokens: usage.cache_write_tokens,
+    }
+}
+
+fn klaviyo_failure(err: &KlaviyoError) -> Outcome {
+    match err {
+        KlaviyoError::Throttled { .. } => Outcome::Failed(FailReason::Throttled),
+        _ => Outcome::Failed(FailReason::Klaviyo),
+    }
+}
+
+fn bedrock_failure(err: &BedrockError) -> Outcome {
+    match err {
+        BedrockError::Throttled => Outcome::Failed(FailReason::Throttled),
+        BedrockError::Truncated { .. } | BedrockError::NoToolUse { .. } => Outcome::Skipped(SkipReason::MalformedOutput),
+        _ => Outcome::Failed(FailReason::Bedrock),
+    }
+}
+
+impl Engine {
+    pub fn new(klaviyo: KlaviyoClient, bedrock: BedrockClient, store: AppStore, catalog: CatalogStore) -> Self {
+        Self {
+            klaviyo,
+            bedrock,
+            store,
+            catalog,
+            catalog_cache: Mutex::new(None),
+            metrics_cache: Mutex::new(HashMap::new()),
+            bounds: HistoryBounds::default(),
+        }
+    }
+
+    /// The merchant's live catalog generation, indexed; cached per container until a sync
+    /// swaps in a new generation.
+    async fn catalog_for(&self, merchant: &MerchantId) -> Result<Arc<CachedCatalog>, EngineError> {
+        let connection = self.store.shopify(merchant).await.map_err(|e| EngineError::Store(e.to_string()))?;
+        let generation = connection.and_then(|c| c.catalog_generation).ok_or(EngineError::NoCatalog)?;
+        if let Some(cached) = self.catalog_cache.lock().expect("catalog cache lock").as_ref() {
+            if &cached.merchant == merchant && cached.generation == generation {
+                return Ok(cached.clone());
+            }
+        }
+        let products = self
+            .catalog
+            .read_generation(merchant, &generation)
+            .await
+            .map_err(|e| EngineError::Store(e.to_string()))?;
+        if products.is_empty() {
+            return Err(EngineError::NoCatalog);
+        }
+        let titles = Arc::new(TitleIndex::new(&products));
+        let cached = Arc::new(CachedCatalog {
+            merchant: merchant.clone(),
+            generation,
+            index: Arc::new(CatalogIndex::new(products)),
+            titles,
+        });
+        *self.catalog_cache.lock().expect("catalog cache lock") = Some(cached.clone());
+        Ok(cached)
+    }
+
+    /// The account's order metric ids (Get Metrics is on the M tier: once per container).
+    async fn order_metrics(&self, job: &Job<'_>, requests: &mut BTreeMap<String, u64>) -> Result<OrderMetrics, KlaviyoError> {
+        if let Some(m) = self.metrics_cache.lock().expect("metrics cache lock").get(job.merchant) {
+            return Ok(m.clone());
+        }
+        *requests.entry("klaviyo_metrics".into()).or_default() += 1;
+        let metrics = self.klaviyo.order_metrics(job.key).await?;
+        self.metrics_cache.lock().expect("metrics cache lock").insert(job.merchant.clone(), metrics.clone());
+        Ok(metrics)
+    }
+
+    /// Personalize `profiles` (Klaviyo profile resources). Every profile comes back with an
+    /// outcome; `Written` means "valid copy ready to write".
+    pub async fn generate(&self, job: &Job<'_>, profiles: Vec<Value>) -> Result<Generation, EngineError> {
+        let mut gen = Generation::default();
+        let catalog = self.catalog_for(job.merchant).await?;
+        let metrics = self.order_metrics(job, &mut gen.requests).await?;
+        let products_wanted = usize::from(job.settings.slots.products.clamp(1, 3));
+        // A few more candidates than slots, so the model can pick what fits the brief.
+        let k = (products_wanted + 2).min(5);
+
+        let mut to_read = Vec::new();
+        for profile in profiles {
+            let Some(id) = profile.get("id").and_then(Value::as_str).map(str::to_owned) else { continue };
+            let group = job.run.map_or(Group::Personalized, |(run_id, pct)| holdout_group(run_id, &id, pct));
+            if group == Group::Holdout {
+                gen.results.push(simple_result(id, Outcome::Holdout));
+            } else {
+                to_read.push((id, profile));
+            }
+        }
+
+        // Order history, one Get Events call per customer (profile_id filters take one id).
+        let since = self.bounds.since(now_unix());
+        let placed = metrics.placed_order.clone();
+        let histories: Vec<(String, Value, Result<Vec<Value>, KlaviyoError>)> = stream::iter(to_read)
+            .map(|(id, profile)| {
+                let placed = placed.clone();
+                async move {
+                    let events = match placed {
+                        Some(metric) => self.klaviyo.profile_events(job.key, &id, &metric, Some(since), self.bounds.max_events).await,
+                        None => Ok(Vec::new()), // no store integration: everyone gets the fallback
+                    };
+                    (id, profile, events)
+                }
+            })
+            .buffer_unordered(EVENT_READS_IN_FLIGHT)
+            .collect()
+            .await;
+
+        let mut ready = Vec::new();
+        for (id, profile, events) in histories {
+            if placed.is_some() {
+                *gen.requests.entry("klaviyo_events".into()).or_default() += 1;
+            }
+            let events = match events {
+                Ok(events) => events,
+                Err(err) => {
+                    gen.results.push(simple_result(id, klaviyo_failure(&err)));
+                    continue;
+                }
+            };
+            let history = PurchaseHistory::from_placed_orders(&events, self.bounds, now_unix());
+            let candidates = catalog.index.choose(&history, k, &id);
+            if candidates.is_empty() {
+                gen.results.push(simple_result(id, Outcome::Skipped(SkipReason::NoCandidates)));
+                continue;
+            }
+            ready.push(Prepared {
+                first_name: text(&profile, "/attributes/first_name"),
+                last_name: text(&profile, "/attributes/last_name"),
+                email: text(&profile, "/attributes/email"),
+                phone: text(&profile, "/attributes/phone_number"),
+                profile_id: id,
+                history,
+                candidates: candidates.products,
+            });
+        }
+
+        let chunks: Vec<Vec<Prepared>> = chunk(ready, PROFILES_PER_REQUEST);
+        let answers: Vec<(Vec<ProfileResult>, Cost, u64)> = stream::iter(chunks)
+            .map(|chunk| self.write_chunk(job, &catalog, chunk))
+            .buffer_unordered(CONVERSE_IN_FLIGHT)
+            .collect()
+            .await;
+        for (results, cost, calls) in answers {
+            gen.results.extend(results);
+            gen.tokens.add(&cost);
+            *gen.requests.entry("bedrock_converse".into()).or_default() += calls;
+        }
+        Ok(gen)
+    }
+
+    /// One Converse request for up to `PROFILES_PER_REQUEST` customers, then one repair request
+    /// for those whose copy failed the validator or was missing.
+    async fn write_chunk(&self, job: &Job<'_>, catalog: &CachedCatalog, chunk: Vec<Prepared>) -> (Vec<ProfileResult>, Cost, u64) {
+        let mut cost = Cost::default();
+        let mut calls = 0u64;
+        let prompts: Vec<ProfilePrompt> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ProfilePrompt::new(profile_ref(i), p.first_name.as_deref(), &p.history, &p.candidates))
+            .collect();
+        let mut pending: Vec<usize> = (0..chunk.len()).collect();
+        let mut results: Vec<Option<ProfileResult>> = vec![None; chunk.len()];
+        let mut last_findings: HashMap<usize, Vec<Finding>> = HashMap::new();
+        let mut repair_note = String::new();
+
+        for attempt in 0..2 {
+            let parts = PromptParts::new(
+                job.settings,
+                job.brief,
+                pending.iter().map(|&i| prompts[i].clone()).collect(),
+            );
+            let mut user_message = parts.user_message();
+            if attempt > 0 {
+                user_message.push_str("\n\nYour previous answer broke these rules; fix them:\n");
+                user_message.push_str(&repair_note);
+            }
+            let request = ToolRequest {
+                system_static: parts.system_blocks().join("\n\n"),
+                cache_system: true,
+                user_message,
+                tool_name: TOOL_NAME.to_owned(),
+                tool_description: TOOL_DESCRIPTION.to_owned(),
+                tool_schema: parts.tool_schema.clone(),
+                max_tokens: 400 * pending.len() as i32 + 200,
+                temperature: 0.7,
+            };
+            calls += 1;
+            let response = match self.bedrock.converse_tool(&request).await {
+                Ok(r) => r,
+                Err(err) => {
+                    if let Some(usage) = err.usage() {
+                        cost.add(&usage_cost(&usage));
+                    }
+                    tracing::warn!(error = err.kind(), profiles = pending.len(), "Converse call failed");
+                    let outcome = bedrock_failure(&err);
+                    let malformed = outcome == Outcome::Skipped(SkipReason::MalformedOutput);
+                    if malformed && attempt == 0 {
+                        repair_note = "- your answer was cut short or had no emit_copy call; answer with one emit_copy call, keeping every slot within its limit\n".into();
+                        continue;
+                    }
+                    for &i in &pending {
+                        results[i] = Some(finish(&chunk[i], outcome, None, last_findings.remove(&i).unwrap_or_default(), attempt > 0));
+                    }
+                    pending.clear();
+                    break;
+                }
+            };
+            cost.add(&usage_cost(&response.usage));
+            let expected = parts.expected_refs();
+            let copies = match parse_tool_output(&response.input, &expected) {
+                Ok(copies) => copies,
+                Err(err) => {
+                    tracing::warn!(error = %err, "tool input did not parse");
+                    repair_note = format!("- {err}\n");
+                    if attempt == 0 {
+                        continue;
+                    }
+                    for &i in &pending {
+                        results[i] = Some(finish(&chunk[i], Outcome::Skipped(SkipReason::MalformedOutput), None, vec![], true));
+                    }
+                    pending.clear();
+                    break;
+                }
+            };
+            let by_ref: HashMap<String, _> = copies.into_iter().collect();
+            let mut still_pending = Vec::new();
+            repair_note.clear();
+            for &i in &pending {
+                let p = &chunk[i];
+                let reference = &prompts[i].profile_ref;
+                let person = PersonalData {
+                    first_name: p.first_name.as_deref(),
+                    last_name: p.last_name.as_deref(),
+                    email: p.email.as_deref(),
+                    phone_number: p.phone.as_deref(),
+                };
+                let ctx = ValidationContext::new(&p.candidates, job.brief, job.settings, person)
+                    .with_catalog_titles(&catalog.titles)
+                    .with_purchases(&p.history);
+                match by_ref.get(reference).map(|copy| validate(copy, &ctx)) {
+                    Some(Ok(valid)) => {
+                        results[i] = Some(finish(p, Outcome::Written, Some(valid), vec![], attempt > 0));
+                    }
+                    Some(Err(findings)) => {
+                        repair_note.push_str(&format!("- customer {reference}: {}\n", repair_message(&findings)));
+                        last_findings.insert(i, findings);
+                        still_pending.push(i);
+                    }
+                    None => {
+                        repair_note.push_str(&format!("- customer {reference}: you gave no entry; write one\n"));
+                        still_pending.push(i);
+                    }
+                }
+            }
+            pending = still_pending;
+            if pending.is_empty() {
+                break;
+            }
+        }
+        // Whatever failed its one repair is skipped: nothing unvalidated is ever written.
+        for i in pending {
+            let findings = last_findings.remove(&i).unwrap_or_default();
+            let reason = if findings.is_empty() { SkipReason::MalformedOutput } else { SkipReason::ValidationFailed };
+            results[i] = Some(finish(&chunk[i], Outcome::Skipped(reason), None, findings, true));
+        }
+        (results.into_iter().flatten().collect(), cost, calls)
+    }
+}
+
+fn simple_result(profile_id: String, outcome: Outcome) -> ProfileResult {
+    ProfileResult {
+        profile_id,
+        outcome,
+        copy: None,
+        candidates: Vec::new(),
+        findings: Vec::new(),
+        repaired: false,
+        first_name: None,
+        history_summary: String::new(),
+    }
+}
+
+fn finish(p: &Prepared, outcome: Outcome, copy: Option<ValidCopy>, findings: Vec<Finding>, repaired: bool) -> ProfileResult {
+    ProfileResult {
+        profile_id: p.profile_id.clone(),
+        outcome,
+        copy,
+        candidates: p.candidates.clone(),
+        findings,
+        repaired,
+        first_name: p.first_name.clone(),
+        history_summary: shared::personalize::prompt::history_summary(&p.history),
+    }
+}
+
+fn chunk<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut current = Vec::with_capacity(size);
+    for item in items {
+        current.push(item);
+        if current.len() == size {
+            out.push(std::mem::replace(&mut current, Vec::with_capacity(size)));
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}

@@ -1,0 +1,804 @@
+//! Bedrock Runtime's Converse API for Claude: `POST /bedrock/model/{modelId}/converse`.
+//!
+//! The real `aws-sdk-bedrockruntime` client reaches it with its endpoint set to
+//! `{base_url}/bedrock`; SigV4 is not checked. Wire format, error codes (`x-amzn-ErrorType`
+//! header and `__type` in the body), stop reasons and usage follow the real service:
+//! - a forced tool (`toolChoice.tool`) is answered with `stopReason: "tool_use"` and one
+//!   `toolUse` whose input fits the tool's schema, written from the customers in the request
+//!   (see [`generate`]);
+//! - tokens are ≈ characters / 4; a `cachePoint` after a prefix of at least the model's minimum
+//!   (4,096 tokens for Haiku 4.5, else 1,024) writes the cache on first sight and reads it for
+//!   5 minutes after, and `inputTokens` excludes the cached part, as Bedrock reports it;
+//! - per-model requests- and tokens-per-minute quotas over a sliding 60 s window answer
+//!   `ThrottlingException` when exceeded;
+//! - `/_sandbox/bedrock/faults` makes the next calls misbehave (see [`FaultMode`]).
+
+mod generate;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use self::generate::{Distortion, Prompt};
+use crate::state::AppState;
+use crate::util::{query_get, query_pairs};
+
+/// Requests kept for `GET /_sandbox/bedrock/requests`.
+const REQUEST_LOG_CAPACITY: usize = 50;
+const CACHE_TTL: Duration = Duration::from_secs(300);
+const QUOTA_WINDOW: Duration = Duration::from_secs(60);
+/// Largest `maxTokens` Claude Haiku 4.5 and Sonnet 4.5 accept.
+const MODEL_MAX_OUTPUT_TOKENS: u64 = 64_000;
+/// Used when the request sets no `maxTokens`.
+const DEFAULT_MAX_TOKENS: u64 = 4_096;
+const MAX_CACHE_POINTS: usize = 4;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route("/bedrock/model/{model_id}/converse", post(converse))
+}
+
+/// How the next converse calls misbehave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultMode {
+    /// Names product `P9` (not a candidate) and a made-up title in the body.
+    InventProduct,
+    /// Adds "Use code SAVE20 for 20% off." to the body.
+    InventDiscount,
+    /// Mentions the first product at 80% of its listed price.
+    WrongPrice,
+    /// Body three times its `maxLength` (at least 600 characters).
+    Overlong,
+    /// The first entry lacks its body and `products` is a string.
+    Malformed,
+    /// `ThrottlingException` (429).
+    Throttle,
+    /// `InternalServerException` (500).
+    Fail,
+    /// `ModelTimeoutException` (408).
+    Timeout,
+    /// `ServiceUnavailableException` (503).
+    Unavailable,
+    /// Puts `jane.doe@example.com` and a last name in the body.
+    LeakPii,
+    /// `stopReason: "max_tokens"` with the tool input cut short.
+    MaxTokens,
+}
+
+impl FaultMode {
+    pub const ALL: [FaultMode; 11] = [
+        Self::InventProduct,
+        Self::InventDiscount,
+        Self::WrongPrice,
+        Self::Overlong,
+        Self::Malformed,
+        Self::Throttle,
+        Self::Fail,
+        Self::Timeout,
+        Self::Unavailable,
+        Self::LeakPii,
+        Self::MaxTokens,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InventProduct => "invent_product",
+            Self::InventDiscount => "invent_discount",
+            Self::WrongPrice => "wrong_price",
+            Self::Overlong => "overlong",
+            Self::Malformed => "malformed",
+            Self::Throttle => "throttle",
+            Self::Fail => "fail",
+            Self::Timeout => "timeout",
+            Self::Unavailable => "unavailable",
+            Self::LeakPii => "leak_pii",
+            Self::MaxTokens => "max_tokens",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    fn distortion(self) -> Distortion {
+        match self {
+            Self::InventProduct => Distortion::InventProduct,
+            Self::InventDiscount => Distortion::InventDiscount,
+            Self::WrongPrice => Distortion::WrongPrice,
+            Self::Overlong => Distortion::Overlong,
+            Self::Malformed => Distortion::Malformed,
+            Self::LeakPii => Distortion::LeakPii,
+            _ => Distortion::None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Fault {
+    mode: FaultMode,
+    /// Calls left; negative means until cleared.
+    remaining: i64,
+}
+
+#[derive(Debug, Default)]
+struct Quota {
+    /// (when, requests, tokens)
+    entries: VecDeque<(Instant, u64, u64)>,
+}
+
+impl Quota {
+    fn prune(&mut self, now: Instant) {
+        while let Some((t, _, _)) = self.entries.front() {
+            if now.duration_since(*t) >= QUOTA_WINDOW {
+                self.entries.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn totals(&self) -> (u64, u64) {
+        self.entries
+            .iter()
+            .fold((0, 0), |(r, t), (_, dr, dt)| (r + dr, t + dt))
+    }
+}
+
+#[derive(Debug, Default)]
+struct BedrockStats {
+    requests: u64,
+    succeeded: u64,
+    throttled: u64,
+    errors: BTreeMap<String, u64>,
+    faults_applied: BTreeMap<String, u64>,
+    by_model: BTreeMap<String, u64>,
+    input_tokens: u64,
+    output_tokens: u64,
+    cache_read_input_tokens: u64,
+    cache_write_input_tokens: u64,
+}
+
+/// Everything the Bedrock emulation remembers: faults, quotas, the prompt cache, recent
+/// requests and counters.
+#[derive(Debug, Default)]
+pub struct BedrockState {
+    fault: Option<Fault>,
+    quotas: HashMap<String, Quota>,
+    /// Prefix key → expiry.
+    cache: HashMap<u64, Instant>,
+    log: VecDeque<Value>,
+    stats: BedrockStats,
+}
+
+impl BedrockState {
+    /// The `bedrock` section of `/_sandbox/stats`.
+    pub fn stats_json(&self) -> Value {
+        let s = &self.stats;
+        json!({
+            "requests": s.requests,
+            "succeeded": s.succeeded,
+            "throttled": s.throttled,
+            "errors": s.errors,
+            "faults_applied": s.faults_applied,
+            "requests_by_model": s.by_model,
+            "input_tokens": s.input_tokens,
+            "output_tokens": s.output_tokens,
+            "cache_read_input_tokens": s.cache_read_input_tokens,
+            "cache_write_input_tokens": s.cache_write_input_tokens,
+        })
+    }
+
+    fn take_fault(&mut self) -> Option<FaultMode> {
+        let fault = self.fault.as_mut()?;
+        let mode = fault.mode;
+        if fault.remaining > 0 {
+            fault.remaining -= 1;
+            if fault.remaining == 0 {
+                self.fault = None;
+            }
+        }
+        *self
+            .stats
+            .faults_applied
+            .entry(mode.as_str().to_owned())
+            .or_default() += 1;
+        Some(mode)
+    }
+
+    fn error(&mut self, kind: &str) {
+        *self.stats.errors.entry(kind.to_owned()).or_default() += 1;
+        if kind == "ThrottlingException" {
+            self.stats.throttled += 1;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Controls (routed from controls.rs)
+
+/// `POST /_sandbox/bedrock/faults {"mode": "...", "count": N}`; count -1 lasts until mode "none".
+pub async fn set_faults(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let req: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => return control_error(format!("body must be JSON: {e}")),
+        }
+    };
+    let Some(mode) = req.get("mode").and_then(Value::as_str) else {
+        return control_error("'mode' is required");
+    };
+    let count = req.get("count").and_then(Value::as_i64).unwrap_or(1);
+    let mut b = st.bedrock();
+    if mode == "none" || count == 0 {
+        b.fault = None;
+        return Json(json!({ "mode": "none", "count": 0 })).into_response();
+    }
+    let Some(parsed) = FaultMode::parse(mode) else {
+        let modes: Vec<&str> = FaultMode::ALL.iter().map(|m| m.as_str()).collect();
+        return control_error(format!(
+            "'mode' must be none or one of {}",
+            modes.join(", ")
+        ));
+    };
+    b.fault = Some(Fault {
+        mode: parsed,
+        remaining: if count < 0 { -1 } else { count },
+    });
+    Json(json!({ "mode": mode, "count": count })).into_response()
+}
+
+/// `GET /_sandbox/bedrock/faults`: the fault in force, if any.
+pub async fn get_faults(State(st): State<Arc<AppState>>) -> Json<Value> {
+    let b = st.bedrock();
+    Json(match &b.fault {
+        Some(f) => json!({ "mode": f.mode.as_str(), "count": f.remaining }),
+        None => json!({ "mode": "none", "count": 0 }),
+    })
+}
+
+/// `GET /_sandbox/bedrock/requests?last=N`: `{"requests": [{model_id, body}]}`, oldest first.
+pub async fn recent_requests(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Json<Value> {
+    let pairs = query_pairs(q.as_deref());
+    let last = query_get(&pairs, "last")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(REQUEST_LOG_CAPACITY);
+    let b = st.bedrock();
+    let skip = b.log.len().saturating_sub(last);
+    let requests: Vec<Value> = b.log.iter().skip(skip).cloned().collect();
+    Json(json!({ "requests": requests }))
+}
+
+fn control_error(message: impl Into<String>) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": message.into() })),
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors as the service sends them
+
+fn aws_error(status: u16, kind: &str, message: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, Json(json!({ "__type": kind, "message": message }))).into_response();
+    let headers = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(kind) {
+        headers.insert(HeaderName::from_static("x-amzn-errortype"), v);
+    }
+    headers.insert(
+        HeaderName::from_static("x-amzn-requestid"),
+        HeaderValue::from_str(&request_id(message.len() as u64 ^ status.as_u16() as u64))
+            .unwrap_or(HeaderValue::from_static("0")),
+    );
+    resp
+}
+
+fn validation(message: &str) -> Response {
+    aws_error(400, "ValidationException", message)
+}
+
+fn request_id(seed: u64) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let h = generate::hash_bytes(&(seed ^ nanos).to_le_bytes());
+    let h2 = generate::hash_bytes(&h.to_le_bytes());
+    let hex = format!("{h:016x}{h2:016x}");
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The request
+
+/// Whether the id names a Claude model the way Bedrock accepts it on demand: through an
+/// inference profile (`us.`, `eu.`, `apac.`, `global.` + base id) or an inference-profile ARN.
+fn check_model(model_id: &str) -> Result<(), String> {
+    let id = model_id.to_ascii_lowercase();
+    let base = id
+        .strip_prefix("us.")
+        .or_else(|| id.strip_prefix("eu."))
+        .or_else(|| id.strip_prefix("apac."))
+        .or_else(|| id.strip_prefix("global."));
+    let is_arn = id.starts_with("arn:aws:bedrock:") && id.contains("inference-profile/");
+    if !id.contains("anthropic.claude-") {
+        return Err("The provided model identifier is invalid.".into());
+    }
+    if base.is_none() && !is_arn {
+        return Err(format!(
+            "Invocation of model ID {model_id} with on-demand throughput isn\u{2019}t supported. Retry your request with the ID or ARN of an inference profile that contains this model."
+        ));
+    }
+    Ok(())
+}
+
+fn min_cache_tokens(model_id: &str) -> u64 {
+    if model_id.to_ascii_lowercase().contains("haiku-4-5") {
+        4_096
+    } else {
+        1_024
+    }
+}
+
+fn tokens(chars: u64) -> u64 {
+    chars.div_ceil(4)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ToolChoice {
+    Auto,
+    Any,
+    Tool,
+}
+
+struct Request {
+    system: Vec<String>,
+    user_text: String,
+    /// (name, input schema)
+    tools: Vec<(String, Value)>,
+    choice: Option<(ToolChoice, Option<String>)>,
+    max_tokens: u64,
+    total_chars: u64,
+    /// For each cache point: (prefix key, prefix chars).
+    cache_points: Vec<(u64, u64)>,
+}
+
+/// Running prefix over tools → system → messages, the order the model reads them in.
+struct Prefix {
+    hash: u64,
+    chars: u64,
+    points: Vec<(u64, u64)>,
+}
+
+impl Prefix {
+    fn add(&mut self, text: &str) {
+        let mut bytes = self.hash.to_le_bytes().to_vec();
+        bytes.extend_from_slice(text.as_bytes());
+        self.hash = generate::hash_bytes(&bytes);
+        self.chars += text.chars().count() as u64;
+    }
+
+    fn cache_point(&mut self) {
+        self.points.push((self.hash, self.chars));
+    }
+}
+
+fn parse_request(model_id: &str, v: &Value) -> Result<Request, String> {
+    let obj = v
+        .as_object()
+        .ok_or("Malformed input request, please reformat your input and try again.")?;
+    let mut prefix = Prefix {
+        hash: generate::hash_str(model_id),
+        chars: 0,
+        points: Vec::new(),
+    };
+
+    // Tools
+    let mut tools = Vec::new();
+    let mut choice = None;
+    if let Some(cfg) = obj.get("toolConfig") {
+        let list = cfg
+            .get("tools")
+            .and_then(Value::as_array)
+            .filter(|l| !l.is_empty())
+            .ok_or("toolConfig.tools must contain at least one tool.")?;
+        for tool in list {
+            if tool.get("cachePoint").is_some() {
+                prefix.cache_point();
+                continue;
+            }
+            let spec = tool
+                .get("toolSpec")
+                .ok_or("Each tool must be a toolSpec or a cachePoint.")?;
+            let name = spec
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .ok_or("toolSpec.name is required.")?;
+            let schema = spec
+                .get("inputSchema")
+                .and_then(|s| s.get("json"))
+                .cloned()
+                .ok_or("toolSpec.inputSchema.json is required.")?;
+            prefix.add(&serde_json::to_string(spec).unwrap_or_default());
+            tools.push((name.to_owned(), schema));
+        }
+        if tools.is_empty() {
+            return Err("toolConfig.tools must contain at least one toolSpec.".into());
+        }
+        if let Some(tc) = cfg.get("toolChoice") {
+            choice = Some(if let Some(t) = tc.get("tool") {
+                let name = t
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or("toolChoice.tool.name is required.")?;
+                if !tools.iter().any(|(n, _)| n == name) {
+                    return Err(format!(
+                        "The tool {name} named in toolChoice is not defined in toolConfig.tools."
+                    ));
+                }
+                (ToolChoice::Tool, Some(name.to_owned()))
+            } else if tc.get("any").is_some() {
+                (ToolChoice::Any, None)
+            } else if tc.get("auto").is_some() {
+                (ToolChoice::Auto, None)
+            } else {
+                return Err("toolChoice must be one of auto, any or tool.".into());
+            });
+        }
+    }
+
+    // System
+    let mut system = Vec::new();
+    if let Some(blocks) = obj.get("system") {
+        let blocks = blocks.as_array().ok_or("system must be a list.")?;
+        for b in blocks {
+            if let Some(t) = b.get("text").and_then(Value::as_str) {
+                prefix.add(t);
+                system.push(t.to_owned());
+            } else if b.get("cachePoint").is_some() {
+                prefix.cache_point();
+            }
+        }
+    }
+
+    // Messages
+    let messages = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .filter(|m| !m.is_empty())
+        .ok_or("A conversation must start with a user message. Try again with a conversation that starts with a user message.")?;
+    let mut user_text = String::new();
+    let mut last_role = "";
+    for (i, m) in messages.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        if role != "user" && role != "assistant" {
+            return Err(format!("messages.{i}.role must be user or assistant."));
+        }
+        if i == 0 && role != "user" {
+            return Err("A conversation must start with a user message. Try again with a conversation that starts with a user message.".into());
+        }
+        if role == last_role {
+            return Err("A conversation must alternate between user and assistant roles. Make sure the conversation alternates between user and assistant roles and try again.".into());
+        }
+        last_role = role;
+        let content = m
+            .get("content")
+            .and_then(Value::as_array)
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| format!("messages.{i}.content must not be empty."))?;
+        for block in content {
+            if let Some(t) = block.get("text").and_then(Value::as_str) {
+                prefix.add(t);
+                if role == "user" {
+                    user_text.push_str(t);
+                    user_text.push('\n');
+                }
+            } else if block.get("cachePoint").is_some() {
+                prefix.cache_point();
+            } else if let Some(other) = block.get("toolUse").or_else(|| block.get("toolResult")) {
+                let text = serde_json::to_string(other).unwrap_or_default();
+                prefix.add(&text);
+                if role == "user" {
+                    user_text.push_str(&text);
+                    user_text.push('\n');
+                }
+            } else {
+                prefix.add(&serde_json::to_string(block).unwrap_or_default());
+            }
+        }
+    }
+    if last_role != "user" {
+        return Err("The final message must be a user message.".into());
+    }
+    if prefix.points.len() > MAX_CACHE_POINTS {
+        return Err(format!(
+            "The number of cache points ({}) exceeds the maximum of {MAX_CACHE_POINTS}.",
+            prefix.points.len()
+        ));
+    }
+
+    // Inference configuration
+    let inference = obj.get("inferenceConfig");
+    let max_tokens = match inference.and_then(|c| c.get("maxTokens")) {
+        None => DEFAULT_MAX_TOKENS,
+        Some(v) => v
+            .as_u64()
+            .filter(|n| *n >= 1)
+            .ok_or("inferenceConfig.maxTokens must be at least 1.")?,
+    };
+    if max_tokens > MODEL_MAX_OUTPUT_TOKENS {
+        return Err(format!(
+            "The maximum tokens you requested exceeds the model limit of {MODEL_MAX_OUTPUT_TOKENS}. Try again with a maximum tokens value that is lower than {MODEL_MAX_OUTPUT_TOKENS}."
+        ));
+    }
+    for (field, lo, hi) in [("temperature", 0.0, 1.0), ("topP", 0.0, 1.0)] {
+        if let Some(x) = inference.and_then(|c| c.get(field)) {
+            match x.as_f64() {
+                Some(f) if (lo..=hi).contains(&f) => {}
+                _ => {
+                    return Err(format!(
+                        "inferenceConfig.{field} must be between {lo} and {hi}."
+                    ))
+                }
+            }
+        }
+    }
+
+    Ok(Request {
+        system,
+        user_text,
+        tools,
+        choice,
+        max_tokens,
+        total_chars: prefix.chars,
+        cache_points: prefix.points,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The call
+
+async fn converse(
+    State(st): State<Arc<AppState>>,
+    Path(model_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let parsed: Result<Value, _> = serde_json::from_slice(&body);
+    {
+        let mut b = st.bedrock();
+        b.stats.requests += 1;
+        *b.stats.by_model.entry(model_id.clone()).or_default() += 1;
+        let logged = match &parsed {
+            Ok(v) => v.clone(),
+            Err(_) => Value::String(String::from_utf8_lossy(&body).into_owned()),
+        };
+        if b.log.len() == REQUEST_LOG_CAPACITY {
+            b.log.pop_front();
+        }
+        b.log
+            .push_back(json!({ "model_id": model_id, "body": logged }));
+    }
+
+    if let Err(msg) = check_model(&model_id) {
+        st.bedrock().error("ValidationException");
+        return validation(&msg);
+    }
+    let request = match parsed
+        .map_err(|_| {
+            "Malformed input request, please reformat your input and try again.".to_owned()
+        })
+        .and_then(|v| parse_request(&model_id, &v))
+    {
+        Ok(r) => r,
+        Err(msg) => {
+            st.bedrock().error("ValidationException");
+            return validation(&msg);
+        }
+    };
+
+    let total_input = tokens(request.total_chars);
+    let now = Instant::now();
+    // Quota first (a throttled call does not use up a fault), then the fault.
+    let fault = {
+        let mut b = st.bedrock();
+        let quota = b.quotas.entry(model_id.clone()).or_default();
+        quota.prune(now);
+        let (reqs, toks) = quota.totals();
+        if reqs >= u64::from(st.config.bedrock_rpm) || toks + total_input > st.config.bedrock_tpm {
+            b.error("ThrottlingException");
+            return aws_error(
+                429,
+                "ThrottlingException",
+                "Too many requests, please wait before trying again.",
+            );
+        }
+        let fault = b.take_fault();
+        let error = match fault {
+            Some(FaultMode::Throttle) => Some((
+                429,
+                "ThrottlingException",
+                "Too many requests, please wait before trying again.",
+            )),
+            Some(FaultMode::Fail) => Some((
+                500,
+                "InternalServerException",
+                "The server encountered an internal error while processing the request.",
+            )),
+            Some(FaultMode::Timeout) => Some((
+                408,
+                "ModelTimeoutException",
+                "Model has timed out in processing the request. Try your request again.",
+            )),
+            Some(FaultMode::Unavailable) => Some((
+                503,
+                "ServiceUnavailableException",
+                "Bedrock is unable to process your request.",
+            )),
+            _ => None,
+        };
+        if let Some((status, kind, message)) = error {
+            b.error(kind);
+            return aws_error(status, kind, message);
+        }
+        fault
+    };
+
+    // The model's answer.
+    let seed = generate::hash_bytes(&body);
+    let prompt = Prompt {
+        system: &request.system,
+        user: &request.user_text,
+        seed,
+    };
+    let tool = match &request.choice {
+        Some((ToolChoice::Tool, Some(name))) => request.tools.iter().find(|(n, _)| n == name),
+        Some((ToolChoice::Any, _)) | Some((ToolChoice::Auto, _)) | None => request.tools.first(),
+        _ => None,
+    };
+    let distortion = fault.map(FaultMode::distortion).unwrap_or(Distortion::None);
+    let (mut content, output_text) = match tool {
+        Some((name, schema)) => {
+            let input = generate::tool_input(&prompt, schema, distortion);
+            let text = serde_json::to_string(&input).unwrap_or_default();
+            let id = format!("tooluse_{}", &request_id(seed).replace('-', "")[..22]);
+            (
+                json!({ "toolUse": { "toolUseId": id, "name": name, "input": input } }),
+                text,
+            )
+        }
+        None => {
+            let text = generate::text_reply(&prompt);
+            (json!({ "text": text.clone() }), text)
+        }
+    };
+    let mut output_tokens = tokens(output_text.chars().count() as u64).max(1);
+    let mut stop_reason = if tool.is_some() {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
+    if fault == Some(FaultMode::MaxTokens) || output_tokens > request.max_tokens {
+        // The model stopped because it used up its whole output budget.
+        stop_reason = "max_tokens";
+        output_tokens = request.max_tokens;
+        if let Some(tool_use) = content.get_mut("toolUse") {
+            tool_use["input"] = generate::truncate_input(&tool_use["input"]);
+        } else if let Some(Value::String(t)) = content.get_mut("text") {
+            *t = t.chars().take(t.chars().count() / 2).collect();
+        }
+    }
+
+    // Prompt cache and accounting.
+    let (cache_read, cache_write) = {
+        let mut b = st.bedrock();
+        let min = min_cache_tokens(&model_id);
+        b.cache.retain(|_, expiry| *expiry > now);
+        let eligible: Vec<(u64, u64)> = request
+            .cache_points
+            .iter()
+            .map(|(key, chars)| (*key, tokens(*chars)))
+            .filter(|(_, t)| *t >= min)
+            .collect();
+        let read = eligible
+            .iter()
+            .filter(|(key, _)| b.cache.contains_key(key))
+            .map(|(_, t)| *t)
+            .max()
+            .unwrap_or(0);
+        let longest = eligible.iter().map(|(_, t)| *t).max().unwrap_or(0);
+        let write = longest.saturating_sub(read);
+        for (key, _) in &eligible {
+            b.cache.insert(*key, now + CACHE_TTL);
+        }
+        let input = total_input.saturating_sub(read + write);
+        // The tokens-per-minute quota counts what the model processed; cache reads are free.
+        let quota = b.quotas.entry(model_id.clone()).or_default();
+        quota
+            .entries
+            .push_back((now, 1, input + write + output_tokens));
+        let s = &mut b.stats;
+        s.succeeded += 1;
+        s.input_tokens += input;
+        s.output_tokens += output_tokens;
+        s.cache_read_input_tokens += read;
+        s.cache_write_input_tokens += write;
+        (read, write)
+    };
+    let input_tokens = total_input.saturating_sub(cache_read + cache_write);
+
+    if st.config.bedrock_latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(st.config.bedrock_latency_ms)).await;
+    }
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let mut resp = Json(json!({
+        "output": { "message": { "role": "assistant", "content": [content] } },
+        "stopReason": stop_reason,
+        "usage": {
+            "inputTokens": input_tokens,
+            "outputTokens": output_tokens,
+            "totalTokens": input_tokens + output_tokens + cache_read + cache_write,
+            "cacheReadInputTokens": cache_read,
+            "cacheWriteInputTokens": cache_write,
+        },
+        "metrics": { "latencyMs": latency_ms },
+    }))
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&request_id(seed)) {
+        resp.headers_mut()
+            .insert(HeaderName::from_static("x-amzn-requestid"), v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inference_profile_ids_are_accepted_and_bare_ids_are_not() {
+        assert!(check_model("us.anthropic.claude-haiku-4-5-20251001-v1:0").is_ok());
+        assert!(check_model("global.anthropic.claude-sonnet-4-5-20250929-v1:0").is_ok());
+        assert!(check_model("anthropic.claude-haiku-4-5-20251001-v1:0")
+            .unwrap_err()
+            .contains("on-demand throughput"));
+        assert!(check_model("us.meta.llama3").is_err());
+    }
+
+    #[test]
+    fn cache_minimum_depends_on_the_model() {
+        assert_eq!(
+            min_cache_tokens("us.anthropic.claude-haiku-4-5-20251001-v1:0"),
+            4096
+        );
+        assert_eq!(min_cache_tokens("us.anthropic.claude-sonnet-4-6"), 1024);
+    }
+
+    #[test]
+    fn fault_modes_round_trip_their_names() {
+        for m in FaultMode::ALL {
+            assert_eq!(FaultMode::parse(m.as_str()), Some(m));
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The personalization part of the HTTP contract: audiences, settings, preview and runs.
+
+use crate::error::Problem;
+use crate::klaviyo::Audience;
+use crate::personalize::copy::{RenderedProduct, ValidCopy};
+use crate::personalize::run::{AudienceRef, RunRequest};
+use crate::personalize::{Cost, RunCounts, RunState, Settings};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::{OpenApi, ToSchema};
+
+/// The most profiles one preview may name.
+pub const MAX_PREVIEW_PROFILES: usize = 10;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AudiencesPage {
+    pub audiences: Vec<Audience>,
+    /// Pass as `?cursor=` for the next page; absent on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /preview`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    pub brief: String,
+    /// Up to 10 Klaviyo profile ids or email addresses.
+    pub profiles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PreviewResponse {
+    pub profiles: Vec<PreviewProfile>,
+    pub tokens: Cost,
+    pub estimated_cost_usd: f64,
+}
+
+/// One previewed customer: their history as the model saw it, the products chosen for them,
+/// the copy (only when it passed the grounding check) and the check itself.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PreviewProfile {
+    /// What the merchant asked for (profile id or email), echoed back to them only.
+    pub requested: String,
+    pub profile_id: Option<String>,
+    /// `written` means "would be written"; otherwise `skipped`/`failed` with a reason.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub first_name: Option<String>,
+    pub history: String,
+    pub candidates: Vec<RenderedProduct>,
+    pub copy: Option<ValidCopy>,
+    pub grounding: Grounding,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Grounding {
+    pub passed: bool,
+    /// The first answer failed and the one repair attempt was used.
+    pub repaired: bool,
+    /// `rule: message` of each finding of the last attempt.
+    pub findings: Vec<String>,
+}
+
+/// `GET /runs/{id}`: everything about a run; its counts always add up.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunView {
+    pub run_id: String,
+    pub state: RunState,
+    pub state_reason: Option<String>,
+    pub audience: AudienceRef,
+    pub brief: String,
+    pub holdout_percent: u8,
+    pub profile_cap: Option<u64>,
+    pub review: bool,
+    pub counts: RunCounts,
+    pub tokens: Cost,
+    pub estimated_cost_usd: f64,
+    /// Requests by vendor and endpoint, e.g. `klaviyo_events`, `bedrock_converse`.
+    pub requests: BTreeMap<String, u64>,
+    /// Profiles accounted for per second of running time.
+    pub profiles_per_second: Option<f64>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunList {
+    pub runs: Vec<RunView>,
+}
+
+/// `POST /runs` answer: the run, and with `review` the sample copy to approve (returned once,
+/// never stored).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunCreated {
+    pub run: RunView,
+    pub samples: Vec<PreviewProfile>,
+}
+
+#[utoipa::path(get, path = "/audiences", tag = "personalize",
+    params(("cursor" = Option<String>, Query, description = "from next_cursor")),
+    responses((status = 200, body = AudiencesPage), (status = 409, description = "Klaviyo not connected", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+#[allow(dead_code)]
+fn get_audiences() {}
+
+#[utoipa::path(get, path = "/settings", tag = "personalize", responses((status = 200, body = Settings)), security(("bearer" = [])))]
+#[allow(dead_code)]
+fn get_settings() {}
+
+#[utoipa::path(put, path = "/settings", tag = "personalize", request_body = Settings,
+    responses((status = 200, body = Settings), (status = 400, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+#[allow(dead_code)]
+fn put_settings() {}
+
+#[utoipa::path(post, path = "/preview", tag = "personalize", request_body = PreviewRequest,
+    responses((status = 200, body = PreviewResponse), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "Klaviyo or Shopify not connected", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+#[allow(dead_code)]
+fn post_preview() {}
+
+#[utoipa::path(post, path = "/runs", tag = "personalize", request_body = RunRequest,
+    responses((status = 201, body = RunCreated), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "Klaviyo or Shopify not connected", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+#[allow(dead_code)]
+fn post_runs() {}
+
+#[utoipa::path(get, path = "/runs", tag = "personalize", responses((status = 200, body = RunList)), security(("bearer" = [])))]
+#[allow(dead_code)]
+fn get_runs() {}
+
+#[utoipa::path(get, path = "/runs/{id}", tag = "personalize", params(("id" = String, Path)),
+    responses((status = 200, body = RunView), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+#[allow(dead_code)]
+fn get_run() {}
+
+#[utoipa::path(post, path = "/runs/{id}/approve", tag = "personalize", params(("id" = String, Path)),
+    responses((status = 200, body = RunView), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "not awaiting approval", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+#[allow(dead_code)]
+fn approve_run() {}
+
+#[utoipa::path(post, path = "/runs/{id}/cancel", tag = "personalize", params(("id" = String, Path)),
+    responses((status = 200, body = RunView), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "already finished", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+#[allow(dead_code)]
+fn cancel_run() {}
+
+#[derive(OpenApi)]
+#[openapi(paths(get_audiences, get_settings, put_settings, post_preview, post_runs, get_runs, get_run, approve_run, cancel_run))]
+pub(super) struct PersonalizeDoc;
+
+impl RunView {
+    /// The view of a stored run; the cost is estimated at `model_id`'s list prices.
+    pub fn from_run(run: &crate::personalize::run::Run, model_id: &str) -> Self {
+        use crate::domain::rfc3339;
+        let prices = crate::personalize::ModelPrices::for_model(model_id);
+        let elapsed = run.started_at.map(|start| run.finished_at.unwrap_or_else(crate::domain::now_unix) - start);
+        let done = run.counts.accounted();
+        Self {
+            run_id: run.run_id.clone(),
+            state: run.state,
+            state_reason: run.state_reason.clone(),
+            audience: run.audience.clone(),
+            brief: run.brief.clone(),
+            holdout_percent: run.holdout_percent,
+            profile_cap: run.profile_cap,
+            review: run.review,
+            counts: run.counts.clone(),
+            tokens: run.tokens,
+            estimated_cost_usd: (run.tokens.usd(&prices) * 10_000.0).round() / 10_000.0,
+            requests: run.requests.clone(),
+            profiles_per_second: elapsed.filter(|s| *s > 0).map(|s| done as f64 / s as f64),
+            created_at: rfc3339(run.created_at),
+            started_at: run.started_at.map(rfc3339),
+            finished_at: run.finished_at.map(rfc3339),
+        }
+    }
+}

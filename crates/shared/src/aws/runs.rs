@@ -1,0 +1,469 @@
+//! Runs, settings and batch idempotency in the app table. Counters are separate numeric
+//! attributes so every worker adds to them with an atomic `ADD`; a batch is counted exactly once
+//! because its "done" mark and the run's counters change in one transaction.
+
+use super::dynamo::{from_item, to_item, Item};
+use super::{describe, AwsError};
+use crate::domain::{now_unix, MerchantId};
+use crate::personalize::accounting::{Cost, RunCounts, RunState};
+use crate::personalize::run::{AudienceRef, Run};
+use crate::personalize::settings::Settings;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+
+/// Batch markers outlive any redelivery (SQS keeps messages at most 14 days).
+const BATCH_TTL_SECS: i64 = 15 * 24 * 3600;
+
+#[derive(Clone)]
+pub struct RunStore {
+    client: Client,
+    table: String,
+}
+
+/// What one batch adds to its run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BatchTally {
+    pub counts: RunCounts,
+    pub tokens: Cost,
+    /// Requests by `vendor_endpoint` (e.g. `klaviyo_events`, `bedrock_converse`).
+    pub requests: BTreeMap<String, u64>,
+}
+
+/// How a worker finds a batch it was handed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BatchClaim {
+    /// Never started (or its last worker's lease ran out before it wrote anything).
+    Fresh,
+    /// A previous delivery submitted the write-back job; finish that instead of writing again.
+    Resume { job_id: String, pending: BatchTally },
+    /// Already counted: nothing to do.
+    Done,
+    /// Another worker holds an unexpired lease on it.
+    Busy,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+fn merchant_pk(merchant: &MerchantId) -> String {
+    format!("MERCHANT#{}", merchant.as_str())
+}
+fn run_sk(run_id: &str) -> String {
+    format!("RUN#{run_id}")
+}
+fn batch_key(run_id: &str, batch: u64) -> (String, String) {
+    (format!("RUNBATCH#{run_id}"), format!("BATCH#{batch:010}"))
+}
+
+/// Attribute names of the counters: `c_written`, `c_skipped_no_candidates`, `t_input`, `r_klaviyo_events`…
+fn counter_attrs(tally: &BatchTally) -> Vec<(String, u64)> {
+    let c = &tally.counts;
+    let mut attrs = vec![
+        ("c_total".to_owned(), c.total),
+        ("c_written".to_owned(), c.written),
+        ("c_holdout".to_owned(), c.holdout),
+        ("t_input".to_owned(), tally.tokens.input_tokens),
+        ("t_output".to_owned(), tally.tokens.output_tokens),
+        ("t_cache_read".to_owned(), tally.tokens.cache_read_tokens),
+        ("t_cache_write".to_owned(), tally.tokens.cache_write_tokens),
+    ];
+    attrs.extend(c.skipped.iter().map(|(k, v)| (format!("c_skipped_{k}"), *v)));
+    attrs.extend(c.failed.iter().map(|(k, v)| (format!("c_failed_{k}"), *v)));
+    attrs.extend(tally.requests.iter().map(|(k, v)| (format!("r_{k}"), *v)));
+    attrs.retain(|(_, v)| *v > 0);
+    attrs
+}
+
+fn tally_from_item(item: &Item) -> BatchTally {
+    let mut tally = BatchTally::default();
+    for (name, value) in item {
+        let Some(v) = value.as_n().ok().and_then(|v| v.parse::<u64>().ok()) else { continue };
+        match name.as_str() {
+            "c_total" => tally.counts.total = v,
+            "c_written" => tally.counts.written = v,
+            "c_holdout" => tally.counts.holdout = v,
+            "t_input" => tally.tokens.input_tokens = v,
+            "t_output" => tally.tokens.output_tokens = v,
+            "t_cache_read" => tally.tokens.cache_read_tokens = v,
+            "t_cache_write" => tally.tokens.cache_write_tokens = v,
+            other => {
+                if let Some(reason) = other.strip_prefix("c_skipped_") {
+                    tally.counts.skipped.insert(reason.to_owned(), v);
+                } else if let Some(reason) = other.strip_prefix("c_failed_") {
+                    tally.counts.failed.insert(reason.to_owned(), v);
+                } else if let Some(endpoint) = other.strip_prefix("r_") {
+                    tally.requests.insert(endpoint.to_owned(), v);
+                }
+            }
+        }
+    }
+    tally
+}
+
+/// An `ADD a :a, b :b` expression with its values.
+fn add_expression(attrs: &[(String, u64)], prefix: &str) -> (String, HashMap<String, String>, HashMap<String, AttributeValue>) {
+    let mut parts = Vec::new();
+    let mut names = HashMap::new();
+    let mut values = HashMap::new();
+    for (i, (attr, v)) in attrs.iter().enumerate() {
+        names.insert(format!("#{prefix}{i}"), attr.clone());
+        values.insert(format!(":{prefix}{i}"), n(v));
+        parts.push(format!("#{prefix}{i} :{prefix}{i}"));
+    }
+    (parts.join(", "), names, values)
+}
+
+fn run_from_item(item: Item) -> Result<Run, AwsError> {
+    let tally = tally_from_item(&item);
+    let mut plain: Item = item.into_iter().filter(|(k, _)| !k.starts_with("c_") && !k.starts_with("t_") && !k.starts_with("r_")).collect();
+    // The record's nested fields are rebuilt from the counters above.
+    plain.insert("counts".into(), AttributeValue::M(HashMap::new()));
+    plain.insert("tokens".into(), AttributeValue::M(HashMap::new()));
+    let mut run: Run = from_item(plain)?;
+    run.counts = tally.counts;
+    run.tokens = tally.tokens;
+    run.requests = tally.requests;
+    Ok(run)
+}
+
+impl RunStore {
+    pub fn from_sdk(aws: &super::SdkConfig, table: impl Into<String>) -> Self {
+        Self { client: Client::new(aws), table: table.into() }
+    }
+
+    fn err<E, R>(op: &'static str) -> impl Fn(aws_sdk_dynamodb::error::SdkError<E, R>) -> AwsError
+    where
+        E: std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        move |e| AwsError::new(op, describe(&e))
+    }
+
+    pub async fn settings(&self, merchant: &MerchantId) -> Result<Option<Settings>, AwsError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(merchant_pk(merchant)))
+            .key("sk", s("SETTINGS"))
+            .send()
+            .await
+            .map_err(Self::err("dynamodb:GetItem"))?;
+        out.item.map(from_item).transpose()
+    }
+
+    pub async fn put_settings(&self, merchant: &MerchantId, settings: &Settings) -> Result<(), AwsError> {
+        let mut item = to_item(settings)?;
+        item.insert("pk".into(), s(merchant_pk(merchant)));
+        item.insert("sk".into(), s("SETTINGS"));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(Self::err("dynamodb:PutItem"))?;
+        Ok(())
+    }
+
+    pub async fn create(&self, merchant: &MerchantId, run: &Run) -> Result<(), AwsError> {
+        let mut item = to_item(&serde_json::json!({
+            "run_id": run.run_id, "state": run.state, "audience": run.audience, "brief": run.brief,
+            "holdout_percent": run.holdout_percent, "profile_cap": run.profile_cap, "review": run.review,
+            "fanout_done": false, "batches": 0, "created_at": run.created_at, "c_total": 0,
+        }))?;
+        item.insert("pk".into(), s(merchant_pk(merchant)));
+        item.insert("sk".into(), s(run_sk(&run.run_id)));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(Self::err("dynamodb:PutItem"))?;
+        Ok(())
+    }
+
+    pub async fn get(&self, merchant: &MerchantId, run_id: &str) -> Result<Option<Run>, AwsError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(merchant_pk(merchant)))
+            .key("sk", s(run_sk(run_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(Self::err("dynamodb:GetItem"))?;
+        out.item.map(run_from_item).transpose()
+    }
+
+    /// The merchant's runs, newest first (run ids are ULIDs, so they sort by time).
+    pub async fn list(&self, merchant: &MerchantId, limit: i32) -> Result<Vec<Run>, AwsError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :run)")
+            .expression_attribute_values(":pk", s(merchant_pk(merchant)))
+            .expression_attribute_values(":run", s("RUN#"))
+            .scan_index_forward(false)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(Self::err("dynamodb:Query"))?;
+        out.items.unwrap_or_default().into_iter().map(run_from_item).collect()
+    }
+
+    /// Move the run to `to` if it is in one of `from`; returns false when it was not.
+    pub async fn transition(
+        &self,
+        merchant: &MerchantId,
+        run_id: &str,
+        from: &[RunState],
+        to: RunState,
+        reason: Option<&str>,
+    ) -> Result<bool, AwsError> {
+        let state_text = |st: RunState| serde_json::to_value(st).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let mut sets = vec!["#state = :to".to_owned()];
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(merchant_pk(merchant)))
+            .key("sk", s(run_sk(run_id)))
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":to", s(state_text(to)));
+        if let Some(reason) = reason {
+            sets.push("state_reason = :reason".into());
+            request = request.expression_attribute_values(":reason", s(reason));
+        }
+        if to == RunState::Running || to == RunState::Fanning {
+            sets.push("started_at = if_not_exists(started_at, :now)".into());
+            request = request.expression_attribute_values(":now", n(now_unix()));
+        }
+        if to.is_terminal() {
+            sets.push("finished_at = :fin".into());
+            request = request.expression_attribute_values(":fin", n(now_unix()));
+        }
+        let allowed: Vec<String> = from.iter().enumerate().map(|(i, _)| format!(":from{i}")).collect();
+        for (i, st) in from.iter().enumerate() {
+            request = request.expression_attribute_values(format!(":from{i}"), s(state_text(*st)));
+        }
+        let result = request
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression(format!("#state IN ({})", allowed.join(", ")))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if describe(&e).contains("ConditionalCheckFailed") => Ok(false),
+            Err(e) => Err(AwsError::new("dynamodb:UpdateItem", describe(&e))),
+        }
+    }
+
+    /// Claim one audience page for the fan-out: count its profiles into the total, take batch
+    /// number `batches + 1` and move the cursor on, only if nobody did so for this page yet
+    /// (the run still shows `expected_batches` and `cursor`). A redelivered fan-out message thus
+    /// never counts a page twice; its work message, sent before the claim with the same batch
+    /// number, is deduplicated by the worker.
+    pub async fn claim_page(
+        &self,
+        merchant: &MerchantId,
+        run_id: &str,
+        expected_batches: u64,
+        cursor: Option<&str>,
+        next_cursor: Option<&str>,
+        profiles: u64,
+    ) -> Result<bool, AwsError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(merchant_pk(merchant)))
+            .key("sk", s(run_sk(run_id)))
+            .expression_attribute_values(":n", n(profiles))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":expected", n(expected_batches));
+        let moved = match next_cursor {
+            Some(next) => {
+                request = request.expression_attribute_values(":next", s(next));
+                "SET fanout_cursor = :next ADD c_total :n, batches :one"
+            }
+            None => "REMOVE fanout_cursor ADD c_total :n, batches :one",
+        };
+        let condition = match cursor {
+            Some(current) => {
+                request = request.expression_attribute_values(":cur", s(current));
+                "batches = :expected AND fanout_cursor = :cur"
+            }
+            None => "batches = :expected AND attribute_not_exists(fanout_cursor)",
+        };
+        match request.update_expression(moved).condition_expression(condition).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if describe(&e).contains("ConditionalCheckFailed") => Ok(false),
+            Err(e) => Err(AwsError::new("dynamodb:UpdateItem", describe(&e))),
+        }
+    }
+
+    /// The fan-out enqueued everything: the total is final.
+    pub async fn finish_fanout(&self, merchant: &MerchantId, run_id: &str) -> Result<(), AwsError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(merchant_pk(merchant)))
+            .key("sk", s(run_sk(run_id)))
+            .update_expression("SET fanout_done = :t REMOVE fanout_cursor")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(Self::err("dynamodb:UpdateItem"))?;
+        Ok(())
+    }
+
+    /// Take a batch for processing, or learn that it is done or busy.
+    pub async fn claim_batch(&self, run_id: &str, batch: u64, lease_secs: i64) -> Result<BatchClaim, AwsError> {
+        let (pk, sk) = batch_key(run_id, batch);
+        let now = now_unix();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s(&sk))
+            .update_expression("SET #status = :working, lease_until = :lease, expires_at = if_not_exists(expires_at, :ttl)")
+            .condition_expression("attribute_not_exists(pk) OR (#status = :working AND lease_until < :now)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":working", s("working"))
+            .expression_attribute_values(":lease", n(now + lease_secs))
+            .expression_attribute_values(":ttl", n(now + BATCH_TTL_SECS))
+            .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let old = out.attributes.unwrap_or_default();
+                match old.get("job_id").and_then(|v| v.as_s().ok()) {
+                    Some(job_id) => Ok(BatchClaim::Resume { job_id: job_id.clone(), pending: tally_from_item(&old) }),
+                    None => Ok(BatchClaim::Fresh),
+                }
+            }
+            Err(e) if describe(&e).contains("ConditionalCheckFailed") => {
+                let out = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("pk", s(pk))
+                    .key("sk", s(sk))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(Self::err("dynamodb:GetItem"))?;
+                let done = out.item.as_ref().and_then(|i| i.get("status")).and_then(|v| v.as_s().ok()).is_some_and(|st| st == "done");
+                Ok(if done { BatchClaim::Done } else { BatchClaim::Busy })
+            }
+            Err(e) => Err(AwsError::new("dynamodb:UpdateItem", describe(&e))),
+        }
+    }
+
+    /// Before waiting on a write-back job: remember it and what the batch will add, so a
+    /// redelivery finishes this job instead of writing the profiles again.
+    pub async fn record_batch_job(&self, run_id: &str, batch: u64, job_id: &str, pending: &BatchTally) -> Result<(), AwsError> {
+        let (pk, sk) = batch_key(run_id, batch);
+        let attrs = counter_attrs(pending);
+        let mut sets = vec!["job_id = :job".to_owned()];
+        let mut request = self.client.update_item().table_name(&self.table).key("pk", s(pk)).key("sk", s(sk));
+        for (i, (attr, v)) in attrs.iter().enumerate() {
+            sets.push(format!("#p{i} = :p{i}"));
+            request = request.expression_attribute_names(format!("#p{i}"), attr).expression_attribute_values(format!(":p{i}"), n(v));
+        }
+        request
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .expression_attribute_values(":job", s(job_id))
+            .send()
+            .await
+            .map_err(Self::err("dynamodb:UpdateItem"))?;
+        Ok(())
+    }
+
+    /// Count a batch into its run, once: the batch's "done" mark and the run's counters change
+    /// in one transaction, which fails if the batch was already done. Returns the run after it,
+    /// or None when the batch had been counted before.
+    pub async fn complete_batch(&self, merchant: &MerchantId, run_id: &str, batch: u64, tally: &BatchTally) -> Result<Option<Run>, AwsError> {
+        let (pk, sk) = batch_key(run_id, batch);
+        let mark = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .update_expression("SET #status = :done, expires_at = if_not_exists(expires_at, :ttl)")
+            .condition_expression("attribute_not_exists(#status) OR #status <> :done")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":done", s("done"))
+            .expression_attribute_values(":ttl", n(now_unix() + BATCH_TTL_SECS))
+            .build()
+            .map_err(|e| AwsError::new("dynamodb:TransactWriteItems", e))?;
+        let mut items = vec![TransactWriteItem::builder().update(mark).build()];
+        let attrs = counter_attrs(tally);
+        if !attrs.is_empty() {
+            let (expr, names, values) = add_expression(&attrs, "a");
+            let add = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(merchant_pk(merchant)))
+                .key("sk", s(run_sk(run_id)))
+                .update_expression(format!("ADD {expr}"))
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .build()
+                .map_err(|e| AwsError::new("dynamodb:TransactWriteItems", e))?;
+            items.push(TransactWriteItem::builder().update(add).build());
+        }
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => self.get(merchant, run_id).await,
+            Err(e) if describe(&e).contains("ConditionalCheckFailed") || describe(&e).contains("TransactionCanceled") => Ok(None),
+            Err(e) => Err(AwsError::new("dynamodb:TransactWriteItems", describe(&e))),
+        }
+    }
+
+    /// Mark the run completed when its numbers add up (called after each batch and at the end
+    /// of the fan-out; whichever comes last wins, the other finds it already completed).
+    pub async fn complete_if_accounted(&self, merchant: &MerchantId, run: &Run) -> Result<bool, AwsError> {
+        if !run.is_fully_accounted() || run.state.is_terminal() {
+            return Ok(false);
+        }
+        self.transition(merchant, &run.run_id, &[RunState::Running, RunState::Fanning], RunState::Completed, None).await
+    }
+
+    /// Every item of a run's audience reference, for views.
+    pub fn audience_of(run: &Run) -> &AudienceRef {
+        &run.audience
+    }
+}
+
+/// A run's document without internal attributes, for `GET /runs/{id}` and exports.
+pub fn run_json(run: &Run) -> Value {
+    serde_json::to_value(run).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_round_trip_through_attributes() {
+        let mut tally = BatchTally::default();
+        tally.counts.written = 7;
+        tally.counts.skipped.insert("no_candidates".into(), 2);
+        tally.counts.failed.insert("klaviyo".into(), 1);
+        tally.tokens.input_tokens = 1234;
+        tally.requests.insert("klaviyo_events".into(), 10);
+        let item: Item = counter_attrs(&tally).into_iter().map(|(k, v)| (k, n(v))).collect();
+        assert_eq!(tally_from_item(&item), tally);
+    }
+}

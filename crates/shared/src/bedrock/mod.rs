@@ -1,0 +1,578 @@
+//! Claude through Bedrock's Converse API, for structured output via one forced tool.
+//!
+//! [`BedrockClient::converse_tool`] sends a static system prompt (optionally followed by a
+//! `cachePoint`, so Bedrock can cache the tools + system prefix across calls), one user message
+//! and one tool whose `inputSchema` is the JSON Schema of the wanted output, forces that tool
+//! (`toolChoice: {tool: {name}}`) and returns the tool's input as JSON plus the token usage.
+//!
+//! Retries are ours alone: the SDK's retry layer is disabled on the service config, because
+//! its standard mode would retry throttling too (3 attempts, short backoff) underneath ours,
+//! multiplying attempts and hiding them from our counters and from the run's accounting. Here
+//! `ThrottlingException` and transient errors (model timeout, service unavailable, internal
+//! server error, network) are retried with capped exponential backoff and full jitter; a
+//! concurrency limit caps calls in flight per client (per container).
+//!
+//! Errors say what kind of failure happened, never what was in the prompt.
+
+mod document;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_bedrockruntime::config::retry::RetryConfig;
+use aws_sdk_bedrockruntime::config::timeout::TimeoutConfig;
+use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
+use aws_sdk_bedrockruntime::types::{
+    CachePointBlock, CachePointType, ContentBlock, ConversationRole, ConverseOutput as Output,
+    InferenceConfiguration, Message, SpecificToolChoice, StopReason, SystemContentBlock, Tool,
+    ToolChoice, ToolConfiguration, ToolInputSchema, ToolSpecification,
+};
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+pub use self::document::{document_to_json, json_to_document};
+
+/// Calls in flight per client unless [`BedrockClient::with_max_concurrency`] says otherwise.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
+/// Bounds one HTTP attempt; a long batch answer takes tens of seconds, a hung one never ends.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(90);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One forced-tool Converse call.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ToolRequest {
+    /// The system prompt that is the same across calls (the cacheable prefix).
+    pub system_static: String,
+    /// Append a `cachePoint` after `system_static`, caching tools + system.
+    pub cache_system: bool,
+    /// The per-call part: customers, products, the instruction to call the tool.
+    pub user_message: String,
+    pub tool_name: String,
+    pub tool_description: String,
+    /// JSON Schema of the tool's input: the structure the answer must have.
+    pub tool_schema: serde_json::Value,
+    pub max_tokens: i32,
+    pub temperature: f32,
+}
+
+/// Token usage of one call, as Bedrock reports it: `input_tokens` excludes the cached part,
+/// which is reported as cache reads and writes and priced separately.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: &Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cache_read_tokens += other.cache_read_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+    }
+}
+
+/// The forced tool's input (still to be validated by the caller) and what it cost.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolResponse {
+    pub input: serde_json::Value,
+    pub stop_reason: String,
+    pub usage: Usage,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BedrockError {
+    /// `ThrottlingException` on every attempt of the retry budget.
+    #[error("Bedrock throttled the call on every attempt")]
+    Throttled,
+    /// Model timeout, service unavailable, internal server error or a network failure, on
+    /// every attempt of the retry budget.
+    #[error("Bedrock is unavailable: {0}")]
+    Transient(String),
+    /// `ValidationException`: the request itself is wrong (model id, limits, shape). Not retried.
+    #[error("Bedrock rejected the request: {0}")]
+    Invalid(String),
+    /// `AccessDeniedException`: model access not granted or IAM denies `bedrock:InvokeModel`.
+    #[error("Bedrock denied access: {0}")]
+    AccessDenied(String),
+    /// `ResourceNotFoundException`: the model or inference profile does not exist here.
+    #[error("Bedrock model not found: {0}")]
+    NotFound(String),
+    /// `ModelErrorException`: the model failed on this input. Not retried.
+    #[error("the model failed to process the request: {0}")]
+    ModelError(String),
+    /// `stopReason: max_tokens`: the tool input is cut short and unusable.
+    #[error("the answer hit max_tokens and is truncated")]
+    Truncated { usage: Usage },
+    /// The answer holds no call of the forced tool.
+    #[error("the answer holds no tool call (stop reason {stop_reason})")]
+    NoToolUse { stop_reason: String, usage: Usage },
+    /// Anything else (an unparseable response, an unknown error code, a bad request build).
+    #[error("unexpected Bedrock failure: {0}")]
+    Unexpected(String),
+}
+
+impl BedrockError {
+    /// Whether another attempt can succeed (throttling and transient failures).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Throttled | Self::Transient(_))
+    }
+
+    /// Tokens billed although the call failed (truncated or tool-less answers).
+    pub fn usage(&self) -> Option<Usage> {
+        match self {
+            Self::Truncated { usage } | Self::NoToolUse { usage, .. } => Some(*usage),
+            _ => None,
+        }
+    }
+
+    /// A short stable name for counters and skip reasons.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Throttled => "throttled",
+            Self::Transient(_) => "transient",
+            Self::Invalid(_) => "invalid",
+            Self::AccessDenied(_) => "access_denied",
+            Self::NotFound(_) => "not_found",
+            Self::ModelError(_) => "model_error",
+            Self::Truncated { .. } => "truncated",
+            Self::NoToolUse { .. } => "no_tool_use",
+            Self::Unexpected(_) => "unexpected",
+        }
+    }
+}
+
+/// Retry budget: `max_attempts` in total, sleeping a uniformly random time in
+/// `[0, min(max_delay, base_delay × 2^(attempt-1))]` between them ("full jitter").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(20),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The ceiling of the sleep after failed attempt `attempt` (1-based).
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(20);
+        self.base_delay.saturating_mul(factor).min(self.max_delay)
+    }
+
+    fn jittered(&self, attempt: u32) -> Duration {
+        let ceiling = self.ceiling(attempt).as_millis() as u64;
+        Duration::from_millis(rand::thread_rng().gen_range(0..=ceiling))
+    }
+}
+
+/// Counters over the client's life (all clones share them), for run accounting and the bench.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UsageTotals {
+    /// `converse_tool` invocations.
+    pub calls: u64,
+    /// HTTP attempts sent (calls + retries).
+    pub requests: u64,
+    /// Calls that returned a tool input.
+    pub succeeded: u64,
+    /// Calls that ended in an error after their retries.
+    pub failed: u64,
+    /// `ThrottlingException` answers seen (each attempt counts).
+    pub throttled: u64,
+    /// Attempts repeated after a retryable error.
+    pub retries: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    calls: AtomicU64,
+    requests: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    throttled: AtomicU64,
+    retries: AtomicU64,
+    input_tokens: AtomicU64,
+    output_tokens: AtomicU64,
+    cache_read_tokens: AtomicU64,
+    cache_write_tokens: AtomicU64,
+}
+
+impl Counters {
+    fn bump(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn add_usage(&self, u: &Usage) {
+        Self::bump(&self.input_tokens, u.input_tokens);
+        Self::bump(&self.output_tokens, u.output_tokens);
+        Self::bump(&self.cache_read_tokens, u.cache_read_tokens);
+        Self::bump(&self.cache_write_tokens, u.cache_write_tokens);
+    }
+
+    fn snapshot(&self) -> UsageTotals {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        UsageTotals {
+            calls: get(&self.calls),
+            requests: get(&self.requests),
+            succeeded: get(&self.succeeded),
+            failed: get(&self.failed),
+            throttled: get(&self.throttled),
+            retries: get(&self.retries),
+            input_tokens: get(&self.input_tokens),
+            output_tokens: get(&self.output_tokens),
+            cache_read_tokens: get(&self.cache_read_tokens),
+            cache_write_tokens: get(&self.cache_write_tokens),
+        }
+    }
+}
+
+/// A Bedrock Runtime client bound to one model (or inference profile) id. Cheap to clone;
+/// clones share the concurrency limit and the counters.
+#[derive(Clone, Debug)]
+pub struct BedrockClient {
+    client: aws_sdk_bedrockruntime::Client,
+    model_id: String,
+    limiter: Arc<Semaphore>,
+    retry: RetryPolicy,
+    counters: Arc<Counters>,
+}
+
+impl BedrockClient {
+    /// Wraps an SDK client, rebuilt with the SDK's retries disabled (see the module docs).
+    pub fn new(client: aws_sdk_bedrockruntime::Client, model_id: impl Into<String>) -> Self {
+        let config = client
+            .config()
+            .to_builder()
+            .retry_config(RetryConfig::disabled())
+            .build();
+        Self {
+            client: aws_sdk_bedrockruntime::Client::from_conf(config),
+            model_id: model_id.into(),
+            limiter: Arc::new(Semaphore::new(DEFAULT_MAX_CONCURRENCY)),
+            retry: RetryPolicy::default(),
+            counters: Arc::default(),
+        }
+    }
+
+    /// From the container's `SdkConfig`. The endpoint follows the SDK's rules:
+    /// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` wins over `AWS_ENDPOINT_URL` (so locally Bedrock can
+    /// point at the sandbox while every other client points at moto).
+    pub fn from_sdk(sdk: &aws_config::SdkConfig, model_id: impl Into<String>) -> Self {
+        Self::from_sdk_at(sdk, model_id, None)
+    }
+
+    /// As [`Self::from_sdk`], with an explicit endpoint (`Config::bedrock_endpoint_url`) when
+    /// one is configured: several local stacks in one process each have their own sandbox.
+    pub fn from_sdk_at(sdk: &aws_config::SdkConfig, model_id: impl Into<String>, endpoint: Option<&str>) -> Self {
+        let mut builder = aws_sdk_bedrockruntime::config::Builder::from(sdk);
+        if let Some(endpoint) = endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        let config = builder
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .build(),
+            )
+            .build();
+        Self::new(aws_sdk_bedrockruntime::Client::from_conf(config), model_id)
+    }
+
+    /// At most `n` (≥ 1) calls in flight across all clones made after this.
+    pub fn with_max_concurrency(mut self, n: usize) -> Self {
+        self.limiter = Arc::new(Semaphore::new(n.max(1)));
+        self
+    }
+
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = RetryPolicy {
+            max_attempts: policy.max_attempts.max(1),
+            ..policy
+        };
+        self
+    }
+
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    pub fn usage_totals(&self) -> UsageTotals {
+        self.counters.snapshot()
+    }
+
+    /// Calls the model with `request`'s tool forced and returns the tool's input.
+    pub async fn converse_tool(&self, request: &ToolRequest) -> Result<ToolResponse, BedrockError> {
+        Counters::bump(&self.counters.calls, 1);
+        let result = self.converse_with_retries(request).await;
+        match &result {
+            Ok(r) => {
+                Counters::bump(&self.counters.succeeded, 1);
+                self.counters.add_usage(&r.usage);
+            }
+            Err(e) => {
+                Counters::bump(&self.counters.failed, 1);
+                if let Some(u) = e.usage() {
+                    self.counters.add_usage(&u);
+                }
+            }
+        }
+        result
+    }
+
+    async fn converse_with_retries(
+        &self,
+        request: &ToolRequest,
+    ) -> Result<ToolResponse, BedrockError> {
+        let parts = Parts::build(request)?;
+        let mut attempt = 1;
+        loop {
+            let outcome = {
+                // A closed semaphore is impossible (never closed); treat it as no limit.
+                let _permit = self.limiter.acquire().await.ok();
+                Counters::bump(&self.counters.requests, 1);
+                self.send(&parts).await
+            };
+            let err = match outcome {
+                Ok(out) => return read_output(&out, &request.tool_name),
+                Err(e) => e,
+            };
+            if matches!(err, BedrockError::Throttled) {
+                Counters::bump(&self.counters.throttled, 1);
+            }
+            if !err.is_retryable() || attempt >= self.retry.max_attempts {
+                tracing::warn!(
+                    model = %self.model_id,
+                    attempts = attempt,
+                    kind = err.kind(),
+                    "bedrock converse failed"
+                );
+                return Err(err);
+            }
+            let delay = self.retry.jittered(attempt);
+            tracing::debug!(
+                attempt,
+                kind = err.kind(),
+                delay_ms = delay.as_millis() as u64,
+                "bedrock retry"
+            );
+            Counters::bump(&self.counters.retries, 1);
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    async fn send(&self, parts: &Parts) -> Result<ConverseOutput, BedrockError> {
+        self.client
+            .converse()
+            .model_id(&self.model_id)
+            .set_system(Some(parts.system.clone()))
+            .messages(parts.message.clone())
+            .tool_config(parts.tool_config.clone())
+            .inference_config(parts.inference.clone())
+            .send()
+            .await
+            .map_err(classify)
+    }
+}
+
+/// The SDK request pieces, built once per call and cloned per attempt.
+struct Parts {
+    system: Vec<SystemContentBlock>,
+    message: Message,
+    tool_config: ToolConfiguration,
+    inference: InferenceConfiguration,
+}
+
+impl Parts {
+    fn build(r: &ToolRequest) -> Result<Self, BedrockError> {
+        let bad = |e: aws_smithy_types::error::operation::BuildError| {
+            BedrockError::Invalid(format!("request build: {e}"))
+        };
+        let mut system = vec![SystemContentBlock::Text(r.system_static.clone())];
+        if r.cache_system {
+            system.push(SystemContentBlock::CachePoint(
+                CachePointBlock::builder()
+                    .r#type(CachePointType::Default)
+                    .build()
+                    .map_err(bad)?,
+            ));
+        }
+        let message = Message::builder()
+            .role(ConversationRole::User)
+            .content(ContentBlock::Text(r.user_message.clone()))
+            .build()
+            .map_err(bad)?;
+        let spec = ToolSpecification::builder()
+            .name(&r.tool_name)
+            .description(&r.tool_description)
+            .input_schema(ToolInputSchema::Json(json_to_document(&r.tool_schema)))
+            .build()
+            .map_err(bad)?;
+        let tool_config = ToolConfiguration::builder()
+            .tools(Tool::ToolSpec(spec))
+            .tool_choice(ToolChoice::Tool(
+                SpecificToolChoice::builder()
+                    .name(&r.tool_name)
+                    .build()
+                    .map_err(bad)?,
+            ))
+            .build()
+            .map_err(bad)?;
+        let inference = InferenceConfiguration::builder()
+            .max_tokens(r.max_tokens)
+            .temperature(r.temperature)
+            .build();
+        Ok(Self {
+            system,
+            message,
+            tool_config,
+            inference,
+        })
+    }
+}
+
+fn token_count(n: Option<i32>) -> u64 {
+    n.map(|n| n.max(0) as u64).unwrap_or(0)
+}
+
+fn read_output(out: &ConverseOutput, tool_name: &str) -> Result<ToolResponse, BedrockError> {
+    let usage = out
+        .usage()
+        .map(|u| Usage {
+            input_tokens: token_count(Some(u.input_tokens())),
+            output_tokens: token_count(Some(u.output_tokens())),
+            cache_read_tokens: token_count(u.cache_read_input_tokens()),
+            cache_write_tokens: token_count(u.cache_write_input_tokens()),
+        })
+        .unwrap_or_default();
+    let stop_reason = out.stop_reason().as_str().to_owned();
+    if *out.stop_reason() == StopReason::MaxTokens {
+        return Err(BedrockError::Truncated { usage });
+    }
+    let tool_use = match out.output() {
+        Some(Output::Message(m)) => m.content().iter().find_map(|block| match block {
+            ContentBlock::ToolUse(t) if t.name() == tool_name => Some(t),
+            _ => None,
+        }),
+        _ => None,
+    };
+    match tool_use {
+        Some(t) => Ok(ToolResponse {
+            input: document_to_json(t.input()),
+            stop_reason,
+            usage,
+        }),
+        None => Err(BedrockError::NoToolUse { stop_reason, usage }),
+    }
+}
+
+/// Maps an SDK failure onto what the caller should do about it.
+fn classify(err: SdkError<ConverseError>) -> BedrockError {
+    match &err {
+        SdkError::ServiceError(ctx) => {
+            let e = ctx.err();
+            let status = ctx.raw().status().as_u16();
+            let message = e.message().unwrap_or("").to_owned();
+            let code = e.code().unwrap_or("unknown").to_owned();
+            match e {
+                ConverseError::ThrottlingException(_) => BedrockError::Throttled,
+                ConverseError::ModelTimeoutException(_)
+                | ConverseError::ServiceUnavailableException(_)
+                | ConverseError::InternalServerException(_)
+                | ConverseError::ModelNotReadyException(_) => {
+                    BedrockError::Transient(format!("{code}: {message}"))
+                }
+                ConverseError::ValidationException(_) => BedrockError::Invalid(message),
+                ConverseError::AccessDeniedException(_) => BedrockError::AccessDenied(message),
+                ConverseError::ResourceNotFoundException(_) => BedrockError::NotFound(message),
+                ConverseError::ModelErrorException(_) => BedrockError::ModelError(message),
+                _ if status == 429 => BedrockError::Throttled,
+                _ if status == 408 || status >= 500 => {
+                    BedrockError::Transient(format!("{code} (HTTP {status}): {message}"))
+                }
+                _ => BedrockError::Unexpected(format!("{code} (HTTP {status}): {message}")),
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
+            BedrockError::Transient(format!("network: {}", crate::aws::describe(&err)))
+        }
+        SdkError::ResponseError(ctx) if ctx.raw().status().is_server_error() => {
+            BedrockError::Transient(crate::aws::describe(&err))
+        }
+        _ => BedrockError::Unexpected(crate::aws::describe(&err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_ceiling_doubles_up_to_the_cap() {
+        let p = RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(20),
+        };
+        assert_eq!(p.ceiling(1), Duration::from_millis(500));
+        assert_eq!(p.ceiling(2), Duration::from_secs(1));
+        assert_eq!(p.ceiling(5), Duration::from_secs(8));
+        assert_eq!(p.ceiling(7), Duration::from_secs(20));
+        assert_eq!(p.ceiling(60), Duration::from_secs(20));
+        for attempt in 1..8 {
+            assert!(p.jittered(attempt) <= p.ceiling(attempt));
+        }
+    }
+
+    #[test]
+    fn only_throttling_and_transient_errors_are_retried() {
+        assert!(BedrockError::Throttled.is_retryable());
+        assert!(BedrockError::Transient("x".into()).is_retryable());
+        assert!(!BedrockError::Invalid("x".into()).is_retryable());
+        assert!(!BedrockError::AccessDenied("x".into()).is_retryable());
+        assert!(!BedrockError::Truncated {
+            usage: Usage::default()
+        }
+        .is_retryable());
+    }
+
+    #[test]
+    fn forced_tool_request_caches_the_system_prompt_when_asked() {
+        let parts = Parts::build(&ToolRequest {
+            system_static: "static".into(),
+            cache_system: true,
+            user_message: "hi".into(),
+            tool_name: "emit_copy".into(),
+            tool_description: "d".into(),
+            tool_schema: serde_json::json!({"type": "object"}),
+            max_tokens: 100,
+            temperature: 0.5,
+        })
+        .unwrap();
+        assert_eq!(parts.system.len(), 2);
+        assert!(parts.system[1].is_cache_point());
+        assert!(matches!(
+            parts.tool_config.tool_choice(),
+            Some(ToolChoice::Tool(t)) if t.name() == "emit_copy"
+        ));
+    }
+}

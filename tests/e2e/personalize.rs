@@ -1,0 +1,306 @@
+//! Personalizing an audience end to end through the real HTTP API, SQS, moto and the sandbox's
+//! Klaviyo, Shopify and Bedrock: preview, review and approve, cancel, the holdout split, every
+//! profile accounted for, each model misbehaviour caught, redelivery and the DLQ.
+
+use e2e::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use shared::domain::KlaviyoApiKey;
+use shared::klaviyo::KlaviyoClient;
+
+const A: &str = "0f6e2a3c-1b4d-4e5f-8a9b-7c6d5e4f3a21";
+const BRIEF: &str = "Winter sale, free shipping over $50";
+
+async fn connected(world: &World) -> Merchant<'_> {
+    let merchant = world.merchant(A).await;
+    assert_eq!(merchant.connect_klaviyo(&world.stack.sandbox.full_access_klaviyo_key()).await.status, StatusCode::OK);
+    assert_eq!(merchant.connect_shopify(DEMO_SHOP).await.status, StatusCode::OK);
+    merchant
+}
+
+async fn audience(merchant: &Merchant<'_>, name: &str) -> Value {
+    let resp = merchant.get("/audiences").await;
+    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
+    resp.body["audiences"].as_array().unwrap().iter().find(|a| a["name"] == name).cloned().expect("audience exists")
+}
+
+fn klaviyo(world: &World) -> (KlaviyoClient, KlaviyoApiKey) {
+    let client = KlaviyoClient::new(reqwest::Client::new(), world.stack.sandbox.klaviyo_base_url(), "2026-07-15".into());
+    (client, KlaviyoApiKey::parse(&world.stack.sandbox.full_access_klaviyo_key()).unwrap())
+}
+
+async fn run_and_wait(world: &World, merchant: &Merchant<'_>, body: Value) -> Value {
+    let created = merchant.post("/runs", body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    world.settle().await;
+    let id = created.body["run"]["run_id"].as_str().unwrap().to_owned();
+    merchant.get(&format!("/runs/{id}")).await.body
+}
+
+fn assert_adds_up(run: &Value) {
+    let c = &run["counts"];
+    let sum = |m: &Value| m.as_object().map(|o| o.values().map(|v| v.as_u64().unwrap()).sum::<u64>()).unwrap_or(0);
+    let accounted = c["written"].as_u64().unwrap() + c["holdout"].as_u64().unwrap() + sum(&c["skipped"]) + sum(&c["failed"]);
+    assert_eq!(accounted, c["total"].as_u64().unwrap(), "total = written + holdout + skipped + failed: {run}");
+}
+
+async fn bedrock_fault(world: &World, mode: &str, count: i64) {
+    world.sandbox(Method::POST, "/_sandbox/bedrock/faults", json!({ "mode": mode, "count": count })).await;
+}
+
+#[tokio::test]
+async fn settings_are_validated_and_kept() {
+    let world = World::start().await;
+    let merchant = world.merchant(A).await;
+    let defaults = merchant.get("/settings").await;
+    assert_eq!(defaults.status, StatusCode::OK);
+    let mut settings = defaults.body.clone();
+    settings["brand_voice"]["descriptors"] = json!(["warm", "outdoorsy"]);
+    settings["sign_off"] = json!("The Demo Outdoor team");
+    assert_eq!(merchant.put("/settings", settings.clone()).await.status, StatusCode::OK);
+    assert_eq!(merchant.get("/settings").await.body, settings);
+
+    settings["slots"]["products"] = json!(9);
+    let bad = merchant.put("/settings", settings).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.problem_type().ends_with("/invalid-settings"));
+}
+
+#[tokio::test]
+async fn preview_returns_grounded_copy_and_writes_nothing() {
+    let world = World::start().await;
+    let merchant = connected(&world).await;
+    let (client, key) = klaviyo(&world);
+    let vip = audience(&merchant, "VIP + Engaged").await;
+    let (ids, _) = client
+        .audience_page(&key, shared::klaviyo::AudienceKind::Segment, vip["id"].as_str().unwrap(), None)
+        .await
+        .unwrap();
+    let asked: Vec<String> = ids.into_iter().take(3).collect();
+    let before = world.sandbox_stats().await;
+
+    let resp = merchant.post("/preview", json!({ "brief": BRIEF, "profiles": asked })).await;
+    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
+    let profiles = resp.body["profiles"].as_array().unwrap();
+    assert_eq!(profiles.len(), 3);
+    for p in profiles {
+        assert_eq!(p["outcome"], "written", "{p}");
+        assert!(p["grounding"]["passed"].as_bool().unwrap());
+        let candidates: Vec<&Value> = p["candidates"].as_array().unwrap().iter().collect();
+        for product in p["copy"]["products"].as_array().unwrap() {
+            assert!(candidates.iter().any(|c| *c == product), "every product is one of the candidates, exactly: {product}");
+        }
+    }
+    assert!(resp.body["tokens"]["input_tokens"].as_u64().unwrap() > 0);
+    let after = world.sandbox_stats().await;
+    assert_eq!(writes(&before), writes(&after), "a preview writes nothing to Klaviyo");
+}
+
+/// Profile writes the sandbox has served (PATCH and bulk import jobs).
+fn writes(stats: &Value) -> u64 {
+    let text = stats["klaviyo"].to_string();
+    let v: Value = serde_json::from_str(&text).unwrap_or_default();
+    let mut n = 0;
+    if let Some(map) = v.as_object() {
+        for (k, val) in map {
+            if k.contains("PATCH") || k.contains("POST /api/profile-bulk-import-jobs") {
+                n += val.as_u64().unwrap_or(0);
+            }
+            if let Some(inner) = val.as_object() {
+                for (k2, v2) in inner {
+                    if k2.contains("PATCH") || k2.contains("POST /api/profile-bulk-import-jobs") {
+                        n += v2.as_u64().unwrap_or(0);
+                    }
+                }
+            }
+        }
+    }
+    n
+}
+
+#[tokio::test]
+async fn a_run_writes_every_profile_back_and_its_numbers_add_up() {
+    let world = World::start().await;
+    let merchant = connected(&world).await;
+    let vip = audience(&merchant, "VIP + Engaged").await;
+    let run = run_and_wait(
+        &world,
+        &merchant,
+        json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "holdout_percent": 20, "profile_cap": 150, "review": false }),
+    )
+    .await;
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(run["counts"]["total"], 150);
+    assert_adds_up(&run);
+    let written = run["counts"]["written"].as_u64().unwrap();
+    let holdout = run["counts"]["holdout"].as_u64().unwrap();
+    assert!(written >= 100, "most profiles are written: {run}");
+    assert!((15..=45).contains(&holdout), "about 20% held out: {run}");
+    assert!(run["requests"]["klaviyo_events"].as_u64().unwrap() > 0 && run["requests"]["bedrock_converse"].as_u64().unwrap() > 0);
+    assert!(run["estimated_cost_usd"].as_f64().unwrap() > 0.0);
+
+    // Read the profiles back from Klaviyo: copy for the personalized group, only the run marker
+    // for the holdout group.
+    let (client, key) = klaviyo(&world);
+    let (ids, _) = client
+        .audience_page(&key, shared::klaviyo::AudienceKind::Segment, vip["id"].as_str().unwrap(), None)
+        .await
+        .unwrap();
+    let profiles = client.get_profiles(&key, &ids).await.unwrap();
+    let run_id = run["run_id"].as_str().unwrap();
+    let mut seen = (0, 0);
+    for p in &profiles {
+        let props = &p["attributes"]["properties"];
+        if props["sp_run_id"] != run_id {
+            continue;
+        }
+        match props["sp_group"].as_str() {
+            Some("personalized") => {
+                seen.0 += 1;
+                assert!(props["sp_body"].as_str().is_some_and(|b| !b.is_empty()), "{props}");
+                assert!(props["sp_product_1_url"].as_str().is_some_and(|u| u.starts_with("http")));
+            }
+            Some("holdout") => {
+                seen.1 += 1;
+                assert!(props.get("sp_body").is_none_or(Value::is_null), "holdout profiles get no copy: {props}");
+            }
+            other => panic!("unexpected sp_group {other:?}"),
+        }
+    }
+    assert!(seen.0 > 0 && seen.1 > 0, "both groups were written back: {seen:?}");
+}
+
+#[tokio::test]
+async fn review_waits_for_approval_and_a_cancelled_run_writes_nothing() {
+    let world = World::start().await;
+    let merchant = connected(&world).await;
+    let vip = audience(&merchant, "VIP + Engaged").await;
+    let body = json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 30, "review": true });
+
+    let created = merchant.post("/runs", body.clone()).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    assert_eq!(created.body["run"]["state"], "awaiting_approval");
+    assert_eq!(created.body["samples"].as_array().unwrap().len(), 3, "samples to review");
+    let id = created.body["run"]["run_id"].as_str().unwrap().to_owned();
+    world.settle().await;
+    assert_eq!(merchant.get(&format!("/runs/{id}")).await.body["counts"]["total"], 0, "nothing runs before approval");
+
+    let approved = merchant.post(&format!("/runs/{id}/approve"), json!({})).await;
+    assert_eq!(approved.status, StatusCode::OK, "{:?}", approved.body);
+    world.settle().await;
+    let run = merchant.get(&format!("/runs/{id}")).await.body;
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(run["counts"]["total"], 30);
+    assert_adds_up(&run);
+    let again = merchant.post(&format!("/runs/{id}/approve"), json!({})).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert!(again.problem_type().ends_with("/run-state-conflict"));
+
+    let second = merchant.post("/runs", body).await;
+    let second_id = second.body["run"]["run_id"].as_str().unwrap().to_owned();
+    let cancelled = merchant.post(&format!("/runs/{second_id}/cancel"), json!({})).await;
+    assert_eq!(cancelled.status, StatusCode::OK);
+    assert_eq!(cancelled.body["state"], "cancelled");
+    assert_eq!(merchant.post(&format!("/runs/{second_id}/approve"), json!({})).await.status, StatusCode::CONFLICT);
+
+    let missing = merchant.get("/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.problem_type().ends_with("/run-not-found"));
+    let listed = merchant.get("/runs").await.body;
+    assert_eq!(listed["runs"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn every_model_misbehaviour_is_caught_and_accounted_for() {
+    let world = World::start().await;
+    let merchant = connected(&world).await;
+    let vip = audience(&merchant, "VIP + Engaged").await;
+    // Content faults hit the first customer of every request, on the repair attempt too.
+    for (mode, expect) in [
+        ("invent_product", "validation_failed"),
+        ("invent_discount", "validation_failed"),
+        ("wrong_price", "validation_failed"),
+        ("overlong", "validation_failed"),
+        ("leak_pii", "validation_failed"),
+        ("malformed", "malformed_output"),
+    ] {
+        bedrock_fault(&world, mode, -1).await;
+        let run = run_and_wait(
+            &world,
+            &merchant,
+            json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 10 }),
+        )
+        .await;
+        assert_adds_up(&run);
+        assert!(run["counts"]["skipped"][expect].as_u64().unwrap_or(0) >= 1, "{mode} is caught as {expect}: {run}");
+        assert_eq!(run["state"], "completed");
+    }
+    // Service faults: a short throttle is absorbed by retries; a persistent failure fails the
+    // profiles with a reason, and nothing is lost.
+    bedrock_fault(&world, "throttle", 2).await;
+    let run = run_and_wait(&world, &merchant, json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 10 })).await;
+    assert_adds_up(&run);
+    assert_eq!(run["counts"]["written"], 10, "throttling was retried away: {run}");
+    bedrock_fault(&world, "fail", -1).await;
+    let run = run_and_wait(&world, &merchant, json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 10 })).await;
+    assert_adds_up(&run);
+    assert_eq!(run["counts"]["failed"]["bedrock"], 10, "{run}");
+    bedrock_fault(&world, "none", 0).await;
+}
+
+#[tokio::test]
+async fn a_redelivered_batch_is_counted_once_and_a_dead_letter_is_counted_as_failed() {
+    let world = World::start_with(|o| {
+        o.run_queues = false;
+    })
+    .await;
+    let merchant = connected_without_queues(&world).await;
+    let vip = audience(&merchant, "VIP + Engaged").await;
+    let created = merchant
+        .post("/runs", json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 8, "review": true }))
+        .await;
+    let run_id = created.body["run"]["run_id"].as_str().unwrap().to_owned();
+    let (client, key) = klaviyo(&world);
+    let (ids, _) = client
+        .audience_page(&key, shared::klaviyo::AudienceKind::Segment, vip["id"].as_str().unwrap(), None)
+        .await
+        .unwrap();
+    let batch = |n: u64, ids: &[String]| {
+        json!({ "Records": [{
+            "messageId": format!("m{n}"), "receiptHandle": "r",
+            "body": json!({ "merchant_id": A, "run_id": run_id, "batch": n, "profile_ids": ids }).to_string(),
+            "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+            "eventSourceARN": world.stack.resources.arn("WorkQueue").unwrap_or_default(), "awsRegion": "us-east-1"
+        }]})
+    };
+    // The same batch delivered twice, as after a worker crash: written and counted once.
+    let first = world.stack.invoke("PersonalizeWorkerFunction", batch(1, &ids[..4])).await.unwrap();
+    assert_eq!(first["batchItemFailures"], json!([]), "{first}");
+    let again = world.stack.invoke("PersonalizeWorkerFunction", batch(1, &ids[..4])).await.unwrap();
+    assert_eq!(again["batchItemFailures"], json!([]));
+    let run = merchant.get(&format!("/runs/{run_id}")).await.body;
+    let c = &run["counts"];
+    assert_eq!(c["written"].as_u64().unwrap() + c["holdout"].as_u64().unwrap(), 4, "counted once: {run}");
+
+    // A batch that exhausted its receives arrives from the DLQ: its profiles fail with a reason.
+    let mut dead = batch(2, &ids[4..8]);
+    dead["Records"][0]["eventSourceARN"] = json!(world.stack.resources.arn("WorkDeadLetterQueue").unwrap_or_default());
+    world.stack.invoke("PersonalizeWorkerFunction", dead).await.unwrap();
+    let run = merchant.get(&format!("/runs/{run_id}")).await.body;
+    assert_eq!(run["counts"]["failed"]["dead_letter"], 4, "{run}");
+}
+
+/// Connect both sides when queues are not delivered: run the first sync by hand.
+async fn connected_without_queues(world: &World) -> Merchant<'_> {
+    let merchant = world.merchant(A).await;
+    assert_eq!(merchant.connect_klaviyo(&world.stack.sandbox.full_access_klaviyo_key()).await.status, StatusCode::OK);
+    let callback = merchant.authorize_shopify(DEMO_SHOP).await;
+    assert_eq!(world.get_url(&callback).await.status, StatusCode::OK);
+    let sync = json!({ "Records": [{
+        "messageId": "s1", "receiptHandle": "r", "body": json!({"merchant_id": A, "reason": "connected"}).to_string(),
+        "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:sync", "awsRegion": "us-east-1"
+    }]});
+    world.stack.invoke("CatalogSyncFunction", sync).await.unwrap();
+    merchant
+}
