@@ -215,6 +215,9 @@ impl LocalStack {
             env.remove("SECRETS_KMS_KEY_ID");
             env.insert("KLAVIYO_BASE_URL".into(), sandbox.klaviyo_base_url());
             env.insert("BEDROCK_ENDPOINT_URL".into(), sandbox.bedrock_endpoint());
+            // Every poller of a function shares one handler (and so one Klaviyo rate limiter)
+            // in this process, so it gets the whole budget rather than a container's share.
+            env.insert("KLAVIYO_BUDGET_SHARE".into(), "1".into());
             env.insert(
                 "SHOPIFY_BASE_URL_TEMPLATE".into(),
                 sandbox.shopify_base_url_template(),

@@ -136,5 +136,176 @@ async fn main() -> Result<(), shared::edge::FunctionError> {
     println!();
     let report = sync.sync(&merchant).await?;
     print_report("catalog_sync", &report, bucket, restore_rate);
+    stack.shutdown().await;
+
+    println!();
+    personalization_bench().await
+}
+
+const RUN_PROFILES: u64 = 5_000;
+
+/// The least time `n` requests can take under a limit of `per_second` in any second and
+/// `per_minute` in any minute (Klaviyo's two windows; Bedrock's per-minute quota).
+fn window_floor(n: u64, per_second: f64, per_minute: f64) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    let full_minutes = ((n - 1) as f64 / per_minute).floor();
+    let rest = (n - 1) as f64 - full_minutes * per_minute;
+    full_minutes * 60.0 + rest / per_second
+}
+
+/// Klaviyo's tier of a sandbox route (NOTES §1.2), as (per second, per minute).
+fn klaviyo_tier(route: &str) -> (f64, f64) {
+    match route {
+        r if r.contains("/api/events") => (350.0, 3500.0),
+        r if r.contains("profile-bulk-import-jobs") || r.contains("/api/metrics") => (10.0, 150.0),
+        r if r.contains("/api/accounts") => (1.0, 15.0),
+        _ => (75.0, 750.0),
+    }
+}
+
+/// A 5,000-profile run against the sandbox's real Klaviyo tiers and Bedrock quota.
+async fn personalization_bench() -> Result<(), shared::edge::FunctionError> {
+    let mut options = StackOptions::default();
+    options.sandbox.klaviyo_profiles = 6_000;
+    options.sandbox.klaviyo_limits = sandbox::RateLimits::Real;
+    let (rpm, tpm) = (options.sandbox.bedrock_rpm as f64, options.sandbox.bedrock_tpm as f64);
+    let model = shared::Config::from_env().map(|c| c.bedrock_model_id).unwrap_or_default();
+    let stack = LocalStack::start(options).await?;
+    let model = if model.is_empty() { stack.config("PersonalizeWorkerFunction").bedrock_model_id } else { model };
+    let http = reqwest::Client::builder().redirect(redirect::Policy::none()).build()?;
+    let token = stack.token(MERCHANT).await;
+    let api = |path: &str| format!("{}{path}", stack.api_url);
+
+    http.put(api("/connections/klaviyo"))
+        .bearer_auth(&token)
+        .json(&json!({ "api_key": stack.sandbox.full_access_klaviyo_key() }))
+        .send()
+        .await?
+        .error_for_status()?;
+    let start: serde_json::Value = http
+        .post(api("/connections/shopify"))
+        .bearer_auth(&token)
+        .json(&json!({ "shop": "demo-store.myshopify.com" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let approve = http.get(start["authorize_url"].as_str().unwrap_or_default()).send().await?;
+    http.get(approve.headers()["location"].to_str()?).send().await?.error_for_status()?;
+    stack.drain(Duration::from_secs(600)).await?;
+    let audiences: serde_json::Value = http.get(api("/audiences")).bearer_auth(&token).send().await?.json().await?;
+    let segment = audiences["audiences"]
+        .as_array()
+        .and_then(|all| all.iter().find(|a| a["name"] == "VIP + Engaged"))
+        .cloned()
+        .ok_or("the sandbox account has a VIP + Engaged segment")?;
+    let stats_before: serde_json::Value =
+        http.get(format!("{}/_sandbox/stats", stack.sandbox.base_url)).send().await?.json().await?;
+
+    println!("Personalization run of {RUN_PROFILES} profiles (sandbox: Klaviyo's real tiers, Bedrock {rpm} requests and {tpm} tokens per minute)");
+    let started = std::time::Instant::now();
+    let created: serde_json::Value = http
+        .post(api("/runs"))
+        .bearer_auth(&token)
+        .json(&json!({ "audience": { "kind": segment["kind"], "id": segment["id"] }, "brief": "Winter sale, free shipping over $50",
+                        "holdout_percent": 0, "profile_cap": RUN_PROFILES, "review": false }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let run_id = created["run"]["run_id"].as_str().ok_or("run created")?.to_owned();
+    let run = loop {
+        let run: serde_json::Value = http.get(api(&format!("/runs/{run_id}"))).bearer_auth(&token).send().await?.json().await?;
+        if matches!(run["state"].as_str(), Some("completed" | "cancelled" | "failed")) {
+            break run;
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            return Err("the benchmark run did not finish in 30 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let stats: serde_json::Value = http.get(format!("{}/_sandbox/stats", stack.sandbox.base_url)).send().await?.json().await?;
+
+    let c = &run["counts"];
+    let sum = |m: &serde_json::Value| m.as_object().map_or(0, |o| o.values().filter_map(|v| v.as_u64()).sum::<u64>());
+    let total = c["total"].as_u64().unwrap_or(0);
+    let accounted = c["written"].as_u64().unwrap_or(0) + c["holdout"].as_u64().unwrap_or(0) + sum(&c["skipped"]) + sum(&c["failed"]);
+    let lost = RUN_PROFILES.saturating_sub(accounted) + total.saturating_sub(accounted);
+    let profiles = total.max(1) as f64;
+
+    // Klaviyo requests the sandbox served during the run, by route.
+    let before = &stats_before["klaviyo"]["requests"];
+    let mut by_route: Vec<(String, u64)> = stats["klaviyo"]["requests"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0)))
+                .filter(|(_, n)| *n > 0)
+                .collect()
+        })
+        .unwrap_or_default();
+    by_route.sort_by(|a, b| b.1.cmp(&a.1));
+    let klaviyo_total: u64 = by_route.iter().map(|(_, n)| n).sum();
+
+    // The binding ceiling: the least time these requests need under each limit.
+    let mut floors: Vec<(String, f64)> = by_route
+        .iter()
+        .map(|(route, n)| {
+            let (per_s, per_min) = klaviyo_tier(route);
+            (format!("Klaviyo {route}"), window_floor(*n, per_s, per_min))
+        })
+        .collect();
+    let tokens = &run["tokens"];
+    let token_total = ["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"]
+        .iter()
+        .map(|k| tokens[*k].as_u64().unwrap_or(0))
+        .sum::<u64>();
+    let converse = run["requests"]["bedrock_converse"].as_u64().unwrap_or(0);
+    floors.push(("Bedrock requests/min".into(), window_floor(converse, rpm, rpm)));
+    floors.push(("Bedrock tokens/min".into(), token_total as f64 / tpm * 60.0));
+    floors.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let (binding, floor) = floors.first().cloned().unwrap_or_default();
+    let ceiling = if floor > 0.0 { profiles / floor } else { f64::INFINITY };
+    let rate = profiles / seconds;
+    let prices = shared::personalize::ModelPrices::for_model(&model);
+    let cost: shared::personalize::Cost = serde_json::from_value(tokens.clone()).unwrap_or_default();
+    let usd_per_1000 = cost.usd(&prices) / profiles * 1000.0;
+
+    println!("  state                    {} ({} written, {} holdout, skipped {}, failed {})", run["state"], c["written"], c["holdout"], c["skipped"], c["failed"]);
+    println!("  seconds                  {seconds:.1}  ({rate:.1} profiles/s)");
+    println!("  binding ceiling          {ceiling:.1} profiles/s from {binding} ({floor:.1} s minimum) → ratio {:.2}", rate / ceiling);
+    println!("  Klaviyo requests         {klaviyo_total} ({:.3}/profile)", klaviyo_total as f64 / profiles);
+    for (route, n) in &by_route {
+        println!("    {route:<58} {n:>6}  {:.3}/profile", *n as f64 / profiles);
+    }
+    println!("  Bedrock calls            {converse} ({:.2} profiles/call)", profiles / converse.max(1) as f64);
+    println!(
+        "  tokens per profile       {:.0} in, {:.0} out, {:.0} cache read, {:.0} cache write",
+        tokens["input_tokens"].as_u64().unwrap_or(0) as f64 / profiles,
+        tokens["output_tokens"].as_u64().unwrap_or(0) as f64 / profiles,
+        tokens["cache_read_tokens"].as_u64().unwrap_or(0) as f64 / profiles,
+        tokens["cache_write_tokens"].as_u64().unwrap_or(0) as f64 / profiles
+    );
+    println!("  cost                     ${usd_per_1000:.3} per 1,000 profiles at {model} list prices{}", if prices.known { "" } else { " (unknown model: Sonnet prices assumed)" });
+    println!("  peak RSS                 {:.1} MB (whole process: local runner, sandbox and worker)", peak_rss_mb());
+    println!("  lost profiles            {lost}");
+    let line = json!({
+        "bench": "personalization_run",
+        "profiles": total,
+        "profiles_per_s": (rate * 10.0).round() / 10.0,
+        "ceiling_profiles_per_s": (ceiling * 10.0).round() / 10.0,
+        "ceiling_ratio": ((rate / ceiling) * 100.0).round() / 100.0,
+        "klaviyo_requests_per_profile": ((klaviyo_total as f64 / profiles) * 1000.0).round() / 1000.0,
+        "input_tokens_per_profile": (tokens["input_tokens"].as_u64().unwrap_or(0) as f64 / profiles).round(),
+        "output_tokens_per_profile": (tokens["output_tokens"].as_u64().unwrap_or(0) as f64 / profiles).round(),
+        "usd_per_1000_profiles": (usd_per_1000 * 1000.0).round() / 1000.0,
+        "peak_rss_mb": (peak_rss_mb() * 10.0).round() / 10.0,
+        "lost": lost,
+    });
+    println!("{line}");
+    stack.shutdown().await;
     Ok(())
 }

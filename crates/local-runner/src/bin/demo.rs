@@ -237,10 +237,232 @@ async fn main() -> Result<(), shared::edge::FunctionError> {
         .unwrap_or_default();
     println!("   generation {generation} → {new_generation}; the old one is deleted");
 
+    personalize(&mut demo).await?;
+
     println!(
         "\nDemo finished in {:.1} s. Run `make test` for the test suite.",
         started.elapsed().as_secs_f64()
     );
     demo.stack.shutdown().await;
+    Ok(())
+}
+
+const BRIEF: &str = "Winter sale, free shipping over $50";
+
+/// Wrap `text` to `width` columns.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let last = lines.last_mut().expect("one line");
+        if !last.is_empty() && last.chars().count() + 1 + word.chars().count() > width {
+            lines.push(word.to_owned());
+        } else {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(word);
+        }
+    }
+    lines
+}
+
+/// Print a preview as two columns: what we knew about the customer | what was written.
+fn show_preview(p: &Value) {
+    const LEFT: usize = 44;
+    const RIGHT: usize = 56;
+    let mut left = vec![format!(
+        "{} ({})",
+        p["first_name"].as_str().unwrap_or("no first name"),
+        p["profile_id"].as_str().unwrap_or("")
+    )];
+    left.extend(wrap(&format!("bought: {}", p["history"].as_str().unwrap_or("")), LEFT));
+    left.push("candidates:".into());
+    for c in p["candidates"].as_array().into_iter().flatten() {
+        left.extend(wrap(
+            &format!("• {} {}", c["title"].as_str().unwrap_or(""), c["price"].as_str().unwrap_or("")),
+            LEFT,
+        ));
+    }
+    let copy = &p["copy"];
+    let mut right = Vec::new();
+    if copy.is_object() {
+        right.extend(wrap(&format!("Subject: {}", copy["subject"].as_str().unwrap_or("")), RIGHT));
+        right.extend(wrap(&format!("Preheader: {}", copy["preheader"].as_str().unwrap_or("")), RIGHT));
+        right.push(String::new());
+        right.extend(wrap(copy["body"].as_str().unwrap_or(""), RIGHT));
+        for product in copy["products"].as_array().into_iter().flatten() {
+            right.extend(wrap(
+                &format!("→ {} {}", product["title"].as_str().unwrap_or(""), product["price"].as_str().unwrap_or("")),
+                RIGHT,
+            ));
+        }
+    } else {
+        right.push(format!("{}: {}", p["outcome"], p["reason"]));
+    }
+    right.push(format!(
+        "grounding: {}{}",
+        if p["grounding"]["passed"].as_bool().unwrap_or(false) { "passed" } else { "failed" },
+        if p["grounding"]["repaired"].as_bool().unwrap_or(false) { " after one repair" } else { "" }
+    ));
+    println!("   ┌{}┬{}┐", "─".repeat(LEFT + 2), "─".repeat(RIGHT + 2));
+    for i in 0..left.len().max(right.len()) {
+        let l = left.get(i).map(String::as_str).unwrap_or("");
+        let r = right.get(i).map(String::as_str).unwrap_or("");
+        println!("   │ {l:<LEFT$} │ {r:<RIGHT$} │");
+    }
+    println!("   └{}┴{}┘", "─".repeat(LEFT + 2), "─".repeat(RIGHT + 2));
+}
+
+async fn personalize(demo: &mut Demo) -> Result<(), shared::edge::FunctionError> {
+    demo.step("Brand voice and slots for the copy");
+    let settings = json!({
+        "brand_voice": { "descriptors": ["warm", "outdoorsy", "plain-spoken"], "writing_rules": ["no exclamation marks"] },
+        "language": "en",
+        "slots": { "subject": { "max_chars": 60 }, "preheader": { "max_chars": 100 }, "body": { "max_chars": 500 }, "products": 2 },
+        "sign_off": "The Demo Outdoor team"
+    });
+    let (status, _) = demo.call(Method::PUT, "/settings", Some(settings)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    demo.step("The merchant's Klaviyo audiences");
+    let (_, body) = demo.call(Method::GET, "/audiences", None).await;
+    for a in body["audiences"].as_array().into_iter().flatten() {
+        println!(
+            "   • {:<8} {:<24} {}",
+            a["kind"].as_str().unwrap_or(""),
+            a["name"].as_str().unwrap_or(""),
+            a["id"].as_str().unwrap_or("")
+        );
+    }
+    let find = |name: &str| body["audiences"].as_array().and_then(|all| all.iter().find(|a| a["name"] == name)).cloned();
+    let segment = find("VIP + Engaged").ok_or("the sample account has a VIP + Engaged segment")?;
+    let preview_list = find("Preview List").unwrap_or_else(|| segment.clone());
+
+    demo.step(&format!("Preview three customers for the brief \"{BRIEF}\" (nothing is written or stored)"));
+    let key = shared::domain::KlaviyoApiKey::parse(&demo.stack.sandbox.full_access_klaviyo_key())?;
+    let klaviyo = shared::klaviyo::KlaviyoClient::new(
+        reqwest::Client::new(),
+        demo.stack.sandbox.klaviyo_base_url(),
+        "2026-07-15".into(),
+    );
+    let kind_of = |a: &Value| {
+        if a["kind"] == "list" {
+            shared::klaviyo::AudienceKind::List
+        } else {
+            shared::klaviyo::AudienceKind::Segment
+        }
+    };
+    let (ids, _) = klaviyo
+        .audience_page(&key, kind_of(&preview_list), preview_list["id"].as_str().unwrap_or_default(), None)
+        .await?;
+    let sample: Vec<String> = ids.into_iter().take(3).collect();
+    let (status, body) = demo
+        .call(Method::POST, "/preview", Some(json!({ "brief": BRIEF, "profiles": sample })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for p in body["profiles"].as_array().into_iter().flatten() {
+        show_preview(p);
+    }
+    println!(
+        "   preview cost: {} tokens in, {} out, ${:.5}",
+        body["tokens"]["input_tokens"],
+        body["tokens"]["output_tokens"],
+        body["estimated_cost_usd"].as_f64().unwrap_or(0.0)
+    );
+
+    demo.step(&format!(
+        "Run the \"{}\" segment with a 10% holdout, reviewing samples first",
+        segment["name"].as_str().unwrap_or("")
+    ));
+    let request = json!({ "audience": { "kind": segment["kind"], "id": segment["id"] }, "brief": BRIEF, "holdout_percent": 10, "review": true });
+    let (status, body) = demo.call(Method::POST, "/runs", Some(request)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let run_id = body["run"]["run_id"].as_str().unwrap_or_default().to_owned();
+    println!(
+        "   run {run_id} is {} with {} samples to review; the merchant approves",
+        body["run"]["state"],
+        body["samples"].as_array().map_or(0, Vec::len)
+    );
+    let (status, _) = demo.call(Method::POST, &format!("/runs/{run_id}/approve"), None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let started = Instant::now();
+    let run = loop {
+        let resp = demo
+            .http
+            .get(format!("{}/runs/{run_id}", demo.stack.api_url))
+            .bearer_auth(&demo.token)
+            .send()
+            .await?;
+        let run: Value = resp.json().await?;
+        let c = &run["counts"];
+        let sum = |m: &Value| m.as_object().map_or(0, |o| o.values().filter_map(Value::as_u64).sum::<u64>());
+        let (written, holdout, skipped, failed) = (
+            c["written"].as_u64().unwrap_or(0),
+            c["holdout"].as_u64().unwrap_or(0),
+            sum(&c["skipped"]),
+            sum(&c["failed"]),
+        );
+        let total = c["total"].as_u64().unwrap_or(0).max(1);
+        let done = written + holdout + skipped + failed;
+        let width = 40;
+        let filled = (done as usize * width / total as usize).min(width);
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+        print!(
+            "\r   [{}{}] {done}/{total}  written {written}  holdout {holdout}  skipped {skipped}  failed {failed}  {rate:.0} profiles/s   ",
+            "#".repeat(filled),
+            ".".repeat(width - filled)
+        );
+        std::io::stdout().flush().ok();
+        if matches!(run["state"].as_str().unwrap_or_default(), "completed" | "cancelled" | "failed") {
+            println!();
+            break run;
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            return Err("the run did not finish in 15 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+
+    demo.step("Run summary (GET /runs/{id}): every profile written, held out, skipped or failed with a reason");
+    show(&json!({
+        "state": run["state"], "counts": run["counts"], "tokens": run["tokens"],
+        "estimated_cost_usd": run["estimated_cost_usd"], "requests": run["requests"],
+        "profiles_per_second": run["profiles_per_second"], "started_at": run["started_at"], "finished_at": run["finished_at"],
+    }));
+    std::fs::create_dir_all("target/demo")?;
+    std::fs::write("target/demo/run.json", serde_json::to_string_pretty(&run)?)?;
+    println!("   the full document is in target/demo/run.json");
+
+    demo.step("Three written profiles read back from Klaviyo (a template inserts {{ person.sp_body|default:'' }})");
+    let (ids, _) = klaviyo
+        .audience_page(&key, kind_of(&segment), segment["id"].as_str().unwrap_or_default(), None)
+        .await?;
+    let profiles = klaviyo.get_profiles(&key, &ids).await?;
+    let written = profiles.iter().filter(|p| {
+        let props = &p["attributes"]["properties"];
+        props["sp_run_id"] == run_id.as_str() && props["sp_group"] == "personalized"
+    });
+    for p in written.take(3) {
+        let props = &p["attributes"]["properties"];
+        println!("   ── profile {}", p["id"].as_str().unwrap_or(""));
+        for key in [
+            "sp_subject",
+            "sp_preheader",
+            "sp_body",
+            "sp_product_1_title",
+            "sp_product_1_price",
+            "sp_product_1_url",
+            "sp_group",
+            "sp_run_id",
+            "sp_generated_at",
+        ] {
+            let lines = wrap(props[key].as_str().unwrap_or(""), 90);
+            println!("   {key:<20} {}", lines.first().map(String::as_str).unwrap_or(""));
+            for line in lines.iter().skip(1) {
+                println!("   {:<20} {line}", "");
+            }
+        }
+    }
     Ok(())
 }
