@@ -153,9 +153,12 @@ async fn a_merchant_who_leaves_leaves_no_trace() {
     assert!(!catalog.is_empty());
     checkpoint(&world, "connect Shopify and sync", &[]).await;
 
-    // 3. Personalization — preview, then a run with review — slots in here when it exists:
-    //    `let preview = merchant.post("/preview", …).await; checkpoint(&world, "preview", &[generated copy…]).await;`
-    //    `let run = merchant.post("/runs", …).await; …approve…; checkpoint(&world, "run with review", &[…]).await;`
+    // 3. Personalization: a preview, then a run with review. Neither may leave the customers'
+    //    emails, names or the generated copy anywhere we keep things.
+    let (people, copy) = personalize_steps(&world, &merchant).await;
+    let mut forbidden: Vec<&str> = people.iter().map(String::as_str).collect();
+    forbidden.extend(copy.iter().map(String::as_str));
+    checkpoint(&world, "preview and a run with review", &forbidden).await;
 
     // 4. Webhooks of every product and customer topic, with real HMAC headers.
     let (first, second) = (numeric(&catalog[0].id), numeric(&catalog[1].id));
@@ -497,4 +500,65 @@ fn the_scanners_find_what_they_look_for() {
         2
     );
     assert!(trace::credentials("the shpat_ prefix, gid://shopify/Product/1, sk_pk_").is_empty());
+}
+
+/// Preview three customers, then run a small segment slice with review and approve it. Returns
+/// what must never be stored: the customers' emails and full names, and every piece of copy.
+async fn personalize_steps(world: &World, merchant: &Merchant<'_>) -> (Vec<String>, Vec<String>) {
+    let audiences = merchant.get("/audiences").await.body;
+    let segment = audiences["audiences"]
+        .as_array()
+        .and_then(|all| all.iter().find(|a| a["name"] == "VIP + Engaged"))
+        .cloned()
+        .expect("the sandbox has a VIP + Engaged segment");
+    let key = shared::domain::KlaviyoApiKey::parse(&world.stack.sandbox.full_access_klaviyo_key()).unwrap();
+    let klaviyo = shared::klaviyo::KlaviyoClient::new(reqwest::Client::new(), world.stack.sandbox.klaviyo_base_url(), "2026-07-15".into());
+    let (ids, _) = klaviyo
+        .audience_page(&key, shared::klaviyo::AudienceKind::Segment, segment["id"].as_str().unwrap(), None)
+        .await
+        .unwrap();
+    let ids: Vec<String> = ids.into_iter().take(12).collect();
+    let mut people = Vec::new();
+    for p in klaviyo.get_profiles(&key, &ids).await.unwrap() {
+        let a = &p["attributes"];
+        if let Some(email) = a["email"].as_str() {
+            people.push(email.to_owned());
+        }
+        if let (Some(first), Some(last)) = (a["first_name"].as_str(), a["last_name"].as_str()) {
+            people.push(format!("{first} {last}"));
+        }
+    }
+    let mut copy = Vec::new();
+    let mut keep_copy = |v: &Value| {
+        for slot in ["subject", "body"] {
+            if let Some(text) = v["copy"][slot].as_str() {
+                copy.push(text.to_owned());
+            }
+        }
+    };
+    let preview = merchant.post("/preview", json!({ "brief": "Winter sale, free shipping over $50", "profiles": &ids[..3] })).await;
+    assert_eq!(preview.status, StatusCode::OK, "{:?}", preview.body);
+    preview.body["profiles"].as_array().unwrap().iter().for_each(&mut keep_copy);
+    let run = merchant
+        .post(
+            "/runs",
+            json!({ "audience": { "kind": "segment", "id": segment["id"] }, "brief": "Winter sale, free shipping over $50",
+                    "holdout_percent": 10, "profile_cap": 12, "review": true }),
+        )
+        .await;
+    assert_eq!(run.status, StatusCode::CREATED, "{:?}", run.body);
+    run.body["samples"].as_array().unwrap().iter().for_each(&mut keep_copy);
+    let id = run.body["run"]["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(merchant.post(&format!("/runs/{id}/approve"), json!({})).await.status, StatusCode::OK);
+    world.settle().await;
+    let done = merchant.get(&format!("/runs/{id}")).await.body;
+    assert_eq!(done["state"], "completed", "{done}");
+    // The copy that was written now lives in Klaviyo only: read it back to scan for it.
+    for p in klaviyo.get_profiles(&key, &ids).await.unwrap() {
+        if let Some(body) = p["attributes"]["properties"]["sp_body"].as_str() {
+            copy.push(body.to_owned());
+        }
+    }
+    assert!(!copy.is_empty() && people.len() >= 12, "the scan has something to look for");
+    (people, copy)
 }
