@@ -304,3 +304,93 @@ async fn connected_without_queues(world: &World) -> Merchant<'_> {
     world.stack.invoke("CatalogSyncFunction", sync).await.unwrap();
     merchant
 }
+
+#[tokio::test]
+async fn a_worker_that_crashed_after_submitting_its_write_finishes_that_write_instead_of_writing_again() {
+    let world = World::start_with(|o| o.run_queues = false).await;
+    let merchant = connected_without_queues(&world).await;
+    let vip = audience(&merchant, "VIP + Engaged").await;
+    let created = merchant
+        .post("/runs", json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 5, "review": true }))
+        .await;
+    let run_id = created.body["run"]["run_id"].as_str().unwrap().to_owned();
+    let (client, key) = klaviyo(&world);
+    let (ids, _) = client
+        .audience_page(&key, shared::klaviyo::AudienceKind::Segment, vip["id"].as_str().unwrap(), None)
+        .await
+        .unwrap();
+    let ids: Vec<String> = ids.into_iter().take(5).collect();
+
+    // The state a worker leaves when it dies right after submitting its write-back: the batch
+    // claimed (lease already expired), the import job submitted and recorded with its tally.
+    let config = world.stack.config("PersonalizeWorkerFunction");
+    let runs = shared::aws::runs::RunStore::from_sdk(&world.stack.aws, &config.app_table);
+    assert_eq!(runs.claim_batch(&run_id, 1, -1).await.unwrap(), shared::aws::runs::BatchClaim::Fresh);
+    let props: Vec<(String, serde_json::Map<String, Value>)> = ids
+        .iter()
+        .map(|id| (id.clone(), json!({ "sp_run_id": run_id, "sp_group": "personalized", "sp_body": "written before the crash" }).as_object().unwrap().clone()))
+        .collect();
+    let job_id = client.start_bulk_import(&key, &props).await.unwrap();
+    let mut pending = shared::aws::runs::BatchTally::default();
+    pending.counts.written = 5;
+    runs.record_batch_job(&run_id, 1, &job_id, &pending).await.unwrap();
+    let before = world.sandbox_stats().await;
+
+    let event = json!({ "Records": [{
+        "messageId": "redelivered", "receiptHandle": "r",
+        "body": json!({ "merchant_id": A, "run_id": run_id, "batch": 1, "profile_ids": ids }).to_string(),
+        "attributes": { "ApproximateReceiveCount": "2" }, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": world.stack.resources.arn("WorkQueue").unwrap_or_default(), "awsRegion": "us-east-1"
+    }]});
+    let out = world.stack.invoke("PersonalizeWorkerFunction", event).await.unwrap();
+    assert_eq!(out["batchItemFailures"], json!([]), "{out}");
+
+    let after = world.sandbox_stats().await;
+    assert_eq!(writes(&before), writes(&after), "no second write-back");
+    assert_eq!(before["bedrock"]["requests"], after["bedrock"]["requests"], "no second generation");
+    let run = merchant.get(&format!("/runs/{run_id}")).await.body;
+    assert_eq!(run["counts"]["written"], 5, "counted once, from the recorded tally: {run}");
+    for p in client.get_profiles(&key, &ids).await.unwrap() {
+        assert_eq!(p["attributes"]["properties"]["sp_body"], "written before the crash");
+    }
+}
+
+#[tokio::test]
+async fn a_429_storm_slows_a_run_down_but_loses_no_profile() {
+    let world = World::start_with(|o| o.sandbox.klaviyo_limits = sandbox::RateLimits::Real).await;
+    let merchant = connected(&world).await;
+    let vip = audience(&merchant, "VIP + Engaged").await;
+    let created = merchant
+        .post("/runs", json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 300 }))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let run_id = created.body["run"]["run_id"].as_str().unwrap().to_owned();
+
+    // Another app on the same Klaviyo account floods the events endpoint while the run works:
+    // the account's shared budget is spent and the run meets 429s with Retry-After.
+    let base = world.stack.sandbox.klaviyo_base_url();
+    let key = world.stack.sandbox.full_access_klaviyo_key();
+    let storm = futures::future::join_all((0..40).map(|_| {
+        let (base, key) = (base.clone(), key.clone());
+        async move {
+            let http = reqwest::Client::new();
+            for _ in 0..30 {
+                let _ = http
+                    .get(format!("{base}/api/events?page%5Bsize%5D=1"))
+                    .header("Authorization", format!("Klaviyo-API-Key {key}"))
+                    .header("revision", "2026-07-15")
+                    .send()
+                    .await;
+            }
+        }
+    }));
+    storm.await;
+    world.settle().await;
+
+    let run = merchant.get(&format!("/runs/{run_id}")).await.body;
+    let stats = world.sandbox_stats().await;
+    assert!(stats["klaviyo"]["throttled_total"].as_u64().unwrap() > 0, "the storm produced 429s: {stats}");
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(run["counts"]["total"], 300);
+    assert_adds_up(&run);
+}
