@@ -797,7 +797,10 @@ fn crate_closure(root: &Path, krate: &str, lambda_crates: &BTreeSet<String>) -> 
     let mut out = vec![krate.to_owned()];
     let manifest = std::fs::read_to_string(root.join("crates").join(krate).join("Cargo.toml")).unwrap_or_default();
     for other in lambda_crates {
-        if other != krate && manifest.lines().any(|l| l.trim_start().starts_with(&format!("{other} ")) || l.trim_start().starts_with(&format!("{other}="))) {
+        let depends = manifest.lines().any(|l| {
+            l.trim_start().strip_prefix(other.as_str()).is_some_and(|rest| rest.starts_with([' ', '=', '.']))
+        });
+        if other != krate && depends {
             out.push(other.clone());
         }
     }
