@@ -615,7 +615,9 @@ struct Adapters {
     fields: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-type Reach = BTreeSet<(String, String, String)>; // (owner, action, via)
+/// (owner, action or `config:field`, via)
+type Reach = BTreeSet<(String, String, String)>;
+const CONFIG_READ: &str = "config:";
 
 impl Adapters {
     fn read(sources: &Sources) -> Self {
@@ -643,6 +645,15 @@ impl Adapters {
     }
 
     fn reach_body(&self, owner: &str, f: &FnDef, seen: &mut BTreeSet<(String, String)>, out: &mut Reach) {
+        // Configuration read inside the adapter (e.g. `config.shopify_client_secret_id`).
+        let toks = tokens(&f.body);
+        for w in toks.windows(3) {
+            if let [Tok::Ident(c), Tok::Dot, Tok::Ident(field)] = w {
+                if c == "config" {
+                    out.insert((owner.to_owned(), format!("{CONFIG_READ}{field}"), format!("{owner}::{}", f.name)));
+                }
+            }
+        }
         for call in calls(&f.body) {
             let via = format!("{owner}::{}", f.name);
             if call.method {
@@ -701,6 +712,8 @@ fn needs_of(
 
     let env_target = |var: &str| -> Option<String> { env.get(var).and_then(ref_target) };
     let mut needs = BTreeSet::new();
+    // Config fields read by the crate or by the adapter code it reaches.
+    let mut config_reads: BTreeSet<String> = BTreeSet::new();
     for (ty, binding) in ADAPTERS {
         if !crate_words.contains(ty) {
             continue;
@@ -718,6 +731,10 @@ fn needs_of(
             }
         }
         for (owner, action, via) in reach {
+            if let Some(field) = action.strip_prefix(CONFIG_READ) {
+                config_reads.insert(field.to_owned());
+                continue;
+            }
             let binding = ADAPTERS.iter().find(|(a, _)| *a == owner).map(|(_, b)| *b).unwrap_or(*binding);
             let targets: Vec<Target> = match binding {
                 Binding::Env(var) => match env_target(var) {
@@ -755,7 +772,8 @@ fn needs_of(
     // client secret (a parameter) and the audit pepper (a stack resource).
     if needs.iter().any(|n| n.action == "secretsmanager:GetSecretValue") {
         for (var, value) in env {
-            if !var.ends_with("_SECRET_ID") || !crate_words.contains(var.to_ascii_lowercase().as_str()) {
+            let field = var.to_ascii_lowercase();
+            if !var.ends_with("_SECRET_ID") || !(crate_words.contains(field.as_str()) || config_reads.contains(&field)) {
                 continue;
             }
             let Some(id) = ref_target(value) else { continue };

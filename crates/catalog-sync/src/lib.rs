@@ -9,7 +9,7 @@ use shared::aws::catalog_store::CatalogStore;
 use shared::aws::dynamo::AppStore;
 use shared::aws::token_vault::AwsTokenVault;
 use shared::aws::{queue::Queue, secrets::SecretStore, AwsError};
-use shared::domain::{now_unix, ConnectionStatus, MerchantId, Secret, SyncMessage, SyncReason, SyncRequest, Vendor};
+use shared::domain::{now_unix, ConnectionStatus, MerchantId, SyncMessage, SyncReason, SyncRequest, Vendor};
 use shared::edge::{function::parse_event, sqs, Function, FunctionError};
 use shared::domain::CatalogProduct;
 use shared::shopify::catalog::{self, CatalogOptions};
@@ -64,10 +64,7 @@ impl Handler {
     pub async fn init(config: Config) -> Result<Self, FunctionError> {
         let aws = shared::aws::sdk_config().await;
         let secrets = SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone());
-        let client_secret = secrets
-            .get(&config.shopify_client_secret_id)
-            .await?
-            .ok_or("the Shopify app client secret is not in Secrets Manager")?;
+        let client_secret = secrets.shopify_client_secret(&config).await?;
         Ok(Self {
             store: AppStore::from_sdk(&aws, &config.app_table),
             catalog: CatalogStore::from_sdk(&aws, &config.catalog_table),
@@ -76,7 +73,7 @@ impl Handler {
             http: shared::http_client(),
             app: ShopifyApp {
                 client_id: config.shopify_client_id.clone(),
-                client_secret: Secret::new(client_secret),
+                client_secret,
                 api_version: config.shopify_api_version.clone(),
                 base_url_template: config.shopify_base_url_template.clone(),
             },

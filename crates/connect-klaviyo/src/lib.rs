@@ -10,7 +10,7 @@ use shared::aws::{dynamo::AppStore, secrets::SecretStore, AwsError};
 use shared::domain::{now_unix, ConnectionStatus, KlaviyoApiKey, KlaviyoConnection, MerchantId, Vendor};
 use shared::edge::{function::parse_event, http, Function, FunctionError};
 use shared::error::ApiError;
-use shared::klaviyo::{KlaviyoClient, KlaviyoError};
+use shared::klaviyo::KlaviyoClient;
 use shared::Config;
 
 pub struct Handler {
@@ -59,8 +59,8 @@ impl Handler {
     /// Validate the key once against Klaviyo (account, then a read probe per scope) before
     /// anything is stored; the key goes only to Secrets Manager.
     async fn connect(&self, merchant: &MerchantId, key: &KlaviyoApiKey) -> Result<KlaviyoConnectionView, ApiError> {
-        let account = self.klaviyo.get_account(key).await.map_err(klaviyo_error)?;
-        let missing = self.klaviyo.probe_read_scopes(key).await.map_err(klaviyo_error)?;
+        let account = self.klaviyo.get_account(key).await.map_err(ApiError::from)?;
+        let missing = self.klaviyo.probe_read_scopes(key).await.map_err(ApiError::from)?;
         if !missing.is_empty() {
             return Err(ApiError::KlaviyoMissingScopes(missing.into_iter().map(str::to_owned).collect()));
         }
@@ -85,17 +85,6 @@ fn internal(err: AwsError) -> ApiError {
     ApiError::Internal(err.to_string())
 }
 
-fn klaviyo_error(err: KlaviyoError) -> ApiError {
-    match err {
-        KlaviyoError::Unauthorized => ApiError::KlaviyoKeyRejected,
-        KlaviyoError::MissingScope(scope) => ApiError::KlaviyoMissingScopes(vec![scope]),
-        KlaviyoError::Throttled { retry_after } => ApiError::VendorThrottled {
-            vendor: "Klaviyo",
-            retry_after_secs: retry_after.as_secs().max(1),
-        },
-        KlaviyoError::Transient(_) | KlaviyoError::Invalid(_) => ApiError::VendorUnavailable("Klaviyo"),
-    }
-}
 
 #[async_trait]
 impl Function for Handler {

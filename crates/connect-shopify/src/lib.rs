@@ -41,18 +41,14 @@ impl Handler {
     pub async fn init(config: Config) -> Result<Self, FunctionError> {
         let aws = shared::aws::sdk_config().await;
         let secrets = SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone());
-        // Read once per container: every callback needs it to verify Shopify's signature.
-        let client_secret = secrets
-            .get(&config.shopify_client_secret_id)
-            .await?
-            .ok_or("the Shopify app client secret is not in Secrets Manager")?;
+        let client_secret = secrets.shopify_client_secret(&config).await?;
         Ok(Self {
             store: AppStore::from_sdk(&aws, &config.app_table),
             sync_queue: Queue::from_sdk(&aws, &config.sync_queue_url),
             purge_queue: config.purge_queue_url.as_ref().map(|url| Queue::from_sdk(&aws, url)),
             secrets,
             http: shared::http_client(),
-            client_secret: Secret::new(client_secret),
+            client_secret,
             config,
         })
     }

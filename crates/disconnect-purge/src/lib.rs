@@ -46,10 +46,7 @@ impl Handler {
     pub async fn init(config: Config) -> Result<Self, FunctionError> {
         let aws = shared::aws::sdk_config().await;
         let secrets = SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone());
-        let client_secret = secrets
-            .get(&config.shopify_client_secret_id)
-            .await?
-            .ok_or("the Shopify app client secret is not in Secrets Manager")?;
+        let client_secret = secrets.shopify_client_secret(&config).await?;
         let audit_table = config
             .audit_table
             .clone()
@@ -75,7 +72,7 @@ impl Handler {
                 .as_ref()
                 .map(|pool| UserDirectory::from_sdk(&aws, pool)),
             http: shared::http_client(),
-            app: ShopifyApp::from_config(&config, Secret::new(client_secret)),
+            app: ShopifyApp::from_config(&config, client_secret),
             secrets,
             config,
         })

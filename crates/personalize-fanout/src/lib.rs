@@ -18,7 +18,7 @@ use shared::bedrock::BedrockClient;
 use shared::domain::{now_unix, KlaviyoApiKey, MerchantId, Vendor};
 use shared::edge::{function::parse_event, http, sqs, Function, FunctionError};
 use shared::error::ApiError;
-use shared::klaviyo::{Audience, KlaviyoClient, KlaviyoError, RateLimits};
+use shared::klaviyo::{Audience, KlaviyoClient, RateLimits};
 use shared::personalize::run::{FanoutRequest, Run, RunRequest, WorkBatch};
 use shared::personalize::{RunCounts, RunState, Settings};
 use shared::Config;
@@ -42,17 +42,6 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
 }
 
-fn klaviyo_api_error(err: KlaviyoError) -> ApiError {
-    match err {
-        KlaviyoError::Unauthorized => ApiError::KlaviyoKeyRejected,
-        KlaviyoError::MissingScope(s) => ApiError::KlaviyoMissingScopes(vec![s]),
-        KlaviyoError::Throttled { retry_after } => {
-            ApiError::VendorThrottled { vendor: "Klaviyo", retry_after_secs: retry_after.as_secs().max(1) }
-        }
-        KlaviyoError::Invalid(_) => ApiError::InvalidRequest("Klaviyo does not know that list or segment".into()),
-        KlaviyoError::Transient(_) => ApiError::VendorUnavailable("Klaviyo"),
-    }
-}
 
 impl Handler {
     pub async fn init(config: Config) -> Result<Self, FunctionError> {
@@ -161,7 +150,7 @@ impl Handler {
     async fn audiences(&self, merchant: &MerchantId, offset: usize) -> Result<AudiencesPage, ApiError> {
         let key = self.key(merchant).await?;
         let (lists, segments) = tokio::try_join!(self.engine.klaviyo.lists(&key), self.engine.klaviyo.segments(&key))
-            .map_err(klaviyo_api_error)?;
+            .map_err(ApiError::from)?;
         let mut all: Vec<Audience> = lists.into_iter().chain(segments).collect();
         all.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.id.cmp(&b.id)));
         let page: Vec<Audience> = all.iter().skip(offset).take(AUDIENCES_PER_PAGE).cloned().collect();
@@ -181,7 +170,7 @@ impl Handler {
             .klaviyo
             .audience_page(&key, request.audience.kind, &request.audience.id, None)
             .await
-            .map_err(klaviyo_api_error)?;
+            .map_err(ApiError::from)?;
         let run = Run {
             run_id: ulid::Ulid::new().to_string(),
             state: if request.review { RunState::AwaitingApproval } else { RunState::Fanning },
@@ -206,7 +195,7 @@ impl Handler {
         if run.review {
             // Samples are generated for the reviewer and returned once; they are never stored.
             let ids: Vec<String> = first_page.into_iter().take(REVIEW_SAMPLES).collect();
-            let profiles = self.engine.klaviyo.get_profiles(&key, &ids).await.map_err(klaviyo_api_error)?;
+            let profiles = self.engine.klaviyo.get_profiles(&key, &ids).await.map_err(ApiError::from)?;
             let settings = self.runs.settings(merchant).await.map_err(internal)?.unwrap_or_default();
             let job = Job { merchant, key: &key, settings: &settings, brief: &run.brief, run: None };
             let generation = self.engine.generate(&job, profiles).await.map_err(internal)?;

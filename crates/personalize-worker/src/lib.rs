@@ -250,9 +250,9 @@ impl Handler {
             .ok_or(ApiError::NotConnected("Klaviyo"))?;
         let settings = self.runs.settings(merchant).await.map_err(|e| ApiError::Internal(e.to_string()))?.unwrap_or_default();
         let (emails, ids): (Vec<String>, Vec<String>) = request.profiles.iter().cloned().partition(|p| p.contains('@'));
-        let mut profiles = self.engine.klaviyo.get_profiles(&key, &ids).await.map_err(klaviyo_api_error)?;
+        let mut profiles = self.engine.klaviyo.get_profiles(&key, &ids).await.map_err(ApiError::from)?;
         if !emails.is_empty() {
-            profiles.extend(self.engine.klaviyo.find_profiles_by_email(&key, &emails).await.map_err(klaviyo_api_error)?);
+            profiles.extend(self.engine.klaviyo.find_profiles_by_email(&key, &emails).await.map_err(ApiError::from)?);
         }
         // Which requested entry each profile answers (by id or email), before the data is used.
         let requested_of = |p: &Value| -> Option<String> {
@@ -269,7 +269,7 @@ impl Handler {
         let job = Job { merchant, key: &key, settings: &settings, brief: &request.brief, run: None };
         let generation = self.engine.generate(&job, profiles).await.map_err(|e| match e {
             EngineError::NoCatalog => ApiError::NotConnected("Shopify catalog"),
-            EngineError::Klaviyo(k) => klaviyo_api_error(k),
+            EngineError::Klaviyo(k) => ApiError::from(k),
             other => ApiError::Internal(other.to_string()),
         })?;
         let mut out: Vec<PreviewProfile> = generation
@@ -364,15 +364,6 @@ pub fn preview_profile(requested: String, r: &ProfileResult) -> PreviewProfile {
     }
 }
 
-fn klaviyo_api_error(err: KlaviyoError) -> ApiError {
-    match err {
-        KlaviyoError::Unauthorized => ApiError::KlaviyoKeyRejected,
-        KlaviyoError::MissingScope(s) => ApiError::KlaviyoMissingScopes(vec![s]),
-        KlaviyoError::Throttled { retry_after } => ApiError::VendorThrottled { vendor: "Klaviyo", retry_after_secs: retry_after.as_secs().max(1) },
-        KlaviyoError::Invalid(_) => ApiError::InvalidRequest("Klaviyo rejected a profile id or email in the request".into()),
-        KlaviyoError::Transient(_) => ApiError::VendorUnavailable("Klaviyo"),
-    }
-}
 
 #[async_trait]
 impl Function for Handler {

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod edge;
 pub mod error;
 pub mod klaviyo;
+pub mod metrics;
 pub mod personalize;
 pub mod shopify;
 pub mod telemetry;

@@ -62,6 +62,15 @@ impl SecretStore {
         }
     }
 
+    /// The Shopify app's client secret (`SHOPIFY_CLIENT_SECRET_ID`), read once per container:
+    /// OAuth callbacks, webhooks and token refreshes all need it.
+    pub async fn shopify_client_secret(&self, config: &crate::Config) -> Result<crate::domain::Secret, AwsError> {
+        self.get(&config.shopify_client_secret_id)
+            .await?
+            .map(crate::domain::Secret::new)
+            .ok_or_else(|| AwsError::new("secretsmanager:GetSecretValue", "the Shopify app client secret is not in Secrets Manager"))
+    }
+
     /// The merchant's Klaviyo key, as connect-klaviyo stored it (`{"api_key": "pk_…"}`).
     pub async fn klaviyo_key(&self, name: &str) -> Result<Option<crate::domain::KlaviyoApiKey>, AwsError> {
         let Some(text) = self.get(name).await? else { return Ok(None) };
