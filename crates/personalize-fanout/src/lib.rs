@@ -14,7 +14,6 @@ use shared::aws::dynamo::AppStore;
 use shared::aws::queue::Queue;
 use shared::aws::runs::RunStore;
 use shared::aws::secrets::SecretStore;
-use shared::bedrock::BedrockClient;
 use shared::domain::{now_unix, KlaviyoApiKey, MerchantId, Vendor};
 use shared::edge::{function::parse_event, http, sqs, Function, FunctionError};
 use shared::error::ApiError;
@@ -52,7 +51,7 @@ impl Handler {
             config.klaviyo_revision.clone(),
             RateLimits::Scaled(config.klaviyo_budget_share),
         );
-        let bedrock = BedrockClient::from_sdk_at(&aws, config.bedrock_model_id.clone(), config.bedrock_endpoint_url.as_deref());
+        let bedrock = shared::bedrock::from_config(&aws, &config);
         Ok(Self {
             engine: Engine::new(
                 klaviyo,

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 /// Customers per Converse request: the static prefix is paid once per request, so a few
 /// customers share it; more would make one bad answer cost a larger repair.
-pub const PROFILES_PER_REQUEST: usize = 5;
+pub const PROFILES_PER_REQUEST: usize = 8;
 /// History reads in flight per batch (Klaviyo's events tier is the widest: 350/s burst).
 const EVENT_READS_IN_FLIGHT: usize = 16;
 /// Converse requests in flight per batch (the client also caps calls per container).
@@ -186,8 +186,9 @@ impl Engine {
         let catalog = self.catalog_for(job.merchant).await?;
         let metrics = self.order_metrics(job, &mut gen.requests).await?;
         let products_wanted = usize::from(job.settings.slots.products.clamp(1, 3));
-        // A few more candidates than slots, so the model can pick what fits the brief.
-        let k = (products_wanted + 2).min(5);
+        // One more candidate than slots, so the model can pick what fits the brief; each extra
+        // candidate costs ~40 input tokens per customer.
+        let k = (products_wanted + 1).min(4);
 
         let mut to_read = Vec::new();
         for profile in profiles {

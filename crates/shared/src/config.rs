@@ -45,6 +45,9 @@ pub struct Config {
     /// How long one fan-out invocation pages before it hands on to a continuation message
     /// (well inside the function's timeout).
     pub fanout_time_budget_ms: u64,
+    /// This container's share of the account's Bedrock quota for the model (requests and
+    /// tokens per minute); unset means no client-side pacing.
+    pub bedrock_quota: Option<(f64, f64)>,
     /// Bedrock runtime endpoint override (unset in production: the SDK's regional endpoint).
     pub bedrock_endpoint_url: Option<String>,
 }
@@ -98,6 +101,13 @@ impl Config {
                 .filter(|v| *v > 0)
                 .unwrap_or(8),
             bedrock_endpoint_url: get("BEDROCK_ENDPOINT_URL"),
+            bedrock_quota: match (
+                get("BEDROCK_REQUESTS_PER_MINUTE").and_then(|v| v.parse::<f64>().ok()),
+                get("BEDROCK_TOKENS_PER_MINUTE").and_then(|v| v.parse::<f64>().ok()),
+            ) {
+                (Some(rpm), Some(tpm)) if rpm > 0.0 && tpm > 0.0 => Some((rpm, tpm)),
+                _ => None,
+            },
             fanout_time_budget_ms: get("FANOUT_TIME_BUDGET_MS").and_then(|v| v.parse().ok()).unwrap_or(600_000),
         })
     }

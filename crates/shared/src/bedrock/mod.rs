@@ -159,9 +159,10 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 6,
+            // Enough to ride out a spent one-minute quota window (~75 s of backoff expected).
+            max_attempts: 10,
             base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(20),
+            max_delay: Duration::from_secs(30),
         }
     }
 }
@@ -252,6 +253,60 @@ pub struct BedrockClient {
     limiter: Arc<Semaphore>,
     retry: RetryPolicy,
     counters: Arc<Counters>,
+    quota: Option<Arc<QuotaPacer>>,
+}
+
+/// The account's Bedrock quota for the model (requests and tokens per minute), or this
+/// container's share of it: calls wait for room instead of meeting `ThrottlingException`s.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Quota {
+    pub requests_per_minute: f64,
+    pub tokens_per_minute: f64,
+}
+
+/// A sliding one-minute log of requests and tokens. A call reserves its estimated tokens (the
+/// input it sends plus the output it is likely to get) and settles the real count afterwards.
+#[derive(Debug)]
+struct QuotaPacer {
+    quota: Quota,
+    log: tokio::sync::Mutex<std::collections::VecDeque<(std::time::Instant, f64)>>,
+    /// Average output tokens per call so far (the part of a call that cannot be known ahead).
+    average_output: std::sync::Mutex<f64>,
+}
+
+impl QuotaPacer {
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    /// Wait until one more request of `tokens` fits the window, then record it.
+    async fn reserve(&self, tokens: f64) -> std::time::Instant {
+        loop {
+            let wait = {
+                let mut log = self.log.lock().await;
+                let now = std::time::Instant::now();
+                while log.front().is_some_and(|(t, _)| now.duration_since(*t) >= Self::WINDOW) {
+                    log.pop_front();
+                }
+                let used: f64 = log.iter().map(|(_, n)| n).sum();
+                let fits_requests = (log.len() as f64) < self.quota.requests_per_minute;
+                // A single call larger than the whole quota still goes, alone.
+                let fits_tokens = used + tokens <= self.quota.tokens_per_minute || log.is_empty();
+                if fits_requests && fits_tokens {
+                    log.push_back((now, tokens));
+                    return now;
+                }
+                log.front().map_or(Duration::from_millis(50), |(t, _)| (*t + Self::WINDOW).saturating_duration_since(now))
+            };
+            tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
+        }
+    }
+
+    /// Replace a reservation's estimate with what the call really used.
+    async fn settle(&self, at: std::time::Instant, estimate: f64, actual: f64) {
+        let mut log = self.log.lock().await;
+        if let Some(entry) = log.iter_mut().find(|(t, n)| *t == at && (*n - estimate).abs() < f64::EPSILON) {
+            entry.1 = actual;
+        }
+    }
 }
 
 impl BedrockClient {
@@ -268,7 +323,18 @@ impl BedrockClient {
             limiter: Arc::new(Semaphore::new(DEFAULT_MAX_CONCURRENCY)),
             retry: RetryPolicy::default(),
             counters: Arc::default(),
+            quota: None,
         }
+    }
+
+    /// Pace calls to `quota` (see [`Quota`]); without it, throttling is met by retries only.
+    pub fn with_quota(mut self, quota: Quota) -> Self {
+        self.quota = Some(Arc::new(QuotaPacer {
+            quota,
+            log: tokio::sync::Mutex::new(Default::default()),
+            average_output: std::sync::Mutex::new(0.0),
+        }));
+        self
     }
 
     /// From the container's `SdkConfig`. The endpoint follows the SDK's rules:
@@ -343,8 +409,18 @@ impl BedrockClient {
         request: &ToolRequest,
     ) -> Result<ToolResponse, BedrockError> {
         let parts = Parts::build(request)?;
+        // Tokens are ~4 characters; the quota counts input and output alike.
+        let input_estimate = (request.system_static.len() + request.user_message.len() + request.tool_schema.to_string().len()) as f64 / 4.0;
         let mut attempt = 1;
         loop {
+            let reservation = match &self.quota {
+                Some(pacer) => {
+                    let output = (*pacer.average_output.lock().expect("average lock")).max(f64::from(request.max_tokens) / 4.0);
+                    let estimate = input_estimate + output;
+                    Some((pacer.reserve(estimate).await, estimate))
+                }
+                None => None,
+            };
             let outcome = {
                 // A closed semaphore is impossible (never closed); treat it as no limit.
                 let _permit = self.limiter.acquire().await.ok();
@@ -352,7 +428,22 @@ impl BedrockClient {
                 self.send(&parts).await
             };
             let err = match outcome {
-                Ok(out) => return read_output(&out, &request.tool_name),
+                Ok(out) => {
+                    let result = read_output(&out, &request.tool_name);
+                    if let (Some(pacer), Some((at, estimate))) = (&self.quota, reservation) {
+                        let usage = match &result {
+                            Ok(r) => Some(r.usage),
+                            Err(e) => e.usage(),
+                        };
+                        if let Some(u) = usage {
+                            let actual = (u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens) as f64;
+                            pacer.settle(at, estimate, actual).await;
+                            let mut avg = pacer.average_output.lock().expect("average lock");
+                            *avg = if *avg == 0.0 { u.output_tokens as f64 } else { 0.8 * *avg + 0.2 * u.output_tokens as f64 };
+                        }
+                    }
+                    return result;
+                }
                 Err(e) => e,
             };
             if matches!(err, BedrockError::Throttled) {
@@ -529,9 +620,10 @@ mod tests {
     #[test]
     fn backoff_ceiling_doubles_up_to_the_cap() {
         let p = RetryPolicy {
-            max_attempts: 6,
+            // Enough to ride out a spent one-minute quota window (~75 s of backoff expected).
+            max_attempts: 10,
             base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(20),
+            max_delay: Duration::from_secs(30),
         };
         assert_eq!(p.ceiling(1), Duration::from_millis(500));
         assert_eq!(p.ceiling(2), Duration::from_secs(1));
@@ -574,5 +666,15 @@ mod tests {
             parts.tool_config.tool_choice(),
             Some(ToolChoice::Tool(t)) if t.name() == "emit_copy"
         ));
+    }
+}
+
+/// The container's client as configuration says: model, endpoint, concurrency and quota share.
+pub fn from_config(sdk: &aws_config::SdkConfig, config: &crate::Config) -> BedrockClient {
+    let client = BedrockClient::from_sdk_at(sdk, config.bedrock_model_id.clone(), config.bedrock_endpoint_url.as_deref())
+        .with_max_concurrency(config.bedrock_max_concurrency);
+    match config.bedrock_quota {
+        Some((requests_per_minute, tokens_per_minute)) => client.with_quota(Quota { requests_per_minute, tokens_per_minute }),
+        None => client,
     }
 }

@@ -22,9 +22,9 @@ pub const TOOL_DESCRIPTION: &str =
     "Return the email copy for every customer in the request, one entry per customer, referring to products by ref.";
 
 const MAX_TITLE_CHARS: usize = 120;
-const MAX_DESCRIPTION_CHARS: usize = 200;
+const MAX_DESCRIPTION_CHARS: usize = 100;
 const MAX_NAME_CHARS: usize = 40;
-const MAX_HISTORY_TITLES: usize = 6;
+const MAX_HISTORY_TITLES: usize = 4;
 
 /// "C1", "C2", …: how a customer is named to the model.
 pub fn profile_ref(index: usize) -> String {
