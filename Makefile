@@ -2,6 +2,8 @@
 #
 #   make demo   walk the merchant journey against the local stack (moto + sandbox + local runner)
 #   make test   lint the template, then every Rust test and the sandbox fidelity tests
+#   make build  release bootstrap per function (cargo-lambda): target/lambda/<fn>/bootstrap
+#   make bench  local benchmarks, then cold starts of every bootstrap against a Runtime API emulator
 #
 # Every target installs what it needs (.venv from infra/requirements.txt) on a fresh machine.
 # Targets that start moto always stop it again, also when a step fails.
@@ -25,7 +27,10 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
 # Lambda binaries: the BuildProperties.Binary names in template.yaml (one source of truth).
 LAMBDAS := $(shell sed -n 's/^ *Binary: *//p' template.yaml)
-# Lambda architecture for build-lambda; matches the template's Architecture parameter.
+# The hello-world lambda_runtime baseline `make bench` compares cold starts with.
+BASELINE := lambda-hello
+# Lambda architecture for `make build`; the template's Architecture parameter defaults to it.
+# arm64 needs the aarch64-unknown-linux-gnu Rust target (not installable on this machine).
 ARCH ?= x86_64
 LAMBDA_ARCH_FLAG := $(if $(filter arm64,$(ARCH)),--arm64,--x86-64)
 
@@ -71,7 +76,7 @@ else
 fi
 endef
 
-.PHONY: help venv build build-lambda lint test pytest-fidelity demo bench fmt fmt-check clippy deploy local-aws-start local-aws-stop clean-local
+.PHONY: help venv build build-lambda build-debug lint test pytest-fidelity demo bench fmt fmt-check clippy deploy local-aws-start local-aws-stop clean-local
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -83,22 +88,24 @@ $(VENV_STAMP): infra/requirements.txt
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r infra/requirements.txt
 	touch $@
 
-build: ## debug build of every binary (lambdas, sandbox, local runner)
-	cargo build --workspace --bins
-
-build-lambda: venv ## release bootstraps for every function: target/lambda/<fn>/bootstrap
-	PATH="$(abspath $(VENV))/bin:$$PATH" cargo lambda build --release $(LAMBDA_ARCH_FLAG) $(addprefix --bin ,$(LAMBDAS))
-	for fn in $(LAMBDAS); do
+build: venv ## release bootstrap per function (cargo-lambda): target/lambda/<fn>/bootstrap
+	PATH="$(abspath $(VENV))/bin:$$PATH" cargo lambda build --release $(LAMBDA_ARCH_FLAG) $(addprefix --bin ,$(LAMBDAS) $(BASELINE))
+	for fn in $(LAMBDAS) $(BASELINE); do
 	  test -f "$(TARGET_DIR)/lambda/$$fn/bootstrap" || { echo "missing $(TARGET_DIR)/lambda/$$fn/bootstrap" >&2; exit 1; }
 	  ls -l "$(TARGET_DIR)/lambda/$$fn/bootstrap"
 	done
+
+build-lambda: build ## same as build (kept for scripts that call it)
+
+build-debug: ## debug build of every binary for the tests and the local stack (sandbox, local runner)
+	cargo build --workspace --bins
 
 lint: venv ## cfn-lint and sam validate --lint on template.yaml (offline)
 	$(VENV)/bin/cfn-lint template.yaml
 	AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
 	  $(VENV)/bin/sam validate --lint --region us-east-1 --template-file template.yaml
 
-test: venv lint build ## lint, then cargo test and the fidelity tests against moto + sandbox
+test: venv lint build-debug ## lint, then cargo test and the fidelity tests against moto + sandbox
 	$(WITH_LOCAL_AWS)
 	cargo test --workspace
 	$(RUN_FIDELITY)
@@ -112,9 +119,10 @@ demo: venv ## start moto, then the sandbox and local API in-process, and walk th
 	$(WITH_LOCAL_AWS)
 	cargo run -p local-runner --bin demo
 
-bench: venv ## optimised local benchmark against moto + sandbox
+bench: venv build ## benchmarks against moto + sandbox: catalog sync and personalisation, then cold starts of every bootstrap
 	$(WITH_LOCAL_AWS)
 	cargo run --profile bench-local -p local-runner --bin bench
+	cargo run --profile bench-local -p lambda-bench --features harness --bin lambda-bench -- --lambda-dir "$(abspath $(TARGET_DIR))/lambda"
 
 local-aws-start: venv ## start moto on MOTO_PORT and leave it running (stop with local-aws-stop)
 	MOTO_PORT=$(MOTO_PORT) infra/local-aws.sh start

@@ -223,6 +223,7 @@ async fn every_model_misbehaviour_is_caught_and_accounted_for() {
         ("overlong", "validation_failed"),
         ("leak_pii", "validation_failed"),
         ("malformed", "malformed_output"),
+        ("max_tokens", "malformed_output"),
     ] {
         bedrock_fault(&world, mode, -1).await;
         let run = run_and_wait(

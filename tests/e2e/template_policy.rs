@@ -46,7 +46,10 @@ const SDK_OPERATIONS: &[(&str, &str)] = &[
     ("delete_message", "sqs:DeleteMessage"),
     ("get_queue_attributes", "sqs:GetQueueAttributes"),
     ("get_secret_value", "secretsmanager:GetSecretValue"),
-    ("batch_get_secret_value", "secretsmanager:BatchGetSecretValue"),
+    (
+        "batch_get_secret_value",
+        "secretsmanager:BatchGetSecretValue",
+    ),
     ("create_secret", "secretsmanager:CreateSecret"),
     ("put_secret_value", "secretsmanager:PutSecretValue"),
     ("update_secret", "secretsmanager:UpdateSecret"),
@@ -56,11 +59,17 @@ const SDK_OPERATIONS: &[(&str, &str)] = &[
     ("converse", "bedrock:InvokeModel"),
     ("invoke_model", "bedrock:InvokeModel"),
     ("converse_stream", "bedrock:InvokeModelWithResponseStream"),
-    ("invoke_model_with_response_stream", "bedrock:InvokeModelWithResponseStream"),
+    (
+        "invoke_model_with_response_stream",
+        "bedrock:InvokeModelWithResponseStream",
+    ),
     ("admin_delete_user", "cognito-idp:AdminDeleteUser"),
     ("admin_get_user", "cognito-idp:AdminGetUser"),
     ("admin_create_user", "cognito-idp:AdminCreateUser"),
-    ("admin_user_global_sign_out", "cognito-idp:AdminUserGlobalSignOut"),
+    (
+        "admin_user_global_sign_out",
+        "cognito-idp:AdminUserGlobalSignOut",
+    ),
     ("list_users", "cognito-idp:ListUsers"),
 ];
 
@@ -133,10 +142,17 @@ fn resource_text(v: &Value) -> String {
     match intrinsic(v) {
         Some((name, arg)) if name == "Sub" => match arg {
             Value::String(s) => s.clone(),
-            Value::Sequence(parts) => parts.first().and_then(Value::as_str).unwrap_or_default().to_owned(),
+            Value::Sequence(parts) => parts
+                .first()
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             _ => format!("{arg:?}"),
         },
-        _ => v.as_str().map(str::to_owned).unwrap_or_else(|| format!("{v:?}")),
+        _ => v
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{v:?}")),
     }
 }
 
@@ -161,14 +177,25 @@ fn grants(function: &str, properties: &Value, problems: &mut Vec<String>) -> Vec
             continue;
         };
         for st in statements {
-            let sid = st.get("Sid").and_then(Value::as_str).unwrap_or("?").to_owned();
+            let sid = st
+                .get("Sid")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_owned();
             let effect = st.get("Effect").and_then(Value::as_str).unwrap_or_default();
             if st.get("NotAction").is_some() || st.get("NotResource").is_some() {
-                problems.push(format!("{function}/{sid}: NotAction/NotResource are not allowed"));
+                problems.push(format!(
+                    "{function}/{sid}: NotAction/NotResource are not allowed"
+                ));
             }
             let actions: Vec<String> = st
                 .get("Action")
-                .map(|a| strings(a).into_iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                .map(|a| {
+                    strings(a)
+                        .into_iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default();
             let resources: Vec<String> = st
                 .get("Resource")
@@ -179,7 +206,11 @@ fn grants(function: &str, properties: &Value, problems: &mut Vec<String>) -> Vec
             }
             for action in &actions {
                 for resource in &resources {
-                    out.push(Grant { sid: sid.clone(), action: action.clone(), resource: resource.clone() });
+                    out.push(Grant {
+                        sid: sid.clone(),
+                        action: action.clone(),
+                        resource: resource.clone(),
+                    });
                 }
             }
         }
@@ -218,10 +249,16 @@ fn grant_covers(grant: &Grant, need: &Need) -> bool {
                     || grant.resource.contains(&format!("${{{id}.Arn}}"))
                     || grant.resource.contains(&format!("${{{id}}}"))
             }
-            Target::SecretPrefix(prefix) => grant.resource.ends_with(&format!(":secret:{prefix}/*")),
-            Target::SecretParameter(param) => grant.resource.contains(&format!(":secret:${{{param}}}")),
+            Target::SecretPrefix(prefix) => {
+                grant.resource.ends_with(&format!(":secret:{prefix}/*"))
+            }
+            Target::SecretParameter(param) => {
+                grant.resource.contains(&format!(":secret:${{{param}}}"))
+            }
             Target::InferenceProfile(param) => {
-                grant.resource.contains(&format!(":inference-profile/${{{param}}}"))
+                grant
+                    .resource
+                    .contains(&format!(":inference-profile/${{{param}}}"))
                     || grant.resource.contains(":foundation-model/")
             }
         }
@@ -247,7 +284,10 @@ fn strip(src: &str) -> String {
                 i += 1;
             }
             i += 2;
-        } else if c == b'r' && (b.get(i + 1) == Some(&b'"') || b.get(i + 1) == Some(&b'#')) && (i == 0 || !is_ident(b[i - 1])) {
+        } else if c == b'r'
+            && (b.get(i + 1) == Some(&b'"') || b.get(i + 1) == Some(&b'#'))
+            && (i == 0 || !is_ident(b[i - 1]))
+        {
             // raw string r"..." / r#"..."#
             let mut j = i + 1;
             let mut hashes = 0;
@@ -261,7 +301,9 @@ fn strip(src: &str) -> String {
                 continue;
             }
             j += 1;
-            let close: Vec<u8> = std::iter::once(b'"').chain(std::iter::repeat_n(b'#', hashes)).collect();
+            let close: Vec<u8> = std::iter::once(b'"')
+                .chain(std::iter::repeat_n(b'#', hashes))
+                .collect();
             while j < b.len() && !b[j..].starts_with(&close) {
                 j += 1;
             }
@@ -389,7 +431,12 @@ fn calls(body: &str) -> Vec<Call> {
             n -= 2;
         }
         let Tok::Ident(name) = &toks[n] else { continue };
-        let mut call = Call { name: name.clone(), chain: Vec::new(), path: Vec::new(), method: false };
+        let mut call = Call {
+            name: name.clone(),
+            chain: Vec::new(),
+            path: Vec::new(),
+            method: false,
+        };
         if n >= 1 && toks[n - 1] == Tok::Dot {
             call.method = true;
             let mut m = n - 1;
@@ -456,18 +503,31 @@ fn functions(file: &str, text: &str) -> (Vec<FnDef>, BTreeMap<String, BTreeMap<S
     let mut i = 0;
     while i < b.len() {
         if word_at(text, i, "impl") {
-            let Some(open) = text[i..].find('{').map(|o| i + o) else { break };
+            let Some(open) = text[i..].find('{').map(|o| i + o) else {
+                break;
+            };
             let header = &text[i + 4..open];
             let (owner, trait_impl) = impl_owner(header);
             let close = matching_brace(b, open);
             let inner = &text[open + 1..close];
             for (name, public, body) in fns_in(inner) {
-                fns.push(FnDef { owner: Some(owner.clone()), name, public, trait_impl, body, file: file.to_owned() });
+                fns.push(FnDef {
+                    owner: Some(owner.clone()),
+                    name,
+                    public,
+                    trait_impl,
+                    body,
+                    file: file.to_owned(),
+                });
             }
             i = close + 1;
         } else if word_at(text, i, "struct") {
             let rest = &text[i + 6..];
-            let name: String = rest.trim_start().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            let name: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
             let semi = rest.find(';').unwrap_or(usize::MAX);
             match rest.find('{') {
                 Some(o) if o < semi => {
@@ -487,11 +547,24 @@ fn functions(file: &str, text: &str) -> (Vec<FnDef>, BTreeMap<String, BTreeMap<S
                 _ => i += 6,
             }
         } else if word_at(text, i, "fn") {
-            let public = text[..i].trim_end().ends_with("pub") || text[..i].trim_end().ends_with("pub async") || text[..i].trim_end().ends_with(')');
+            let public = text[..i].trim_end().ends_with("pub")
+                || text[..i].trim_end().ends_with("pub async")
+                || text[..i].trim_end().ends_with(')');
             let (name, body, end) = fn_at(text, i);
-            fns.push(FnDef { owner: None, name, public, trait_impl: false, body, file: file.to_owned() });
+            fns.push(FnDef {
+                owner: None,
+                name,
+                public,
+                trait_impl: false,
+                body,
+                file: file.to_owned(),
+            });
             i = end;
-        } else if word_at(text, i, "mod") && text[i..].find('{').is_some_and(|o| text[i..i + o].find(';').is_none()) {
+        } else if word_at(text, i, "mod")
+            && text[i..]
+                .find('{')
+                .is_some_and(|o| text[i..i + o].find(';').is_none())
+        {
             // inline module: its items are read as if top level
             i += 3;
         } else {
@@ -524,7 +597,14 @@ fn impl_owner(header: &str) -> (String, bool) {
         Some(p) => (&h[p + 5..], true),
         None => (h, false),
     };
-    let ty = ty.split('<').next().unwrap_or(ty).split(" where").next().unwrap_or(ty).trim();
+    let ty = ty
+        .split('<')
+        .next()
+        .unwrap_or(ty)
+        .split(" where")
+        .next()
+        .unwrap_or(ty)
+        .trim();
     (ty.rsplit("::").next().unwrap_or(ty).to_owned(), trait_impl)
 }
 
@@ -532,7 +612,11 @@ fn impl_owner(header: &str) -> (String, bool) {
 fn fn_at(text: &str, pos: usize) -> (String, String, usize) {
     let b = text.as_bytes();
     let rest = &text[pos + 2..];
-    let name: String = rest.trim_start().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+    let name: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
     let brace = rest.find('{');
     let semi = rest.find(';');
     match (brace, semi) {
@@ -552,7 +636,10 @@ fn fns_in(inner: &str) -> Vec<(String, bool, String)> {
     while i < inner.len() {
         if word_at(inner, i, "fn") {
             let before = inner[..i].trim_end();
-            let before = before.strip_suffix("async").map(str::trim_end).unwrap_or(before);
+            let before = before
+                .strip_suffix("async")
+                .map(str::trim_end)
+                .unwrap_or(before);
             let public = before.ends_with("pub") || before.ends_with("pub(crate)");
             let (name, body, end) = fn_at(inner, i);
             out.push((name, public, body));
@@ -571,11 +658,16 @@ fn fns_in(inner: &str) -> Vec<(String, bool, String)> {
 type Sources = BTreeMap<String, String>;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -632,25 +724,48 @@ impl Adapters {
     }
 
     fn adapter_of_type(ty: &str) -> Option<&'static str> {
-        ADAPTERS.iter().map(|(name, _)| *name).find(|name| ty.split(|c: char| !c.is_alphanumeric() && c != '_').any(|w| w == *name))
+        ADAPTERS.iter().map(|(name, _)| *name).find(|name| {
+            ty.split(|c: char| !c.is_alphanumeric() && c != '_')
+                .any(|w| w == *name)
+        })
     }
 
-    fn reach(&self, owner: &str, name: &str, seen: &mut BTreeSet<(String, String)>, out: &mut Reach) {
+    fn reach(
+        &self,
+        owner: &str,
+        name: &str,
+        seen: &mut BTreeSet<(String, String)>,
+        out: &mut Reach,
+    ) {
         if !seen.insert((owner.to_owned(), name.to_owned())) {
             return;
         }
-        for f in self.fns.iter().filter(|f| f.owner.as_deref() == Some(owner) && f.name == name) {
+        for f in self
+            .fns
+            .iter()
+            .filter(|f| f.owner.as_deref() == Some(owner) && f.name == name)
+        {
             self.reach_body(owner, f, seen, out);
         }
     }
 
-    fn reach_body(&self, owner: &str, f: &FnDef, seen: &mut BTreeSet<(String, String)>, out: &mut Reach) {
+    fn reach_body(
+        &self,
+        owner: &str,
+        f: &FnDef,
+        seen: &mut BTreeSet<(String, String)>,
+        out: &mut Reach,
+    ) {
         // Configuration read inside the adapter (e.g. `config.shopify_client_secret_id`).
         let toks = tokens(&f.body);
         for w in toks.windows(3) {
             if let [Tok::Ident(c), Tok::Dot, Tok::Ident(field)] = w {
                 if c == "config" {
-                    out.insert((owner.to_owned(), format!("{CONFIG_READ}{field}"), format!("{owner}::{}", f.name)));
+                    out.insert((
+                        owner.to_owned(),
+                        format!("{CONFIG_READ}{field}"),
+                        format!("{owner}::{}", f.name),
+                    ));
                 }
             }
         }
@@ -658,28 +773,56 @@ impl Adapters {
             let via = format!("{owner}::{}", f.name);
             if call.method {
                 if let Some((_, action)) = SDK_OPERATIONS.iter().find(|(op, _)| *op == call.name) {
-                    out.insert((owner.to_owned(), action.to_string(), format!("{via} -> .{}()", call.name)));
+                    out.insert((
+                        owner.to_owned(),
+                        action.to_string(),
+                        format!("{via} -> .{}()", call.name),
+                    ));
                     continue;
                 }
             }
             if call.path.len() == 1 && call.name == "builder" {
-                if let Some((_, action)) = TRANSACT_ITEMS.iter().find(|(item, _)| *item == call.path[0]) {
-                    out.insert((owner.to_owned(), action.to_string(), format!("{via} -> {}::builder() (transaction item)", call.path[0])));
+                if let Some((_, action)) = TRANSACT_ITEMS
+                    .iter()
+                    .find(|(item, _)| *item == call.path[0])
+                {
+                    out.insert((
+                        owner.to_owned(),
+                        action.to_string(),
+                        format!("{via} -> {}::builder() (transaction item)", call.path[0]),
+                    ));
                     continue;
                 }
             }
             let chain: Vec<&str> = call.chain.iter().map(String::as_str).collect();
-            match (call.method, chain.as_slice(), call.path.first().map(String::as_str)) {
-                (true, ["self"], _) | (false, [], Some("Self")) => self.reach(owner, &call.name, seen, out),
+            match (
+                call.method,
+                chain.as_slice(),
+                call.path.first().map(String::as_str),
+            ) {
+                (true, ["self"], _) | (false, [], Some("Self")) => {
+                    self.reach(owner, &call.name, seen, out)
+                }
                 (true, ["self", field], _) => {
-                    if let Some(ty) = self.fields.get(owner).and_then(|fs| fs.get(*field)).and_then(|t| Self::adapter_of_type(t)) {
+                    if let Some(ty) = self
+                        .fields
+                        .get(owner)
+                        .and_then(|fs| fs.get(*field))
+                        .and_then(|t| Self::adapter_of_type(t))
+                    {
                         self.reach(ty, &call.name, seen, out);
                     }
                 }
-                (false, [], Some(ty)) if ADAPTERS.iter().any(|(a, _)| *a == ty) => self.reach(ty, &call.name, seen, out),
+                (false, [], Some(ty)) if ADAPTERS.iter().any(|(a, _)| *a == ty) => {
+                    self.reach(ty, &call.name, seen, out)
+                }
                 (false, [], None) => {
                     // a free helper fn of the same file
-                    for helper in self.fns.iter().filter(|h| h.owner.is_none() && h.name == call.name && h.file == f.file) {
+                    for helper in self
+                        .fns
+                        .iter()
+                        .filter(|h| h.owner.is_none() && h.name == call.name && h.file == f.file)
+                    {
                         if seen.insert((format!("fn@{}", helper.file), helper.name.clone())) {
                             self.reach_body(owner, helper, seen, out);
                         }
@@ -703,12 +846,18 @@ fn needs_of(
 ) -> BTreeSet<Need> {
     let crate_text: String = sources
         .iter()
-        .filter(|(p, _)| crates.iter().any(|c| p.starts_with(&format!("crates/{c}/src/"))))
+        .filter(|(p, _)| {
+            crates
+                .iter()
+                .any(|c| p.starts_with(&format!("crates/{c}/src/")))
+        })
         .map(|(_, t)| strip(t))
         .collect::<Vec<_>>()
         .join("\n");
     let crate_calls = calls(&crate_text);
-    let crate_words: BTreeSet<&str> = crate_text.split(|c: char| !c.is_alphanumeric() && c != '_').collect();
+    let crate_words: BTreeSet<&str> = crate_text
+        .split(|c: char| !c.is_alphanumeric() && c != '_')
+        .collect();
 
     let env_target = |var: &str| -> Option<String> { env.get(var).and_then(ref_target) };
     let mut needs = BTreeSet::new();
@@ -722,7 +871,11 @@ fn needs_of(
         // through the trait object by shared code).
         let mut reach = Reach::new();
         let mut seen = BTreeSet::new();
-        for f in adapters.fns.iter().filter(|f| f.owner.as_deref() == Some(*ty)) {
+        for f in adapters
+            .fns
+            .iter()
+            .filter(|f| f.owner.as_deref() == Some(*ty))
+        {
             let called = crate_calls
                 .iter()
                 .any(|c| c.name == f.name && (c.method || c.path.first().is_some_and(|p| p == ty)));
@@ -735,7 +888,11 @@ fn needs_of(
                 config_reads.insert(field.to_owned());
                 continue;
             }
-            let binding = ADAPTERS.iter().find(|(a, _)| *a == owner).map(|(_, b)| *b).unwrap_or(*binding);
+            let binding = ADAPTERS
+                .iter()
+                .find(|(a, _)| *a == owner)
+                .map(|(_, b)| *b)
+                .unwrap_or(*binding);
             let targets: Vec<Target> = match binding {
                 Binding::Env(var) => match env_target(var) {
                     Some(id) => vec![Target::Logical(id)],
@@ -750,10 +907,16 @@ fn needs_of(
                         .filter(|w| w.ends_with("_queue_url"))
                         .map(|w| w.to_ascii_uppercase())
                         .collect();
-                    vars.iter().filter_map(|v| env_target(v)).map(Target::Logical).collect()
+                    vars.iter()
+                        .filter_map(|v| env_target(v))
+                        .map(Target::Logical)
+                        .collect()
                 }
                 Binding::MerchantSecrets => {
-                    let prefix = env.get("SECRET_PREFIX").and_then(Value::as_str).unwrap_or("sendpersonal");
+                    let prefix = env
+                        .get("SECRET_PREFIX")
+                        .and_then(Value::as_str)
+                        .unwrap_or("sendpersonal");
                     vec![Target::SecretPrefix(prefix.to_owned())]
                 }
                 Binding::InferenceProfile => match env_target("BEDROCK_MODEL_ID") {
@@ -763,22 +926,41 @@ fn needs_of(
                 Binding::Delegates => vec![],
             };
             for target in targets {
-                needs.insert(Need { action: action.clone(), target, via: via.clone() });
+                needs.insert(Need {
+                    action: action.clone(),
+                    target,
+                    via: via.clone(),
+                });
             }
         }
     }
 
     // Secrets named by configuration (`*_SECRET_ID`) that the crate reads: the app's Shopify
     // client secret (a parameter) and the audit pepper (a stack resource).
-    if needs.iter().any(|n| n.action == "secretsmanager:GetSecretValue") {
+    if needs
+        .iter()
+        .any(|n| n.action == "secretsmanager:GetSecretValue")
+    {
         for (var, value) in env {
             let field = var.to_ascii_lowercase();
-            if !var.ends_with("_SECRET_ID") || !(crate_words.contains(field.as_str()) || config_reads.contains(&field)) {
+            if !var.ends_with("_SECRET_ID")
+                || !(crate_words.contains(field.as_str()) || config_reads.contains(&field))
+            {
                 continue;
             }
-            let Some(id) = ref_target(value) else { continue };
-            let target = if template.parameters.contains_key(&id) { Target::SecretParameter(id) } else { Target::Logical(id) };
-            needs.insert(Need { action: "secretsmanager:GetSecretValue".into(), target, via: format!("config.{}", var.to_ascii_lowercase()) });
+            let Some(id) = ref_target(value) else {
+                continue;
+            };
+            let target = if template.parameters.contains_key(&id) {
+                Target::SecretParameter(id)
+            } else {
+                Target::Logical(id)
+            };
+            needs.insert(Need {
+                action: "secretsmanager:GetSecretValue".into(),
+                target,
+                via: format!("config.{}", var.to_ascii_lowercase()),
+            });
         }
     }
 
@@ -796,7 +978,9 @@ fn needs_of(
                 "secretsmanager:GetSecretValue" => {
                     kms.insert("kms:Decrypt");
                 }
-                "secretsmanager:CreateSecret" | "secretsmanager:PutSecretValue" | "secretsmanager:UpdateSecret" => {
+                "secretsmanager:CreateSecret"
+                | "secretsmanager:PutSecretValue"
+                | "secretsmanager:UpdateSecret" => {
                     kms.insert("kms:GenerateDataKey");
                     kms.insert("kms:Decrypt");
                 }
@@ -804,7 +988,11 @@ fn needs_of(
             }
         }
         for action in kms {
-            needs.insert(Need { action: action.into(), target: Target::Logical(key.clone()), via: "secrets encrypted with SECRETS_KMS_KEY_ID".into() });
+            needs.insert(Need {
+                action: action.into(),
+                target: Target::Logical(key.clone()),
+                via: "secrets encrypted with SECRETS_KMS_KEY_ID".into(),
+            });
         }
     }
     needs
@@ -813,10 +1001,13 @@ fn needs_of(
 /// The workspace Lambda crates one crate depends on (their code runs in its binary).
 fn crate_closure(root: &Path, krate: &str, lambda_crates: &BTreeSet<String>) -> Vec<String> {
     let mut out = vec![krate.to_owned()];
-    let manifest = std::fs::read_to_string(root.join("crates").join(krate).join("Cargo.toml")).unwrap_or_default();
+    let manifest = std::fs::read_to_string(root.join("crates").join(krate).join("Cargo.toml"))
+        .unwrap_or_default();
     for other in lambda_crates {
         let depends = manifest.lines().any(|l| {
-            l.trim_start().strip_prefix(other.as_str()).is_some_and(|rest| rest.starts_with([' ', '=', '.']))
+            l.trim_start()
+                .strip_prefix(other.as_str())
+                .is_some_and(|rest| rest.starts_with([' ', '=', '.']))
         });
         if other != krate && depends {
             out.push(other.clone());
@@ -833,13 +1024,20 @@ fn wildcard_problem(grant: &Grant) -> Option<String> {
         return Some(format!("allows {} on Resource \"*\"", grant.action));
     }
     if grant.resource.contains('*') {
-        let text = grant.resource.replace("${AWS::Partition}", "aws").replace("${AWS::Region}", "R").replace("${AWS::AccountId}", "A");
+        let text = grant
+            .resource
+            .replace("${AWS::Partition}", "aws")
+            .replace("${AWS::Region}", "R")
+            .replace("${AWS::AccountId}", "A");
         let allowed = WILDCARD_EXCEPTIONS.iter().any(|(pattern, _)| {
             let prefix_pattern = pattern.replace("${SECRET_PREFIX}", "sendpersonal");
             text.contains(&prefix_pattern)
         });
         if !allowed {
-            return Some(format!("allows {} on the wildcard resource {}", grant.action, grant.resource));
+            return Some(format!(
+                "allows {} on the wildcard resource {}",
+                grant.action, grant.resource
+            ));
         }
     }
     None
@@ -849,7 +1047,11 @@ fn wildcard_problem(grant: &Grant) -> Option<String> {
 fn check(root: &Path, template: &Template, sources: &Sources) -> Vec<String> {
     let mut problems = Vec::new();
     let adapters = Adapters::read(sources);
-    let lambda_crates: BTreeSet<String> = template.functions.values().filter_map(|f| f.binary.clone()).collect();
+    let lambda_crates: BTreeSet<String> = template
+        .functions
+        .values()
+        .filter_map(|f| f.binary.clone())
+        .collect();
     for (id, function) in &template.functions {
         let Some(binary) = &function.binary else {
             problems.push(format!("{id}: no Metadata.BuildProperties.Binary"));
@@ -863,15 +1065,29 @@ fn check(root: &Path, template: &Template, sources: &Sources) -> Vec<String> {
             }
         }
         let crates = crate_closure(root, binary, &lambda_crates);
-        let needs = needs_of(id, template, &function.environment, &crates, sources, &adapters, &mut problems);
+        let needs = needs_of(
+            id,
+            template,
+            &function.environment,
+            &crates,
+            sources,
+            &adapters,
+            &mut problems,
+        );
         for need in &needs {
             if !granted.iter().any(|g| grant_covers(g, need)) {
-                problems.push(format!("{id}: missing {} on {:?} (the code calls it: {})", need.action, need.target, need.via));
+                problems.push(format!(
+                    "{id}: missing {} on {:?} (the code calls it: {})",
+                    need.action, need.target, need.via
+                ));
             }
         }
         for g in &granted {
             if !needs.iter().any(|n| grant_covers(g, n)) {
-                problems.push(format!("{id}/{}: allows {} on {} but no code path of {binary} needs it", g.sid, g.action, g.resource));
+                problems.push(format!(
+                    "{id}/{}: allows {} on {} but no code path of {binary} needs it",
+                    g.sid, g.action, g.resource
+                ));
             }
         }
     }
@@ -881,7 +1097,11 @@ fn check(root: &Path, template: &Template, sources: &Sources) -> Vec<String> {
 fn load() -> (PathBuf, Template, Sources) {
     let root = repo_root();
     let template = Template::load(&root.join("template.yaml")).expect("template.yaml parses");
-    let crates: Vec<String> = template.functions.values().filter_map(|f| f.binary.clone()).collect();
+    let crates: Vec<String> = template
+        .functions
+        .values()
+        .filter_map(|f| f.binary.clone())
+        .collect();
     let sources = load_sources(&root, &crates);
     (root, template, sources)
 }
@@ -889,9 +1109,16 @@ fn load() -> (PathBuf, Template, Sources) {
 #[test]
 fn every_function_policy_grants_exactly_what_its_code_calls() {
     let (root, template, sources) = load();
-    assert!(template.functions.len() >= 6, "template.yaml declares the Lambda functions");
+    assert!(
+        template.functions.len() >= 6,
+        "template.yaml declares the Lambda functions"
+    );
     let problems = check(&root, &template, &sources);
-    assert!(problems.is_empty(), "least-privilege problems in template.yaml:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "least-privilege problems in template.yaml:\n  {}",
+        problems.join("\n  ")
+    );
 }
 
 #[test]
@@ -899,27 +1126,81 @@ fn the_analysis_sees_the_calls_it_must() {
     // Guard against a reader that silently finds nothing: known facts of the code base.
     let (root, template, sources) = load();
     let adapters = Adapters::read(&sources);
-    let lambda_crates: BTreeSet<String> = template.functions.values().filter_map(|f| f.binary.clone()).collect();
+    let lambda_crates: BTreeSet<String> = template
+        .functions
+        .values()
+        .filter_map(|f| f.binary.clone())
+        .collect();
     let needs_for = |id: &str| {
         let f = template.function(id).unwrap();
         let crates = crate_closure(&root, f.binary.as_deref().unwrap(), &lambda_crates);
         let mut problems = Vec::new();
-        needs_of(id, &template, &f.environment, &crates, &sources, &adapters, &mut problems)
-            .into_iter()
-            .map(|n| (n.action, n.target))
-            .collect::<BTreeSet<_>>()
+        needs_of(
+            id,
+            &template,
+            &f.environment,
+            &crates,
+            &sources,
+            &adapters,
+            &mut problems,
+        )
+        .into_iter()
+        .map(|n| (n.action, n.target))
+        .collect::<BTreeSet<_>>()
     };
     let worker = needs_for("PersonalizeWorkerFunction");
-    assert!(worker.contains(&("dynamodb:UpdateItem".into(), Target::Logical("AppTable".into()))), "{worker:?}");
-    assert!(worker.contains(&("bedrock:InvokeModel".into(), Target::InferenceProfile("BedrockModelId".into()))), "{worker:?}");
+    assert!(
+        worker.contains(&(
+            "dynamodb:UpdateItem".into(),
+            Target::Logical("AppTable".into())
+        )),
+        "{worker:?}"
+    );
+    assert!(
+        worker.contains(&(
+            "bedrock:InvokeModel".into(),
+            Target::InferenceProfile("BedrockModelId".into())
+        )),
+        "{worker:?}"
+    );
     let sync = needs_for("CatalogSyncFunction");
-    assert!(sync.contains(&("dynamodb:BatchWriteItem".into(), Target::Logical("CatalogTable".into()))), "{sync:?}");
-    assert!(sync.contains(&("sqs:SendMessage".into(), Target::Logical("SyncQueue".into()))), "{sync:?}");
+    assert!(
+        sync.contains(&(
+            "dynamodb:BatchWriteItem".into(),
+            Target::Logical("CatalogTable".into())
+        )),
+        "{sync:?}"
+    );
+    assert!(
+        sync.contains(&(
+            "sqs:SendMessage".into(),
+            Target::Logical("SyncQueue".into())
+        )),
+        "{sync:?}"
+    );
     // through AwsTokenVault (a trait object inside ShopifyAdmin) to SecretStore::put
-    assert!(sync.contains(&("secretsmanager:PutSecretValue".into(), Target::SecretPrefix("sendpersonal".into()))), "{sync:?}");
+    assert!(
+        sync.contains(&(
+            "secretsmanager:PutSecretValue".into(),
+            Target::SecretPrefix("sendpersonal".into())
+        )),
+        "{sync:?}"
+    );
     let purge = needs_for("DisconnectPurgeFunction");
-    assert!(purge.contains(&("cognito-idp:AdminDeleteUser".into(), Target::Logical("UserPool".into()))), "{purge:?}");
-    assert!(purge.contains(&("secretsmanager:GetSecretValue".into(), Target::Logical("AuditPepperSecret".into()))), "{purge:?}");
+    assert!(
+        purge.contains(&(
+            "cognito-idp:AdminDeleteUser".into(),
+            Target::Logical("UserPool".into())
+        )),
+        "{purge:?}"
+    );
+    assert!(
+        purge.contains(&(
+            "secretsmanager:GetSecretValue".into(),
+            Target::Logical("AuditPepperSecret".into())
+        )),
+        "{purge:?}"
+    );
 }
 
 #[test]
@@ -931,11 +1212,17 @@ fn a_new_scan_in_an_adapter_method_fails_until_granted() {
     let anchor = "pub async fn klaviyo(";
     let at = text.find(anchor).expect("AppStore::klaviyo exists");
     let open = at + text[at..].find('{').unwrap();
-    let mutated = format!("{}{{ let _ = self.client.scan().table_name(&self.table).send().await;{}", &text[..open], &text[open + 1..]);
+    let mutated = format!(
+        "{}{{ let _ = self.client.scan().table_name(&self.table).send().await;{}",
+        &text[..open],
+        &text[open + 1..]
+    );
     sources.insert(path, mutated);
     let problems = check(&root, &template, &sources);
     assert!(
-        problems.iter().any(|p| p.starts_with("ConnectKlaviyoFunction: missing dynamodb:Scan")),
+        problems
+            .iter()
+            .any(|p| p.starts_with("ConnectKlaviyoFunction: missing dynamodb:Scan")),
         "expected a missing dynamodb:Scan for connect-klaviyo, got:\n{}",
         problems.join("\n")
     );
@@ -943,14 +1230,23 @@ fn a_new_scan_in_an_adapter_method_fails_until_granted() {
 
 #[test]
 fn a_wildcard_action_or_resource_fails() {
-    let star = Grant { sid: "S".into(), action: "dynamodb:*".into(), resource: "AppTable".into() };
+    let star = Grant {
+        sid: "S".into(),
+        action: "dynamodb:*".into(),
+        resource: "AppTable".into(),
+    };
     assert!(wildcard_problem(&star).is_some());
-    let any = Grant { sid: "S".into(), action: "dynamodb:GetItem".into(), resource: "*".into() };
+    let any = Grant {
+        sid: "S".into(),
+        action: "dynamodb:GetItem".into(),
+        resource: "*".into(),
+    };
     assert!(wildcard_problem(&any).is_some());
     let all_secrets = Grant {
         sid: "S".into(),
         action: "secretsmanager:GetSecretValue".into(),
-        resource: "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:*".into(),
+        resource: "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:*"
+            .into(),
     };
     assert!(wildcard_problem(&all_secrets).is_some());
     let merchant = Grant {
@@ -980,11 +1276,24 @@ fn the_reader_finds_calls_through_fields_and_transactions() {
     );
     let (fns, structs) = functions("f.rs", &src);
     assert_eq!(structs["Vault"]["store"], "AppStore");
-    let names: Vec<_> = fns.iter().map(|f| (f.owner.clone(), f.name.clone(), f.public)).collect();
-    assert!(names.contains(&(Some("Vault".into()), "go".into(), true)), "{names:?}");
-    assert!(names.contains(&(Some("AppStore".into()), "t".into(), false)), "{names:?}");
+    let names: Vec<_> = fns
+        .iter()
+        .map(|f| (f.owner.clone(), f.name.clone(), f.public))
+        .collect();
+    assert!(
+        names.contains(&(Some("Vault".into()), "go".into(), true)),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&(Some("AppStore".into()), "t".into(), false)),
+        "{names:?}"
+    );
     assert!(!src.contains("scan"));
     let go = fns.iter().find(|f| f.name == "go").unwrap();
     let c = calls(&go.body);
-    assert!(c.iter().any(|c| c.name == "try_lock" && c.chain == ["self", "store"]), "{c:?}");
+    assert!(
+        c.iter()
+            .any(|c| c.name == "try_lock" && c.chain == ["self", "store"]),
+        "{c:?}"
+    );
 }

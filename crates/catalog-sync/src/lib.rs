@@ -198,13 +198,30 @@ impl Handler {
             SyncMessage::Full(request) => request,
             SyncMessage::Product(signal) => return self.handle_product_signal(&signal).await,
         };
+        let started = Instant::now();
         let outcome = self.sync(&request.merchant_id).await;
+        emit_sync_metrics(&outcome, started.elapsed());
         match outcome {
             Ok(_) => Ok(()),
             // Permanent failures are shown on the connection; redelivery would not help.
             Err(err) if is_permanent(err.as_ref()) => Ok(()),
             Err(err) => Err(err),
         }
+    }
+}
+
+/// One EMF document per sync (the runs dashboard's catalog widgets).
+fn emit_sync_metrics(outcome: &Result<SyncReport, FunctionError>, elapsed: std::time::Duration) {
+    match outcome {
+        Ok(report) => {
+            let (name, products) = match &report.outcome {
+                SyncOutcome::Replaced { products, .. } => ("replaced", *products as u64),
+                SyncOutcome::NotConnected => ("not_connected", 0),
+                SyncOutcome::Superseded => ("superseded", 0),
+            };
+            shared::metrics::catalog_sync(name, products, &report.shopify, report.ddb_requests, elapsed);
+        }
+        Err(_) => shared::metrics::catalog_sync("failed", 0, &Default::default(), 0, elapsed),
     }
 }
 

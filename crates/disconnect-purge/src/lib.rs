@@ -46,7 +46,6 @@ impl Handler {
     pub async fn init(config: Config) -> Result<Self, FunctionError> {
         let aws = shared::aws::sdk_config().await;
         let secrets = SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone());
-        let client_secret = secrets.shopify_client_secret(&config).await?;
         let audit_table = config
             .audit_table
             .clone()
@@ -55,10 +54,11 @@ impl Handler {
             .audit_pepper_secret_id
             .clone()
             .ok_or("AUDIT_PEPPER_SECRET_ID is not configured")?;
-        let pepper = secrets
-            .get(&pepper_id)
-            .await?
-            .ok_or("the audit pepper secret is missing")?;
+        // Both secrets at once: each read is a round trip, and init time is cold-start time.
+        let (client_secret, pepper) =
+            tokio::join!(secrets.shopify_client_secret(&config), secrets.get(&pepper_id));
+        let client_secret = client_secret?;
+        let pepper = pepper?.ok_or("the audit pepper secret is missing")?;
         Ok(Self {
             store: AppStore::from_sdk(&aws, &config.app_table),
             catalog: CatalogStore::from_sdk(&aws, &config.catalog_table),

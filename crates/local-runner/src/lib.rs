@@ -217,7 +217,7 @@ impl LocalStack {
             env.insert("BEDROCK_ENDPOINT_URL".into(), sandbox.bedrock_endpoint());
             // Every poller of a function shares one handler (and so one Klaviyo rate limiter)
             // in this process, so it gets the whole budget rather than a container's share.
-            env.insert("KLAVIYO_BUDGET_SHARE".into(), "1".into());
+            env.insert("VENDOR_BUDGET_SHARE".into(), "1".into());
             // The sandbox's Bedrock quota, which the one in-process worker may use whole.
             env.insert("BEDROCK_REQUESTS_PER_MINUTE".into(), sandbox.config().bedrock_rpm.to_string());
             env.insert("BEDROCK_TOKENS_PER_MINUTE".into(), sandbox.config().bedrock_tpm.to_string());

@@ -49,7 +49,7 @@ impl Handler {
             shared::http_client(),
             config.klaviyo_base_url.clone(),
             config.klaviyo_revision.clone(),
-            RateLimits::Scaled(config.klaviyo_budget_share),
+            RateLimits::Scaled(config.vendor_budget_share),
         );
         let bedrock = shared::bedrock::from_config(&aws, &config);
         Ok(Self {

@@ -14,7 +14,6 @@ use shared::aws::catalog_store::CatalogStore;
 use shared::aws::dynamo::AppStore;
 use shared::aws::runs::{BatchClaim, BatchTally, RunStore};
 use shared::aws::secrets::SecretStore;
-use shared::bedrock::BedrockClient;
 use shared::domain::{now_unix, KlaviyoApiKey, MerchantId, Vendor};
 use shared::edge::{function::parse_event, http, sqs, Function, FunctionError};
 use shared::error::ApiError;
@@ -45,10 +44,9 @@ impl Handler {
             shared::http_client(),
             config.klaviyo_base_url.clone(),
             config.klaviyo_revision.clone(),
-            RateLimits::Scaled(config.klaviyo_budget_share),
+            RateLimits::Scaled(config.vendor_budget_share),
         );
-        let bedrock = BedrockClient::from_sdk_at(&aws, config.bedrock_model_id.clone(), config.bedrock_endpoint_url.as_deref())
-            .with_max_concurrency(config.bedrock_max_concurrency);
+        let bedrock = shared::bedrock::from_config(&aws, &config);
         let engine = Engine::new(
             klaviyo,
             bedrock,
@@ -74,6 +72,7 @@ impl Handler {
     /// One work-queue batch. Idempotent: a batch already counted is acknowledged; one whose
     /// write-back job was submitted by an earlier delivery is finished, not written again.
     pub async fn process_batch(&self, batch: &WorkBatch) -> Result<(), FunctionError> {
+        let started = std::time::Instant::now();
         let merchant = &batch.merchant_id;
         let Some(run) = self.runs.get(merchant, &batch.run_id).await? else {
             tracing::info!(run_id = %batch.run_id, "run no longer exists; batch dropped");
@@ -102,6 +101,8 @@ impl Handler {
                 tracing::info!(run_id = %batch.run_id, "run completed");
             }
         }
+        let throttled = self.engine.klaviyo.usage().throttled + self.engine.bedrock.usage_totals().throttled;
+        shared::metrics::batch(&tally, throttled, started.elapsed());
         Ok(())
     }
 
@@ -187,9 +188,13 @@ impl Handler {
         mut tally: BatchTally,
         written_ids: &mut Option<HashSet<String>>,
     ) -> Result<BatchTally, FunctionError> {
-        let mut wait = Duration::from_millis(500);
+        // Import jobs take seconds: waiting before the first poll saves requests (each one counts
+        // against the account's budget), then back off.
+        let mut wait = Duration::from_secs(2);
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         let job = loop {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(15));
             *tally.requests.entry("klaviyo_bulk_import_job".into()).or_default() += 1;
             let job = self.engine.klaviyo.bulk_import_job(key, job_id).await?;
             if matches!(job.status, ImportStatus::Complete | ImportStatus::Cancelled | ImportStatus::Failed) {
@@ -198,8 +203,6 @@ impl Handler {
             if std::time::Instant::now() > deadline {
                 return Err("the Klaviyo import job did not finish in time; SQS will redeliver".into());
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(15));
         };
         let failed = match job.status {
             ImportStatus::Complete => job.failed_count,
@@ -313,12 +316,9 @@ impl Handler {
         let batch: WorkBatch = serde_json::from_str(record.body.as_deref().unwrap_or_default())
             .map_err(|e| format!("work message is not a WorkBatch: {e}"))?;
         let span = tracing::info_span!("batch", run_id = %batch.run_id, batch = batch.batch);
-        let _entered = span.enter();
-        if dead {
-            self.dead_letter(&batch).await
-        } else {
-            self.process_batch(&batch).await
-        }
+        // Instrumented (not entered across awaits): batches run concurrently on one task.
+        let work = async { if dead { self.dead_letter(&batch).await } else { self.process_batch(&batch).await } };
+        tracing::Instrument::instrument(work, span).await
     }
 }
 

@@ -37,16 +37,17 @@ pub struct Config {
     pub fanout_queue_url: String,
     /// ARN of the work queue's dead-letter queue: its records are counted as failed.
     pub work_dlq_arn: String,
-    /// This container's share of each merchant's Klaviyo rate limits: 1 / the worker's SQS
-    /// maximum concurrency, so all containers together stay inside the account's budget.
-    pub klaviyo_budget_share: f64,
+    /// This container's share of each merchant's Klaviyo rate limits and of the account's
+    /// Bedrock quota: 1 / the worker's SQS maximum concurrency, so all containers together stay
+    /// inside the budgets.
+    pub vendor_budget_share: f64,
     /// Converse calls in flight per container.
     pub bedrock_max_concurrency: usize,
     /// How long one fan-out invocation pages before it hands on to a continuation message
     /// (well inside the function's timeout).
     pub fanout_time_budget_ms: u64,
-    /// This container's share of the account's Bedrock quota for the model (requests and
-    /// tokens per minute); unset means no client-side pacing.
+    /// The account's Bedrock quota for the model (requests and tokens per minute); each
+    /// container paces to `vendor_budget_share` of it. Unset means no client-side pacing.
     pub bedrock_quota: Option<(f64, f64)>,
     /// Bedrock runtime endpoint override (unset in production: the SDK's regional endpoint).
     pub bedrock_endpoint_url: Option<String>,
@@ -92,7 +93,7 @@ impl Config {
             user_pool_id: get("USER_POOL_ID"),
             fanout_queue_url: or("FANOUT_QUEUE_URL", ""),
             work_dlq_arn: or("WORK_DLQ_ARN", ""),
-            klaviyo_budget_share: get("KLAVIYO_BUDGET_SHARE")
+            vendor_budget_share: get("VENDOR_BUDGET_SHARE")
                 .and_then(|v| v.parse::<f64>().ok())
                 .filter(|v| *v > 0.0 && *v <= 1.0)
                 .unwrap_or(1.0),

@@ -42,7 +42,11 @@ pub struct Document {
 
 impl Document {
     pub fn new(function: &'static str) -> Self {
-        Self { function, metrics: Vec::new(), properties: Map::new() }
+        Self {
+            function,
+            metrics: Vec::new(),
+            properties: Map::new(),
+        }
     }
 
     pub fn count(mut self, name: &'static str, value: u64) -> Self {
@@ -51,7 +55,8 @@ impl Document {
     }
 
     pub fn millis(mut self, name: &'static str, elapsed: Duration) -> Self {
-        self.metrics.push((name, elapsed.as_secs_f64() * 1000.0, Unit::Milliseconds));
+        self.metrics
+            .push((name, elapsed.as_secs_f64() * 1000.0, Unit::Milliseconds));
         self
     }
 
@@ -64,8 +69,11 @@ impl Document {
     /// The EMF JSON: the `_aws` metadata block, the dimension value, each metric's value at the
     /// root, then the properties.
     pub fn to_json(&self, timestamp_ms: u64) -> Value {
-        let definitions: Vec<Value> =
-            self.metrics.iter().map(|(name, _, unit)| json!({ "Name": name, "Unit": unit.as_str() })).collect();
+        let definitions: Vec<Value> = self
+            .metrics
+            .iter()
+            .map(|(name, _, unit)| json!({ "Name": name, "Unit": unit.as_str() }))
+            .collect();
         let mut root = Map::new();
         root.insert(
             "_aws".into(),
@@ -89,9 +97,18 @@ impl Document {
     }
 
     /// Write the document as one line on stdout (where Lambda sends it to CloudWatch Logs).
+    /// Outside a Lambda runtime (the local runner, tests, the demo) it goes to the debug log
+    /// instead, so it does not interleave with what those programs print.
     pub fn emit(&self) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
         let line = self.to_json(now).to_string();
+        if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none() {
+            tracing::debug!(emf = %line, "metrics");
+            return;
+        }
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
@@ -106,14 +123,22 @@ fn throttles_since_last(total: u64) -> u64 {
 }
 
 fn requests_with_prefix(requests: &std::collections::BTreeMap<String, u64>, prefix: &str) -> u64 {
-    requests.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum()
+    requests
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, v)| v)
+        .sum()
 }
 
 /// The worker's document for one batch. `throttled_total` is the container's running count of
 /// vendor throttles (Klaviyo 429s + Bedrock ThrottlingExceptions); the document carries the
 /// increase since the previous batch.
 #[cfg(feature = "dynamodb")]
-pub fn batch_document(tally: &crate::aws::runs::BatchTally, throttled_total: u64, elapsed: Duration) -> Document {
+pub fn batch_document(
+    tally: &crate::aws::runs::BatchTally,
+    throttled_total: u64,
+    elapsed: Duration,
+) -> Document {
     let counts = &tally.counts;
     Document::new("personalize-worker")
         .count("Batches", 1)
@@ -125,8 +150,14 @@ pub fn batch_document(tally: &crate::aws::runs::BatchTally, throttled_total: u64
         .count("OutputTokens", tally.tokens.output_tokens)
         .count("CacheReadTokens", tally.tokens.cache_read_tokens)
         .count("CacheWriteTokens", tally.tokens.cache_write_tokens)
-        .count("KlaviyoRequests", requests_with_prefix(&tally.requests, "klaviyo"))
-        .count("BedrockRequests", requests_with_prefix(&tally.requests, "bedrock"))
+        .count(
+            "KlaviyoRequests",
+            requests_with_prefix(&tally.requests, "klaviyo"),
+        )
+        .count(
+            "BedrockRequests",
+            requests_with_prefix(&tally.requests, "bedrock"),
+        )
         .count("VendorThrottles", throttles_since_last(throttled_total))
         .millis("BatchLatency", elapsed)
         // Reasons, not people: skip/fail reason names and their counts.
@@ -198,14 +229,33 @@ mod tests {
 
     #[test]
     fn every_dimension_has_a_value_at_the_root() {
-        let doc = catalog_sync_document("replaced", 3, &Default::default(), 2, Duration::from_secs(1)).to_json(0);
-        for set in doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"].as_array().unwrap() {
+        let doc = catalog_sync_document(
+            "replaced",
+            3,
+            &Default::default(),
+            2,
+            Duration::from_secs(1),
+        )
+        .to_json(0);
+        for set in doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+            .as_array()
+            .unwrap()
+        {
             for dim in set.as_array().unwrap() {
-                assert!(doc[dim.as_str().unwrap()].is_string(), "dimension {dim} has no value");
+                assert!(
+                    doc[dim.as_str().unwrap()].is_string(),
+                    "dimension {dim} has no value"
+                );
             }
         }
-        for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap() {
-            assert!(doc[m["Name"].as_str().unwrap()].is_number(), "metric {m} has no value");
+        for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+        {
+            assert!(
+                doc[m["Name"].as_str().unwrap()].is_number(),
+                "metric {m} has no value"
+            );
         }
     }
 
@@ -216,7 +266,9 @@ mod tests {
         let mut tally = crate::aws::runs::BatchTally::default();
         tally.counts.add_n(&Outcome::Written, 5);
         tally.counts.add_n(&Outcome::Holdout, 1);
-        tally.counts.add_n(&Outcome::Skipped(SkipReason::ProfileNotFound), 2);
+        tally
+            .counts
+            .add_n(&Outcome::Skipped(SkipReason::ProfileNotFound), 2);
         tally.counts.add_n(&Outcome::Failed(FailReason::Klaviyo), 1);
         tally.tokens.input_tokens = 900;
         tally.tokens.output_tokens = 300;
@@ -234,6 +286,9 @@ mod tests {
         assert_eq!(first["BedrockRequests"], 2.0);
         assert_eq!(second["VendorThrottles"], 2.0);
         let text = first.to_string();
-        assert!(!text.contains('@'), "no email-like data in a metric document: {text}");
+        assert!(
+            !text.contains('@'),
+            "no email-like data in a metric document: {text}"
+        );
     }
 }

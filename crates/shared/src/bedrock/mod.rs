@@ -674,7 +674,10 @@ pub fn from_config(sdk: &aws_config::SdkConfig, config: &crate::Config) -> Bedro
     let client = BedrockClient::from_sdk_at(sdk, config.bedrock_model_id.clone(), config.bedrock_endpoint_url.as_deref())
         .with_max_concurrency(config.bedrock_max_concurrency);
     match config.bedrock_quota {
-        Some((requests_per_minute, tokens_per_minute)) => client.with_quota(Quota { requests_per_minute, tokens_per_minute }),
+        Some((rpm, tpm)) => client.with_quota(Quota {
+            requests_per_minute: rpm * config.vendor_budget_share,
+            tokens_per_minute: tpm * config.vendor_budget_share,
+        }),
         None => client,
     }
 }

@@ -5,6 +5,7 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use futures::stream::{self, StreamExt};
 use std::fmt::Display;
 use std::future::Future;
+use tracing::Instrument;
 
 pub async fn for_each_record<F, Fut, E>(event: SqsEvent, concurrency: usize, handle: F) -> SqsBatchResponse
 where
@@ -16,9 +17,10 @@ where
     let failures: Vec<BatchItemFailure> = stream::iter(event.records)
         .map(|record| async move {
             let id = record.message_id.clone().unwrap_or_default();
+            // Instrumented, not entered: records run concurrently on one task, and an entered
+            // guard held across an await would put this record's id on another's lines.
             let span = tracing::info_span!("sqs_record", message_id = %id);
-            let _entered = span.enter();
-            match handle(record).await {
+            match handle(record).instrument(span).await {
                 Ok(()) => None,
                 Err(err) => {
                     tracing::warn!(message_id = %id, error = %err, "record failed; SQS will redeliver it");
