@@ -13,7 +13,10 @@ async fn a_new_merchant_has_no_connections() {
     let world = World::start().await;
     let merchant = world.merchant(A).await;
     let view = merchant.connections().await;
-    assert!(view["klaviyo"].is_null() && view["shopify"].is_null(), "{view}");
+    assert!(
+        view["klaviyo"].is_null() && view["shopify"].is_null(),
+        "{view}"
+    );
 }
 
 #[tokio::test]
@@ -25,14 +28,26 @@ async fn connecting_klaviyo_keeps_the_key_only_in_secrets_manager() {
     let resp = merchant.connect_klaviyo(&key).await;
     assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
     assert_eq!(resp.body["status"], "connected");
-    assert!(!resp.body["account_name"].as_str().unwrap_or_default().is_empty());
+    assert!(!resp.body["account_name"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty());
 
     let view = merchant.connections().await;
     assert_eq!(view["klaviyo"]["status"], "connected");
-    assert!(!view.to_string().contains(&key), "GET /connections must never show the key");
-    assert!(!world.app_table_dump().await.contains(&key), "the connection record must hold no secret");
+    assert!(
+        !view.to_string().contains(&key),
+        "GET /connections must never show the key"
+    );
+    assert!(
+        !world.app_table_dump().await.contains(&key),
+        "the connection record must hold no secret"
+    );
     let config = world.config();
-    let secret = world.secret(&format!("{}/{A}/klaviyo", config.secret_prefix)).await.expect("the secret exists");
+    let secret = world
+        .secret(&format!("{}/{A}/klaviyo", config.secret_prefix))
+        .await
+        .expect("the secret exists");
     assert!(secret.contains(&key));
 }
 
@@ -40,25 +55,47 @@ async fn connecting_klaviyo_keeps_the_key_only_in_secrets_manager() {
 async fn a_malformed_klaviyo_key_is_rejected_and_changes_nothing() {
     let world = World::start().await;
     let merchant = world.merchant(A).await;
-    for bad in [json!({ "api_key": "not-a-key" }), json!({ "api_key": "pk_short" }), json!({ "key": "x" })] {
+    for bad in [
+        json!({ "api_key": "not-a-key" }),
+        json!({ "api_key": "pk_short" }),
+        json!({ "key": "x" }),
+    ] {
         let resp = merchant.put("/connections/klaviyo", bad.clone()).await;
         assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{bad}");
-        assert!(resp.problem_type().ends_with("/invalid-klaviyo-key") || resp.problem_type().ends_with("/invalid-request"));
+        assert!(
+            resp.problem_type().ends_with("/invalid-klaviyo-key")
+                || resp.problem_type().ends_with("/invalid-request")
+        );
     }
     assert!(merchant.connections().await["klaviyo"].is_null());
     let config = world.config();
-    assert!(world.secret(&format!("{}/{A}/klaviyo", config.secret_prefix)).await.is_none());
+    assert!(world
+        .secret(&format!("{}/{A}/klaviyo", config.secret_prefix))
+        .await
+        .is_none());
 }
 
 #[tokio::test]
 async fn a_revoked_klaviyo_key_is_rejected() {
     let world = World::start().await;
     let merchant = world.merchant(A).await;
-    let key = world.sandbox(Method::POST, "/_sandbox/klaviyo/keys", json!({ "scopes": all_scopes() })).await["key"]
+    let key = world
+        .sandbox(
+            Method::POST,
+            "/_sandbox/klaviyo/keys",
+            json!({ "scopes": all_scopes() }),
+        )
+        .await["key"]
         .as_str()
         .unwrap()
         .to_owned();
-    world.sandbox(Method::DELETE, &format!("/_sandbox/klaviyo/keys/{key}"), json!({})).await;
+    world
+        .sandbox(
+            Method::DELETE,
+            &format!("/_sandbox/klaviyo/keys/{key}"),
+            json!({}),
+        )
+        .await;
 
     let resp = merchant.connect_klaviyo(&key).await;
     assert_eq!(resp.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -70,14 +107,28 @@ async fn a_revoked_klaviyo_key_is_rejected() {
 async fn a_key_missing_a_read_scope_is_rejected_naming_the_scope() {
     let world = World::start().await;
     let merchant = world.merchant(A).await;
-    let scopes: Vec<&str> = all_scopes().into_iter().filter(|s| *s != "events:read").collect();
-    let key = world.sandbox(Method::POST, "/_sandbox/klaviyo/keys", json!({ "scopes": scopes })).await["key"]
+    let scopes: Vec<&str> = all_scopes()
+        .into_iter()
+        .filter(|s| *s != "events:read")
+        .collect();
+    let key = world
+        .sandbox(
+            Method::POST,
+            "/_sandbox/klaviyo/keys",
+            json!({ "scopes": scopes }),
+        )
+        .await["key"]
         .as_str()
         .unwrap()
         .to_owned();
 
     let resp = merchant.connect_klaviyo(&key).await;
-    assert_eq!(resp.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", resp.body);
+    assert_eq!(
+        resp.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        resp.body
+    );
     assert!(resp.problem_type().ends_with("/klaviyo-missing-scopes"));
     assert_eq!(resp.body["missing_scopes"], json!(["events:read"]));
 }
@@ -94,14 +145,25 @@ async fn shopify_install_connects_the_shop_and_caches_its_catalog() {
     let shopify = &view["shopify"];
     assert_eq!(shopify["status"], "connected", "{view}");
     assert_eq!(shopify["shop"], DEMO_SHOP);
-    assert!(shopify["last_sync_at"].is_string(), "the first sync ran: {view}");
+    assert!(
+        shopify["last_sync_at"].is_string(),
+        "the first sync ran: {view}"
+    );
     assert!(shopify["last_sync_error"].is_null());
     let catalog = world.cached_catalog(A).await;
     assert_eq!(shopify["catalog_size"].as_u64(), Some(catalog.len() as u64));
-    assert!(catalog.len() > 100 && catalog.len() < 300, "drafts, archived and unpublished are left out");
-    assert!(catalog.iter().all(|p| p.url.starts_with("http") && !p.title.is_empty()));
+    assert!(
+        catalog.len() > 100 && catalog.len() < 300,
+        "drafts, archived and unpublished are left out"
+    );
+    assert!(catalog
+        .iter()
+        .all(|p| p.url.starts_with("http") && !p.title.is_empty()));
     assert!(!view.to_string().contains("shpat_"), "no token in the view");
-    assert!(!world.app_table_dump().await.contains("shpat_"), "no token in DynamoDB");
+    assert!(
+        !world.app_table_dump().await.contains("shpat_"),
+        "no token in DynamoDB"
+    );
 }
 
 #[tokio::test]
@@ -115,7 +177,12 @@ async fn a_forged_callback_is_refused_with_401_and_changes_nothing() {
             v.push('x');
         }
     }
-    let forged = with_query(&callback, &url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&query).finish());
+    let forged = with_query(
+        &callback,
+        &url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&query)
+            .finish(),
+    );
 
     let resp = world.get_url(&forged).await;
     assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
@@ -139,16 +206,31 @@ async fn a_replayed_callback_is_refused() {
 async fn a_callback_for_another_shop_than_the_state_names_is_refused() {
     let world = World::start().await;
     world
-        .sandbox(Method::POST, "/_sandbox/shopify/shops", json!({ "shop": "other-shop.myshopify.com", "products": 20, "seed": 7 }))
+        .sandbox(
+            Method::POST,
+            "/_sandbox/shopify/shops",
+            json!({ "shop": "other-shop.myshopify.com", "products": 20, "seed": 7 }),
+        )
         .await;
     let merchant = world.merchant(A).await;
     let callback = merchant.authorize_shopify(DEMO_SHOP).await;
     let query: Vec<(String, String)> = query_of(&callback)
         .into_iter()
-        .map(|(k, v)| if k == "shop" { (k, "other-shop.myshopify.com".to_owned()) } else { (k, v) })
+        .map(|(k, v)| {
+            if k == "shop" {
+                (k, "other-shop.myshopify.com".to_owned())
+            } else {
+                (k, v)
+            }
+        })
         .collect();
     // Correctly signed, so only the state binding can stop it.
-    let resp = world.get_url(&with_query(&callback, &resign(&query, SANDBOX_CLIENT_SECRET))).await;
+    let resp = world
+        .get_url(&with_query(
+            &callback,
+            &resign(&query, SANDBOX_CLIENT_SECRET),
+        ))
+        .await;
     assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{:?}", resp.body);
     assert!(resp.problem_type().ends_with("/invalid-oauth-state"));
     assert!(merchant.connections().await["shopify"].is_null());
@@ -158,8 +240,14 @@ async fn a_callback_for_another_shop_than_the_state_names_is_refused() {
 async fn a_shop_outside_myshopify_is_refused() {
     let world = World::start().await;
     let merchant = world.merchant(A).await;
-    for shop in ["evil.com", "demo.myshopify.com.evil.com", "https://demo.myshopify.com/admin"] {
-        let resp = merchant.post("/connections/shopify", json!({ "shop": shop })).await;
+    for shop in [
+        "evil.com",
+        "demo.myshopify.com.evil.com",
+        "https://demo.myshopify.com/admin",
+    ] {
+        let resp = merchant
+            .post("/connections/shopify", json!({ "shop": shop }))
+            .await;
         assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{shop}");
         assert!(resp.problem_type().ends_with("/invalid-shop-domain"));
     }
@@ -172,7 +260,9 @@ async fn requests_without_a_valid_token_get_401_and_unknown_routes_404() {
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
     assert!(none.problem_type().ends_with("/unauthenticated"));
 
-    let garbage = world.call(Method::GET, "/connections", Some("not.a.jwt"), None).await;
+    let garbage = world
+        .call(Method::GET, "/connections", Some("not.a.jwt"), None)
+        .await;
     assert_eq!(garbage.status, StatusCode::UNAUTHORIZED);
 
     let merchant = world.merchant(A).await;
@@ -186,22 +276,39 @@ async fn merchant_b_can_never_see_or_change_merchant_a() {
     let world = World::start().await;
     let a = world.merchant(A).await;
     let b = world.merchant(B).await;
-    assert_eq!(a.connect_klaviyo(&world.stack.sandbox.full_access_klaviyo_key()).await.status, StatusCode::OK);
+    assert_eq!(
+        a.connect_klaviyo(&world.stack.sandbox.full_access_klaviyo_key())
+            .await
+            .status,
+        StatusCode::OK
+    );
     assert_eq!(a.connect_shopify(DEMO_SHOP).await.status, StatusCode::OK);
 
     let b_view = b.connections().await;
-    assert!(b_view["klaviyo"].is_null() && b_view["shopify"].is_null(), "B sees nothing of A: {b_view}");
+    assert!(
+        b_view["klaviyo"].is_null() && b_view["shopify"].is_null(),
+        "B sees nothing of A: {b_view}"
+    );
 
     // B cannot take A's shop, cannot sync A's catalog, and cannot name A in a body.
-    let take = b.post("/connections/shopify", json!({ "shop": DEMO_SHOP })).await;
+    let take = b
+        .post("/connections/shopify", json!({ "shop": DEMO_SHOP }))
+        .await;
     assert_eq!(take.status, StatusCode::CONFLICT);
     assert!(take.problem_type().ends_with("/shop-already-connected"));
     let sync = b.post("/catalog/sync", json!({})).await;
     assert_eq!(sync.status, StatusCode::CONFLICT);
     let smuggle = b
-        .put("/connections/klaviyo", json!({ "api_key": world.stack.sandbox.full_access_klaviyo_key(), "merchant_id": A }))
+        .put(
+            "/connections/klaviyo",
+            json!({ "api_key": world.stack.sandbox.full_access_klaviyo_key(), "merchant_id": A }),
+        )
         .await;
-    assert_eq!(smuggle.status, StatusCode::BAD_REQUEST, "unknown fields, tenancy included, are refused");
+    assert_eq!(
+        smuggle.status,
+        StatusCode::BAD_REQUEST,
+        "unknown fields, tenancy included, are refused"
+    );
 
     let a_view = a.connections().await;
     assert_eq!(a_view["klaviyo"]["status"], "connected");

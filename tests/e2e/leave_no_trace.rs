@@ -511,10 +511,20 @@ async fn personalize_steps(world: &World, merchant: &Merchant<'_>) -> (Vec<Strin
         .and_then(|all| all.iter().find(|a| a["name"] == "VIP + Engaged"))
         .cloned()
         .expect("the sandbox has a VIP + Engaged segment");
-    let key = shared::domain::KlaviyoApiKey::parse(&world.stack.sandbox.full_access_klaviyo_key()).unwrap();
-    let klaviyo = shared::klaviyo::KlaviyoClient::new(reqwest::Client::new(), world.stack.sandbox.klaviyo_base_url(), "2026-07-15".into());
+    let key = shared::domain::KlaviyoApiKey::parse(&world.stack.sandbox.full_access_klaviyo_key())
+        .unwrap();
+    let klaviyo = shared::klaviyo::KlaviyoClient::new(
+        reqwest::Client::new(),
+        world.stack.sandbox.klaviyo_base_url(),
+        "2026-07-15".into(),
+    );
     let (ids, _) = klaviyo
-        .audience_page(&key, shared::klaviyo::AudienceKind::Segment, segment["id"].as_str().unwrap(), None)
+        .audience_page(
+            &key,
+            shared::klaviyo::AudienceKind::Segment,
+            segment["id"].as_str().unwrap(),
+            None,
+        )
         .await
         .unwrap();
     let ids: Vec<String> = ids.into_iter().take(12).collect();
@@ -536,9 +546,18 @@ async fn personalize_steps(world: &World, merchant: &Merchant<'_>) -> (Vec<Strin
             }
         }
     };
-    let preview = merchant.post("/preview", json!({ "brief": "Winter sale, free shipping over $50", "profiles": &ids[..3] })).await;
+    let preview = merchant
+        .post(
+            "/preview",
+            json!({ "brief": "Winter sale, free shipping over $50", "profiles": &ids[..3] }),
+        )
+        .await;
     assert_eq!(preview.status, StatusCode::OK, "{:?}", preview.body);
-    preview.body["profiles"].as_array().unwrap().iter().for_each(&mut keep_copy);
+    preview.body["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .for_each(&mut keep_copy);
     let run = merchant
         .post(
             "/runs",
@@ -547,9 +566,19 @@ async fn personalize_steps(world: &World, merchant: &Merchant<'_>) -> (Vec<Strin
         )
         .await;
     assert_eq!(run.status, StatusCode::CREATED, "{:?}", run.body);
-    run.body["samples"].as_array().unwrap().iter().for_each(&mut keep_copy);
+    run.body["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .for_each(&mut keep_copy);
     let id = run.body["run"]["run_id"].as_str().unwrap().to_owned();
-    assert_eq!(merchant.post(&format!("/runs/{id}/approve"), json!({})).await.status, StatusCode::OK);
+    assert_eq!(
+        merchant
+            .post(&format!("/runs/{id}/approve"), json!({}))
+            .await
+            .status,
+        StatusCode::OK
+    );
     world.settle().await;
     let done = merchant.get(&format!("/runs/{id}")).await.body;
     assert_eq!(done["state"], "completed", "{done}");
@@ -559,6 +588,9 @@ async fn personalize_steps(world: &World, merchant: &Merchant<'_>) -> (Vec<Strin
             copy.push(body.to_owned());
         }
     }
-    assert!(!copy.is_empty() && people.len() >= 12, "the scan has something to look for");
+    assert!(
+        !copy.is_empty() && people.len() >= 12,
+        "the scan has something to look for"
+    );
     (people, copy)
 }

@@ -13,20 +13,42 @@ const BRIEF: &str = "Winter sale, free shipping over $50";
 
 async fn connected(world: &World) -> Merchant<'_> {
     let merchant = world.merchant(A).await;
-    assert_eq!(merchant.connect_klaviyo(&world.stack.sandbox.full_access_klaviyo_key()).await.status, StatusCode::OK);
-    assert_eq!(merchant.connect_shopify(DEMO_SHOP).await.status, StatusCode::OK);
+    assert_eq!(
+        merchant
+            .connect_klaviyo(&world.stack.sandbox.full_access_klaviyo_key())
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        merchant.connect_shopify(DEMO_SHOP).await.status,
+        StatusCode::OK
+    );
     merchant
 }
 
 async fn audience(merchant: &Merchant<'_>, name: &str) -> Value {
     let resp = merchant.get("/audiences").await;
     assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
-    resp.body["audiences"].as_array().unwrap().iter().find(|a| a["name"] == name).cloned().expect("audience exists")
+    resp.body["audiences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .cloned()
+        .expect("audience exists")
 }
 
 fn klaviyo(world: &World) -> (KlaviyoClient, KlaviyoApiKey) {
-    let client = KlaviyoClient::new(reqwest::Client::new(), world.stack.sandbox.klaviyo_base_url(), "2026-07-15".into());
-    (client, KlaviyoApiKey::parse(&world.stack.sandbox.full_access_klaviyo_key()).unwrap())
+    let client = KlaviyoClient::new(
+        reqwest::Client::new(),
+        world.stack.sandbox.klaviyo_base_url(),
+        "2026-07-15".into(),
+    );
+    (
+        client,
+        KlaviyoApiKey::parse(&world.stack.sandbox.full_access_klaviyo_key()).unwrap(),
+    )
 }
 
 async fn run_and_wait(world: &World, merchant: &Merchant<'_>, body: Value) -> Value {
@@ -39,13 +61,30 @@ async fn run_and_wait(world: &World, merchant: &Merchant<'_>, body: Value) -> Va
 
 fn assert_adds_up(run: &Value) {
     let c = &run["counts"];
-    let sum = |m: &Value| m.as_object().map(|o| o.values().map(|v| v.as_u64().unwrap()).sum::<u64>()).unwrap_or(0);
-    let accounted = c["written"].as_u64().unwrap() + c["holdout"].as_u64().unwrap() + sum(&c["skipped"]) + sum(&c["failed"]);
-    assert_eq!(accounted, c["total"].as_u64().unwrap(), "total = written + holdout + skipped + failed: {run}");
+    let sum = |m: &Value| {
+        m.as_object()
+            .map(|o| o.values().map(|v| v.as_u64().unwrap()).sum::<u64>())
+            .unwrap_or(0)
+    };
+    let accounted = c["written"].as_u64().unwrap()
+        + c["holdout"].as_u64().unwrap()
+        + sum(&c["skipped"])
+        + sum(&c["failed"]);
+    assert_eq!(
+        accounted,
+        c["total"].as_u64().unwrap(),
+        "total = written + holdout + skipped + failed: {run}"
+    );
 }
 
 async fn bedrock_fault(world: &World, mode: &str, count: i64) {
-    world.sandbox(Method::POST, "/_sandbox/bedrock/faults", json!({ "mode": mode, "count": count })).await;
+    world
+        .sandbox(
+            Method::POST,
+            "/_sandbox/bedrock/faults",
+            json!({ "mode": mode, "count": count }),
+        )
+        .await;
 }
 
 #[tokio::test]
@@ -57,7 +96,10 @@ async fn settings_are_validated_and_kept() {
     let mut settings = defaults.body.clone();
     settings["brand_voice"]["descriptors"] = json!(["warm", "outdoorsy"]);
     settings["sign_off"] = json!("The Demo Outdoor team");
-    assert_eq!(merchant.put("/settings", settings.clone()).await.status, StatusCode::OK);
+    assert_eq!(
+        merchant.put("/settings", settings.clone()).await.status,
+        StatusCode::OK
+    );
     assert_eq!(merchant.get("/settings").await.body, settings);
 
     settings["slots"]["products"] = json!(9);
@@ -73,13 +115,20 @@ async fn preview_returns_grounded_copy_and_writes_nothing() {
     let (client, key) = klaviyo(&world);
     let vip = audience(&merchant, "VIP + Engaged").await;
     let (ids, _) = client
-        .audience_page(&key, shared::klaviyo::AudienceKind::Segment, vip["id"].as_str().unwrap(), None)
+        .audience_page(
+            &key,
+            shared::klaviyo::AudienceKind::Segment,
+            vip["id"].as_str().unwrap(),
+            None,
+        )
         .await
         .unwrap();
     let asked: Vec<String> = ids.into_iter().take(3).collect();
     let before = world.sandbox_stats().await;
 
-    let resp = merchant.post("/preview", json!({ "brief": BRIEF, "profiles": asked })).await;
+    let resp = merchant
+        .post("/preview", json!({ "brief": BRIEF, "profiles": asked }))
+        .await;
     assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
     let profiles = resp.body["profiles"].as_array().unwrap();
     assert_eq!(profiles.len(), 3);
@@ -88,12 +137,19 @@ async fn preview_returns_grounded_copy_and_writes_nothing() {
         assert!(p["grounding"]["passed"].as_bool().unwrap());
         let candidates: Vec<&Value> = p["candidates"].as_array().unwrap().iter().collect();
         for product in p["copy"]["products"].as_array().unwrap() {
-            assert!(candidates.iter().any(|c| *c == product), "every product is one of the candidates, exactly: {product}");
+            assert!(
+                candidates.iter().any(|c| *c == product),
+                "every product is one of the candidates, exactly: {product}"
+            );
         }
     }
     assert!(resp.body["tokens"]["input_tokens"].as_u64().unwrap() > 0);
     let after = world.sandbox_stats().await;
-    assert_eq!(writes(&before), writes(&after), "a preview writes nothing to Klaviyo");
+    assert_eq!(
+        writes(&before),
+        writes(&after),
+        "a preview writes nothing to Klaviyo"
+    );
 }
 
 /// Profile writes the sandbox has served (PATCH and bulk import jobs).
@@ -136,14 +192,22 @@ async fn a_run_writes_every_profile_back_and_its_numbers_add_up() {
     let holdout = run["counts"]["holdout"].as_u64().unwrap();
     assert!(written >= 100, "most profiles are written: {run}");
     assert!((15..=45).contains(&holdout), "about 20% held out: {run}");
-    assert!(run["requests"]["klaviyo_events"].as_u64().unwrap() > 0 && run["requests"]["bedrock_converse"].as_u64().unwrap() > 0);
+    assert!(
+        run["requests"]["klaviyo_events"].as_u64().unwrap() > 0
+            && run["requests"]["bedrock_converse"].as_u64().unwrap() > 0
+    );
     assert!(run["estimated_cost_usd"].as_f64().unwrap() > 0.0);
 
     // Read the profiles back from Klaviyo: copy for the personalized group, only the run marker
     // for the holdout group.
     let (client, key) = klaviyo(&world);
     let (ids, _) = client
-        .audience_page(&key, shared::klaviyo::AudienceKind::Segment, vip["id"].as_str().unwrap(), None)
+        .audience_page(
+            &key,
+            shared::klaviyo::AudienceKind::Segment,
+            vip["id"].as_str().unwrap(),
+            None,
+        )
         .await
         .unwrap();
     let profiles = client.get_profiles(&key, &ids).await.unwrap();
@@ -157,17 +221,28 @@ async fn a_run_writes_every_profile_back_and_its_numbers_add_up() {
         match props["sp_group"].as_str() {
             Some("personalized") => {
                 seen.0 += 1;
-                assert!(props["sp_body"].as_str().is_some_and(|b| !b.is_empty()), "{props}");
-                assert!(props["sp_product_1_url"].as_str().is_some_and(|u| u.starts_with("http")));
+                assert!(
+                    props["sp_body"].as_str().is_some_and(|b| !b.is_empty()),
+                    "{props}"
+                );
+                assert!(props["sp_product_1_url"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("http")));
             }
             Some("holdout") => {
                 seen.1 += 1;
-                assert!(props.get("sp_body").is_none_or(Value::is_null), "holdout profiles get no copy: {props}");
+                assert!(
+                    props.get("sp_body").is_none_or(Value::is_null),
+                    "holdout profiles get no copy: {props}"
+                );
             }
             other => panic!("unexpected sp_group {other:?}"),
         }
     }
-    assert!(seen.0 > 0 && seen.1 > 0, "both groups were written back: {seen:?}");
+    assert!(
+        seen.0 > 0 && seen.1 > 0,
+        "both groups were written back: {seen:?}"
+    );
 }
 
 #[tokio::test]
@@ -180,28 +255,48 @@ async fn review_waits_for_approval_and_a_cancelled_run_writes_nothing() {
     let created = merchant.post("/runs", body.clone()).await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     assert_eq!(created.body["run"]["state"], "awaiting_approval");
-    assert_eq!(created.body["samples"].as_array().unwrap().len(), 3, "samples to review");
+    assert_eq!(
+        created.body["samples"].as_array().unwrap().len(),
+        3,
+        "samples to review"
+    );
     let id = created.body["run"]["run_id"].as_str().unwrap().to_owned();
     world.settle().await;
-    assert_eq!(merchant.get(&format!("/runs/{id}")).await.body["counts"]["total"], 0, "nothing runs before approval");
+    assert_eq!(
+        merchant.get(&format!("/runs/{id}")).await.body["counts"]["total"],
+        0,
+        "nothing runs before approval"
+    );
 
-    let approved = merchant.post(&format!("/runs/{id}/approve"), json!({})).await;
+    let approved = merchant
+        .post(&format!("/runs/{id}/approve"), json!({}))
+        .await;
     assert_eq!(approved.status, StatusCode::OK, "{:?}", approved.body);
     world.settle().await;
     let run = merchant.get(&format!("/runs/{id}")).await.body;
     assert_eq!(run["state"], "completed", "{run}");
     assert_eq!(run["counts"]["total"], 30);
     assert_adds_up(&run);
-    let again = merchant.post(&format!("/runs/{id}/approve"), json!({})).await;
+    let again = merchant
+        .post(&format!("/runs/{id}/approve"), json!({}))
+        .await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert!(again.problem_type().ends_with("/run-state-conflict"));
 
     let second = merchant.post("/runs", body).await;
     let second_id = second.body["run"]["run_id"].as_str().unwrap().to_owned();
-    let cancelled = merchant.post(&format!("/runs/{second_id}/cancel"), json!({})).await;
+    let cancelled = merchant
+        .post(&format!("/runs/{second_id}/cancel"), json!({}))
+        .await;
     assert_eq!(cancelled.status, StatusCode::OK);
     assert_eq!(cancelled.body["state"], "cancelled");
-    assert_eq!(merchant.post(&format!("/runs/{second_id}/approve"), json!({})).await.status, StatusCode::CONFLICT);
+    assert_eq!(
+        merchant
+            .post(&format!("/runs/{second_id}/approve"), json!({}))
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
 
     let missing = merchant.get("/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
@@ -233,7 +328,10 @@ async fn every_model_misbehaviour_is_caught_and_accounted_for() {
         )
         .await;
         assert_adds_up(&run);
-        assert!(run["counts"]["skipped"][expect].as_u64().unwrap_or(0) >= 1, "{mode} is caught as {expect}: {run}");
+        assert!(
+            run["counts"]["skipped"][expect].as_u64().unwrap_or(0) >= 1,
+            "{mode} is caught as {expect}: {run}"
+        );
         assert_eq!(run["state"], "completed");
     }
     // Service faults: a short throttle is absorbed by retries; a persistent failure fails the
@@ -241,7 +339,10 @@ async fn every_model_misbehaviour_is_caught_and_accounted_for() {
     bedrock_fault(&world, "throttle", 2).await;
     let run = run_and_wait(&world, &merchant, json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 10 })).await;
     assert_adds_up(&run);
-    assert_eq!(run["counts"]["written"], 10, "throttling was retried away: {run}");
+    assert_eq!(
+        run["counts"]["written"], 10,
+        "throttling was retried away: {run}"
+    );
     bedrock_fault(&world, "fail", -1).await;
     let run = run_and_wait(&world, &merchant, json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 10 })).await;
     assert_adds_up(&run);
@@ -263,7 +364,12 @@ async fn a_redelivered_batch_is_counted_once_and_a_dead_letter_is_counted_as_fai
     let run_id = created.body["run"]["run_id"].as_str().unwrap().to_owned();
     let (client, key) = klaviyo(&world);
     let (ids, _) = client
-        .audience_page(&key, shared::klaviyo::AudienceKind::Segment, vip["id"].as_str().unwrap(), None)
+        .audience_page(
+            &key,
+            shared::klaviyo::AudienceKind::Segment,
+            vip["id"].as_str().unwrap(),
+            None,
+        )
         .await
         .unwrap();
     let batch = |n: u64, ids: &[String]| {
@@ -275,18 +381,38 @@ async fn a_redelivered_batch_is_counted_once_and_a_dead_letter_is_counted_as_fai
         }]})
     };
     // The same batch delivered twice, as after a worker crash: written and counted once.
-    let first = world.stack.invoke("PersonalizeWorkerFunction", batch(1, &ids[..4])).await.unwrap();
+    let first = world
+        .stack
+        .invoke("PersonalizeWorkerFunction", batch(1, &ids[..4]))
+        .await
+        .unwrap();
     assert_eq!(first["batchItemFailures"], json!([]), "{first}");
-    let again = world.stack.invoke("PersonalizeWorkerFunction", batch(1, &ids[..4])).await.unwrap();
+    let again = world
+        .stack
+        .invoke("PersonalizeWorkerFunction", batch(1, &ids[..4]))
+        .await
+        .unwrap();
     assert_eq!(again["batchItemFailures"], json!([]));
     let run = merchant.get(&format!("/runs/{run_id}")).await.body;
     let c = &run["counts"];
-    assert_eq!(c["written"].as_u64().unwrap() + c["holdout"].as_u64().unwrap(), 4, "counted once: {run}");
+    assert_eq!(
+        c["written"].as_u64().unwrap() + c["holdout"].as_u64().unwrap(),
+        4,
+        "counted once: {run}"
+    );
 
     // A batch that exhausted its receives arrives from the DLQ: its profiles fail with a reason.
     let mut dead = batch(2, &ids[4..8]);
-    dead["Records"][0]["eventSourceARN"] = json!(world.stack.resources.arn("WorkDeadLetterQueue").unwrap_or_default());
-    world.stack.invoke("PersonalizeWorkerFunction", dead).await.unwrap();
+    dead["Records"][0]["eventSourceARN"] = json!(world
+        .stack
+        .resources
+        .arn("WorkDeadLetterQueue")
+        .unwrap_or_default());
+    world
+        .stack
+        .invoke("PersonalizeWorkerFunction", dead)
+        .await
+        .unwrap();
     let run = merchant.get(&format!("/runs/{run_id}")).await.body;
     assert_eq!(run["counts"]["failed"]["dead_letter"], 4, "{run}");
 }
@@ -294,7 +420,13 @@ async fn a_redelivered_batch_is_counted_once_and_a_dead_letter_is_counted_as_fai
 /// Connect both sides when queues are not delivered: run the first sync by hand.
 async fn connected_without_queues(world: &World) -> Merchant<'_> {
     let merchant = world.merchant(A).await;
-    assert_eq!(merchant.connect_klaviyo(&world.stack.sandbox.full_access_klaviyo_key()).await.status, StatusCode::OK);
+    assert_eq!(
+        merchant
+            .connect_klaviyo(&world.stack.sandbox.full_access_klaviyo_key())
+            .await
+            .status,
+        StatusCode::OK
+    );
     let callback = merchant.authorize_shopify(DEMO_SHOP).await;
     assert_eq!(world.get_url(&callback).await.status, StatusCode::OK);
     let sync = json!({ "Records": [{
@@ -302,12 +434,17 @@ async fn connected_without_queues(world: &World) -> Merchant<'_> {
         "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:sync", "awsRegion": "us-east-1"
     }]});
-    world.stack.invoke("CatalogSyncFunction", sync).await.unwrap();
+    world
+        .stack
+        .invoke("CatalogSyncFunction", sync)
+        .await
+        .unwrap();
     merchant
 }
 
 #[tokio::test]
-async fn a_worker_that_crashed_after_submitting_its_write_finishes_that_write_instead_of_writing_again() {
+async fn a_worker_that_crashed_after_submitting_its_write_finishes_that_write_instead_of_writing_again(
+) {
     let world = World::start_with(|o| o.run_queues = false).await;
     let merchant = connected_without_queues(&world).await;
     let vip = audience(&merchant, "VIP + Engaged").await;
@@ -317,7 +454,12 @@ async fn a_worker_that_crashed_after_submitting_its_write_finishes_that_write_in
     let run_id = created.body["run"]["run_id"].as_str().unwrap().to_owned();
     let (client, key) = klaviyo(&world);
     let (ids, _) = client
-        .audience_page(&key, shared::klaviyo::AudienceKind::Segment, vip["id"].as_str().unwrap(), None)
+        .audience_page(
+            &key,
+            shared::klaviyo::AudienceKind::Segment,
+            vip["id"].as_str().unwrap(),
+            None,
+        )
         .await
         .unwrap();
     let ids: Vec<String> = ids.into_iter().take(5).collect();
@@ -326,7 +468,10 @@ async fn a_worker_that_crashed_after_submitting_its_write_finishes_that_write_in
     // claimed (lease already expired), the import job submitted and recorded with its tally.
     let config = world.stack.config("PersonalizeWorkerFunction");
     let runs = shared::aws::runs::RunStore::from_sdk(&world.stack.aws, &config.app_table);
-    assert_eq!(runs.claim_batch(&run_id, 1, -1).await.unwrap(), shared::aws::runs::BatchClaim::Fresh);
+    assert_eq!(
+        runs.claim_batch(&run_id, 1, -1).await.unwrap(),
+        shared::aws::runs::BatchClaim::Fresh
+    );
     let props: Vec<(String, serde_json::Map<String, Value>)> = ids
         .iter()
         .map(|id| (id.clone(), json!({ "sp_run_id": run_id, "sp_group": "personalized", "sp_body": "written before the crash" }).as_object().unwrap().clone()))
@@ -334,7 +479,9 @@ async fn a_worker_that_crashed_after_submitting_its_write_finishes_that_write_in
     let job_id = client.start_bulk_import(&key, &props).await.unwrap();
     let mut pending = shared::aws::runs::BatchTally::default();
     pending.counts.written = 5;
-    runs.record_batch_job(&run_id, 1, &job_id, &pending).await.unwrap();
+    runs.record_batch_job(&run_id, 1, &job_id, &pending)
+        .await
+        .unwrap();
     let before = world.sandbox_stats().await;
 
     let event = json!({ "Records": [{
@@ -343,16 +490,29 @@ async fn a_worker_that_crashed_after_submitting_its_write_finishes_that_write_in
         "attributes": { "ApproximateReceiveCount": "2" }, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
         "eventSourceARN": world.stack.resources.arn("WorkQueue").unwrap_or_default(), "awsRegion": "us-east-1"
     }]});
-    let out = world.stack.invoke("PersonalizeWorkerFunction", event).await.unwrap();
+    let out = world
+        .stack
+        .invoke("PersonalizeWorkerFunction", event)
+        .await
+        .unwrap();
     assert_eq!(out["batchItemFailures"], json!([]), "{out}");
 
     let after = world.sandbox_stats().await;
     assert_eq!(writes(&before), writes(&after), "no second write-back");
-    assert_eq!(before["bedrock"]["requests"], after["bedrock"]["requests"], "no second generation");
+    assert_eq!(
+        before["bedrock"]["requests"], after["bedrock"]["requests"],
+        "no second generation"
+    );
     let run = merchant.get(&format!("/runs/{run_id}")).await.body;
-    assert_eq!(run["counts"]["written"], 5, "counted once, from the recorded tally: {run}");
+    assert_eq!(
+        run["counts"]["written"], 5,
+        "counted once, from the recorded tally: {run}"
+    );
     for p in client.get_profiles(&key, &ids).await.unwrap() {
-        assert_eq!(p["attributes"]["properties"]["sp_body"], "written before the crash");
+        assert_eq!(
+            p["attributes"]["properties"]["sp_body"],
+            "written before the crash"
+        );
     }
 }
 
@@ -390,7 +550,10 @@ async fn a_429_storm_slows_a_run_down_but_loses_no_profile() {
 
     let run = merchant.get(&format!("/runs/{run_id}")).await.body;
     let stats = world.sandbox_stats().await;
-    assert!(stats["klaviyo"]["throttled_total"].as_u64().unwrap() > 0, "the storm produced 429s: {stats}");
+    assert!(
+        stats["klaviyo"]["throttled_total"].as_u64().unwrap() > 0,
+        "the storm produced 429s: {stats}"
+    );
     assert_eq!(run["state"], "completed", "{run}");
     assert_eq!(run["counts"]["total"], 300);
     assert_adds_up(&run);

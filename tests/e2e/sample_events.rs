@@ -14,16 +14,24 @@ fn events_dir() -> PathBuf {
 
 fn event(function: &str, case: &str) -> Value {
     let path = events_dir().join(function).join(format!("{case}.json"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} exists", path.display()))).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} exists", path.display())),
+    )
+    .unwrap()
 }
 
 #[test]
 fn every_sample_event_parses_as_its_aws_type() {
     let mut checked = 0;
-    for dir in std::fs::read_dir(events_dir()).unwrap().flatten().filter(|d| d.path().is_dir()) {
+    for dir in std::fs::read_dir(events_dir())
+        .unwrap()
+        .flatten()
+        .filter(|d| d.path().is_dir())
+    {
         for file in std::fs::read_dir(dir.path()).unwrap().flatten() {
             let text = std::fs::read_to_string(file.path()).unwrap();
-            let value: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.path().display()));
+            let value: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", file.path().display()));
             let parsed = if value.get("Records").is_some() {
                 serde_json::from_value::<SqsEvent>(value).map(|_| ())
             } else if value.get("detail-type").is_some() {
@@ -35,11 +43,16 @@ fn every_sample_event_parses_as_its_aws_type() {
                 assert!(value.is_object(), "{}", file.path().display());
                 Ok(())
             };
-            parsed.unwrap_or_else(|e| panic!("{} is not a valid AWS event: {e}", file.path().display()));
+            parsed.unwrap_or_else(|e| {
+                panic!("{} is not a valid AWS event: {e}", file.path().display())
+            });
             checked += 1;
         }
     }
-    assert!(checked >= 8, "sample events exist for every function ({checked})");
+    assert!(
+        checked >= 8,
+        "sample events exist for every function ({checked})"
+    );
 }
 
 #[tokio::test]
@@ -47,20 +60,58 @@ async fn the_functions_answer_their_sample_events() {
     let world = World::start().await;
     let status = |v: &Value| v["statusCode"].as_i64().unwrap_or_default();
 
-    let openapi = world.stack.invoke("ConnectKlaviyoFunction", event("connect-klaviyo", "get-openapi")).await.unwrap();
+    let openapi = world
+        .stack
+        .invoke(
+            "ConnectKlaviyoFunction",
+            event("connect-klaviyo", "get-openapi"),
+        )
+        .await
+        .unwrap();
     assert_eq!(status(&openapi), 200);
-    let connections = world.stack.invoke("ConnectKlaviyoFunction", event("connect-klaviyo", "get-connections")).await.unwrap();
+    let connections = world
+        .stack
+        .invoke(
+            "ConnectKlaviyoFunction",
+            event("connect-klaviyo", "get-connections"),
+        )
+        .await
+        .unwrap();
     assert_eq!(status(&connections), 200, "{connections}");
     let malformed = world
         .stack
-        .invoke("ConnectKlaviyoFunction", event("connect-klaviyo", "put-klaviyo-key-malformed"))
+        .invoke(
+            "ConnectKlaviyoFunction",
+            event("connect-klaviyo", "put-klaviyo-key-malformed"),
+        )
         .await
         .unwrap();
     assert_eq!(status(&malformed), 400, "{malformed}");
-    assert!(malformed["body"].as_str().unwrap().contains("invalid-klaviyo-key"));
+    assert!(malformed["body"]
+        .as_str()
+        .unwrap()
+        .contains("invalid-klaviyo-key"));
 
-    let schedule = world.stack.invoke("CatalogSyncFunction", event("catalog-sync", "schedule")).await.unwrap();
-    assert_eq!(schedule["queued"], 0, "no shop is connected yet: {schedule}");
-    let sync = world.stack.invoke("CatalogSyncFunction", event("catalog-sync", "sqs-sync-request")).await.unwrap();
-    assert_eq!(sync["batchItemFailures"], serde_json::json!([]), "a sync for an unconnected merchant is a no-op: {sync}");
+    let schedule = world
+        .stack
+        .invoke("CatalogSyncFunction", event("catalog-sync", "schedule"))
+        .await
+        .unwrap();
+    assert_eq!(
+        schedule["queued"], 0,
+        "no shop is connected yet: {schedule}"
+    );
+    let sync = world
+        .stack
+        .invoke(
+            "CatalogSyncFunction",
+            event("catalog-sync", "sqs-sync-request"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sync["batchItemFailures"],
+        serde_json::json!([]),
+        "a sync for an unconnected merchant is a no-op: {sync}"
+    );
 }

@@ -24,7 +24,11 @@ pub struct Response {
 impl Response {
     /// The stable `type` of a problem+json answer (asserts that it is one).
     pub fn problem_type(&self) -> &str {
-        assert_eq!(self.content_type, "application/problem+json", "expected a problem document, got {:?}", self.body);
+        assert_eq!(
+            self.content_type, "application/problem+json",
+            "expected a problem document, got {:?}",
+            self.body
+        );
         self.body["type"].as_str().unwrap_or_default()
     }
 }
@@ -47,20 +51,35 @@ impl World {
         options.sandbox.shopify_restore_rate = 1000.0;
         options.sandbox.shopify_bucket_size = 20_000.0;
         customise(&mut options);
-        let stack = LocalStack::start(options).await.expect("the local stack starts (is moto running? use `make test`)");
-        let http = reqwest::Client::builder().redirect(redirect::Policy::none()).build().unwrap();
+        let stack = LocalStack::start(options)
+            .await
+            .expect("the local stack starts (is moto running? use `make test`)");
+        let http = reqwest::Client::builder()
+            .redirect(redirect::Policy::none())
+            .build()
+            .unwrap();
         World { stack, http }
     }
 
     pub async fn merchant(&self, sub: &str) -> Merchant<'_> {
-        Merchant { world: self, token: self.stack.token(sub).await, sub: sub.to_owned() }
+        Merchant {
+            world: self,
+            token: self.stack.token(sub).await,
+            sub: sub.to_owned(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.stack.api_url, path)
     }
 
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
         let mut req = self.http.request(method, self.url(path));
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -84,7 +103,11 @@ impl World {
             .send()
             .await
             .expect("the sandbox answers");
-        assert!(resp.status().is_success(), "sandbox control {path} failed: {}", resp.status());
+        assert!(
+            resp.status().is_success(),
+            "sandbox control {path} failed: {}",
+            resp.status()
+        );
         resp.json().await.unwrap_or(Value::Null)
     }
 
@@ -101,7 +124,10 @@ impl World {
 
     /// Wait until every queue is empty and no function is running.
     pub async fn settle(&self) {
-        self.stack.drain(Duration::from_secs(120)).await.expect("queues drain");
+        self.stack
+            .drain(Duration::from_secs(120))
+            .await
+            .expect("queues drain");
     }
 
     pub fn config(&self) -> shared::Config {
@@ -111,13 +137,24 @@ impl World {
     /// Every item of the app table, as text: what a leak scan looks at.
     pub async fn app_table_dump(&self) -> String {
         let client = aws_sdk_dynamodb::Client::new(&self.stack.aws);
-        let out = client.scan().table_name(self.config().app_table).send().await.expect("scan");
+        let out = client
+            .scan()
+            .table_name(self.config().app_table)
+            .send()
+            .await
+            .expect("scan");
         format!("{:?}", out.items.unwrap_or_default())
     }
 
     pub async fn secret(&self, name: &str) -> Option<String> {
         let client = aws_sdk_secretsmanager::Client::new(&self.stack.aws);
-        client.get_secret_value().secret_id(name).send().await.ok().and_then(|o| o.secret_string)
+        client
+            .get_secret_value()
+            .secret_id(name)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.secret_string)
     }
 
     /// The products of the catalog generation the merchant's connection points at.
@@ -125,25 +162,47 @@ impl World {
         let config = self.config();
         let merchant = shared::domain::MerchantId::parse(merchant).unwrap();
         let store = shared::aws::dynamo::AppStore::from_sdk(&self.stack.aws, &config.app_table);
-        let catalog = shared::aws::catalog_store::CatalogStore::from_sdk(&self.stack.aws, &config.catalog_table);
-        let Some(generation) = store.shopify(&merchant).await.unwrap().and_then(|c| c.catalog_generation) else {
+        let catalog = shared::aws::catalog_store::CatalogStore::from_sdk(
+            &self.stack.aws,
+            &config.catalog_table,
+        );
+        let Some(generation) = store
+            .shopify(&merchant)
+            .await
+            .unwrap()
+            .and_then(|c| c.catalog_generation)
+        else {
             return Vec::new();
         };
-        catalog.read_generation(&merchant, &generation).await.unwrap()
+        catalog
+            .read_generation(&merchant, &generation)
+            .await
+            .unwrap()
     }
 
     pub async fn generation(&self, merchant: &str) -> Option<String> {
         let config = self.config();
         let merchant = shared::domain::MerchantId::parse(merchant).unwrap();
         let store = shared::aws::dynamo::AppStore::from_sdk(&self.stack.aws, &config.app_table);
-        store.shopify(&merchant).await.unwrap().and_then(|c| c.catalog_generation)
+        store
+            .shopify(&merchant)
+            .await
+            .unwrap()
+            .and_then(|c| c.catalog_generation)
     }
 
     pub async fn generation_items(&self, merchant: &str, generation: &str) -> usize {
         let config = self.config();
         let merchant = shared::domain::MerchantId::parse(merchant).unwrap();
-        let catalog = shared::aws::catalog_store::CatalogStore::from_sdk(&self.stack.aws, &config.catalog_table);
-        catalog.read_generation(&merchant, generation).await.unwrap().len()
+        let catalog = shared::aws::catalog_store::CatalogStore::from_sdk(
+            &self.stack.aws,
+            &config.catalog_table,
+        );
+        catalog
+            .read_generation(&merchant, generation)
+            .await
+            .unwrap()
+            .len()
     }
 }
 
@@ -157,7 +216,11 @@ async fn read(resp: reqwest::Response) -> Response {
         .to_owned();
     let bytes = resp.bytes().await.unwrap_or_default();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Response { status, content_type, body }
+    Response {
+        status,
+        content_type,
+        body,
+    }
 }
 
 pub struct Merchant<'w> {
@@ -168,13 +231,19 @@ pub struct Merchant<'w> {
 
 impl Merchant<'_> {
     pub async fn get(&self, path: &str) -> Response {
-        self.world.call(Method::GET, path, Some(&self.token), None).await
+        self.world
+            .call(Method::GET, path, Some(&self.token), None)
+            .await
     }
     pub async fn put(&self, path: &str, body: Value) -> Response {
-        self.world.call(Method::PUT, path, Some(&self.token), Some(body)).await
+        self.world
+            .call(Method::PUT, path, Some(&self.token), Some(body))
+            .await
     }
     pub async fn post(&self, path: &str, body: Value) -> Response {
-        self.world.call(Method::POST, path, Some(&self.token), Some(body)).await
+        self.world
+            .call(Method::POST, path, Some(&self.token), Some(body))
+            .await
     }
 
     pub async fn connections(&self) -> Value {
@@ -184,17 +253,24 @@ impl Merchant<'_> {
     }
 
     pub async fn connect_klaviyo(&self, key: &str) -> Response {
-        self.put("/connections/klaviyo", json!({ "api_key": key })).await
+        self.put("/connections/klaviyo", json!({ "api_key": key }))
+            .await
     }
 
     /// Start the install and follow the sandbox's "merchant approves" redirect; returns the
     /// callback URL Shopify would send the browser to (not yet visited).
     pub async fn authorize_shopify(&self, shop: &str) -> String {
-        let start = self.post("/connections/shopify", json!({ "shop": shop })).await;
+        let start = self
+            .post("/connections/shopify", json!({ "shop": shop }))
+            .await;
         assert_eq!(start.status, StatusCode::OK, "{:?}", start.body);
         let authorize_url = start.body["authorize_url"].as_str().unwrap().to_owned();
         let approve = self.world.http.get(&authorize_url).send().await.unwrap();
-        assert_eq!(approve.status(), StatusCode::FOUND, "the sandbox approves the install");
+        assert_eq!(
+            approve.status(),
+            StatusCode::FOUND,
+            "the sandbox approves the install"
+        );
         approve.headers()["location"].to_str().unwrap().to_owned()
     }
 
@@ -211,9 +287,14 @@ impl Merchant<'_> {
 /// knew the secret could; used to show the state and shop checks hold on their own.
 pub fn resign(query: &[(String, String)], secret: &str) -> String {
     use hmac_sha256::sign;
-    let mut pairs: Vec<(String, String)> = query.iter().filter(|(k, _)| k != "hmac").cloned().collect();
+    let mut pairs: Vec<(String, String)> =
+        query.iter().filter(|(k, _)| k != "hmac").cloned().collect();
     pairs.sort();
-    let message = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+    let message = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
     let mut out = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in &pairs {
         out.append_pair(k, v);
@@ -233,7 +314,11 @@ mod hmac_sha256 {
 }
 
 pub fn query_of(url: &str) -> Vec<(String, String)> {
-    url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
 }
 
 pub fn with_query(url: &str, query: &str) -> String {

@@ -9,9 +9,11 @@ use shared::aws::catalog_store::CatalogStore;
 use shared::aws::dynamo::AppStore;
 use shared::aws::token_vault::AwsTokenVault;
 use shared::aws::{queue::Queue, secrets::SecretStore, AwsError};
-use shared::domain::{now_unix, ConnectionStatus, MerchantId, SyncMessage, SyncReason, SyncRequest, Vendor};
-use shared::edge::{function::parse_event, sqs, Function, FunctionError};
 use shared::domain::CatalogProduct;
+use shared::domain::{
+    now_unix, ConnectionStatus, MerchantId, SyncMessage, SyncReason, SyncRequest, Vendor,
+};
+use shared::edge::{function::parse_event, sqs, Function, FunctionError};
 use shared::shopify::catalog::{self, CatalogOptions};
 use shared::shopify::{ShopifyAdmin, ShopifyApp, ShopifyError, ShopifyUsage};
 use shared::Config;
@@ -46,14 +48,22 @@ pub struct SyncReport {
 
 impl SyncReport {
     fn new(outcome: SyncOutcome) -> Self {
-        Self { outcome, shopify: ShopifyUsage::default(), ddb_requests: 0, elapsed: Duration::ZERO }
+        Self {
+            outcome,
+            shopify: ShopifyUsage::default(),
+            ddb_requests: 0,
+            elapsed: Duration::ZERO,
+        }
     }
 }
 
 /// How one sync ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SyncOutcome {
-    Replaced { generation: String, products: usize },
+    Replaced {
+        generation: String,
+        products: usize,
+    },
     /// The merchant disconnected (or never connected): nothing to do, nothing to retry.
     NotConnected,
     /// Another sync swapped in first; ours was discarded.
@@ -92,7 +102,11 @@ impl Handler {
         self.sync_with(merchant, &CatalogOptions::default()).await
     }
 
-    pub async fn sync_with(&self, merchant: &MerchantId, options: &CatalogOptions) -> Result<SyncReport, FunctionError> {
+    pub async fn sync_with(
+        &self,
+        merchant: &MerchantId,
+        options: &CatalogOptions,
+    ) -> Result<SyncReport, FunctionError> {
         let started = Instant::now();
         let ddb_before = self.catalog.requests();
         let connection = match self.store.shopify(merchant).await? {
@@ -105,7 +119,12 @@ impl Handler {
             self.config.secret_name(merchant, Vendor::Shopify),
             &connection.shop,
         );
-        let admin = ShopifyAdmin::new(self.http.clone(), self.app.clone(), connection.shop.clone(), Arc::new(vault));
+        let admin = ShopifyAdmin::new(
+            self.http.clone(),
+            self.app.clone(),
+            connection.shop.clone(),
+            Arc::new(vault),
+        );
         let generation = ulid::Ulid::new().to_string();
 
         let fetched = self.fetch_showing_progress(merchant, &admin, options).await;
@@ -114,27 +133,52 @@ impl Handler {
         let products = match fetched {
             Ok(products) => products,
             Err(err) => {
-                self.store.record_sync_error(merchant, &sync_error_message(&err), now_unix()).await?;
+                self.store
+                    .record_sync_error(merchant, &sync_error_message(&err), now_unix())
+                    .await?;
                 tracing::warn!(merchant = merchant.as_str(), error = %err, "catalog sync failed; previous catalog kept");
                 return Err(Box::new(err));
             }
         };
-        if let Err(err) = self.catalog.write_generation(merchant, &generation, &products).await {
+        if let Err(err) = self
+            .catalog
+            .write_generation(merchant, &generation, &products)
+            .await
+        {
             self.discard(merchant, &generation).await;
-            self.store.record_sync_error(merchant, "could not store the catalog; it will be retried", now_unix()).await?;
+            self.store
+                .record_sync_error(
+                    merchant,
+                    "could not store the catalog; it will be retried",
+                    now_unix(),
+                )
+                .await?;
             return Err(Box::new(err));
         }
         let old = connection.catalog_generation.as_deref();
         let swapped = self
             .store
-            .swap_catalog_generation(merchant, old, &generation, products.len() as u64, now_unix())
+            .swap_catalog_generation(
+                merchant,
+                old,
+                &generation,
+                products.len() as u64,
+                now_unix(),
+            )
             .await?;
         report.outcome = if swapped {
             if let Some(old) = old {
                 self.discard(merchant, old).await;
             }
-            tracing::info!(merchant = merchant.as_str(), products = products.len(), "catalog replaced");
-            SyncOutcome::Replaced { generation, products: products.len() }
+            tracing::info!(
+                merchant = merchant.as_str(),
+                products = products.len(),
+                "catalog replaced"
+            );
+            SyncOutcome::Replaced {
+                generation,
+                products: products.len(),
+            }
         } else {
             self.discard(merchant, &generation).await;
             SyncOutcome::Superseded
@@ -185,7 +229,10 @@ impl Handler {
             .merchants_with_connected_shop()
             .await?
             .into_iter()
-            .map(|merchant_id| SyncRequest { merchant_id, reason: SyncReason::Scheduled })
+            .map(|merchant_id| SyncRequest {
+                merchant_id,
+                reason: SyncReason::Scheduled,
+            })
             .collect();
         self.sync_queue.send_all(&requests).await?;
         Ok(requests.len())
@@ -193,7 +240,9 @@ impl Handler {
 
     async fn handle_record(&self, record: SqsMessage) -> Result<(), FunctionError> {
         let message: SyncMessage = serde_json::from_str(record.body.as_deref().unwrap_or_default())
-            .map_err(|e| format!("sync queue body is not a SyncRequest or a product signal: {e}"))?;
+            .map_err(|e| {
+                format!("sync queue body is not a SyncRequest or a product signal: {e}")
+            })?;
         let request = match message {
             SyncMessage::Full(request) => request,
             SyncMessage::Product(signal) => return self.handle_product_signal(&signal).await,
@@ -219,7 +268,13 @@ fn emit_sync_metrics(outcome: &Result<SyncReport, FunctionError>, elapsed: std::
                 SyncOutcome::NotConnected => ("not_connected", 0),
                 SyncOutcome::Superseded => ("superseded", 0),
             };
-            shared::metrics::catalog_sync(name, products, &report.shopify, report.ddb_requests, elapsed);
+            shared::metrics::catalog_sync(
+                name,
+                products,
+                &report.shopify,
+                report.ddb_requests,
+                elapsed,
+            );
         }
         Err(_) => shared::metrics::catalog_sync("failed", 0, &Default::default(), 0, elapsed),
     }
@@ -228,7 +283,9 @@ fn emit_sync_metrics(outcome: &Result<SyncReport, FunctionError>, elapsed: std::
 fn is_permanent(err: &(dyn std::error::Error + 'static)) -> bool {
     matches!(
         err.downcast_ref::<ShopifyError>(),
-        Some(ShopifyError::Unauthorized | ShopifyError::InvalidGrant | ShopifyError::ScopeNotGranted)
+        Some(
+            ShopifyError::Unauthorized | ShopifyError::InvalidGrant | ShopifyError::ScopeNotGranted
+        )
     )
 }
 
@@ -238,8 +295,12 @@ fn sync_error_message(err: &ShopifyError) -> String {
         ShopifyError::Unauthorized | ShopifyError::InvalidGrant => {
             "Shopify rejected our access; reconnect the shop".to_owned()
         }
-        ShopifyError::ScopeNotGranted => "the read_products permission was not granted; reconnect the shop".to_owned(),
-        ShopifyError::Throttled { .. } => "Shopify rate limited the sync; it will be retried".to_owned(),
+        ShopifyError::ScopeNotGranted => {
+            "the read_products permission was not granted; reconnect the shop".to_owned()
+        }
+        ShopifyError::Throttled { .. } => {
+            "Shopify rate limited the sync; it will be retried".to_owned()
+        }
         _ => "Shopify was unavailable during the sync; it will be retried".to_owned(),
     }
 }
@@ -250,7 +311,8 @@ impl Function for Handler {
         if event.get("Records").is_some() {
             let event: SqsEvent = parse_event(event, "SQS")?;
             // One sync at a time per container: each one is already paced against Shopify.
-            let response = sqs::for_each_record(event, 1, |record| self.handle_record(record)).await;
+            let response =
+                sqs::for_each_record(event, 1, |record| self.handle_record(record)).await;
             return Ok(serde_json::to_value(response)?);
         }
         if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {

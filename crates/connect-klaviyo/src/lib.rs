@@ -7,7 +7,9 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use serde_json::Value;
 use shared::api::{ConnectionsView, KlaviyoConnectionView, PutKlaviyoKey};
 use shared::aws::{dynamo::AppStore, secrets::SecretStore, AwsError};
-use shared::domain::{now_unix, ConnectionStatus, KlaviyoApiKey, KlaviyoConnection, MerchantId, Vendor};
+use shared::domain::{
+    now_unix, ConnectionStatus, KlaviyoApiKey, KlaviyoConnection, MerchantId, Vendor,
+};
 use shared::edge::{function::parse_event, http, Function, FunctionError};
 use shared::error::ApiError;
 use shared::klaviyo::KlaviyoClient;
@@ -26,12 +28,19 @@ impl Handler {
         Ok(Self {
             store: AppStore::from_sdk(&aws, &config.app_table),
             secrets: SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone()),
-            klaviyo: KlaviyoClient::new(shared::http_client(), config.klaviyo_base_url.clone(), config.klaviyo_revision.clone()),
+            klaviyo: KlaviyoClient::new(
+                shared::http_client(),
+                config.klaviyo_base_url.clone(),
+                config.klaviyo_revision.clone(),
+            ),
             config,
         })
     }
 
-    pub async fn handle(&self, req: &ApiGatewayV2httpRequest) -> Result<ApiGatewayV2httpResponse, ApiError> {
+    pub async fn handle(
+        &self,
+        req: &ApiGatewayV2httpRequest,
+    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
         match http::route_key(req) {
             "GET /openapi.json" => Ok(http::json(200, &shared::api::openapi())),
             "GET /connections" => {
@@ -41,7 +50,8 @@ impl Handler {
             "PUT /connections/klaviyo" => {
                 let merchant = http::merchant(req)?;
                 let body: PutKlaviyoKey = http::json_body(req)?;
-                let key = KlaviyoApiKey::parse(&body.api_key).map_err(|e| ApiError::InvalidKlaviyoKey(e.0))?;
+                let key = KlaviyoApiKey::parse(&body.api_key)
+                    .map_err(|e| ApiError::InvalidKlaviyoKey(e.0))?;
                 Ok(http::json(200, &self.connect(&merchant, &key).await?))
             }
             other => Err(ApiError::RouteNotFound(other.to_owned())),
@@ -49,7 +59,9 @@ impl Handler {
     }
 
     async fn connections(&self, merchant: &MerchantId) -> Result<ConnectionsView, ApiError> {
-        let (klaviyo, shopify) = tokio::try_join!(self.store.klaviyo(merchant), self.store.shopify(merchant)).map_err(internal)?;
+        let (klaviyo, shopify) =
+            tokio::try_join!(self.store.klaviyo(merchant), self.store.shopify(merchant))
+                .map_err(internal)?;
         Ok(ConnectionsView {
             klaviyo: klaviyo.as_ref().map(Into::into),
             shopify: shopify.as_ref().map(Into::into),
@@ -58,11 +70,25 @@ impl Handler {
 
     /// Validate the key once against Klaviyo (account, then a read probe per scope) before
     /// anything is stored; the key goes only to Secrets Manager.
-    async fn connect(&self, merchant: &MerchantId, key: &KlaviyoApiKey) -> Result<KlaviyoConnectionView, ApiError> {
-        let account = self.klaviyo.get_account(key).await.map_err(ApiError::from)?;
-        let missing = self.klaviyo.probe_read_scopes(key).await.map_err(ApiError::from)?;
+    async fn connect(
+        &self,
+        merchant: &MerchantId,
+        key: &KlaviyoApiKey,
+    ) -> Result<KlaviyoConnectionView, ApiError> {
+        let account = self
+            .klaviyo
+            .get_account(key)
+            .await
+            .map_err(ApiError::from)?;
+        let missing = self
+            .klaviyo
+            .probe_read_scopes(key)
+            .await
+            .map_err(ApiError::from)?;
         if !missing.is_empty() {
-            return Err(ApiError::KlaviyoMissingScopes(missing.into_iter().map(str::to_owned).collect()));
+            return Err(ApiError::KlaviyoMissingScopes(
+                missing.into_iter().map(str::to_owned).collect(),
+            ));
         }
         let secret = serde_json::json!({ "api_key": key.expose() }).to_string();
         self.secrets
@@ -75,7 +101,10 @@ impl Handler {
             account_id: account.id,
             account_name: account.name,
         };
-        self.store.put_klaviyo(merchant, &connection).await.map_err(internal)?;
+        self.store
+            .put_klaviyo(merchant, &connection)
+            .await
+            .map_err(internal)?;
         tracing::info!(merchant = merchant.as_str(), "klaviyo connected");
         Ok((&connection).into())
     }
@@ -84,7 +113,6 @@ impl Handler {
 fn internal(err: AwsError) -> ApiError {
     ApiError::Internal(err.to_string())
 }
-
 
 #[async_trait]
 impl Function for Handler {

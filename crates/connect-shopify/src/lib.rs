@@ -11,8 +11,8 @@ use shared::api::{ShopifyAuthorize, ShopifyConnected, StartShopify, SyncQueued};
 use shared::aws::dynamo::{AppStore, OAuthState};
 use shared::aws::{queue::Queue, secrets::SecretStore, AwsError};
 use shared::domain::{
-    now_unix, rfc3339, ConnectionStatus, MerchantId, Secret, ShopDomain, ShopifyConnection, SyncReason, SyncRequest,
-    Vendor,
+    now_unix, rfc3339, ConnectionStatus, MerchantId, Secret, ShopDomain, ShopifyConnection,
+    SyncReason, SyncRequest, Vendor,
 };
 use shared::edge::{function::parse_event, http, Function, FunctionError};
 use shared::error::ApiError;
@@ -45,7 +45,10 @@ impl Handler {
         Ok(Self {
             store: AppStore::from_sdk(&aws, &config.app_table),
             sync_queue: Queue::from_sdk(&aws, &config.sync_queue_url),
-            purge_queue: config.purge_queue_url.as_ref().map(|url| Queue::from_sdk(&aws, url)),
+            purge_queue: config
+                .purge_queue_url
+                .as_ref()
+                .map(|url| Queue::from_sdk(&aws, url)),
             secrets,
             http: shared::http_client(),
             client_secret,
@@ -53,12 +56,16 @@ impl Handler {
         })
     }
 
-    pub async fn handle(&self, req: &ApiGatewayV2httpRequest) -> Result<ApiGatewayV2httpResponse, ApiError> {
+    pub async fn handle(
+        &self,
+        req: &ApiGatewayV2httpRequest,
+    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
         match http::route_key(req) {
             "POST /connections/shopify" => {
                 let merchant = http::merchant(req)?;
                 let body: StartShopify = http::json_body(req)?;
-                let shop = ShopDomain::parse(&body.shop).map_err(|e| ApiError::InvalidShopDomain(e.0))?;
+                let shop =
+                    ShopDomain::parse(&body.shop).map_err(|e| ApiError::InvalidShopDomain(e.0))?;
                 Ok(http::json(200, &self.start(&merchant, shop).await?))
             }
             "GET /connections/shopify/callback" => {
@@ -74,7 +81,11 @@ impl Handler {
         }
     }
 
-    async fn start(&self, merchant: &MerchantId, shop: ShopDomain) -> Result<ShopifyAuthorize, ApiError> {
+    async fn start(
+        &self,
+        merchant: &MerchantId,
+        shop: ShopDomain,
+    ) -> Result<ShopifyAuthorize, ApiError> {
         if let Some(owner) = self.store.shop_owner(&shop).await.map_err(internal)? {
             if &owner != merchant {
                 return Err(ApiError::ShopTaken);
@@ -82,8 +93,15 @@ impl Handler {
         }
         let nonce = random_nonce();
         let expires_at = now_unix() + STATE_TTL_SECS;
-        let state = OAuthState { merchant: merchant.clone(), shop: shop.clone(), expires_at };
-        self.store.put_oauth_state(&nonce, &state).await.map_err(internal)?;
+        let state = OAuthState {
+            merchant: merchant.clone(),
+            shop: shop.clone(),
+            expires_at,
+        };
+        self.store
+            .put_oauth_state(&nonce, &state)
+            .await
+            .map_err(internal)?;
         let authorize_url = oauth::authorize_url(
             &self.config.shopify_base_url(&shop),
             &self.config.shopify_client_id,
@@ -91,7 +109,10 @@ impl Handler {
             &self.config.shopify_redirect_uri,
             &nonce,
         );
-        Ok(ShopifyAuthorize { authorize_url, expires_at: rfc3339(expires_at) })
+        Ok(ShopifyAuthorize {
+            authorize_url,
+            expires_at: rfc3339(expires_at),
+        })
     }
 
     /// Shopify's redirect back. Checked in order: signature (nothing else is trusted before it),
@@ -100,31 +121,61 @@ impl Handler {
         if !oauth::verify_query_hmac(self.client_secret.expose(), query) {
             return Err(ApiError::InvalidOAuthSignature);
         }
-        let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-        let timestamp = param("timestamp").and_then(|t| t.parse::<i64>().ok()).unwrap_or(0);
+        let param = |name: &str| {
+            query
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let timestamp = param("timestamp")
+            .and_then(|t| t.parse::<i64>().ok())
+            .unwrap_or(0);
         if !oauth::timestamp_is_fresh(timestamp, now_unix()) {
             return Err(ApiError::InvalidOAuthState);
         }
-        let shop = ShopDomain::parse(param("shop").unwrap_or_default()).map_err(|e| ApiError::InvalidShopDomain(e.0))?;
+        let shop = ShopDomain::parse(param("shop").unwrap_or_default())
+            .map_err(|e| ApiError::InvalidShopDomain(e.0))?;
         let (Some(nonce), Some(code)) = (param("state"), param("code")) else {
-            return Err(ApiError::InvalidRequest("code and state are required".into()));
+            return Err(ApiError::InvalidRequest(
+                "code and state are required".into(),
+            ));
         };
-        let state = self.store.take_oauth_state(nonce).await.map_err(internal)?.ok_or(ApiError::InvalidOAuthState)?;
+        let state = self
+            .store
+            .take_oauth_state(nonce)
+            .await
+            .map_err(internal)?
+            .ok_or(ApiError::InvalidOAuthState)?;
         if state.shop != shop {
             return Err(ApiError::InvalidOAuthState);
         }
         let merchant = state.merchant;
         let base = self.config.shopify_base_url(&shop);
-        let tokens = oauth::exchange_code(&self.http, &base, &self.config.shopify_client_id, self.client_secret.expose(), code)
-            .await
-            .map_err(shopify_error)?;
+        let tokens = oauth::exchange_code(
+            &self.http,
+            &base,
+            &self.config.shopify_client_id,
+            self.client_secret.expose(),
+            code,
+        )
+        .await
+        .map_err(shopify_error)?;
         // Claimed only after Shopify accepted the code, so a failed install blocks nobody.
-        if !self.store.claim_shop(&shop, &merchant).await.map_err(internal)? {
+        if !self
+            .store
+            .claim_shop(&shop, &merchant)
+            .await
+            .map_err(internal)?
+        {
             return Err(ApiError::ShopTaken);
         }
-        let secret = serde_json::to_string(&tokens).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let secret =
+            serde_json::to_string(&tokens).map_err(|e| ApiError::Internal(e.to_string()))?;
         self.secrets
-            .put(&self.config.secret_name(&merchant, Vendor::Shopify), &secret)
+            .put(
+                &self.config.secret_name(&merchant, Vendor::Shopify),
+                &secret,
+            )
             .await
             .map_err(internal)?;
 
@@ -134,20 +185,43 @@ impl Handler {
             status: ConnectionStatus::Connected,
             shop: shop.clone(),
             connected_at: now_unix(),
-            catalog_generation: previous.as_ref().filter(|p| p.shop == shop).and_then(|p| p.catalog_generation.clone()),
-            catalog_size: previous.as_ref().filter(|p| p.shop == shop).map_or(0, |p| p.catalog_size),
-            last_sync_at: previous.as_ref().filter(|p| p.shop == shop).and_then(|p| p.last_sync_at),
+            catalog_generation: previous
+                .as_ref()
+                .filter(|p| p.shop == shop)
+                .and_then(|p| p.catalog_generation.clone()),
+            catalog_size: previous
+                .as_ref()
+                .filter(|p| p.shop == shop)
+                .map_or(0, |p| p.catalog_size),
+            last_sync_at: previous
+                .as_ref()
+                .filter(|p| p.shop == shop)
+                .and_then(|p| p.last_sync_at),
             last_sync_error: None,
             sync_started_at: None,
             sync_products_read: None,
         };
-        self.store.put_shopify(&merchant, &connection).await.map_err(internal)?;
-        self.sync_queue
-            .send(&SyncRequest { merchant_id: merchant.clone(), reason: SyncReason::Connected })
+        self.store
+            .put_shopify(&merchant, &connection)
             .await
             .map_err(internal)?;
-        tracing::info!(merchant = merchant.as_str(), shop = shop.as_str(), "shopify connected; first sync queued");
-        Ok(ShopifyConnected { shop: shop.as_str().to_owned(), status: ConnectionStatus::Connected, catalog_sync: "queued".into() })
+        self.sync_queue
+            .send(&SyncRequest {
+                merchant_id: merchant.clone(),
+                reason: SyncReason::Connected,
+            })
+            .await
+            .map_err(internal)?;
+        tracing::info!(
+            merchant = merchant.as_str(),
+            shop = shop.as_str(),
+            "shopify connected; first sync queued"
+        );
+        Ok(ShopifyConnected {
+            shop: shop.as_str().to_owned(),
+            status: ConnectionStatus::Connected,
+            catalog_sync: "queued".into(),
+        })
     }
 
     async fn request_sync(&self, merchant: &MerchantId) -> Result<SyncQueued, ApiError> {
@@ -156,10 +230,15 @@ impl Handler {
             _ => return Err(ApiError::NotConnected("Shopify")),
         }
         self.sync_queue
-            .send(&SyncRequest { merchant_id: merchant.clone(), reason: SyncReason::Requested })
+            .send(&SyncRequest {
+                merchant_id: merchant.clone(),
+                reason: SyncReason::Requested,
+            })
             .await
             .map_err(internal)?;
-        Ok(SyncQueued { status: "queued".into() })
+        Ok(SyncQueued {
+            status: "queued".into(),
+        })
     }
 }
 

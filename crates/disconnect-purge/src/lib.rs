@@ -55,8 +55,10 @@ impl Handler {
             .clone()
             .ok_or("AUDIT_PEPPER_SECRET_ID is not configured")?;
         // Both secrets at once: each read is a round trip, and init time is cold-start time.
-        let (client_secret, pepper) =
-            tokio::join!(secrets.shopify_client_secret(&config), secrets.get(&pepper_id));
+        let (client_secret, pepper) = tokio::join!(
+            secrets.shopify_client_secret(&config),
+            secrets.get(&pepper_id)
+        );
         let client_secret = client_secret?;
         let pepper = pepper?.ok_or("the audit pepper secret is missing")?;
         Ok(Self {

@@ -219,8 +219,14 @@ impl LocalStack {
             // in this process, so it gets the whole budget rather than a container's share.
             env.insert("VENDOR_BUDGET_SHARE".into(), "1".into());
             // The sandbox's Bedrock quota, which the one in-process worker may use whole.
-            env.insert("BEDROCK_REQUESTS_PER_MINUTE".into(), sandbox.config().bedrock_rpm.to_string());
-            env.insert("BEDROCK_TOKENS_PER_MINUTE".into(), sandbox.config().bedrock_tpm.to_string());
+            env.insert(
+                "BEDROCK_REQUESTS_PER_MINUTE".into(),
+                sandbox.config().bedrock_rpm.to_string(),
+            );
+            env.insert(
+                "BEDROCK_TOKENS_PER_MINUTE".into(),
+                sandbox.config().bedrock_tpm.to_string(),
+            );
             env.insert(
                 "SHOPIFY_BASE_URL_TEMPLATE".into(),
                 sandbox.shopify_base_url_template(),

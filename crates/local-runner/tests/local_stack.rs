@@ -146,14 +146,22 @@ async fn provisions_exactly_the_templates_tables_and_queues() {
     let mut all_tables = Vec::new();
     let mut start: Option<String> = None;
     loop {
-        let page = ddb.list_tables().set_exclusive_start_table_name(start.take()).send().await.unwrap();
+        let page = ddb
+            .list_tables()
+            .set_exclusive_start_table_name(start.take())
+            .send()
+            .await
+            .unwrap();
         all_tables.extend(page.table_names().iter().cloned());
         match page.last_evaluated_table_name() {
             Some(last) => start = Some(last.to_owned()),
             None => break,
         }
     }
-    let ours: Vec<&String> = all_tables.iter().filter(|n| n.starts_with(&stack.prefix)).collect();
+    let ours: Vec<&String> = all_tables
+        .iter()
+        .filter(|n| n.starts_with(&stack.prefix))
+        .collect();
     assert_eq!(ours.len(), tables.len(), "tables in moto: {ours:?}");
     for (id, props) in &tables {
         let name = stack
@@ -657,7 +665,9 @@ async fn invocation_error_fails_the_whole_batch_until_the_dlq() {
     // The worker also consumes its dead-letter queue (to count dead batches), so the probe
     // fails deliveries from the work queue and accepts the one from the DLQ.
     let probe = Probe::new(|event| {
-        let from_dlq = event["Records"][0]["eventSourceARN"].as_str().is_some_and(|arn| arn.contains("DeadLetter"));
+        let from_dlq = event["Records"][0]["eventSourceARN"]
+            .as_str()
+            .is_some_and(|arn| arn.contains("DeadLetter"));
         if from_dlq {
             Ok(json!({ "batchItemFailures": [] }))
         } else {
@@ -684,9 +694,19 @@ async fn invocation_error_fails_the_whole_batch_until_the_dlq() {
     .await;
     stack.drain(Duration::from_secs(20)).await.unwrap();
     let events = probe.events();
-    let sources: Vec<&str> = events.iter().map(|e| e["Records"][0]["eventSourceARN"].as_str().unwrap_or("")).collect();
-    assert_eq!(sources.iter().filter(|s| !s.contains("DeadLetter")).count(), 3, "three receives from the work queue: {sources:?}");
-    assert!(sources[3].contains("DeadLetter"), "then the dead-letter queue: {sources:?}");
+    let sources: Vec<&str> = events
+        .iter()
+        .map(|e| e["Records"][0]["eventSourceARN"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        sources.iter().filter(|s| !s.contains("DeadLetter")).count(),
+        3,
+        "three receives from the work queue: {sources:?}"
+    );
+    assert!(
+        sources[3].contains("DeadLetter"),
+        "then the dead-letter queue: {sources:?}"
+    );
     stack.shutdown().await;
 }
 

@@ -41,7 +41,6 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
 }
 
-
 impl Handler {
     pub async fn init(config: Config) -> Result<Self, FunctionError> {
         let aws = shared::aws::sdk_config().await;
@@ -81,85 +80,172 @@ impl Handler {
     }
 
     async fn run(&self, merchant: &MerchantId, run_id: &str) -> Result<Run, ApiError> {
-        let valid = !run_id.is_empty() && run_id.len() <= 32 && run_id.chars().all(|c| c.is_ascii_alphanumeric());
+        let valid = !run_id.is_empty()
+            && run_id.len() <= 32
+            && run_id.chars().all(|c| c.is_ascii_alphanumeric());
         if !valid {
             return Err(ApiError::RunNotFound(run_id.chars().take(32).collect()));
         }
-        self.runs.get(merchant, run_id).await.map_err(internal)?.ok_or_else(|| ApiError::RunNotFound(run_id.to_owned()))
+        self.runs
+            .get(merchant, run_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::RunNotFound(run_id.to_owned()))
     }
 
-    pub async fn handle_http(&self, req: &ApiGatewayV2httpRequest) -> Result<ApiGatewayV2httpResponse, ApiError> {
+    pub async fn handle_http(
+        &self,
+        req: &ApiGatewayV2httpRequest,
+    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
         let merchant = http::merchant(req)?;
         let run_id = || req.path_parameters.get("id").cloned().unwrap_or_default();
         match http::route_key(req) {
             "GET /audiences" => {
-                let offset = req.query_string_parameters.first("cursor").and_then(|c| c.parse::<usize>().ok()).unwrap_or(0);
+                let offset = req
+                    .query_string_parameters
+                    .first("cursor")
+                    .and_then(|c| c.parse::<usize>().ok())
+                    .unwrap_or(0);
                 Ok(http::json(200, &self.audiences(&merchant, offset).await?))
             }
             "GET /settings" => {
-                let settings = self.runs.settings(&merchant).await.map_err(internal)?.unwrap_or_default();
+                let settings = self
+                    .runs
+                    .settings(&merchant)
+                    .await
+                    .map_err(internal)?
+                    .unwrap_or_default();
                 Ok(http::json(200, &settings))
             }
             "PUT /settings" => {
                 let settings: Settings = http::json_body(req)?;
                 settings.validate().map_err(ApiError::InvalidSettings)?;
-                self.runs.put_settings(&merchant, &settings).await.map_err(internal)?;
+                self.runs
+                    .put_settings(&merchant, &settings)
+                    .await
+                    .map_err(internal)?;
                 Ok(http::json(200, &settings))
             }
             "POST /runs" => {
                 let body: RunRequest = http::json_body(req)?;
-                body.validate().map_err(|p| ApiError::InvalidRequest(p.join("; ")))?;
+                body.validate()
+                    .map_err(|p| ApiError::InvalidRequest(p.join("; ")))?;
                 Ok(http::json(201, &self.create_run(&merchant, body).await?))
             }
             "GET /runs" => {
                 let runs = self.runs.list(&merchant, 50).await.map_err(internal)?;
-                Ok(http::json(200, &RunList { runs: runs.iter().map(|r| self.view(r)).collect() }))
+                Ok(http::json(
+                    200,
+                    &RunList {
+                        runs: runs.iter().map(|r| self.view(r)).collect(),
+                    },
+                ))
             }
-            "GET /runs/{id}" => Ok(http::json(200, &self.view(&self.run(&merchant, &run_id()).await?))),
+            "GET /runs/{id}" => Ok(http::json(
+                200,
+                &self.view(&self.run(&merchant, &run_id()).await?),
+            )),
             "POST /runs/{id}/approve" => {
                 let run = self.run(&merchant, &run_id()).await?;
                 let moved = self
                     .runs
-                    .transition(&merchant, &run.run_id, &[RunState::AwaitingApproval], RunState::Fanning, None)
+                    .transition(
+                        &merchant,
+                        &run.run_id,
+                        &[RunState::AwaitingApproval],
+                        RunState::Fanning,
+                        None,
+                    )
                     .await
                     .map_err(internal)?;
                 if !moved {
-                    return Err(ApiError::RunStateConflict(format!("run {} is not awaiting approval", run.run_id)));
+                    return Err(ApiError::RunStateConflict(format!(
+                        "run {} is not awaiting approval",
+                        run.run_id
+                    )));
                 }
                 self.start_fanout(&merchant, &run.run_id).await?;
-                Ok(http::json(200, &self.view(&self.run(&merchant, &run.run_id).await?)))
+                Ok(http::json(
+                    200,
+                    &self.view(&self.run(&merchant, &run.run_id).await?),
+                ))
             }
             "POST /runs/{id}/cancel" => {
                 let run = self.run(&merchant, &run_id()).await?;
-                let live = [RunState::Fanning, RunState::AwaitingApproval, RunState::Running];
+                let live = [
+                    RunState::Fanning,
+                    RunState::AwaitingApproval,
+                    RunState::Running,
+                ];
                 let moved = self
                     .runs
-                    .transition(&merchant, &run.run_id, &live, RunState::Cancelled, Some("cancelled_by_merchant"))
+                    .transition(
+                        &merchant,
+                        &run.run_id,
+                        &live,
+                        RunState::Cancelled,
+                        Some("cancelled_by_merchant"),
+                    )
                     .await
                     .map_err(internal)?;
                 if !moved {
-                    return Err(ApiError::RunStateConflict(format!("run {} has already finished", run.run_id)));
+                    return Err(ApiError::RunStateConflict(format!(
+                        "run {} has already finished",
+                        run.run_id
+                    )));
                 }
-                Ok(http::json(200, &self.view(&self.run(&merchant, &run.run_id).await?)))
+                Ok(http::json(
+                    200,
+                    &self.view(&self.run(&merchant, &run.run_id).await?),
+                ))
             }
             other => Err(ApiError::RouteNotFound(other.to_owned())),
         }
     }
 
-    async fn audiences(&self, merchant: &MerchantId, offset: usize) -> Result<AudiencesPage, ApiError> {
+    async fn audiences(
+        &self,
+        merchant: &MerchantId,
+        offset: usize,
+    ) -> Result<AudiencesPage, ApiError> {
         let key = self.key(merchant).await?;
-        let (lists, segments) = tokio::try_join!(self.engine.klaviyo.lists(&key), self.engine.klaviyo.segments(&key))
-            .map_err(ApiError::from)?;
+        let (lists, segments) = tokio::try_join!(
+            self.engine.klaviyo.lists(&key),
+            self.engine.klaviyo.segments(&key)
+        )
+        .map_err(ApiError::from)?;
         let mut all: Vec<Audience> = lists.into_iter().chain(segments).collect();
-        all.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.id.cmp(&b.id)));
-        let page: Vec<Audience> = all.iter().skip(offset).take(AUDIENCES_PER_PAGE).cloned().collect();
+        all.sort_by(|a, b| {
+            a.name
+                .to_lowercase()
+                .cmp(&b.name.to_lowercase())
+                .then(a.id.cmp(&b.id))
+        });
+        let page: Vec<Audience> = all
+            .iter()
+            .skip(offset)
+            .take(AUDIENCES_PER_PAGE)
+            .cloned()
+            .collect();
         let next = offset + page.len();
-        Ok(AudiencesPage { audiences: page, next_cursor: (next < all.len()).then(|| next.to_string()) })
+        Ok(AudiencesPage {
+            audiences: page,
+            next_cursor: (next < all.len()).then(|| next.to_string()),
+        })
     }
 
-    async fn create_run(&self, merchant: &MerchantId, request: RunRequest) -> Result<RunCreated, ApiError> {
+    async fn create_run(
+        &self,
+        merchant: &MerchantId,
+        request: RunRequest,
+    ) -> Result<RunCreated, ApiError> {
         let key = self.key(merchant).await?;
-        let has_catalog = self.store.shopify(merchant).await.map_err(internal)?.is_some_and(|c| c.catalog_generation.is_some());
+        let has_catalog = self
+            .store
+            .shopify(merchant)
+            .await
+            .map_err(internal)?
+            .is_some_and(|c| c.catalog_generation.is_some());
         if !has_catalog {
             return Err(ApiError::NotConnected("Shopify catalog"));
         }
@@ -172,7 +258,11 @@ impl Handler {
             .map_err(ApiError::from)?;
         let run = Run {
             run_id: ulid::Ulid::new().to_string(),
-            state: if request.review { RunState::AwaitingApproval } else { RunState::Fanning },
+            state: if request.review {
+                RunState::AwaitingApproval
+            } else {
+                RunState::Fanning
+            },
             state_reason: None,
             audience: request.audience,
             brief: request.brief.trim().to_owned(),
@@ -194,20 +284,51 @@ impl Handler {
         if run.review {
             // Samples are generated for the reviewer and returned once; they are never stored.
             let ids: Vec<String> = first_page.into_iter().take(REVIEW_SAMPLES).collect();
-            let profiles = self.engine.klaviyo.get_profiles(&key, &ids).await.map_err(ApiError::from)?;
-            let settings = self.runs.settings(merchant).await.map_err(internal)?.unwrap_or_default();
-            let job = Job { merchant, key: &key, settings: &settings, brief: &run.brief, run: None };
-            let generation = self.engine.generate(&job, profiles).await.map_err(internal)?;
-            samples = generation.results.iter().map(|r| personalize_worker::preview_profile(r.profile_id.clone(), r)).collect();
+            let profiles = self
+                .engine
+                .klaviyo
+                .get_profiles(&key, &ids)
+                .await
+                .map_err(ApiError::from)?;
+            let settings = self
+                .runs
+                .settings(merchant)
+                .await
+                .map_err(internal)?
+                .unwrap_or_default();
+            let job = Job {
+                merchant,
+                key: &key,
+                settings: &settings,
+                brief: &run.brief,
+                run: None,
+            };
+            let generation = self
+                .engine
+                .generate(&job, profiles)
+                .await
+                .map_err(internal)?;
+            samples = generation
+                .results
+                .iter()
+                .map(|r| personalize_worker::preview_profile(r.profile_id.clone(), r))
+                .collect();
         } else {
             self.start_fanout(merchant, &run.run_id).await?;
         }
         let stored = self.run(merchant, &run.run_id).await?;
-        Ok(RunCreated { run: self.view(&stored), samples })
+        Ok(RunCreated {
+            run: self.view(&stored),
+            samples,
+        })
     }
 
     async fn start_fanout(&self, merchant: &MerchantId, run_id: &str) -> Result<(), ApiError> {
-        let message = FanoutRequest { merchant_id: merchant.clone(), run_id: run_id.to_owned(), cursor: None };
+        let message = FanoutRequest {
+            merchant_id: merchant.clone(),
+            run_id: run_id.to_owned(),
+            cursor: None,
+        };
         self.fanout_queue.send(&message).await.map_err(internal)
     }
 
@@ -217,7 +338,9 @@ impl Handler {
         let budget = Duration::from_millis(self.config.fanout_time_budget_ms);
         let merchant = &request.merchant_id;
         loop {
-            let Some(run) = self.runs.get(merchant, &request.run_id).await? else { return Ok(()) };
+            let Some(run) = self.runs.get(merchant, &request.run_id).await? else {
+                return Ok(());
+            };
             if run.fanout_done {
                 return Ok(());
             }
@@ -226,12 +349,26 @@ impl Handler {
                 self.runs.finish_fanout(merchant, &run.run_id).await?;
                 return Ok(());
             }
-            let remaining_cap = run.profile_cap.map(|cap| cap.saturating_sub(run.counts.total));
+            let remaining_cap = run
+                .profile_cap
+                .map(|cap| cap.saturating_sub(run.counts.total));
             if remaining_cap == Some(0) {
                 return self.finish(merchant, &run.run_id).await;
             }
-            let Some(key) = self.secrets.klaviyo_key(&self.config.secret_name(merchant, Vendor::Klaviyo)).await? else {
-                self.runs.transition(merchant, &run.run_id, &[RunState::Fanning], RunState::Cancelled, Some("klaviyo_disconnected")).await?;
+            let Some(key) = self
+                .secrets
+                .klaviyo_key(&self.config.secret_name(merchant, Vendor::Klaviyo))
+                .await?
+            else {
+                self.runs
+                    .transition(
+                        merchant,
+                        &run.run_id,
+                        &[RunState::Fanning],
+                        RunState::Cancelled,
+                        Some("klaviyo_disconnected"),
+                    )
+                    .await?;
                 self.runs.finish_fanout(merchant, &run.run_id).await?;
                 return Ok(());
             };
@@ -252,12 +389,24 @@ impl Handler {
             if !ids.is_empty() {
                 // Sent before the page is claimed, with a deterministic batch number: a crash in
                 // between re-sends the same batch, which the worker deduplicates.
-                let work = WorkBatch { merchant_id: merchant.clone(), run_id: run.run_id.clone(), batch: batch_no, profile_ids: ids.clone() };
+                let work = WorkBatch {
+                    merchant_id: merchant.clone(),
+                    run_id: run.run_id.clone(),
+                    batch: batch_no,
+                    profile_ids: ids.clone(),
+                };
                 self.work_queue.send(&work).await?;
             }
             let claimed = self
                 .runs
-                .claim_page(merchant, &run.run_id, run.batches, cursor.as_deref(), next.as_deref(), ids.len() as u64)
+                .claim_page(
+                    merchant,
+                    &run.run_id,
+                    run.batches,
+                    cursor.as_deref(),
+                    next.as_deref(),
+                    ids.len() as u64,
+                )
                 .await?;
             if !claimed {
                 tracing::info!(run_id = %run.run_id, "page already claimed by another delivery; stopping");
@@ -277,17 +426,31 @@ impl Handler {
 
     async fn finish(&self, merchant: &MerchantId, run_id: &str) -> Result<(), FunctionError> {
         self.runs.finish_fanout(merchant, run_id).await?;
-        self.runs.transition(merchant, run_id, &[RunState::Fanning], RunState::Running, None).await?;
+        self.runs
+            .transition(
+                merchant,
+                run_id,
+                &[RunState::Fanning],
+                RunState::Running,
+                None,
+            )
+            .await?;
         if let Some(run) = self.runs.get(merchant, run_id).await? {
             self.runs.complete_if_accounted(merchant, &run).await?;
-            tracing::info!(run_id, total = run.counts.total, batches = run.batches, "fan-out done");
+            tracing::info!(
+                run_id,
+                total = run.counts.total,
+                batches = run.batches,
+                "fan-out done"
+            );
         }
         Ok(())
     }
 
     async fn handle_record(&self, record: SqsMessage) -> Result<(), FunctionError> {
-        let request: FanoutRequest = serde_json::from_str(record.body.as_deref().unwrap_or_default())
-            .map_err(|e| format!("fan-out message is not a FanoutRequest: {e}"))?;
+        let request: FanoutRequest =
+            serde_json::from_str(record.body.as_deref().unwrap_or_default())
+                .map_err(|e| format!("fan-out message is not a FanoutRequest: {e}"))?;
         self.fan_out(&request).await
     }
 }
@@ -297,10 +460,13 @@ impl Function for Handler {
     async fn invoke(&self, event: Value) -> Result<Value, FunctionError> {
         if event.get("Records").is_some() {
             let event: SqsEvent = parse_event(event, "SQS")?;
-            let response = sqs::for_each_record(event, 1, |record| self.handle_record(record)).await;
+            let response =
+                sqs::for_each_record(event, 1, |record| self.handle_record(record)).await;
             return Ok(serde_json::to_value(response)?);
         }
         let req: ApiGatewayV2httpRequest = parse_event(event, "API Gateway HTTP API or SQS")?;
-        Ok(serde_json::to_value(http::respond(self.handle_http(&req).await))?)
+        Ok(serde_json::to_value(http::respond(
+            self.handle_http(&req).await,
+        ))?)
     }
 }

@@ -13,9 +13,9 @@ use shared::klaviyo::{KlaviyoClient, KlaviyoError, OrderMetrics};
 use shared::personalize::copy::ValidCopy;
 use shared::personalize::prompt::{profile_ref, TOOL_DESCRIPTION};
 use shared::personalize::{
-    holdout_group, parse_tool_output, repair_message, validate, CatalogIndex, Cost, FailReason, Finding, Group,
-    HistoryBounds, Outcome, PersonalData, ProfilePrompt, PromptParts, PurchaseHistory, Settings, SkipReason,
-    TitleIndex, ValidationContext, TOOL_NAME,
+    holdout_group, parse_tool_output, repair_message, validate, CatalogIndex, Cost, FailReason,
+    Finding, Group, HistoryBounds, Outcome, PersonalData, ProfilePrompt, PromptParts,
+    PurchaseHistory, Settings, SkipReason, TitleIndex, ValidationContext, TOOL_NAME,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -99,7 +99,11 @@ pub struct Engine {
 }
 
 fn text(v: &Value, pointer: &str) -> Option<String> {
-    v.pointer(pointer).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 fn usage_cost(usage: &Usage) -> Cost {
@@ -121,13 +125,20 @@ fn klaviyo_failure(err: &KlaviyoError) -> Outcome {
 fn bedrock_failure(err: &BedrockError) -> Outcome {
     match err {
         BedrockError::Throttled => Outcome::Failed(FailReason::Throttled),
-        BedrockError::Truncated { .. } | BedrockError::NoToolUse { .. } => Outcome::Skipped(SkipReason::MalformedOutput),
+        BedrockError::Truncated { .. } | BedrockError::NoToolUse { .. } => {
+            Outcome::Skipped(SkipReason::MalformedOutput)
+        }
         _ => Outcome::Failed(FailReason::Bedrock),
     }
 }
 
 impl Engine {
-    pub fn new(klaviyo: KlaviyoClient, bedrock: BedrockClient, store: AppStore, catalog: CatalogStore) -> Self {
+    pub fn new(
+        klaviyo: KlaviyoClient,
+        bedrock: BedrockClient,
+        store: AppStore,
+        catalog: CatalogStore,
+    ) -> Self {
         Self {
             klaviyo,
             bedrock,
@@ -142,9 +153,20 @@ impl Engine {
     /// The merchant's live catalog generation, indexed; cached per container until a sync
     /// swaps in a new generation.
     async fn catalog_for(&self, merchant: &MerchantId) -> Result<Arc<CachedCatalog>, EngineError> {
-        let connection = self.store.shopify(merchant).await.map_err(|e| EngineError::Store(e.to_string()))?;
-        let generation = connection.and_then(|c| c.catalog_generation).ok_or(EngineError::NoCatalog)?;
-        if let Some(cached) = self.catalog_cache.lock().expect("catalog cache lock").as_ref() {
+        let connection = self
+            .store
+            .shopify(merchant)
+            .await
+            .map_err(|e| EngineError::Store(e.to_string()))?;
+        let generation = connection
+            .and_then(|c| c.catalog_generation)
+            .ok_or(EngineError::NoCatalog)?;
+        if let Some(cached) = self
+            .catalog_cache
+            .lock()
+            .expect("catalog cache lock")
+            .as_ref()
+        {
             if &cached.merchant == merchant && cached.generation == generation {
                 return Ok(cached.clone());
             }
@@ -169,19 +191,35 @@ impl Engine {
     }
 
     /// The account's order metric ids (Get Metrics is on the M tier: once per container).
-    async fn order_metrics(&self, job: &Job<'_>, requests: &mut BTreeMap<String, u64>) -> Result<OrderMetrics, KlaviyoError> {
-        if let Some(m) = self.metrics_cache.lock().expect("metrics cache lock").get(job.merchant) {
+    async fn order_metrics(
+        &self,
+        job: &Job<'_>,
+        requests: &mut BTreeMap<String, u64>,
+    ) -> Result<OrderMetrics, KlaviyoError> {
+        if let Some(m) = self
+            .metrics_cache
+            .lock()
+            .expect("metrics cache lock")
+            .get(job.merchant)
+        {
             return Ok(m.clone());
         }
         *requests.entry("klaviyo_metrics".into()).or_default() += 1;
         let metrics = self.klaviyo.order_metrics(job.key).await?;
-        self.metrics_cache.lock().expect("metrics cache lock").insert(job.merchant.clone(), metrics.clone());
+        self.metrics_cache
+            .lock()
+            .expect("metrics cache lock")
+            .insert(job.merchant.clone(), metrics.clone());
         Ok(metrics)
     }
 
     /// Personalize `profiles` (Klaviyo profile resources). Every profile comes back with an
     /// outcome; `Written` means "valid copy ready to write".
-    pub async fn generate(&self, job: &Job<'_>, profiles: Vec<Value>) -> Result<Generation, EngineError> {
+    pub async fn generate(
+        &self,
+        job: &Job<'_>,
+        profiles: Vec<Value>,
+    ) -> Result<Generation, EngineError> {
         let mut gen = Generation::default();
         let catalog = self.catalog_for(job.merchant).await?;
         let metrics = self.order_metrics(job, &mut gen.requests).await?;
@@ -192,8 +230,12 @@ impl Engine {
 
         let mut to_read = Vec::new();
         for profile in profiles {
-            let Some(id) = profile.get("id").and_then(Value::as_str).map(str::to_owned) else { continue };
-            let group = job.run.map_or(Group::Personalized, |(run_id, pct)| holdout_group(run_id, &id, pct));
+            let Some(id) = profile.get("id").and_then(Value::as_str).map(str::to_owned) else {
+                continue;
+            };
+            let group = job.run.map_or(Group::Personalized, |(run_id, pct)| {
+                holdout_group(run_id, &id, pct)
+            });
             if group == Group::Holdout {
                 gen.results.push(simple_result(id, Outcome::Holdout));
             } else {
@@ -204,20 +246,31 @@ impl Engine {
         // Order history, one Get Events call per customer (profile_id filters take one id).
         let since = self.bounds.since(now_unix());
         let placed = metrics.placed_order.clone();
-        let histories: Vec<(String, Value, Result<Vec<Value>, KlaviyoError>)> = stream::iter(to_read)
-            .map(|(id, profile)| {
-                let placed = placed.clone();
-                async move {
-                    let events = match placed {
-                        Some(metric) => self.klaviyo.profile_events(job.key, &id, &metric, Some(since), self.bounds.max_events).await,
-                        None => Ok(Vec::new()), // no store integration: everyone gets the fallback
-                    };
-                    (id, profile, events)
-                }
-            })
-            .buffer_unordered(EVENT_READS_IN_FLIGHT)
-            .collect()
-            .await;
+        let histories: Vec<(String, Value, Result<Vec<Value>, KlaviyoError>)> =
+            stream::iter(to_read)
+                .map(|(id, profile)| {
+                    let placed = placed.clone();
+                    async move {
+                        let events = match placed {
+                            Some(metric) => {
+                                self.klaviyo
+                                    .profile_events(
+                                        job.key,
+                                        &id,
+                                        &metric,
+                                        Some(since),
+                                        self.bounds.max_events,
+                                    )
+                                    .await
+                            }
+                            None => Ok(Vec::new()), // no store integration: everyone gets the fallback
+                        };
+                        (id, profile, events)
+                    }
+                })
+                .buffer_unordered(EVENT_READS_IN_FLIGHT)
+                .collect()
+                .await;
 
         let mut ready = Vec::new();
         for (id, profile, events) in histories {
@@ -234,7 +287,10 @@ impl Engine {
             let history = PurchaseHistory::from_placed_orders(&events, self.bounds, now_unix());
             let candidates = catalog.index.choose(&history, k, &id);
             if candidates.is_empty() {
-                gen.results.push(simple_result(id, Outcome::Skipped(SkipReason::NoCandidates)));
+                gen.results.push(simple_result(
+                    id,
+                    Outcome::Skipped(SkipReason::NoCandidates),
+                ));
                 continue;
             }
             ready.push(Prepared {
@@ -264,13 +320,25 @@ impl Engine {
 
     /// One Converse request for up to `PROFILES_PER_REQUEST` customers, then one repair request
     /// for those whose copy failed the validator or was missing.
-    async fn write_chunk(&self, job: &Job<'_>, catalog: &CachedCatalog, chunk: Vec<Prepared>) -> (Vec<ProfileResult>, Cost, u64) {
+    async fn write_chunk(
+        &self,
+        job: &Job<'_>,
+        catalog: &CachedCatalog,
+        chunk: Vec<Prepared>,
+    ) -> (Vec<ProfileResult>, Cost, u64) {
         let mut cost = Cost::default();
         let mut calls = 0u64;
         let prompts: Vec<ProfilePrompt> = chunk
             .iter()
             .enumerate()
-            .map(|(i, p)| ProfilePrompt::new(profile_ref(i), p.first_name.as_deref(), &p.history, &p.candidates))
+            .map(|(i, p)| {
+                ProfilePrompt::new(
+                    profile_ref(i),
+                    p.first_name.as_deref(),
+                    &p.history,
+                    &p.candidates,
+                )
+            })
             .collect();
         let mut pending: Vec<usize> = (0..chunk.len()).collect();
         let mut results: Vec<Option<ProfileResult>> = vec![None; chunk.len()];
@@ -305,7 +373,11 @@ impl Engine {
                     if let Some(usage) = err.usage() {
                         cost.add(&usage_cost(&usage));
                     }
-                    tracing::warn!(error = err.kind(), profiles = pending.len(), "Converse call failed");
+                    tracing::warn!(
+                        error = err.kind(),
+                        profiles = pending.len(),
+                        "Converse call failed"
+                    );
                     let outcome = bedrock_failure(&err);
                     let malformed = outcome == Outcome::Skipped(SkipReason::MalformedOutput);
                     if malformed && attempt == 0 {
@@ -313,7 +385,13 @@ impl Engine {
                         continue;
                     }
                     for &i in &pending {
-                        results[i] = Some(finish(&chunk[i], outcome, None, last_findings.remove(&i).unwrap_or_default(), attempt > 0));
+                        results[i] = Some(finish(
+                            &chunk[i],
+                            outcome,
+                            None,
+                            last_findings.remove(&i).unwrap_or_default(),
+                            attempt > 0,
+                        ));
                     }
                     pending.clear();
                     break;
@@ -330,7 +408,13 @@ impl Engine {
                         continue;
                     }
                     for &i in &pending {
-                        results[i] = Some(finish(&chunk[i], Outcome::Skipped(SkipReason::MalformedOutput), None, vec![], true));
+                        results[i] = Some(finish(
+                            &chunk[i],
+                            Outcome::Skipped(SkipReason::MalformedOutput),
+                            None,
+                            vec![],
+                            true,
+                        ));
                     }
                     pending.clear();
                     break;
@@ -353,15 +437,26 @@ impl Engine {
                     .with_purchases(&p.history);
                 match by_ref.get(reference).map(|copy| validate(copy, &ctx)) {
                     Some(Ok(valid)) => {
-                        results[i] = Some(finish(p, Outcome::Written, Some(valid), vec![], attempt > 0));
+                        results[i] = Some(finish(
+                            p,
+                            Outcome::Written,
+                            Some(valid),
+                            vec![],
+                            attempt > 0,
+                        ));
                     }
                     Some(Err(findings)) => {
-                        repair_note.push_str(&format!("- customer {reference}: {}\n", repair_message(&findings)));
+                        repair_note.push_str(&format!(
+                            "- customer {reference}: {}\n",
+                            repair_message(&findings)
+                        ));
                         last_findings.insert(i, findings);
                         still_pending.push(i);
                     }
                     None => {
-                        repair_note.push_str(&format!("- customer {reference}: you gave no entry; write one\n"));
+                        repair_note.push_str(&format!(
+                            "- customer {reference}: you gave no entry; write one\n"
+                        ));
                         still_pending.push(i);
                     }
                 }
@@ -374,8 +469,18 @@ impl Engine {
         // Whatever failed its one repair is skipped: nothing unvalidated is ever written.
         for i in pending {
             let findings = last_findings.remove(&i).unwrap_or_default();
-            let reason = if findings.is_empty() { SkipReason::MalformedOutput } else { SkipReason::ValidationFailed };
-            results[i] = Some(finish(&chunk[i], Outcome::Skipped(reason), None, findings, true));
+            let reason = if findings.is_empty() {
+                SkipReason::MalformedOutput
+            } else {
+                SkipReason::ValidationFailed
+            };
+            results[i] = Some(finish(
+                &chunk[i],
+                Outcome::Skipped(reason),
+                None,
+                findings,
+                true,
+            ));
         }
         (results.into_iter().flatten().collect(), cost, calls)
     }
@@ -394,7 +499,13 @@ fn simple_result(profile_id: String, outcome: Outcome) -> ProfileResult {
     }
 }
 
-fn finish(p: &Prepared, outcome: Outcome, copy: Option<ValidCopy>, findings: Vec<Finding>, repaired: bool) -> ProfileResult {
+fn finish(
+    p: &Prepared,
+    outcome: Outcome,
+    copy: Option<ValidCopy>,
+    findings: Vec<Finding>,
+    repaired: bool,
+) -> ProfileResult {
     ProfileResult {
         profile_id: p.profile_id.clone(),
         outcome,

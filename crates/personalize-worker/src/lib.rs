@@ -9,7 +9,9 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use engine::{Engine, EngineError, Job, ProfileResult};
 use serde_json::{Map, Value};
-use shared::api::{Grounding, PreviewProfile, PreviewRequest, PreviewResponse, MAX_PREVIEW_PROFILES};
+use shared::api::{
+    Grounding, PreviewProfile, PreviewRequest, PreviewResponse, MAX_PREVIEW_PROFILES,
+};
 use shared::aws::catalog_store::CatalogStore;
 use shared::aws::dynamo::AppStore;
 use shared::aws::runs::{BatchClaim, BatchTally, RunStore};
@@ -20,7 +22,9 @@ use shared::error::ApiError;
 use shared::klaviyo::{ImportStatus, KlaviyoClient, KlaviyoError, RateLimits};
 use shared::personalize::copy::RenderedProduct;
 use shared::personalize::run::WorkBatch;
-use shared::personalize::{holdout_properties, FailReason, Group, ModelPrices, Outcome, SkipReason};
+use shared::personalize::{
+    holdout_properties, FailReason, Group, ModelPrices, Outcome, SkipReason,
+};
 use shared::Config;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -65,8 +69,14 @@ impl Handler {
         &self.engine
     }
 
-    async fn klaviyo_key(&self, merchant: &MerchantId) -> Result<Option<KlaviyoApiKey>, FunctionError> {
-        Ok(self.secrets.klaviyo_key(&self.config.secret_name(merchant, Vendor::Klaviyo)).await?)
+    async fn klaviyo_key(
+        &self,
+        merchant: &MerchantId,
+    ) -> Result<Option<KlaviyoApiKey>, FunctionError> {
+        Ok(self
+            .secrets
+            .klaviyo_key(&self.config.secret_name(merchant, Vendor::Klaviyo))
+            .await?)
     }
 
     /// One work-queue batch. Idempotent: a batch already counted is acknowledged; one whose
@@ -78,13 +88,19 @@ impl Handler {
             tracing::info!(run_id = %batch.run_id, "run no longer exists; batch dropped");
             return Ok(());
         };
-        let claim = self.runs.claim_batch(&batch.run_id, batch.batch, BATCH_LEASE_SECS).await?;
+        let claim = self
+            .runs
+            .claim_batch(&batch.run_id, batch.batch, BATCH_LEASE_SECS)
+            .await?;
         let key = self.klaviyo_key(merchant).await?;
         let tally = match claim {
             BatchClaim::Done => return Ok(()),
             BatchClaim::Busy => return Err("another worker holds this batch; retry later".into()),
             BatchClaim::Resume { job_id, pending } => match &key {
-                Some(key) => self.finish_import(key, &job_id, pending, &mut Default::default()).await?,
+                Some(key) => {
+                    self.finish_import(key, &job_id, pending, &mut Default::default())
+                        .await?
+                }
                 None => pending_as(&batch.profile_ids, Outcome::Skipped(SkipReason::Cancelled)),
             },
             BatchClaim::Fresh if run.state.is_terminal() || key.is_none() => {
@@ -93,15 +109,21 @@ impl Handler {
             }
             BatchClaim::Fresh => {
                 let key = key.as_ref().expect("checked above");
-                self.personalize_and_write(batch, &run.brief, run.holdout_percent, key).await?
+                self.personalize_and_write(batch, &run.brief, run.holdout_percent, key)
+                    .await?
             }
         };
-        if let Some(after) = self.runs.complete_batch(merchant, &batch.run_id, batch.batch, &tally).await? {
+        if let Some(after) = self
+            .runs
+            .complete_batch(merchant, &batch.run_id, batch.batch, &tally)
+            .await?
+        {
             if self.runs.complete_if_accounted(merchant, &after).await? {
                 tracing::info!(run_id = %batch.run_id, "run completed");
             }
         }
-        let throttled = self.engine.klaviyo.usage().throttled + self.engine.bedrock.usage_totals().throttled;
+        let throttled =
+            self.engine.klaviyo.usage().throttled + self.engine.bedrock.usage_totals().throttled;
         shared::metrics::batch(&tally, throttled, started.elapsed());
         Ok(())
     }
@@ -116,22 +138,53 @@ impl Handler {
         let merchant = &batch.merchant_id;
         let settings = self.runs.settings(merchant).await?.unwrap_or_default();
         let mut tally = BatchTally::default();
-        *tally.requests.entry("klaviyo_profiles".into()).or_default() += batch.profile_ids.len().div_ceil(100) as u64;
-        let profiles = match self.engine.klaviyo.get_profiles(key, &batch.profile_ids).await {
+        *tally.requests.entry("klaviyo_profiles".into()).or_default() +=
+            batch.profile_ids.len().div_ceil(100) as u64;
+        let profiles = match self
+            .engine
+            .klaviyo
+            .get_profiles(key, &batch.profile_ids)
+            .await
+        {
             Ok(p) => p,
             // Throttled or unavailable: let SQS redeliver (the DLQ counts it if it never works).
-            Err(err @ (KlaviyoError::Throttled { .. } | KlaviyoError::Transient(_))) => return Err(Box::new(err)),
-            Err(_) => return Ok(pending_as(&batch.profile_ids, Outcome::Failed(FailReason::Klaviyo))),
+            Err(err @ (KlaviyoError::Throttled { .. } | KlaviyoError::Transient(_))) => {
+                return Err(Box::new(err))
+            }
+            Err(_) => {
+                return Ok(pending_as(
+                    &batch.profile_ids,
+                    Outcome::Failed(FailReason::Klaviyo),
+                ))
+            }
         };
-        let found: HashSet<&str> = profiles.iter().filter_map(|p| p.get("id").and_then(Value::as_str)).collect();
-        let missing = batch.profile_ids.iter().filter(|id| !found.contains(id.as_str())).count() as u64;
-        tally.counts.add_n(&Outcome::Skipped(SkipReason::ProfileNotFound), missing);
+        let found: HashSet<&str> = profiles
+            .iter()
+            .filter_map(|p| p.get("id").and_then(Value::as_str))
+            .collect();
+        let missing = batch
+            .profile_ids
+            .iter()
+            .filter(|id| !found.contains(id.as_str()))
+            .count() as u64;
+        tally
+            .counts
+            .add_n(&Outcome::Skipped(SkipReason::ProfileNotFound), missing);
 
-        let job = Job { merchant, key, settings: &settings, brief, run: Some((&batch.run_id, holdout_percent)) };
+        let job = Job {
+            merchant,
+            key,
+            settings: &settings,
+            brief,
+            run: Some((&batch.run_id, holdout_percent)),
+        };
         let generation = match self.engine.generate(&job, profiles).await {
             Ok(g) => g,
             Err(EngineError::NoCatalog) => {
-                return Ok(pending_as(&batch.profile_ids, Outcome::Skipped(SkipReason::NoCandidates)));
+                return Ok(pending_as(
+                    &batch.profile_ids,
+                    Outcome::Skipped(SkipReason::NoCandidates),
+                ));
             }
             Err(err) => return Err(Box::new(err)),
         };
@@ -146,11 +199,17 @@ impl Handler {
         for result in &generation.results {
             match (&result.outcome, &result.copy) {
                 (Outcome::Written, Some(copy)) => {
-                    writes.push((result.profile_id.clone(), copy.to_properties(&batch.run_id, generated_at, Group::Personalized)));
+                    writes.push((
+                        result.profile_id.clone(),
+                        copy.to_properties(&batch.run_id, generated_at, Group::Personalized),
+                    ));
                     written_ids.insert(result.profile_id.clone());
                 }
                 (Outcome::Holdout, _) => {
-                    writes.push((result.profile_id.clone(), holdout_properties(&batch.run_id, generated_at)));
+                    writes.push((
+                        result.profile_id.clone(),
+                        holdout_properties(&batch.run_id, generated_at),
+                    ));
                 }
                 (outcome, _) => tally.counts.add(outcome),
             }
@@ -165,19 +224,27 @@ impl Handler {
                 tally.counts.add(&result.outcome);
             }
         }
-        *tally.requests.entry("klaviyo_bulk_import".into()).or_default() += 1;
+        *tally
+            .requests
+            .entry("klaviyo_bulk_import".into())
+            .or_default() += 1;
         let job_id = match self.engine.klaviyo.start_bulk_import(key, &writes).await {
             Ok(id) => id,
-            Err(err @ (KlaviyoError::Throttled { .. } | KlaviyoError::Transient(_))) => return Err(Box::new(err)),
+            Err(err @ (KlaviyoError::Throttled { .. } | KlaviyoError::Transient(_))) => {
+                return Err(Box::new(err))
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "bulk import refused");
                 move_all_to_failed(&mut tally, writes.len());
                 return Ok(tally);
             }
         };
-        self.runs.record_batch_job(&batch.run_id, batch.batch, &job_id, &tally).await?;
+        self.runs
+            .record_batch_job(&batch.run_id, batch.batch, &job_id, &tally)
+            .await?;
         let written_ids: HashSet<String> = written_ids;
-        self.finish_import(key, &job_id, tally, &mut Some(written_ids)).await
+        self.finish_import(key, &job_id, tally, &mut Some(written_ids))
+            .await
     }
 
     /// Wait for a write-back job and move the profiles it could not write to failed(klaviyo).
@@ -195,26 +262,47 @@ impl Handler {
         let job = loop {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(15));
-            *tally.requests.entry("klaviyo_bulk_import_job".into()).or_default() += 1;
+            *tally
+                .requests
+                .entry("klaviyo_bulk_import_job".into())
+                .or_default() += 1;
             let job = self.engine.klaviyo.bulk_import_job(key, job_id).await?;
-            if matches!(job.status, ImportStatus::Complete | ImportStatus::Cancelled | ImportStatus::Failed) {
+            if matches!(
+                job.status,
+                ImportStatus::Complete | ImportStatus::Cancelled | ImportStatus::Failed
+            ) {
                 break job;
             }
             if std::time::Instant::now() > deadline {
-                return Err("the Klaviyo import job did not finish in time; SQS will redeliver".into());
+                return Err(
+                    "the Klaviyo import job did not finish in time; SQS will redeliver".into(),
+                );
             }
         };
         let failed = match job.status {
             ImportStatus::Complete => job.failed_count,
-            _ => job.total_count.max(tally.counts.written + tally.counts.holdout),
+            _ => job
+                .total_count
+                .max(tally.counts.written + tally.counts.holdout),
         };
         if failed > 0 {
             let mut from_written = 0;
             if job.status == ImportStatus::Complete {
-                *tally.requests.entry("klaviyo_bulk_import_errors".into()).or_default() += 1;
-                let errors = self.engine.klaviyo.bulk_import_errors(key, job_id).await.unwrap_or_default();
+                *tally
+                    .requests
+                    .entry("klaviyo_bulk_import_errors".into())
+                    .or_default() += 1;
+                let errors = self
+                    .engine
+                    .klaviyo
+                    .bulk_import_errors(key, job_id)
+                    .await
+                    .unwrap_or_default();
                 if let Some(ids) = written_ids.as_ref() {
-                    from_written = errors.iter().filter(|e| e.profile_id.as_ref().is_some_and(|id| ids.contains(id))).count() as u64;
+                    from_written = errors
+                        .iter()
+                        .filter(|e| e.profile_id.as_ref().is_some_and(|id| ids.contains(id)))
+                        .count() as u64;
                 }
             } else {
                 from_written = tally.counts.written;
@@ -223,7 +311,10 @@ impl Handler {
             let from_holdout = (failed - from_written).min(tally.counts.holdout);
             tally.counts.written -= from_written;
             tally.counts.holdout -= from_holdout;
-            tally.counts.add_n(&Outcome::Failed(FailReason::Klaviyo), from_written + from_holdout);
+            tally.counts.add_n(
+                &Outcome::Failed(FailReason::Klaviyo),
+                from_written + from_holdout,
+            );
         }
         Ok(tally)
     }
@@ -231,54 +322,117 @@ impl Handler {
     /// A batch in the dead-letter queue: every profile not yet counted fails with `dead_letter`.
     async fn dead_letter(&self, batch: &WorkBatch) -> Result<(), FunctionError> {
         let tally = pending_as(&batch.profile_ids, Outcome::Failed(FailReason::DeadLetter));
-        if let Some(after) = self.runs.complete_batch(&batch.merchant_id, &batch.run_id, batch.batch, &tally).await? {
+        if let Some(after) = self
+            .runs
+            .complete_batch(&batch.merchant_id, &batch.run_id, batch.batch, &tally)
+            .await?
+        {
             tracing::warn!(run_id = %batch.run_id, batch = batch.batch, "batch counted as failed from the dead-letter queue");
-            self.runs.complete_if_accounted(&batch.merchant_id, &after).await?;
+            self.runs
+                .complete_if_accounted(&batch.merchant_id, &after)
+                .await?;
         }
         Ok(())
     }
 
     /// `POST /preview`: generate for up to ten profiles and return everything; write nothing.
-    pub async fn preview(&self, merchant: &MerchantId, request: PreviewRequest) -> Result<PreviewResponse, ApiError> {
-        if request.brief.trim().is_empty() || request.brief.chars().count() > shared::personalize::run::MAX_BRIEF_CHARS {
-            return Err(ApiError::InvalidRequest("brief must be 1 to 500 characters".into()));
+    pub async fn preview(
+        &self,
+        merchant: &MerchantId,
+        request: PreviewRequest,
+    ) -> Result<PreviewResponse, ApiError> {
+        if request.brief.trim().is_empty()
+            || request.brief.chars().count() > shared::personalize::run::MAX_BRIEF_CHARS
+        {
+            return Err(ApiError::InvalidRequest(
+                "brief must be 1 to 500 characters".into(),
+            ));
         }
         if request.profiles.is_empty() || request.profiles.len() > MAX_PREVIEW_PROFILES {
-            return Err(ApiError::InvalidRequest(format!("name 1 to {MAX_PREVIEW_PROFILES} profiles")));
+            return Err(ApiError::InvalidRequest(format!(
+                "name 1 to {MAX_PREVIEW_PROFILES} profiles"
+            )));
         }
         let key = self
             .klaviyo_key(merchant)
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .ok_or(ApiError::NotConnected("Klaviyo"))?;
-        let settings = self.runs.settings(merchant).await.map_err(|e| ApiError::Internal(e.to_string()))?.unwrap_or_default();
-        let (emails, ids): (Vec<String>, Vec<String>) = request.profiles.iter().cloned().partition(|p| p.contains('@'));
-        let mut profiles = self.engine.klaviyo.get_profiles(&key, &ids).await.map_err(ApiError::from)?;
+        let settings = self
+            .runs
+            .settings(merchant)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .unwrap_or_default();
+        let (emails, ids): (Vec<String>, Vec<String>) = request
+            .profiles
+            .iter()
+            .cloned()
+            .partition(|p| p.contains('@'));
+        let mut profiles = self
+            .engine
+            .klaviyo
+            .get_profiles(&key, &ids)
+            .await
+            .map_err(ApiError::from)?;
         if !emails.is_empty() {
-            profiles.extend(self.engine.klaviyo.find_profiles_by_email(&key, &emails).await.map_err(ApiError::from)?);
+            profiles.extend(
+                self.engine
+                    .klaviyo
+                    .find_profiles_by_email(&key, &emails)
+                    .await
+                    .map_err(ApiError::from)?,
+            );
         }
         // Which requested entry each profile answers (by id or email), before the data is used.
         let requested_of = |p: &Value| -> Option<String> {
             let id = p.get("id").and_then(Value::as_str)?;
-            let email = p.pointer("/attributes/email").and_then(Value::as_str).unwrap_or_default();
-            request.profiles.iter().find(|r| r.as_str() == id || r.eq_ignore_ascii_case(email)).cloned()
+            let email = p
+                .pointer("/attributes/email")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            request
+                .profiles
+                .iter()
+                .find(|r| r.as_str() == id || r.eq_ignore_ascii_case(email))
+                .cloned()
         };
         let mut requested_by_id = std::collections::HashMap::new();
         for p in &profiles {
-            if let (Some(id), Some(requested)) = (p.get("id").and_then(Value::as_str), requested_of(p)) {
+            if let (Some(id), Some(requested)) =
+                (p.get("id").and_then(Value::as_str), requested_of(p))
+            {
                 requested_by_id.insert(id.to_owned(), requested);
             }
         }
-        let job = Job { merchant, key: &key, settings: &settings, brief: &request.brief, run: None };
-        let generation = self.engine.generate(&job, profiles).await.map_err(|e| match e {
-            EngineError::NoCatalog => ApiError::NotConnected("Shopify catalog"),
-            EngineError::Klaviyo(k) => ApiError::from(k),
-            other => ApiError::Internal(other.to_string()),
-        })?;
+        let job = Job {
+            merchant,
+            key: &key,
+            settings: &settings,
+            brief: &request.brief,
+            run: None,
+        };
+        let generation = self
+            .engine
+            .generate(&job, profiles)
+            .await
+            .map_err(|e| match e {
+                EngineError::NoCatalog => ApiError::NotConnected("Shopify catalog"),
+                EngineError::Klaviyo(k) => ApiError::from(k),
+                other => ApiError::Internal(other.to_string()),
+            })?;
         let mut out: Vec<PreviewProfile> = generation
             .results
             .iter()
-            .map(|r| preview_profile(requested_by_id.get(&r.profile_id).cloned().unwrap_or_default(), r))
+            .map(|r| {
+                preview_profile(
+                    requested_by_id
+                        .get(&r.profile_id)
+                        .cloned()
+                        .unwrap_or_default(),
+                    r,
+                )
+            })
             .collect();
         for requested in &request.profiles {
             if !requested_by_id.values().any(|r| r == requested) {
@@ -291,17 +445,34 @@ impl Handler {
                     history: String::new(),
                     candidates: Vec::new(),
                     copy: None,
-                    grounding: Grounding { passed: false, repaired: false, findings: Vec::new() },
+                    grounding: Grounding {
+                        passed: false,
+                        repaired: false,
+                        findings: Vec::new(),
+                    },
                 });
             }
         }
         // Answer in the order asked.
-        out.sort_by_key(|p| request.profiles.iter().position(|r| *r == p.requested).unwrap_or(usize::MAX));
+        out.sort_by_key(|p| {
+            request
+                .profiles
+                .iter()
+                .position(|r| *r == p.requested)
+                .unwrap_or(usize::MAX)
+        });
         let prices = ModelPrices::for_model(&self.config.bedrock_model_id);
-        Ok(PreviewResponse { profiles: out, estimated_cost_usd: generation.tokens.usd(&prices), tokens: generation.tokens })
+        Ok(PreviewResponse {
+            profiles: out,
+            estimated_cost_usd: generation.tokens.usd(&prices),
+            tokens: generation.tokens,
+        })
     }
 
-    pub async fn handle_http(&self, req: &ApiGatewayV2httpRequest) -> Result<ApiGatewayV2httpResponse, ApiError> {
+    pub async fn handle_http(
+        &self,
+        req: &ApiGatewayV2httpRequest,
+    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
         match http::route_key(req) {
             "POST /preview" => {
                 let merchant = http::merchant(req)?;
@@ -317,7 +488,13 @@ impl Handler {
             .map_err(|e| format!("work message is not a WorkBatch: {e}"))?;
         let span = tracing::info_span!("batch", run_id = %batch.run_id, batch = batch.batch);
         // Instrumented (not entered across awaits): batches run concurrently on one task.
-        let work = async { if dead { self.dead_letter(&batch).await } else { self.process_batch(&batch).await } };
+        let work = async {
+            if dead {
+                self.dead_letter(&batch).await
+            } else {
+                self.process_batch(&batch).await
+            }
+        };
         tracing::Instrument::instrument(work, span).await
     }
 }
@@ -333,7 +510,9 @@ fn pending_as(ids: &[String], outcome: Outcome) -> BatchTally {
 fn move_all_to_failed(tally: &mut BatchTally, n: usize) {
     tally.counts.written = 0;
     tally.counts.holdout = 0;
-    tally.counts.add_n(&Outcome::Failed(FailReason::Klaviyo), n as u64);
+    tally
+        .counts
+        .add_n(&Outcome::Failed(FailReason::Klaviyo), n as u64);
 }
 
 fn outcome_parts(outcome: &Outcome) -> (String, Option<String>) {
@@ -354,16 +533,23 @@ pub fn preview_profile(requested: String, r: &ProfileResult) -> PreviewProfile {
         reason,
         first_name: r.first_name.clone(),
         history: r.history_summary.clone(),
-        candidates: r.candidates.iter().map(RenderedProduct::from_catalog).collect(),
+        candidates: r
+            .candidates
+            .iter()
+            .map(RenderedProduct::from_catalog)
+            .collect(),
         copy: r.copy.clone(),
         grounding: Grounding {
             passed: r.copy.is_some(),
             repaired: r.repaired,
-            findings: r.findings.iter().map(|f| format!("{}: {}", f.rule(), f.message())).collect(),
+            findings: r
+                .findings
+                .iter()
+                .map(|f| format!("{}: {}", f.rule(), f.message()))
+                .collect(),
         },
     }
 }
-
 
 #[async_trait]
 impl Function for Handler {
@@ -374,11 +560,18 @@ impl Function for Handler {
                 .records
                 .first()
                 .and_then(|r| r.event_source_arn.as_deref())
-                .is_some_and(|arn| !self.config.work_dlq_arn.is_empty() && arn == self.config.work_dlq_arn);
-            let response = sqs::for_each_record(event, BATCHES_IN_FLIGHT, |record| self.handle_record(record, dead)).await;
+                .is_some_and(|arn| {
+                    !self.config.work_dlq_arn.is_empty() && arn == self.config.work_dlq_arn
+                });
+            let response = sqs::for_each_record(event, BATCHES_IN_FLIGHT, |record| {
+                self.handle_record(record, dead)
+            })
+            .await;
             return Ok(serde_json::to_value(response)?);
         }
         let req: ApiGatewayV2httpRequest = parse_event(event, "API Gateway HTTP API or SQS")?;
-        Ok(serde_json::to_value(http::respond(self.handle_http(&req).await))?)
+        Ok(serde_json::to_value(http::respond(
+            self.handle_http(&req).await,
+        ))?)
     }
 }

@@ -65,7 +65,8 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
         let required = |name: &'static str| get(name).ok_or(ConfigError(name));
-        let or = |name: &'static str, default: &str| get(name).unwrap_or_else(|| default.to_owned());
+        let or =
+            |name: &'static str, default: &str| get(name).unwrap_or_else(|| default.to_owned());
         Ok(Self {
             app_table: required("APP_TABLE")?,
             catalog_table: required("CATALOG_TABLE")?,
@@ -109,7 +110,9 @@ impl Config {
                 (Some(rpm), Some(tpm)) if rpm > 0.0 && tpm > 0.0 => Some((rpm, tpm)),
                 _ => None,
             },
-            fanout_time_budget_ms: get("FANOUT_TIME_BUDGET_MS").and_then(|v| v.parse().ok()).unwrap_or(600_000),
+            fanout_time_budget_ms: get("FANOUT_TIME_BUDGET_MS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(600_000),
         })
     }
 
@@ -121,8 +124,17 @@ impl Config {
             .to_owned()
     }
 
-    pub fn secret_name(&self, merchant: &crate::domain::MerchantId, vendor: crate::domain::Vendor) -> String {
-        format!("{}/{}/{}", self.secret_prefix, merchant.as_str(), vendor.as_str())
+    pub fn secret_name(
+        &self,
+        merchant: &crate::domain::MerchantId,
+        vendor: crate::domain::Vendor,
+    ) -> String {
+        format!(
+            "{}/{}/{}",
+            self.secret_prefix,
+            merchant.as_str(),
+            vendor.as_str()
+        )
     }
 }
 
@@ -148,7 +160,10 @@ mod tests {
         let config = Config::from_map(&minimal()).unwrap();
         assert_eq!(config.klaviyo_base_url, "https://a.klaviyo.com");
         let shop = crate::domain::ShopDomain::parse("a-shop.myshopify.com").unwrap();
-        assert_eq!(config.shopify_base_url(&shop), "https://a-shop.myshopify.com");
+        assert_eq!(
+            config.shopify_base_url(&shop),
+            "https://a-shop.myshopify.com"
+        );
     }
 
     #[test]

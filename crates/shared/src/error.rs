@@ -32,7 +32,10 @@ pub enum ApiError {
     #[error("{0} is not connected")]
     NotConnected(&'static str),
     #[error("{vendor} is rate limiting us; retry after {retry_after_secs} s")]
-    VendorThrottled { vendor: &'static str, retry_after_secs: u64 },
+    VendorThrottled {
+        vendor: &'static str,
+        retry_after_secs: u64,
+    },
     #[error("{0} is unavailable right now; retry later")]
     VendorUnavailable(&'static str),
     #[error("the Shopify webhook signature (X-Shopify-Hmac-Sha256) is missing or invalid")]
@@ -78,7 +81,9 @@ impl ApiError {
 
     pub fn status(&self) -> u16 {
         match self {
-            ApiError::Unauthenticated | ApiError::InvalidOAuthSignature | ApiError::InvalidWebhookSignature => 401,
+            ApiError::Unauthenticated
+            | ApiError::InvalidOAuthSignature
+            | ApiError::InvalidWebhookSignature => 401,
             ApiError::InvalidWebhookBody(_) => 400,
             ApiError::RouteNotFound(_) => 404,
             ApiError::InvalidRequest(_)
@@ -86,7 +91,9 @@ impl ApiError {
             | ApiError::InvalidShopDomain(_)
             | ApiError::InvalidOAuthState => 400,
             ApiError::ShopTaken | ApiError::NotConnected(_) => 409,
-            ApiError::KlaviyoKeyRejected | ApiError::KlaviyoMissingScopes(_) | ApiError::ScopeNotGranted => 422,
+            ApiError::KlaviyoKeyRejected
+            | ApiError::KlaviyoMissingScopes(_)
+            | ApiError::ScopeNotGranted => 422,
             ApiError::VendorThrottled { .. } => 503,
             ApiError::VendorUnavailable(_) => 502,
             ApiError::RunNotFound(_) => 404,
@@ -166,7 +173,10 @@ mod tests {
     #[test]
     fn missing_scopes_are_listed() {
         let problem = ApiError::KlaviyoMissingScopes(vec!["events:read".into()]).problem();
-        assert_eq!(problem.missing_scopes.as_deref(), Some(&["events:read".to_owned()][..]));
+        assert_eq!(
+            problem.missing_scopes.as_deref(),
+            Some(&["events:read".to_owned()][..])
+        );
         assert_eq!(problem.status, 422);
     }
 }
@@ -183,7 +193,9 @@ impl From<crate::klaviyo::KlaviyoError> for ApiError {
                 retry_after_secs: retry_after.as_secs().max(1),
             },
             // Klaviyo's summary names the code and field, never a value or the key.
-            KlaviyoError::Invalid(summary) => ApiError::InvalidRequest(format!("Klaviyo rejected the request ({summary})")),
+            KlaviyoError::Invalid(summary) => {
+                ApiError::InvalidRequest(format!("Klaviyo rejected the request ({summary})"))
+            }
             KlaviyoError::Transient(_) => ApiError::VendorUnavailable("Klaviyo"),
         }
     }

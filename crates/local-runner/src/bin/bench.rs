@@ -174,11 +174,22 @@ async fn personalization_bench() -> Result<(), shared::edge::FunctionError> {
     let mut options = StackOptions::default();
     options.sandbox.klaviyo_profiles = 6_000;
     options.sandbox.klaviyo_limits = sandbox::RateLimits::Real;
-    let (rpm, tpm) = (options.sandbox.bedrock_rpm as f64, options.sandbox.bedrock_tpm as f64);
-    let model = shared::Config::from_env().map(|c| c.bedrock_model_id).unwrap_or_default();
+    let (rpm, tpm) = (
+        options.sandbox.bedrock_rpm as f64,
+        options.sandbox.bedrock_tpm as f64,
+    );
+    let model = shared::Config::from_env()
+        .map(|c| c.bedrock_model_id)
+        .unwrap_or_default();
     let stack = LocalStack::start(options).await?;
-    let model = if model.is_empty() { stack.config("PersonalizeWorkerFunction").bedrock_model_id } else { model };
-    let http = reqwest::Client::builder().redirect(redirect::Policy::none()).build()?;
+    let model = if model.is_empty() {
+        stack.config("PersonalizeWorkerFunction").bedrock_model_id
+    } else {
+        model
+    };
+    let http = reqwest::Client::builder()
+        .redirect(redirect::Policy::none())
+        .build()?;
     let token = stack.token(MERCHANT).await;
     let api = |path: &str| format!("{}{path}", stack.api_url);
 
@@ -196,17 +207,33 @@ async fn personalization_bench() -> Result<(), shared::edge::FunctionError> {
         .await?
         .json()
         .await?;
-    let approve = http.get(start["authorize_url"].as_str().unwrap_or_default()).send().await?;
-    http.get(approve.headers()["location"].to_str()?).send().await?.error_for_status()?;
+    let approve = http
+        .get(start["authorize_url"].as_str().unwrap_or_default())
+        .send()
+        .await?;
+    http.get(approve.headers()["location"].to_str()?)
+        .send()
+        .await?
+        .error_for_status()?;
     stack.drain(Duration::from_secs(600)).await?;
-    let audiences: serde_json::Value = http.get(api("/audiences")).bearer_auth(&token).send().await?.json().await?;
+    let audiences: serde_json::Value = http
+        .get(api("/audiences"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
     let segment = audiences["audiences"]
         .as_array()
         .and_then(|all| all.iter().find(|a| a["name"] == "VIP + Engaged"))
         .cloned()
         .ok_or("the sandbox account has a VIP + Engaged segment")?;
-    let stats_before: serde_json::Value =
-        http.get(format!("{}/_sandbox/stats", stack.sandbox.base_url)).send().await?.json().await?;
+    let stats_before: serde_json::Value = http
+        .get(format!("{}/_sandbox/stats", stack.sandbox.base_url))
+        .send()
+        .await?
+        .json()
+        .await?;
 
     println!("Personalization run of {RUN_PROFILES} profiles (sandbox: Klaviyo's real tiers, Bedrock {rpm} requests and {tpm} tokens per minute)");
     let started = std::time::Instant::now();
@@ -219,10 +246,22 @@ async fn personalization_bench() -> Result<(), shared::edge::FunctionError> {
         .await?
         .json()
         .await?;
-    let run_id = created["run"]["run_id"].as_str().ok_or("run created")?.to_owned();
+    let run_id = created["run"]["run_id"]
+        .as_str()
+        .ok_or("run created")?
+        .to_owned();
     let run = loop {
-        let run: serde_json::Value = http.get(api(&format!("/runs/{run_id}"))).bearer_auth(&token).send().await?.json().await?;
-        if matches!(run["state"].as_str(), Some("completed" | "cancelled" | "failed")) {
+        let run: serde_json::Value = http
+            .get(api(&format!("/runs/{run_id}")))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if matches!(
+            run["state"].as_str(),
+            Some("completed" | "cancelled" | "failed")
+        ) {
             break run;
         }
         if started.elapsed() > Duration::from_secs(1800) {
@@ -231,12 +270,23 @@ async fn personalization_bench() -> Result<(), shared::edge::FunctionError> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let seconds = started.elapsed().as_secs_f64();
-    let stats: serde_json::Value = http.get(format!("{}/_sandbox/stats", stack.sandbox.base_url)).send().await?.json().await?;
+    let stats: serde_json::Value = http
+        .get(format!("{}/_sandbox/stats", stack.sandbox.base_url))
+        .send()
+        .await?
+        .json()
+        .await?;
 
     let c = &run["counts"];
-    let sum = |m: &serde_json::Value| m.as_object().map_or(0, |o| o.values().filter_map(|v| v.as_u64()).sum::<u64>());
+    let sum = |m: &serde_json::Value| {
+        m.as_object()
+            .map_or(0, |o| o.values().filter_map(|v| v.as_u64()).sum::<u64>())
+    };
     let total = c["total"].as_u64().unwrap_or(0);
-    let accounted = c["written"].as_u64().unwrap_or(0) + c["holdout"].as_u64().unwrap_or(0) + sum(&c["skipped"]) + sum(&c["failed"]);
+    let accounted = c["written"].as_u64().unwrap_or(0)
+        + c["holdout"].as_u64().unwrap_or(0)
+        + sum(&c["skipped"])
+        + sum(&c["failed"]);
     let lost = RUN_PROFILES.saturating_sub(accounted) + total.saturating_sub(accounted);
     let profiles = total.max(1) as f64;
 
@@ -246,7 +296,12 @@ async fn personalization_bench() -> Result<(), shared::edge::FunctionError> {
         .as_object()
         .map(|m| {
             m.iter()
-                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0)))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0),
+                    )
+                })
                 .filter(|(_, n)| *n > 0)
                 .collect()
         })
@@ -263,30 +318,58 @@ async fn personalization_bench() -> Result<(), shared::edge::FunctionError> {
         })
         .collect();
     let tokens = &run["tokens"];
-    let token_total = ["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"]
-        .iter()
-        .map(|k| tokens[*k].as_u64().unwrap_or(0))
-        .sum::<u64>();
+    let token_total = [
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+    ]
+    .iter()
+    .map(|k| tokens[*k].as_u64().unwrap_or(0))
+    .sum::<u64>();
     let converse = run["requests"]["bedrock_converse"].as_u64().unwrap_or(0);
-    floors.push(("Bedrock requests/min".into(), window_floor(converse, rpm, rpm)));
+    floors.push((
+        "Bedrock requests/min".into(),
+        window_floor(converse, rpm, rpm),
+    ));
     // Tokens have no per-second limit: the first minute's quota is there at once.
-    floors.push(("Bedrock tokens/min".into(), window_floor(token_total, f64::INFINITY, tpm)));
+    floors.push((
+        "Bedrock tokens/min".into(),
+        window_floor(token_total, f64::INFINITY, tpm),
+    ));
     floors.sort_by(|a, b| b.1.total_cmp(&a.1));
     let (binding, floor) = floors.first().cloned().unwrap_or_default();
-    let ceiling = if floor > 0.0 { profiles / floor } else { f64::INFINITY };
+    let ceiling = if floor > 0.0 {
+        profiles / floor
+    } else {
+        f64::INFINITY
+    };
     let rate = profiles / seconds;
     let prices = shared::personalize::ModelPrices::for_model(&model);
-    let cost: shared::personalize::Cost = serde_json::from_value(tokens.clone()).unwrap_or_default();
+    let cost: shared::personalize::Cost =
+        serde_json::from_value(tokens.clone()).unwrap_or_default();
     let usd_per_1000 = cost.usd(&prices) / profiles * 1000.0;
 
-    println!("  state                    {} ({} written, {} holdout, skipped {}, failed {})", run["state"], c["written"], c["holdout"], c["skipped"], c["failed"]);
+    println!(
+        "  state                    {} ({} written, {} holdout, skipped {}, failed {})",
+        run["state"], c["written"], c["holdout"], c["skipped"], c["failed"]
+    );
     println!("  seconds                  {seconds:.1}  ({rate:.1} profiles/s)");
     println!("  binding ceiling          {ceiling:.1} profiles/s from {binding} ({floor:.1} s minimum) → ratio {:.2}", rate / ceiling);
-    println!("  Klaviyo requests         {klaviyo_total} ({:.3}/profile)", klaviyo_total as f64 / profiles);
+    println!(
+        "  Klaviyo requests         {klaviyo_total} ({:.3}/profile)",
+        klaviyo_total as f64 / profiles
+    );
     for (route, n) in &by_route {
-        println!("    {route:<58} {n:>6}  {:.3}/profile", *n as f64 / profiles);
+        println!(
+            "    {route:<58} {n:>6}  {:.3}/profile",
+            *n as f64 / profiles
+        );
     }
-    println!("  Bedrock calls            {converse} ({:.2} profiles/call)", profiles / converse.max(1) as f64);
+    println!(
+        "  Bedrock calls            {converse} ({:.2} profiles/call)",
+        profiles / converse.max(1) as f64
+    );
     println!(
         "  tokens per profile       {:.0} in, {:.0} out, {:.0} cache read, {:.0} cache write",
         tokens["input_tokens"].as_u64().unwrap_or(0) as f64 / profiles,
@@ -294,8 +377,18 @@ async fn personalization_bench() -> Result<(), shared::edge::FunctionError> {
         tokens["cache_read_tokens"].as_u64().unwrap_or(0) as f64 / profiles,
         tokens["cache_write_tokens"].as_u64().unwrap_or(0) as f64 / profiles
     );
-    println!("  cost                     ${usd_per_1000:.3} per 1,000 profiles at {model} list prices{}", if prices.known { "" } else { " (unknown model: Sonnet prices assumed)" });
-    println!("  peak RSS                 {:.1} MB (whole process: local runner, sandbox and worker)", peak_rss_mb());
+    println!(
+        "  cost                     ${usd_per_1000:.3} per 1,000 profiles at {model} list prices{}",
+        if prices.known {
+            ""
+        } else {
+            " (unknown model: Sonnet prices assumed)"
+        }
+    );
+    println!(
+        "  peak RSS                 {:.1} MB (whole process: local runner, sandbox and worker)",
+        peak_rss_mb()
+    );
     println!("  lost profiles            {lost}");
     let line = json!({
         "bench": "personalization_run",

@@ -275,24 +275,41 @@ fn show_preview(p: &Value) {
         p["first_name"].as_str().unwrap_or("no first name"),
         p["profile_id"].as_str().unwrap_or("")
     )];
-    left.extend(wrap(&format!("bought: {}", p["history"].as_str().unwrap_or("")), LEFT));
+    left.extend(wrap(
+        &format!("bought: {}", p["history"].as_str().unwrap_or("")),
+        LEFT,
+    ));
     left.push("candidates:".into());
     for c in p["candidates"].as_array().into_iter().flatten() {
         left.extend(wrap(
-            &format!("• {} {}", c["title"].as_str().unwrap_or(""), c["price"].as_str().unwrap_or("")),
+            &format!(
+                "• {} {}",
+                c["title"].as_str().unwrap_or(""),
+                c["price"].as_str().unwrap_or("")
+            ),
             LEFT,
         ));
     }
     let copy = &p["copy"];
     let mut right = Vec::new();
     if copy.is_object() {
-        right.extend(wrap(&format!("Subject: {}", copy["subject"].as_str().unwrap_or("")), RIGHT));
-        right.extend(wrap(&format!("Preheader: {}", copy["preheader"].as_str().unwrap_or("")), RIGHT));
+        right.extend(wrap(
+            &format!("Subject: {}", copy["subject"].as_str().unwrap_or("")),
+            RIGHT,
+        ));
+        right.extend(wrap(
+            &format!("Preheader: {}", copy["preheader"].as_str().unwrap_or("")),
+            RIGHT,
+        ));
         right.push(String::new());
         right.extend(wrap(copy["body"].as_str().unwrap_or(""), RIGHT));
         for product in copy["products"].as_array().into_iter().flatten() {
             right.extend(wrap(
-                &format!("→ {} {}", product["title"].as_str().unwrap_or(""), product["price"].as_str().unwrap_or("")),
+                &format!(
+                    "→ {} {}",
+                    product["title"].as_str().unwrap_or(""),
+                    product["price"].as_str().unwrap_or("")
+                ),
                 RIGHT,
             ));
         }
@@ -301,8 +318,16 @@ fn show_preview(p: &Value) {
     }
     right.push(format!(
         "grounding: {}{}",
-        if p["grounding"]["passed"].as_bool().unwrap_or(false) { "passed" } else { "failed" },
-        if p["grounding"]["repaired"].as_bool().unwrap_or(false) { " after one repair" } else { "" }
+        if p["grounding"]["passed"].as_bool().unwrap_or(false) {
+            "passed"
+        } else {
+            "failed"
+        },
+        if p["grounding"]["repaired"].as_bool().unwrap_or(false) {
+            " after one repair"
+        } else {
+            ""
+        }
     ));
     println!("   ┌{}┬{}┐", "─".repeat(LEFT + 2), "─".repeat(RIGHT + 2));
     for i in 0..left.len().max(right.len()) {
@@ -334,11 +359,18 @@ async fn personalize(demo: &mut Demo) -> Result<(), shared::edge::FunctionError>
             a["id"].as_str().unwrap_or("")
         );
     }
-    let find = |name: &str| body["audiences"].as_array().and_then(|all| all.iter().find(|a| a["name"] == name)).cloned();
+    let find = |name: &str| {
+        body["audiences"]
+            .as_array()
+            .and_then(|all| all.iter().find(|a| a["name"] == name))
+            .cloned()
+    };
     let segment = find("VIP + Engaged").ok_or("the sample account has a VIP + Engaged segment")?;
     let preview_list = find("Preview List").unwrap_or_else(|| segment.clone());
 
-    demo.step(&format!("Preview three customers for the brief \"{BRIEF}\" (nothing is written or stored)"));
+    demo.step(&format!(
+        "Preview three customers for the brief \"{BRIEF}\" (nothing is written or stored)"
+    ));
     let key = shared::domain::KlaviyoApiKey::parse(&demo.stack.sandbox.full_access_klaviyo_key())?;
     let klaviyo = shared::klaviyo::KlaviyoClient::new(
         reqwest::Client::new(),
@@ -353,11 +385,20 @@ async fn personalize(demo: &mut Demo) -> Result<(), shared::edge::FunctionError>
         }
     };
     let (ids, _) = klaviyo
-        .audience_page(&key, kind_of(&preview_list), preview_list["id"].as_str().unwrap_or_default(), None)
+        .audience_page(
+            &key,
+            kind_of(&preview_list),
+            preview_list["id"].as_str().unwrap_or_default(),
+            None,
+        )
         .await?;
     let sample: Vec<String> = ids.into_iter().take(3).collect();
     let (status, body) = demo
-        .call(Method::POST, "/preview", Some(json!({ "brief": BRIEF, "profiles": sample })))
+        .call(
+            Method::POST,
+            "/preview",
+            Some(json!({ "brief": BRIEF, "profiles": sample })),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     for p in body["profiles"].as_array().into_iter().flatten() {
@@ -377,13 +418,18 @@ async fn personalize(demo: &mut Demo) -> Result<(), shared::edge::FunctionError>
     let request = json!({ "audience": { "kind": segment["kind"], "id": segment["id"] }, "brief": BRIEF, "holdout_percent": 10, "review": true });
     let (status, body) = demo.call(Method::POST, "/runs", Some(request)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let run_id = body["run"]["run_id"].as_str().unwrap_or_default().to_owned();
+    let run_id = body["run"]["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     println!(
         "   run {run_id} is {} with {} samples to review; the merchant approves",
         body["run"]["state"],
         body["samples"].as_array().map_or(0, Vec::len)
     );
-    let (status, _) = demo.call(Method::POST, &format!("/runs/{run_id}/approve"), None).await;
+    let (status, _) = demo
+        .call(Method::POST, &format!("/runs/{run_id}/approve"), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
 
     let started = Instant::now();
@@ -396,7 +442,10 @@ async fn personalize(demo: &mut Demo) -> Result<(), shared::edge::FunctionError>
             .await?;
         let run: Value = resp.json().await?;
         let c = &run["counts"];
-        let sum = |m: &Value| m.as_object().map_or(0, |o| o.values().filter_map(Value::as_u64).sum::<u64>());
+        let sum = |m: &Value| {
+            m.as_object()
+                .map_or(0, |o| o.values().filter_map(Value::as_u64).sum::<u64>())
+        };
         let (written, holdout, skipped, failed) = (
             c["written"].as_u64().unwrap_or(0),
             c["holdout"].as_u64().unwrap_or(0),
@@ -414,7 +463,10 @@ async fn personalize(demo: &mut Demo) -> Result<(), shared::edge::FunctionError>
             ".".repeat(width - filled)
         );
         std::io::stdout().flush().ok();
-        if matches!(run["state"].as_str().unwrap_or_default(), "completed" | "cancelled" | "failed") {
+        if matches!(
+            run["state"].as_str().unwrap_or_default(),
+            "completed" | "cancelled" | "failed"
+        ) {
             println!();
             break run;
         }
@@ -436,7 +488,12 @@ async fn personalize(demo: &mut Demo) -> Result<(), shared::edge::FunctionError>
 
     demo.step("Three written profiles read back from Klaviyo (a template inserts {{ person.sp_body|default:'' }})");
     let (ids, _) = klaviyo
-        .audience_page(&key, kind_of(&segment), segment["id"].as_str().unwrap_or_default(), None)
+        .audience_page(
+            &key,
+            kind_of(&segment),
+            segment["id"].as_str().unwrap_or_default(),
+            None,
+        )
         .await?;
     let profiles = klaviyo.get_profiles(&key, &ids).await?;
     let written = profiles.iter().filter(|p| {
@@ -458,7 +515,10 @@ async fn personalize(demo: &mut Demo) -> Result<(), shared::edge::FunctionError>
             "sp_generated_at",
         ] {
             let lines = wrap(props[key].as_str().unwrap_or(""), 90);
-            println!("   {key:<20} {}", lines.first().map(String::as_str).unwrap_or(""));
+            println!(
+                "   {key:<20} {}",
+                lines.first().map(String::as_str).unwrap_or("")
+            );
             for line in lines.iter().skip(1) {
                 println!("   {:<20} {line}", "");
             }

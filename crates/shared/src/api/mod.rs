@@ -10,11 +10,11 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 mod account;
 mod personalize;
-pub use personalize::{
-    AudiencesPage, Grounding, PreviewProfile, PreviewRequest, PreviewResponse, RunCreated, RunList, RunView,
-    MAX_PREVIEW_PROFILES,
-};
 pub use account::{AccountExport, CatalogSummary, PurgeReport, SecretPresence, WebhookAck};
+pub use personalize::{
+    AudiencesPage, Grounding, PreviewProfile, PreviewRequest, PreviewResponse, RunCreated, RunList,
+    RunView, MAX_PREVIEW_PROFILES,
+};
 
 /// `GET /connections`: the signed-in merchant's connections. Never a key or token.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -168,7 +168,12 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }

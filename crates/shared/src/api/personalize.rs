@@ -153,7 +153,17 @@ fn approve_run() {}
 fn cancel_run() {}
 
 #[derive(OpenApi)]
-#[openapi(paths(get_audiences, get_settings, put_settings, post_preview, post_runs, get_runs, get_run, approve_run, cancel_run))]
+#[openapi(paths(
+    get_audiences,
+    get_settings,
+    put_settings,
+    post_preview,
+    post_runs,
+    get_runs,
+    get_run,
+    approve_run,
+    cancel_run
+))]
 pub(super) struct PersonalizeDoc;
 
 impl RunView {
@@ -161,7 +171,9 @@ impl RunView {
     pub fn from_run(run: &crate::personalize::run::Run, model_id: &str) -> Self {
         use crate::domain::rfc3339;
         let prices = crate::personalize::ModelPrices::for_model(model_id);
-        let elapsed = run.started_at.map(|start| run.finished_at.unwrap_or_else(crate::domain::now_unix) - start);
+        let elapsed = run
+            .started_at
+            .map(|start| run.finished_at.unwrap_or_else(crate::domain::now_unix) - start);
         let done = run.counts.accounted();
         Self {
             run_id: run.run_id.clone(),

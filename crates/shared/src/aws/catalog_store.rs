@@ -34,7 +34,11 @@ impl CatalogStore {
     }
 
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), requests: Arc::default() }
+        Self {
+            client,
+            table: table.into(),
+            requests: Arc::default(),
+        }
     }
 
     /// DynamoDB requests made so far (the benchmark reports requests per product).
@@ -51,7 +55,8 @@ impl CatalogStore {
         let pk = partition(merchant, generation);
         let mut writes = Vec::with_capacity(products.len());
         for product in products {
-            let doc = serde_json::to_string(product).map_err(|e| AwsError::new("encode product", e))?;
+            let doc =
+                serde_json::to_string(product).map_err(|e| AwsError::new("encode product", e))?;
             let put = PutRequest::builder()
                 .item("pk", AttributeValue::S(pk.clone()))
                 .item("sk", AttributeValue::S(product.id.clone()))
@@ -63,8 +68,14 @@ impl CatalogStore {
         self.batch_write(writes).await
     }
 
-    pub async fn read_generation(&self, merchant: &MerchantId, generation: &str) -> Result<Vec<CatalogProduct>, AwsError> {
-        let items = self.query_partition(&partition(merchant, generation), "sk, doc").await?;
+    pub async fn read_generation(
+        &self,
+        merchant: &MerchantId,
+        generation: &str,
+    ) -> Result<Vec<CatalogProduct>, AwsError> {
+        let items = self
+            .query_partition(&partition(merchant, generation), "sk, doc")
+            .await?;
         items
             .into_iter()
             .filter_map(|item| item.get("doc").and_then(|d| d.as_s().ok()).cloned())
@@ -73,7 +84,11 @@ impl CatalogStore {
     }
 
     /// Delete every product of a generation (an old one after a swap, or a failed sync's partial one).
-    pub async fn delete_generation(&self, merchant: &MerchantId, generation: &str) -> Result<u64, AwsError> {
+    pub async fn delete_generation(
+        &self,
+        merchant: &MerchantId,
+        generation: &str,
+    ) -> Result<u64, AwsError> {
         let pk = partition(merchant, generation);
         let keys = self.query_partition(&pk, "pk, sk").await?;
         let count = keys.len() as u64;
@@ -102,7 +117,8 @@ impl CatalogStore {
         event_at_ms: i64,
     ) -> Result<bool, AwsError> {
         let doc = serde_json::to_string(product).map_err(|e| AwsError::new("encode product", e))?;
-        self.put_if_newer(merchant, generation, &product.id, Some(doc), event_at_ms).await
+        self.put_if_newer(merchant, generation, &product.id, Some(doc), event_at_ms)
+            .await
     }
 
     /// Remove a product from a live generation, leaving a tombstone (no `doc`, so readers skip
@@ -114,7 +130,8 @@ impl CatalogStore {
         product_gid: &str,
         event_at_ms: i64,
     ) -> Result<bool, AwsError> {
-        self.put_if_newer(merchant, generation, product_gid, None, event_at_ms).await
+        self.put_if_newer(merchant, generation, product_gid, None, event_at_ms)
+            .await
     }
 
     async fn put_if_newer(
@@ -148,7 +165,10 @@ impl CatalogStore {
 
     /// Every generation partition of a merchant, live or orphaned (a crashed sync's leftovers):
     /// a filtered scan, since the generation is part of the hash key. Purges only.
-    pub async fn merchant_generations(&self, merchant: &MerchantId) -> Result<Vec<String>, AwsError> {
+    pub async fn merchant_generations(
+        &self,
+        merchant: &MerchantId,
+    ) -> Result<Vec<String>, AwsError> {
         let prefix = format!("{}#", merchant.as_str());
         let mut generations = std::collections::BTreeSet::new();
         let mut start = None;
@@ -165,7 +185,11 @@ impl CatalogStore {
                 .await
                 .map_err(|e| AwsError::new("dynamodb:Scan", describe(&e)))?;
             for item in out.items.unwrap_or_default() {
-                if let Some(generation) = item.get("pk").and_then(|v| v.as_s().ok()).and_then(|pk| pk.strip_prefix(&prefix)) {
+                if let Some(generation) = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|pk| pk.strip_prefix(&prefix))
+                {
                     generations.insert(generation.to_owned());
                 }
             }
@@ -176,7 +200,11 @@ impl CatalogStore {
         }
     }
 
-    async fn query_partition(&self, pk: &str, projection: &str) -> Result<Vec<HashMap<String, AttributeValue>>, AwsError> {
+    async fn query_partition(
+        &self,
+        pk: &str,
+        projection: &str,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, AwsError> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
@@ -201,7 +229,8 @@ impl CatalogStore {
     }
 
     async fn batch_write(&self, writes: Vec<WriteRequest>) -> Result<(), AwsError> {
-        let chunks: Vec<Vec<WriteRequest>> = writes.chunks(BATCH).map(<[WriteRequest]>::to_vec).collect();
+        let chunks: Vec<Vec<WriteRequest>> =
+            writes.chunks(BATCH).map(<[WriteRequest]>::to_vec).collect();
         stream::iter(chunks)
             .map(|chunk| self.write_chunk(chunk))
             .buffer_unordered(CONCURRENCY)
@@ -231,6 +260,9 @@ impl CatalogStore {
             let base = 50u64 << attempt.min(6);
             tokio::time::sleep(Duration::from_millis(base + rand::random::<u64>() % base)).await;
         }
-        Err(AwsError::new("dynamodb:BatchWriteItem", "items still unprocessed after retries"))
+        Err(AwsError::new(
+            "dynamodb:BatchWriteItem",
+            "items still unprocessed after retries",
+        ))
     }
 }

@@ -51,7 +51,10 @@ impl AppStore {
     }
 
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -90,25 +93,49 @@ impl AppStore {
         Ok(())
     }
 
-    pub async fn klaviyo(&self, merchant: &MerchantId) -> Result<Option<KlaviyoConnection>, AwsError> {
-        self.get(merchant_pk(merchant), KLAVIYO_SK).await?.map(from_item).transpose()
+    pub async fn klaviyo(
+        &self,
+        merchant: &MerchantId,
+    ) -> Result<Option<KlaviyoConnection>, AwsError> {
+        self.get(merchant_pk(merchant), KLAVIYO_SK)
+            .await?
+            .map(from_item)
+            .transpose()
     }
 
-    pub async fn put_klaviyo(&self, merchant: &MerchantId, conn: &KlaviyoConnection) -> Result<(), AwsError> {
+    pub async fn put_klaviyo(
+        &self,
+        merchant: &MerchantId,
+        conn: &KlaviyoConnection,
+    ) -> Result<(), AwsError> {
         self.put(merchant_pk(merchant), KLAVIYO_SK, conn).await
     }
 
-    pub async fn shopify(&self, merchant: &MerchantId) -> Result<Option<ShopifyConnection>, AwsError> {
-        self.get(merchant_pk(merchant), SHOPIFY_SK).await?.map(from_item).transpose()
+    pub async fn shopify(
+        &self,
+        merchant: &MerchantId,
+    ) -> Result<Option<ShopifyConnection>, AwsError> {
+        self.get(merchant_pk(merchant), SHOPIFY_SK)
+            .await?
+            .map(from_item)
+            .transpose()
     }
 
-    pub async fn put_shopify(&self, merchant: &MerchantId, conn: &ShopifyConnection) -> Result<(), AwsError> {
+    pub async fn put_shopify(
+        &self,
+        merchant: &MerchantId,
+        conn: &ShopifyConnection,
+    ) -> Result<(), AwsError> {
         self.put(merchant_pk(merchant), SHOPIFY_SK, conn).await
     }
 
     /// Record `merchant` as the owner of `shop` unless another merchant already owns it.
     /// Returns false when the shop belongs to someone else.
-    pub async fn claim_shop(&self, shop: &ShopDomain, merchant: &MerchantId) -> Result<bool, AwsError> {
+    pub async fn claim_shop(
+        &self,
+        shop: &ShopDomain,
+        merchant: &MerchantId,
+    ) -> Result<bool, AwsError> {
         let result = self
             .client
             .put_item()
@@ -167,19 +194,31 @@ impl AppStore {
             Err(e) if is_condition_failure(&e) => return Ok(None),
             Err(e) => return Err(AwsError::new("dynamodb:DeleteItem", describe(&e))),
         };
-        let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let text = |k: &str| {
+            item.get(k)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
         let expires_at = item
             .get(EXPIRES_AT)
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let (Ok(merchant), Ok(shop)) = (MerchantId::parse(&text("merchant_id")), ShopDomain::parse(&text("shop"))) else {
+        let (Ok(merchant), Ok(shop)) = (
+            MerchantId::parse(&text("merchant_id")),
+            ShopDomain::parse(&text("shop")),
+        ) else {
             return Ok(None);
         };
         if expires_at <= now_unix() {
             return Ok(None);
         }
-        Ok(Some(OAuthState { merchant, shop, expires_at }))
+        Ok(Some(OAuthState {
+            merchant,
+            shop,
+            expires_at,
+        }))
     }
 
     /// Make `new_generation` the catalog readers see, only if the connection still shows
@@ -211,7 +250,9 @@ impl AppStore {
             Some(old) => request
                 .condition_expression("#status = :connected AND catalog_generation = :old")
                 .expression_attribute_values(":old", s(old)),
-            None => request.condition_expression("#status = :connected AND attribute_not_exists(catalog_generation)"),
+            None => request.condition_expression(
+                "#status = :connected AND attribute_not_exists(catalog_generation)",
+            ),
         };
         match request.send().await {
             Ok(_) => Ok(true),
@@ -221,7 +262,12 @@ impl AppStore {
     }
 
     /// Show a failed sync on the connection; the catalog generation is left as it was.
-    pub async fn record_sync_error(&self, merchant: &MerchantId, message: &str, at: i64) -> Result<(), AwsError> {
+    pub async fn record_sync_error(
+        &self,
+        merchant: &MerchantId,
+        message: &str,
+        at: i64,
+    ) -> Result<(), AwsError> {
         let result = self
             .client
             .update_item()
@@ -242,7 +288,12 @@ impl AppStore {
     }
 
     /// Show a running sync's progress on the connection (`GET /connections`).
-    pub async fn record_sync_progress(&self, merchant: &MerchantId, started_at: i64, products_read: u64) -> Result<(), AwsError> {
+    pub async fn record_sync_progress(
+        &self,
+        merchant: &MerchantId,
+        started_at: i64,
+        products_read: u64,
+    ) -> Result<(), AwsError> {
         let result = self
             .client
             .update_item()
@@ -308,7 +359,9 @@ impl AppStore {
             .item("sk", s("LOCK"))
             .item("owner", s(owner))
             .item(EXPIRES_AT, n(now + ttl_secs))
-            .condition_expression("attribute_not_exists(pk) OR expires_at < :now OR #owner = :owner")
+            .condition_expression(
+                "attribute_not_exists(pk) OR expires_at < :now OR #owner = :owner",
+            )
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":owner", s(owner))
@@ -362,7 +415,8 @@ pub fn to_item<T: Serialize>(record: &T) -> Result<Item, AwsError> {
 
 pub fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, AwsError> {
     let map = item.into_iter().map(|(k, v)| (k, from_attr(v))).collect();
-    serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| AwsError::new("decode item", e))
+    serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| AwsError::new("decode item", e))
 }
 
 fn to_attr(value: serde_json::Value) -> AttributeValue {
@@ -373,7 +427,9 @@ fn to_attr(value: serde_json::Value) -> AttributeValue {
         Value::Number(num) => AttributeValue::N(num.to_string()),
         Value::String(text) => AttributeValue::S(text),
         Value::Array(items) => AttributeValue::L(items.into_iter().map(to_attr).collect()),
-        Value::Object(map) => AttributeValue::M(map.into_iter().map(|(k, v)| (k, to_attr(v))).collect()),
+        Value::Object(map) => {
+            AttributeValue::M(map.into_iter().map(|(k, v)| (k, to_attr(v))).collect())
+        }
     }
 }
 
@@ -388,7 +444,9 @@ fn from_attr(value: AttributeValue) -> serde_json::Value {
             .unwrap_or(Value::Null),
         AttributeValue::Bool(b) => Value::Bool(b),
         AttributeValue::L(items) => Value::Array(items.into_iter().map(from_attr).collect()),
-        AttributeValue::M(map) => Value::Object(map.into_iter().map(|(k, v)| (k, from_attr(v))).collect()),
+        AttributeValue::M(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, from_attr(v))).collect())
+        }
         _ => Value::Null,
     }
 }

@@ -3,21 +3,21 @@
 //! points every client at moto and nothing else changes.
 
 #[cfg(feature = "dynamodb")]
-pub mod dynamo;
+pub mod audit;
 #[cfg(feature = "dynamodb")]
 pub mod catalog_store;
-#[cfg(feature = "dynamodb")]
-pub mod runs;
-#[cfg(feature = "dynamodb")]
-pub mod purge;
-#[cfg(feature = "dynamodb")]
-pub mod audit;
 #[cfg(feature = "cognito")]
 pub mod cognito;
-#[cfg(feature = "secrets")]
-pub mod secrets;
+#[cfg(feature = "dynamodb")]
+pub mod dynamo;
+#[cfg(feature = "dynamodb")]
+pub mod purge;
 #[cfg(feature = "sqs")]
 pub mod queue;
+#[cfg(feature = "dynamodb")]
+pub mod runs;
+#[cfg(feature = "secrets")]
+pub mod secrets;
 #[cfg(all(feature = "dynamodb", feature = "secrets"))]
 pub mod token_vault;
 
@@ -28,7 +28,9 @@ pub use aws_config::SdkConfig;
 pub async fn sdk_config() -> aws_config::SdkConfig {
     use aws_smithy_http_client::{tls, Builder};
     let http_client = Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
         .build_https();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http_client)
@@ -46,7 +48,10 @@ pub struct AwsError {
 
 impl AwsError {
     pub fn new(operation: &'static str, err: impl std::fmt::Display) -> Self {
-        Self { operation, message: err.to_string() }
+        Self {
+            operation,
+            message: err.to_string(),
+        }
     }
 }
 

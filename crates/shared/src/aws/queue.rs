@@ -17,11 +17,15 @@ impl Queue {
     }
 
     pub fn new(client: Client, url: impl Into<String>) -> Self {
-        Self { client, url: url.into() }
+        Self {
+            client,
+            url: url.into(),
+        }
     }
 
     pub async fn send<T: Serialize>(&self, message: &T) -> Result<(), AwsError> {
-        let body = serde_json::to_string(message).map_err(|e| AwsError::new("encode message", e))?;
+        let body =
+            serde_json::to_string(message).map_err(|e| AwsError::new("encode message", e))?;
         self.client
             .send_message()
             .queue_url(&self.url)
@@ -37,7 +41,8 @@ impl Queue {
         for chunk in messages.chunks(10) {
             let mut entries = Vec::with_capacity(chunk.len());
             for (i, message) in chunk.iter().enumerate() {
-                let body = serde_json::to_string(message).map_err(|e| AwsError::new("encode message", e))?;
+                let body = serde_json::to_string(message)
+                    .map_err(|e| AwsError::new("encode message", e))?;
                 let entry = SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
                     .message_body(body)
@@ -54,7 +59,10 @@ impl Queue {
                 .await
                 .map_err(|e| AwsError::new("sqs:SendMessageBatch", describe(&e)))?;
             if !out.failed.is_empty() {
-                return Err(AwsError::new("sqs:SendMessageBatch", format!("{} entries failed", out.failed.len())));
+                return Err(AwsError::new(
+                    "sqs:SendMessageBatch",
+                    format!("{} entries failed", out.failed.len()),
+                ));
             }
         }
         Ok(())

@@ -72,7 +72,11 @@ fn counter_attrs(tally: &BatchTally) -> Vec<(String, u64)> {
         ("t_cache_read".to_owned(), tally.tokens.cache_read_tokens),
         ("t_cache_write".to_owned(), tally.tokens.cache_write_tokens),
     ];
-    attrs.extend(c.skipped.iter().map(|(k, v)| (format!("c_skipped_{k}"), *v)));
+    attrs.extend(
+        c.skipped
+            .iter()
+            .map(|(k, v)| (format!("c_skipped_{k}"), *v)),
+    );
     attrs.extend(c.failed.iter().map(|(k, v)| (format!("c_failed_{k}"), *v)));
     attrs.extend(tally.requests.iter().map(|(k, v)| (format!("r_{k}"), *v)));
     attrs.retain(|(_, v)| *v > 0);
@@ -82,7 +86,9 @@ fn counter_attrs(tally: &BatchTally) -> Vec<(String, u64)> {
 fn tally_from_item(item: &Item) -> BatchTally {
     let mut tally = BatchTally::default();
     for (name, value) in item {
-        let Some(v) = value.as_n().ok().and_then(|v| v.parse::<u64>().ok()) else { continue };
+        let Some(v) = value.as_n().ok().and_then(|v| v.parse::<u64>().ok()) else {
+            continue;
+        };
         match name.as_str() {
             "c_total" => tally.counts.total = v,
             "c_written" => tally.counts.written = v,
@@ -106,7 +112,14 @@ fn tally_from_item(item: &Item) -> BatchTally {
 }
 
 /// An `ADD a :a, b :b` expression with its values.
-fn add_expression(attrs: &[(String, u64)], prefix: &str) -> (String, HashMap<String, String>, HashMap<String, AttributeValue>) {
+fn add_expression(
+    attrs: &[(String, u64)],
+    prefix: &str,
+) -> (
+    String,
+    HashMap<String, String>,
+    HashMap<String, AttributeValue>,
+) {
     let mut parts = Vec::new();
     let mut names = HashMap::new();
     let mut values = HashMap::new();
@@ -120,7 +133,10 @@ fn add_expression(attrs: &[(String, u64)], prefix: &str) -> (String, HashMap<Str
 
 fn run_from_item(item: Item) -> Result<Run, AwsError> {
     let tally = tally_from_item(&item);
-    let mut plain: Item = item.into_iter().filter(|(k, _)| !k.starts_with("c_") && !k.starts_with("t_") && !k.starts_with("r_")).collect();
+    let mut plain: Item = item
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("c_") && !k.starts_with("t_") && !k.starts_with("r_"))
+        .collect();
     // The record's nested fields are rebuilt from the counters above.
     plain.insert("counts".into(), AttributeValue::M(HashMap::new()));
     plain.insert("tokens".into(), AttributeValue::M(HashMap::new()));
@@ -133,7 +149,10 @@ fn run_from_item(item: Item) -> Result<Run, AwsError> {
 
 impl RunStore {
     pub fn from_sdk(aws: &super::SdkConfig, table: impl Into<String>) -> Self {
-        Self { client: Client::new(aws), table: table.into() }
+        Self {
+            client: Client::new(aws),
+            table: table.into(),
+        }
     }
 
     fn err<E, R>(op: &'static str) -> impl Fn(aws_sdk_dynamodb::error::SdkError<E, R>) -> AwsError
@@ -157,7 +176,11 @@ impl RunStore {
         out.item.map(from_item).transpose()
     }
 
-    pub async fn put_settings(&self, merchant: &MerchantId, settings: &Settings) -> Result<(), AwsError> {
+    pub async fn put_settings(
+        &self,
+        merchant: &MerchantId,
+        settings: &Settings,
+    ) -> Result<(), AwsError> {
         let mut item = to_item(settings)?;
         item.insert("pk".into(), s(merchant_pk(merchant)));
         item.insert("sk".into(), s("SETTINGS"));
@@ -218,7 +241,11 @@ impl RunStore {
             .send()
             .await
             .map_err(Self::err("dynamodb:Query"))?;
-        out.items.unwrap_or_default().into_iter().map(run_from_item).collect()
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .map(run_from_item)
+            .collect()
     }
 
     /// Move the run to `to` if it is in one of `from`; returns false when it was not.
@@ -230,7 +257,12 @@ impl RunStore {
         to: RunState,
         reason: Option<&str>,
     ) -> Result<bool, AwsError> {
-        let state_text = |st: RunState| serde_json::to_value(st).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let state_text = |st: RunState| {
+            serde_json::to_value(st)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
         let mut sets = vec!["#state = :to".to_owned()];
         let mut request = self
             .client
@@ -252,7 +284,11 @@ impl RunStore {
             sets.push("finished_at = :fin".into());
             request = request.expression_attribute_values(":fin", n(now_unix()));
         }
-        let allowed: Vec<String> = from.iter().enumerate().map(|(i, _)| format!(":from{i}")).collect();
+        let allowed: Vec<String> = from
+            .iter()
+            .enumerate()
+            .map(|(i, _)| format!(":from{i}"))
+            .collect();
         for (i, st) in from.iter().enumerate() {
             request = request.expression_attribute_values(format!(":from{i}"), s(state_text(*st)));
         }
@@ -305,7 +341,12 @@ impl RunStore {
             }
             None => "batches = :expected AND attribute_not_exists(fanout_cursor)",
         };
-        match request.update_expression(moved).condition_expression(condition).send().await {
+        match request
+            .update_expression(moved)
+            .condition_expression(condition)
+            .send()
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) if describe(&e).contains("ConditionalCheckFailed") => Ok(false),
             Err(e) => Err(AwsError::new("dynamodb:UpdateItem", describe(&e))),
@@ -328,7 +369,12 @@ impl RunStore {
     }
 
     /// Take a batch for processing, or learn that it is done or busy.
-    pub async fn claim_batch(&self, run_id: &str, batch: u64, lease_secs: i64) -> Result<BatchClaim, AwsError> {
+    pub async fn claim_batch(
+        &self,
+        run_id: &str,
+        batch: u64,
+        lease_secs: i64,
+    ) -> Result<BatchClaim, AwsError> {
         let (pk, sk) = batch_key(run_id, batch);
         let now = now_unix();
         let result = self
@@ -351,7 +397,10 @@ impl RunStore {
             Ok(out) => {
                 let old = out.attributes.unwrap_or_default();
                 match old.get("job_id").and_then(|v| v.as_s().ok()) {
-                    Some(job_id) => Ok(BatchClaim::Resume { job_id: job_id.clone(), pending: tally_from_item(&old) }),
+                    Some(job_id) => Ok(BatchClaim::Resume {
+                        job_id: job_id.clone(),
+                        pending: tally_from_item(&old),
+                    }),
                     None => Ok(BatchClaim::Fresh),
                 }
             }
@@ -366,8 +415,17 @@ impl RunStore {
                     .send()
                     .await
                     .map_err(Self::err("dynamodb:GetItem"))?;
-                let done = out.item.as_ref().and_then(|i| i.get("status")).and_then(|v| v.as_s().ok()).is_some_and(|st| st == "done");
-                Ok(if done { BatchClaim::Done } else { BatchClaim::Busy })
+                let done = out
+                    .item
+                    .as_ref()
+                    .and_then(|i| i.get("status"))
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|st| st == "done");
+                Ok(if done {
+                    BatchClaim::Done
+                } else {
+                    BatchClaim::Busy
+                })
             }
             Err(e) => Err(AwsError::new("dynamodb:UpdateItem", describe(&e))),
         }
@@ -375,14 +433,27 @@ impl RunStore {
 
     /// Before waiting on a write-back job: remember it and what the batch will add, so a
     /// redelivery finishes this job instead of writing the profiles again.
-    pub async fn record_batch_job(&self, run_id: &str, batch: u64, job_id: &str, pending: &BatchTally) -> Result<(), AwsError> {
+    pub async fn record_batch_job(
+        &self,
+        run_id: &str,
+        batch: u64,
+        job_id: &str,
+        pending: &BatchTally,
+    ) -> Result<(), AwsError> {
         let (pk, sk) = batch_key(run_id, batch);
         let attrs = counter_attrs(pending);
         let mut sets = vec!["job_id = :job".to_owned()];
-        let mut request = self.client.update_item().table_name(&self.table).key("pk", s(pk)).key("sk", s(sk));
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk));
         for (i, (attr, v)) in attrs.iter().enumerate() {
             sets.push(format!("#p{i} = :p{i}"));
-            request = request.expression_attribute_names(format!("#p{i}"), attr).expression_attribute_values(format!(":p{i}"), n(v));
+            request = request
+                .expression_attribute_names(format!("#p{i}"), attr)
+                .expression_attribute_values(format!(":p{i}"), n(v));
         }
         request
             .update_expression(format!("SET {}", sets.join(", ")))
@@ -396,7 +467,13 @@ impl RunStore {
     /// Count a batch into its run, once: the batch's "done" mark and the run's counters change
     /// in one transaction, which fails if the batch was already done. Returns the run after it,
     /// or None when the batch had been counted before.
-    pub async fn complete_batch(&self, merchant: &MerchantId, run_id: &str, batch: u64, tally: &BatchTally) -> Result<Option<Run>, AwsError> {
+    pub async fn complete_batch(
+        &self,
+        merchant: &MerchantId,
+        run_id: &str,
+        batch: u64,
+        tally: &BatchTally,
+    ) -> Result<Option<Run>, AwsError> {
         let (pk, sk) = batch_key(run_id, batch);
         let mark = Update::builder()
             .table_name(&self.table)
@@ -424,20 +501,42 @@ impl RunStore {
                 .map_err(|e| AwsError::new("dynamodb:TransactWriteItems", e))?;
             items.push(TransactWriteItem::builder().update(add).build());
         }
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
             Ok(_) => self.get(merchant, run_id).await,
-            Err(e) if describe(&e).contains("ConditionalCheckFailed") || describe(&e).contains("TransactionCanceled") => Ok(None),
+            Err(e)
+                if describe(&e).contains("ConditionalCheckFailed")
+                    || describe(&e).contains("TransactionCanceled") =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(AwsError::new("dynamodb:TransactWriteItems", describe(&e))),
         }
     }
 
     /// Mark the run completed when its numbers add up (called after each batch and at the end
     /// of the fan-out; whichever comes last wins, the other finds it already completed).
-    pub async fn complete_if_accounted(&self, merchant: &MerchantId, run: &Run) -> Result<bool, AwsError> {
+    pub async fn complete_if_accounted(
+        &self,
+        merchant: &MerchantId,
+        run: &Run,
+    ) -> Result<bool, AwsError> {
         if !run.is_fully_accounted() || run.state.is_terminal() {
             return Ok(false);
         }
-        self.transition(merchant, &run.run_id, &[RunState::Running, RunState::Fanning], RunState::Completed, None).await
+        self.transition(
+            merchant,
+            &run.run_id,
+            &[RunState::Running, RunState::Fanning],
+            RunState::Completed,
+            None,
+        )
+        .await
     }
 
     /// Every item of a run's audience reference, for views.
@@ -463,7 +562,10 @@ mod tests {
         tally.counts.failed.insert("klaviyo".into(), 1);
         tally.tokens.input_tokens = 1234;
         tally.requests.insert("klaviyo_events".into(), 10);
-        let item: Item = counter_attrs(&tally).into_iter().map(|(k, v)| (k, n(v))).collect();
+        let item: Item = counter_attrs(&tally)
+            .into_iter()
+            .map(|(k, v)| (k, n(v)))
+            .collect();
         assert_eq!(tally_from_item(&item), tally);
     }
 }

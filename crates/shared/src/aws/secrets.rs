@@ -56,7 +56,11 @@ impl SecretStore {
     /// Never reads the value (the export says a secret exists, not what it is).
     pub async fn stored_at(&self, name: &str) -> Result<Option<i64>, AwsError> {
         match self.client.describe_secret().secret_id(name).send().await {
-            Ok(out) => Ok(Some(out.last_changed_date().or(out.created_date()).map_or(0, |d| d.secs()))),
+            Ok(out) => Ok(Some(
+                out.last_changed_date()
+                    .or(out.created_date())
+                    .map_or(0, |d| d.secs()),
+            )),
             Err(e) if describe(&e).contains("ResourceNotFound") => Ok(None),
             Err(e) => Err(AwsError::new("secretsmanager:DescribeSecret", describe(&e))),
         }
@@ -64,22 +68,47 @@ impl SecretStore {
 
     /// The Shopify app's client secret (`SHOPIFY_CLIENT_SECRET_ID`), read once per container:
     /// OAuth callbacks, webhooks and token refreshes all need it.
-    pub async fn shopify_client_secret(&self, config: &crate::Config) -> Result<crate::domain::Secret, AwsError> {
+    pub async fn shopify_client_secret(
+        &self,
+        config: &crate::Config,
+    ) -> Result<crate::domain::Secret, AwsError> {
         self.get(&config.shopify_client_secret_id)
             .await?
             .map(crate::domain::Secret::new)
-            .ok_or_else(|| AwsError::new("secretsmanager:GetSecretValue", "the Shopify app client secret is not in Secrets Manager"))
+            .ok_or_else(|| {
+                AwsError::new(
+                    "secretsmanager:GetSecretValue",
+                    "the Shopify app client secret is not in Secrets Manager",
+                )
+            })
     }
 
     /// The merchant's Klaviyo key, as connect-klaviyo stored it (`{"api_key": "pk_…"}`).
-    pub async fn klaviyo_key(&self, name: &str) -> Result<Option<crate::domain::KlaviyoApiKey>, AwsError> {
-        let Some(text) = self.get(name).await? else { return Ok(None) };
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|_| AwsError::new("secretsmanager:GetSecretValue", "stored Klaviyo secret is unreadable"))?;
-        let key = value.get("api_key").and_then(|k| k.as_str()).unwrap_or_default();
+    pub async fn klaviyo_key(
+        &self,
+        name: &str,
+    ) -> Result<Option<crate::domain::KlaviyoApiKey>, AwsError> {
+        let Some(text) = self.get(name).await? else {
+            return Ok(None);
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
+            AwsError::new(
+                "secretsmanager:GetSecretValue",
+                "stored Klaviyo secret is unreadable",
+            )
+        })?;
+        let key = value
+            .get("api_key")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default();
         crate::domain::KlaviyoApiKey::parse(key)
             .map(Some)
-            .map_err(|_| AwsError::new("secretsmanager:GetSecretValue", "stored Klaviyo key is malformed"))
+            .map_err(|_| {
+                AwsError::new(
+                    "secretsmanager:GetSecretValue",
+                    "stored Klaviyo key is malformed",
+                )
+            })
     }
 
     /// Delete at once, without a recovery window: a disconnected merchant's secret must not linger.

@@ -15,8 +15,18 @@ pub struct AwsTokenVault {
 }
 
 impl AwsTokenVault {
-    pub fn new(secrets: SecretStore, store: AppStore, secret_name: String, shop: &crate::domain::ShopDomain) -> Self {
-        Self { secrets, store, secret_name, lock_name: format!("shopify-refresh#{}", shop.as_str()) }
+    pub fn new(
+        secrets: SecretStore,
+        store: AppStore,
+        secret_name: String,
+        shop: &crate::domain::ShopDomain,
+    ) -> Self {
+        Self {
+            secrets,
+            store,
+            secret_name,
+            lock_name: format!("shopify-refresh#{}", shop.as_str()),
+        }
     }
 }
 
@@ -27,15 +37,25 @@ fn vault_error(e: impl std::fmt::Display) -> VaultError {
 #[async_trait]
 impl TokenVault for AwsTokenVault {
     async fn load(&self) -> Result<Option<ShopifyTokens>, VaultError> {
-        match self.secrets.get(&self.secret_name).await.map_err(vault_error)? {
-            Some(text) => serde_json::from_str(&text).map(Some).map_err(|_| VaultError("stored token pair is unreadable".into())),
+        match self
+            .secrets
+            .get(&self.secret_name)
+            .await
+            .map_err(vault_error)?
+        {
+            Some(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|_| VaultError("stored token pair is unreadable".into())),
             None => Ok(None),
         }
     }
 
     async fn store(&self, tokens: &ShopifyTokens) -> Result<(), VaultError> {
         let text = serde_json::to_string(tokens).map_err(vault_error)?;
-        self.secrets.put(&self.secret_name, &text).await.map_err(vault_error)
+        self.secrets
+            .put(&self.secret_name, &text)
+            .await
+            .map_err(vault_error)
     }
 
     async fn try_lock(&self, owner: &str, ttl: Duration) -> Result<bool, VaultError> {
@@ -46,6 +66,9 @@ impl TokenVault for AwsTokenVault {
     }
 
     async fn unlock(&self, owner: &str) -> Result<(), VaultError> {
-        self.store.unlock(&self.lock_name, owner).await.map_err(vault_error)
+        self.store
+            .unlock(&self.lock_name, owner)
+            .await
+            .map_err(vault_error)
     }
 }

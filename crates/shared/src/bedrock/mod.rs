@@ -283,7 +283,10 @@ impl QuotaPacer {
             let wait = {
                 let mut log = self.log.lock().await;
                 let now = std::time::Instant::now();
-                while log.front().is_some_and(|(t, _)| now.duration_since(*t) >= Self::WINDOW) {
+                while log
+                    .front()
+                    .is_some_and(|(t, _)| now.duration_since(*t) >= Self::WINDOW)
+                {
                     log.pop_front();
                 }
                 let used: f64 = log.iter().map(|(_, n)| n).sum();
@@ -294,7 +297,9 @@ impl QuotaPacer {
                     log.push_back((now, tokens));
                     return now;
                 }
-                log.front().map_or(Duration::from_millis(50), |(t, _)| (*t + Self::WINDOW).saturating_duration_since(now))
+                log.front().map_or(Duration::from_millis(50), |(t, _)| {
+                    (*t + Self::WINDOW).saturating_duration_since(now)
+                })
             };
             tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
         }
@@ -303,7 +308,10 @@ impl QuotaPacer {
     /// Replace a reservation's estimate with what the call really used.
     async fn settle(&self, at: std::time::Instant, estimate: f64, actual: f64) {
         let mut log = self.log.lock().await;
-        if let Some(entry) = log.iter_mut().find(|(t, n)| *t == at && (*n - estimate).abs() < f64::EPSILON) {
+        if let Some(entry) = log
+            .iter_mut()
+            .find(|(t, n)| *t == at && (*n - estimate).abs() < f64::EPSILON)
+        {
             entry.1 = actual;
         }
     }
@@ -346,7 +354,11 @@ impl BedrockClient {
 
     /// As [`Self::from_sdk`], with an explicit endpoint (`Config::bedrock_endpoint_url`) when
     /// one is configured: several local stacks in one process each have their own sandbox.
-    pub fn from_sdk_at(sdk: &aws_config::SdkConfig, model_id: impl Into<String>, endpoint: Option<&str>) -> Self {
+    pub fn from_sdk_at(
+        sdk: &aws_config::SdkConfig,
+        model_id: impl Into<String>,
+        endpoint: Option<&str>,
+    ) -> Self {
         let mut builder = aws_sdk_bedrockruntime::config::Builder::from(sdk);
         if let Some(endpoint) = endpoint {
             builder = builder.endpoint_url(endpoint);
@@ -410,12 +422,16 @@ impl BedrockClient {
     ) -> Result<ToolResponse, BedrockError> {
         let parts = Parts::build(request)?;
         // Tokens are ~4 characters; the quota counts input and output alike.
-        let input_estimate = (request.system_static.len() + request.user_message.len() + request.tool_schema.to_string().len()) as f64 / 4.0;
+        let input_estimate = (request.system_static.len()
+            + request.user_message.len()
+            + request.tool_schema.to_string().len()) as f64
+            / 4.0;
         let mut attempt = 1;
         loop {
             let reservation = match &self.quota {
                 Some(pacer) => {
-                    let output = (*pacer.average_output.lock().expect("average lock")).max(f64::from(request.max_tokens) / 4.0);
+                    let output = (*pacer.average_output.lock().expect("average lock"))
+                        .max(f64::from(request.max_tokens) / 4.0);
                     let estimate = input_estimate + output;
                     Some((pacer.reserve(estimate).await, estimate))
                 }
@@ -436,10 +452,18 @@ impl BedrockClient {
                             Err(e) => e.usage(),
                         };
                         if let Some(u) = usage {
-                            let actual = (u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens) as f64;
+                            let actual = (u.input_tokens
+                                + u.output_tokens
+                                + u.cache_read_tokens
+                                + u.cache_write_tokens)
+                                as f64;
                             pacer.settle(at, estimate, actual).await;
                             let mut avg = pacer.average_output.lock().expect("average lock");
-                            *avg = if *avg == 0.0 { u.output_tokens as f64 } else { 0.8 * *avg + 0.2 * u.output_tokens as f64 };
+                            *avg = if *avg == 0.0 {
+                                u.output_tokens as f64
+                            } else {
+                                0.8 * *avg + 0.2 * u.output_tokens as f64
+                            };
                         }
                     }
                     return result;
@@ -620,10 +644,9 @@ mod tests {
     #[test]
     fn backoff_ceiling_doubles_up_to_the_cap() {
         let p = RetryPolicy {
-            // Enough to ride out a spent one-minute quota window (~75 s of backoff expected).
-            max_attempts: 10,
+            max_attempts: 6,
             base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(30),
+            max_delay: Duration::from_secs(20),
         };
         assert_eq!(p.ceiling(1), Duration::from_millis(500));
         assert_eq!(p.ceiling(2), Duration::from_secs(1));
@@ -671,8 +694,12 @@ mod tests {
 
 /// The container's client as configuration says: model, endpoint, concurrency and quota share.
 pub fn from_config(sdk: &aws_config::SdkConfig, config: &crate::Config) -> BedrockClient {
-    let client = BedrockClient::from_sdk_at(sdk, config.bedrock_model_id.clone(), config.bedrock_endpoint_url.as_deref())
-        .with_max_concurrency(config.bedrock_max_concurrency);
+    let client = BedrockClient::from_sdk_at(
+        sdk,
+        config.bedrock_model_id.clone(),
+        config.bedrock_endpoint_url.as_deref(),
+    )
+    .with_max_concurrency(config.bedrock_max_concurrency);
     match config.bedrock_quota {
         Some((rpm, tpm)) => client.with_quota(Quota {
             requests_per_minute: rpm * config.vendor_budget_share,

@@ -31,6 +31,9 @@ pub struct CatalogProduct {
 impl CatalogProduct {
     /// The numeric part of the GID, which Klaviyo's Shopify events carry as `product.id`.
     pub fn numeric_id(&self) -> Option<&str> {
-        self.id.rsplit('/').next().filter(|n| n.chars().all(|c| c.is_ascii_digit()))
+        self.id
+            .rsplit('/')
+            .next()
+            .filter(|n| n.chars().all(|c| c.is_ascii_digit()))
     }
 }

@@ -10,11 +10,15 @@ impl MerchantId {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let ok = !raw.is_empty()
             && raw.len() <= 128
-            && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(Invalid("merchant id must be 1-128 characters of letters, digits, '-' or '_'"))
+            Err(Invalid(
+                "merchant id must be 1-128 characters of letters, digits, '-' or '_'",
+            ))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -95,7 +99,12 @@ mod tests {
 
     #[test]
     fn accepts_and_lowercases_a_myshopify_domain() {
-        assert_eq!(ShopDomain::parse("Demo-Store.myshopify.com").unwrap().as_str(), "demo-store.myshopify.com");
+        assert_eq!(
+            ShopDomain::parse("Demo-Store.myshopify.com")
+                .unwrap()
+                .as_str(),
+            "demo-store.myshopify.com"
+        );
     }
 
     #[test]

@@ -8,12 +8,14 @@ mod secret;
 mod webhook;
 
 pub use catalog::{CatalogProduct, Money};
-pub use connection::{ConnectionStatus, KlaviyoConnection, ShopifyConnection, SyncRequest, SyncReason};
+pub use connection::{
+    ConnectionStatus, KlaviyoConnection, ShopifyConnection, SyncReason, SyncRequest,
+};
 pub use ids::{MerchantId, ShopDomain, Vendor};
 pub use secret::{KlaviyoApiKey, Secret};
 pub use webhook::{
-    is_disconnecting, product_gid, ProductSignal, ProductSignalKind, PurgeReason, PurgeRequest, SyncMessage, WebhookTopic,
-    TERMINAL_RUN_STATES,
+    is_disconnecting, product_gid, ProductSignal, ProductSignalKind, PurgeReason, PurgeRequest,
+    SyncMessage, WebhookTopic, TERMINAL_RUN_STATES,
 };
 
 /// Input that failed validation; the message says what is wrong without echoing the input.
@@ -29,6 +31,9 @@ pub fn now_unix() -> i64 {
 pub fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }

@@ -36,7 +36,9 @@ impl KlaviyoApiKey {
         if (20..=80).contains(&body.len()) && body.chars().all(|c| c.is_ascii_alphanumeric()) {
             Ok(Self(Secret::new(raw)))
         } else {
-            Err(Invalid("a Klaviyo private API key is pk_ followed by 20 to 80 letters or digits"))
+            Err(Invalid(
+                "a Klaviyo private API key is pk_ followed by 20 to 80 letters or digits",
+            ))
         }
     }
     pub fn expose(&self) -> &str {
@@ -74,8 +76,17 @@ mod tests {
 
     #[test]
     fn malformed_keys_are_rejected() {
-        for bad in ["", "abc", "pk_short", "sk_abcdefghijklmnopqrstuvwxyz0123", "pk_abcdefghijklmnopqrst uvwxyz"] {
-            assert!(KlaviyoApiKey::parse(bad).is_err(), "{bad:?} must be rejected");
+        for bad in [
+            "",
+            "abc",
+            "pk_short",
+            "sk_abcdefghijklmnopqrstuvwxyz0123",
+            "pk_abcdefghijklmnopqrst uvwxyz",
+        ] {
+            assert!(
+                KlaviyoApiKey::parse(bad).is_err(),
+                "{bad:?} must be rejected"
+            );
         }
     }
 }

@@ -12,6 +12,9 @@ pub trait Function: Send + Sync {
 }
 
 /// Deserialize a typed event, or fail the invocation with a message naming the expected shape.
-pub fn parse_event<T: serde::de::DeserializeOwned>(event: Value, shape: &str) -> Result<T, FunctionError> {
+pub fn parse_event<T: serde::de::DeserializeOwned>(
+    event: Value,
+    shape: &str,
+) -> Result<T, FunctionError> {
     serde_json::from_value(event).map_err(|e| format!("expected {shape} event: {e}").into())
 }

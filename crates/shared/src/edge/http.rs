@@ -41,7 +41,9 @@ pub fn body_bytes(req: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, ApiError> {
         body.as_bytes().to_vec()
     };
     if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::InvalidRequest(format!("body exceeds {MAX_BODY_BYTES} bytes")));
+        return Err(ApiError::InvalidRequest(format!(
+            "body exceeds {MAX_BODY_BYTES} bytes"
+        )));
     }
     Ok(bytes)
 }
@@ -60,7 +62,9 @@ pub fn json_body<T: DeserializeOwned>(req: &ApiGatewayV2httpRequest) -> Result<T
 /// The query string as decoded key/value pairs in their original order (HMAC checks need all).
 pub fn query_pairs(req: &ApiGatewayV2httpRequest) -> Vec<(String, String)> {
     match req.raw_query_string.as_deref() {
-        Some(raw) if !raw.is_empty() => url::form_urlencoded::parse(raw.as_bytes()).into_owned().collect(),
+        Some(raw) if !raw.is_empty() => url::form_urlencoded::parse(raw.as_bytes())
+            .into_owned()
+            .collect(),
         _ => req
             .query_string_parameters
             .iter()
@@ -80,8 +84,12 @@ pub fn problem(err: &ApiError) -> ApiGatewayV2httpResponse {
     }
     let text = serde_json::to_string(&err.problem()).unwrap_or_default();
     let mut resp = response(err.status(), "application/problem+json", text);
-    if let ApiError::VendorThrottled { retry_after_secs, .. } = err {
-        resp.headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+    if let ApiError::VendorThrottled {
+        retry_after_secs, ..
+    } = err
+    {
+        resp.headers
+            .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
     }
     resp
 }

@@ -7,7 +7,11 @@ use std::fmt::Display;
 use std::future::Future;
 use tracing::Instrument;
 
-pub async fn for_each_record<F, Fut, E>(event: SqsEvent, concurrency: usize, handle: F) -> SqsBatchResponse
+pub async fn for_each_record<F, Fut, E>(
+    event: SqsEvent,
+    concurrency: usize,
+    handle: F,
+) -> SqsBatchResponse
 where
     F: Fn(SqsMessage) -> Fut,
     Fut: Future<Output = Result<(), E>>,
@@ -58,10 +62,18 @@ mod tests {
         let mut event = SqsEvent::default();
         event.records = vec![record("a", "ok"), record("b", "boom"), record("c", "ok")];
         let response = for_each_record(event, 4, |m| async move {
-            if m.body.as_deref() == Some("ok") { Ok(()) } else { Err("bad body") }
+            if m.body.as_deref() == Some("ok") {
+                Ok(())
+            } else {
+                Err("bad body")
+            }
         })
         .await;
-        let ids: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        let ids: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
         assert_eq!(ids, vec!["b"]);
     }
 }

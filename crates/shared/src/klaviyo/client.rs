@@ -608,7 +608,10 @@ impl KlaviyoClient {
                 .ok_or_else(|| KlaviyoError::Invalid("empty cursor".into()))?,
             None => {
                 let id = check_id(id)?;
-                self.url(&format!("/api/{}/{id}/relationships/profiles", kind.path()), &[("page[size]", "100")])
+                self.url(
+                    &format!("/api/{}/{id}/relationships/profiles", kind.path()),
+                    &[("page[size]", "100")],
+                )
             }
         };
         let body = self.get(key, endpoint, url).await?;

@@ -331,7 +331,8 @@ pub fn batch_user_message(profiles: &[ProfilePrompt]) -> String {
             })
         })
         .collect();
-    let document = serde_json::to_string_pretty(&json!({ "profiles": customers })).unwrap_or_default();
+    let document =
+        serde_json::to_string_pretty(&json!({ "profiles": customers })).unwrap_or_default();
     let refs: Vec<&str> = profiles.iter().map(|p| p.profile_ref.as_str()).collect();
     format!(
         "Write copy for these {} customer(s). A null first_name means: do not address them by name.\n\
@@ -574,8 +575,14 @@ mod tests {
         let doc: Value = serde_json::from_str(&msg[json_start..json_end]).unwrap();
         assert_eq!(doc["profiles"][0]["profile_ref"], "C1");
         assert_eq!(doc["profiles"][0]["first_name"], "Ana");
-        assert_eq!(doc["profiles"][0]["bought_before"], "Alpine Jacket (Outerwear, Jackets); Trail Socks");
-        assert_eq!(doc["profiles"][0]["products"][0], json!({"ref": "P1", "title": "Summit Jacket", "price": "$199.00", "description": "Down jacket for cold days."}));
+        assert_eq!(
+            doc["profiles"][0]["bought_before"],
+            "Alpine Jacket (Outerwear, Jackets); Trail Socks"
+        );
+        assert_eq!(
+            doc["profiles"][0]["products"][0],
+            json!({"ref": "P1", "title": "Summit Jacket", "price": "$199.00", "description": "Down jacket for cold days."})
+        );
         assert_eq!(doc["profiles"][0]["products"][1]["title"], "Wool Beanie");
         assert_eq!(doc["profiles"][1]["first_name"], Value::Null);
         assert_eq!(doc["profiles"][1]["products"][0]["price"], "$25.50");

@@ -82,10 +82,14 @@ impl RunRequest {
             problems.push("brief must not be empty".to_owned());
         }
         if brief.chars().count() > MAX_BRIEF_CHARS {
-            problems.push(format!("brief must be at most {MAX_BRIEF_CHARS} characters"));
+            problems.push(format!(
+                "brief must be at most {MAX_BRIEF_CHARS} characters"
+            ));
         }
         if self.holdout_percent > MAX_HOLDOUT_PERCENT {
-            problems.push(format!("holdout_percent must be between 0 and {MAX_HOLDOUT_PERCENT}"));
+            problems.push(format!(
+                "holdout_percent must be between 0 and {MAX_HOLDOUT_PERCENT}"
+            ));
         }
         if self.profile_cap == Some(0) {
             problems.push("profile_cap must be at least 1".to_owned());
@@ -128,7 +132,10 @@ mod tests {
 
     fn request() -> RunRequest {
         RunRequest {
-            audience: AudienceRef { kind: AudienceKind::Segment, id: "Ab12Cd".into() },
+            audience: AudienceRef {
+                kind: AudienceKind::Segment,
+                id: "Ab12Cd".into(),
+            },
             brief: "Winter sale, free shipping over $50".into(),
             holdout_percent: 10,
             profile_cap: None,

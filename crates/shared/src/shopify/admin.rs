@@ -64,16 +64,24 @@ pub struct ShopifyAdmin {
 
 impl std::fmt::Debug for ShopifyAdmin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShopifyAdmin").field("shop", &self.shop).finish_non_exhaustive()
+        f.debug_struct("ShopifyAdmin")
+            .field("shop", &self.shop)
+            .finish_non_exhaustive()
     }
 }
 
 fn usable(tokens: &ShopifyTokens, rejected: Option<&Secret>) -> bool {
-    !tokens.access_expires_within(now_unix(), REFRESH_MARGIN) && rejected != Some(&tokens.access_token)
+    !tokens.access_expires_within(now_unix(), REFRESH_MARGIN)
+        && rejected != Some(&tokens.access_token)
 }
 
 impl ShopifyAdmin {
-    pub fn new(http: reqwest::Client, app: ShopifyApp, shop: ShopDomain, vault: Arc<dyn TokenVault>) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        app: ShopifyApp,
+        shop: ShopDomain,
+        vault: Arc<dyn TokenVault>,
+    ) -> Self {
         let base_url = app.base_url(&shop);
         let graphql_url = format!("{base_url}/admin/api/{}/graphql.json", app.api_version);
         Self {
@@ -124,7 +132,10 @@ impl ShopifyAdmin {
     }
 
     /// Take the shop's refresh lock and refresh, or wait for whoever holds it to store a new pair.
-    async fn refresh_serialised(&self, rejected: Option<&Secret>) -> Result<ShopifyTokens, ShopifyError> {
+    async fn refresh_serialised(
+        &self,
+        rejected: Option<&Secret>,
+    ) -> Result<ShopifyTokens, ShopifyError> {
         let owner = hex::encode(rand::thread_rng().gen::<[u8; 12]>());
         let deadline = Instant::now() + REFRESH_WAIT;
         let mut attempt: u32 = 0;
@@ -147,14 +158,19 @@ impl ShopifyAdmin {
                 }
             }
             if Instant::now() >= deadline {
-                return Err(ShopifyError::Transient("timed out waiting for a concurrent token refresh".into()));
+                return Err(ShopifyError::Transient(
+                    "timed out waiting for a concurrent token refresh".into(),
+                ));
             }
         }
     }
 
     /// Holding the lock: re-load (someone may have refreshed meanwhile), refresh if still needed,
     /// and persist the new pair before anyone uses it.
-    async fn refresh_locked(&self, rejected: Option<&Secret>) -> Result<ShopifyTokens, ShopifyError> {
+    async fn refresh_locked(
+        &self,
+        rejected: Option<&Secret>,
+    ) -> Result<ShopifyTokens, ShopifyError> {
         let stored = self.vault.load().await?.ok_or(ShopifyError::Unauthorized)?;
         if usable(&stored, rejected) {
             return Ok(stored);
@@ -172,7 +188,10 @@ impl ShopifyAdmin {
         .await?;
         self.vault.store(&fresh).await?;
         self.pacer.count_refresh();
-        tracing::info!(shop = self.shop.as_str(), "refreshed the Shopify access token");
+        tracing::info!(
+            shop = self.shop.as_str(),
+            "refreshed the Shopify access token"
+        );
         Ok(fresh)
     }
 }

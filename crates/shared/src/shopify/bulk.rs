@@ -83,7 +83,9 @@ struct StatusData {
 
 /// Start a bulk query (`groupObjects: false`); returns the operation's id.
 pub async fn start(admin: &ShopifyAdmin, inner_query: &str) -> Result<String, ShopifyError> {
-    let data: RunData = admin.query(BULK_RUN, serde_json::json!({ "query": inner_query })).await?;
+    let data: RunData = admin
+        .query(BULK_RUN, serde_json::json!({ "query": inner_query }))
+        .await?;
     let payload = data
         .bulk_operation_run_query
         .ok_or_else(|| ShopifyError::Bulk("bulkOperationRunQuery returned nothing".into()))?;
@@ -103,11 +105,17 @@ pub async fn start(admin: &ShopifyAdmin, inner_query: &str) -> Result<String, Sh
 
 /// Poll until the operation leaves CREATED/RUNNING. Returns it when COMPLETED; any other end
 /// state (FAILED, CANCELED, EXPIRED …) is a `Bulk` error naming the status and error code.
-pub async fn wait(admin: &ShopifyAdmin, id: &str, polling: &BulkPolling) -> Result<BulkOperation, ShopifyError> {
+pub async fn wait(
+    admin: &ShopifyAdmin,
+    id: &str,
+    polling: &BulkPolling,
+) -> Result<BulkOperation, ShopifyError> {
     let started = Instant::now();
     let mut delay = polling.first_delay;
     loop {
-        let data: StatusData = admin.query(BULK_STATUS, serde_json::json!({ "id": id })).await?;
+        let data: StatusData = admin
+            .query(BULK_STATUS, serde_json::json!({ "id": id }))
+            .await?;
         let op = data
             .bulk_operation
             .ok_or_else(|| ShopifyError::Bulk("bulk operation not found".into()))?;
@@ -122,7 +130,10 @@ pub async fn wait(admin: &ShopifyAdmin, id: &str, polling: &BulkPolling) -> Resu
             }
         }
         if started.elapsed() + delay > polling.timeout {
-            return Err(ShopifyError::Bulk(format!("bulk operation still {} after {:?}", op.status, polling.timeout)));
+            return Err(ShopifyError::Bulk(format!(
+                "bulk operation still {} after {:?}",
+                op.status, polling.timeout
+            )));
         }
         tokio::time::sleep(delay).await;
         delay = (delay.mul_f64(1.5)).min(polling.max_delay);
@@ -140,9 +151,15 @@ pub async fn for_each_line(
     let status = response.status();
     if !status.is_success() {
         return Err(if status.is_server_error() {
-            ShopifyError::Transient(format!("bulk result download returned HTTP {}", status.as_u16()))
+            ShopifyError::Transient(format!(
+                "bulk result download returned HTTP {}",
+                status.as_u16()
+            ))
         } else {
-            ShopifyError::Bulk(format!("bulk result download returned HTTP {}", status.as_u16()))
+            ShopifyError::Bulk(format!(
+                "bulk result download returned HTTP {}",
+                status.as_u16()
+            ))
         });
     }
     let mut buffer: Vec<u8> = Vec::new();

@@ -32,7 +32,10 @@ pub enum ShopifyError {
 impl ShopifyError {
     /// True when retrying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ShopifyError::Throttled { .. } | ShopifyError::Transient(_) | ShopifyError::Vault(_))
+        matches!(
+            self,
+            ShopifyError::Throttled { .. } | ShopifyError::Transient(_) | ShopifyError::Vault(_)
+        )
     }
 
     pub(crate) fn network(err: reqwest::Error) -> Self {
