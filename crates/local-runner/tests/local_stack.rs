@@ -409,9 +409,11 @@ fn foreign_token(_stack: &LocalStack, genuine: &str) -> String {
             .unwrap(),
     )
     .unwrap();
-    let key =
-        jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("fixtures/foreign_rsa_key.pem"))
-            .unwrap();
+    // A key nobody trusts, made for this test (no private key is kept in the repository).
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    let foreign = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+    let pem = foreign.to_pkcs1_pem(rsa::pkcs1::LineEnding::LF).unwrap();
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
     jsonwebtoken::encode(&header, &claims, &key).unwrap()
 }
 
