@@ -138,7 +138,7 @@ async fn preview_returns_grounded_copy_and_writes_nothing() {
         let candidates: Vec<&Value> = p["candidates"].as_array().unwrap().iter().collect();
         for product in p["copy"]["products"].as_array().unwrap() {
             assert!(
-                candidates.iter().any(|c| *c == product),
+                candidates.contains(&product),
                 "every product is one of the candidates, exactly: {product}"
             );
         }

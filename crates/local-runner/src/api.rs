@@ -106,17 +106,20 @@ impl Route {
     }
 }
 
-/// The route API Gateway would pick: most specific path, exact method over `ANY`, `$default` last.
 /// Path parameters by name.
 pub type PathParams = BTreeMap<String, String>;
 
+/// How well a route matches: specificity per path segment, then method (exact beats ANY).
+type RouteRank = (Vec<u8>, u8);
+
+/// The route API Gateway would pick: most specific path, exact method over `ANY`, `$default` last.
 pub fn select<'a>(
     routes: &'a [Route],
     method: &str,
     path: &str,
 ) -> Option<(&'a Route, BTreeMap<String, String>)> {
     // (specificity per segment, method rank): the highest wins.
-    let mut best: Option<((Vec<u8>, u8), &Route, PathParams)> = None;
+    let mut best: Option<(RouteRank, &Route, PathParams)> = None;
     for route in routes.iter().filter(|r| !r.is_default) {
         let method_rank = if route.method == method {
             2

@@ -158,6 +158,26 @@ pub struct Problem {
     pub missing_scopes: Option<Vec<String>>,
 }
 
+/// How a Klaviyo failure reaches the merchant. One mapping for every route that calls Klaviyo.
+impl From<crate::klaviyo::KlaviyoError> for ApiError {
+    fn from(err: crate::klaviyo::KlaviyoError) -> Self {
+        use crate::klaviyo::KlaviyoError;
+        match err {
+            KlaviyoError::Unauthorized => ApiError::KlaviyoKeyRejected,
+            KlaviyoError::MissingScope(scope) => ApiError::KlaviyoMissingScopes(vec![scope]),
+            KlaviyoError::Throttled { retry_after } => ApiError::VendorThrottled {
+                vendor: "Klaviyo",
+                retry_after_secs: retry_after.as_secs().max(1),
+            },
+            // Klaviyo's summary names the code and field, never a value or the key.
+            KlaviyoError::Invalid(summary) => {
+                ApiError::InvalidRequest(format!("Klaviyo rejected the request ({summary})"))
+            }
+            KlaviyoError::Transient(_) => ApiError::VendorUnavailable("Klaviyo"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,25 +198,5 @@ mod tests {
             Some(&["events:read".to_owned()][..])
         );
         assert_eq!(problem.status, 422);
-    }
-}
-
-/// How a Klaviyo failure reaches the merchant. One mapping for every route that calls Klaviyo.
-impl From<crate::klaviyo::KlaviyoError> for ApiError {
-    fn from(err: crate::klaviyo::KlaviyoError) -> Self {
-        use crate::klaviyo::KlaviyoError;
-        match err {
-            KlaviyoError::Unauthorized => ApiError::KlaviyoKeyRejected,
-            KlaviyoError::MissingScope(scope) => ApiError::KlaviyoMissingScopes(vec![scope]),
-            KlaviyoError::Throttled { retry_after } => ApiError::VendorThrottled {
-                vendor: "Klaviyo",
-                retry_after_secs: retry_after.as_secs().max(1),
-            },
-            // Klaviyo's summary names the code and field, never a value or the key.
-            KlaviyoError::Invalid(summary) => {
-                ApiError::InvalidRequest(format!("Klaviyo rejected the request ({summary})"))
-            }
-            KlaviyoError::Transient(_) => ApiError::VendorUnavailable("Klaviyo"),
-        }
     }
 }

@@ -306,7 +306,7 @@ async fn personalization_bench() -> Result<(), shared::edge::FunctionError> {
                 .collect()
         })
         .unwrap_or_default();
-    by_route.sort_by(|a, b| b.1.cmp(&a.1));
+    by_route.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     let klaviyo_total: u64 = by_route.iter().map(|(_, n)| n).sum();
 
     // The binding ceiling: the least time these requests need under each limit.

@@ -637,6 +637,23 @@ fn classify(err: SdkError<ConverseError>) -> BedrockError {
     }
 }
 
+/// The container's client as configuration says: model, endpoint, concurrency and quota share.
+pub fn from_config(sdk: &aws_config::SdkConfig, config: &crate::Config) -> BedrockClient {
+    let client = BedrockClient::from_sdk_at(
+        sdk,
+        config.bedrock_model_id.clone(),
+        config.bedrock_endpoint_url.as_deref(),
+    )
+    .with_max_concurrency(config.bedrock_max_concurrency);
+    match config.bedrock_quota {
+        Some((rpm, tpm)) => client.with_quota(Quota {
+            requests_per_minute: rpm * config.vendor_budget_share,
+            tokens_per_minute: tpm * config.vendor_budget_share,
+        }),
+        None => client,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -689,22 +706,5 @@ mod tests {
             parts.tool_config.tool_choice(),
             Some(ToolChoice::Tool(t)) if t.name() == "emit_copy"
         ));
-    }
-}
-
-/// The container's client as configuration says: model, endpoint, concurrency and quota share.
-pub fn from_config(sdk: &aws_config::SdkConfig, config: &crate::Config) -> BedrockClient {
-    let client = BedrockClient::from_sdk_at(
-        sdk,
-        config.bedrock_model_id.clone(),
-        config.bedrock_endpoint_url.as_deref(),
-    )
-    .with_max_concurrency(config.bedrock_max_concurrency);
-    match config.bedrock_quota {
-        Some((rpm, tpm)) => client.with_quota(Quota {
-            requests_per_minute: rpm * config.vendor_budget_share,
-            tokens_per_minute: tpm * config.vendor_budget_share,
-        }),
-        None => client,
     }
 }
