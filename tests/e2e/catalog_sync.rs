@@ -187,11 +187,11 @@ async fn concurrent_syncs_with_an_expired_token_refresh_it_once() {
 
     // Four deliveries at once, as four containers would run them.
     let event = |n: usize| {
-        json!({ "Records": [{
-            "messageId": format!("m{n}"), "receiptHandle": "r", "body": json!({"merchant_id": A, "reason": "requested"}).to_string(),
-            "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:sync", "awsRegion": "us-east-1"
-        }]})
+        sqs_event(
+            &format!("m{n}"),
+            &json!({"merchant_id": A, "reason": "requested"}),
+            SYNC_QUEUE_ARN,
+        )
     };
     let results = futures::future::join_all(
         (0..4).map(|n| world.stack.invoke("CatalogSyncFunction", event(n))),

@@ -372,13 +372,18 @@ async fn a_redelivered_batch_is_counted_once_and_a_dead_letter_is_counted_as_fai
         )
         .await
         .unwrap();
+    let work_queue = world
+        .stack
+        .resources
+        .arn("WorkQueue")
+        .unwrap_or_default()
+        .to_owned();
     let batch = |n: u64, ids: &[String]| {
-        json!({ "Records": [{
-            "messageId": format!("m{n}"), "receiptHandle": "r",
-            "body": json!({ "merchant_id": A, "run_id": run_id, "batch": n, "profile_ids": ids }).to_string(),
-            "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-            "eventSourceARN": world.stack.resources.arn("WorkQueue").unwrap_or_default(), "awsRegion": "us-east-1"
-        }]})
+        sqs_event(
+            &format!("m{n}"),
+            &json!({ "merchant_id": A, "run_id": run_id, "batch": n, "profile_ids": ids }),
+            &work_queue,
+        )
     };
     // The same batch delivered twice, as after a worker crash: written and counted once.
     let first = world
@@ -429,11 +434,11 @@ async fn connected_without_queues(world: &World) -> Merchant<'_> {
     );
     let callback = merchant.authorize_shopify(DEMO_SHOP).await;
     assert_eq!(world.get_url(&callback).await.status, StatusCode::OK);
-    let sync = json!({ "Records": [{
-        "messageId": "s1", "receiptHandle": "r", "body": json!({"merchant_id": A, "reason": "connected"}).to_string(),
-        "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:sync", "awsRegion": "us-east-1"
-    }]});
+    let sync = sqs_event(
+        "s1",
+        &json!({"merchant_id": A, "reason": "connected"}),
+        SYNC_QUEUE_ARN,
+    );
     world
         .stack
         .invoke("CatalogSyncFunction", sync)
@@ -484,12 +489,12 @@ async fn a_worker_that_crashed_after_submitting_its_write_finishes_that_write_in
         .unwrap();
     let before = world.sandbox_stats().await;
 
-    let event = json!({ "Records": [{
-        "messageId": "redelivered", "receiptHandle": "r",
-        "body": json!({ "merchant_id": A, "run_id": run_id, "batch": 1, "profile_ids": ids }).to_string(),
-        "attributes": { "ApproximateReceiveCount": "2" }, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-        "eventSourceARN": world.stack.resources.arn("WorkQueue").unwrap_or_default(), "awsRegion": "us-east-1"
-    }]});
+    let mut event = sqs_event(
+        "redelivered",
+        &json!({ "merchant_id": A, "run_id": run_id, "batch": 1, "profile_ids": ids }),
+        world.stack.resources.arn("WorkQueue").unwrap_or_default(),
+    );
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = json!("2");
     let out = world
         .stack
         .invoke("PersonalizeWorkerFunction", event)

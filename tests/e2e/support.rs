@@ -326,3 +326,19 @@ pub fn with_query(url: &str, query: &str) -> String {
     parsed.set_query(Some(query));
     parsed.to_string()
 }
+
+/// An SQS event of one record, shaped as Lambda delivers it, for invoking a function directly.
+pub fn sqs_event(
+    message_id: &str,
+    body: &serde_json::Value,
+    source_arn: &str,
+) -> serde_json::Value {
+    json!({ "Records": [{
+        "messageId": message_id, "receiptHandle": "r", "body": body.to_string(),
+        "attributes": { "ApproximateReceiveCount": "1" }, "messageAttributes": {}, "md5OfBody": "",
+        "eventSource": "aws:sqs", "eventSourceARN": source_arn, "awsRegion": "us-east-1"
+    }]})
+}
+
+/// A sync-queue ARN for events that do not depend on the real queue.
+pub const SYNC_QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:sync";

@@ -96,6 +96,26 @@ impl Handler {
         &self.catalog
     }
 
+    /// A Shopify Admin session for the merchant's shop, its tokens kept fresh through the vault.
+    pub(crate) fn admin_for(
+        &self,
+        merchant: &MerchantId,
+        shop: &shared::domain::ShopDomain,
+    ) -> ShopifyAdmin {
+        let vault = AwsTokenVault::new(
+            self.secrets.clone(),
+            self.store.clone(),
+            self.config.secret_name(merchant, Vendor::Shopify),
+            shop,
+        );
+        ShopifyAdmin::new(
+            self.http.clone(),
+            self.app.clone(),
+            shop.clone(),
+            Arc::new(vault),
+        )
+    }
+
     /// Sync one merchant's catalog: write a new generation, swap it in, delete the old one.
     /// On failure the old generation stays live and the error shows on the connection.
     pub async fn sync(&self, merchant: &MerchantId) -> Result<SyncReport, FunctionError> {
@@ -113,18 +133,7 @@ impl Handler {
             Some(c) if c.status == ConnectionStatus::Connected => c,
             _ => return Ok(SyncReport::new(SyncOutcome::NotConnected)),
         };
-        let vault = AwsTokenVault::new(
-            self.secrets.clone(),
-            self.store.clone(),
-            self.config.secret_name(merchant, Vendor::Shopify),
-            &connection.shop,
-        );
-        let admin = ShopifyAdmin::new(
-            self.http.clone(),
-            self.app.clone(),
-            connection.shop.clone(),
-            Arc::new(vault),
-        );
+        let admin = self.admin_for(merchant, &connection.shop);
         let generation = ulid::Ulid::new().to_string();
 
         let fetched = self.fetch_showing_progress(merchant, &admin, options).await;

@@ -5,11 +5,9 @@
 //! a deleted product back. A full sync replaces the generation, tombstones included.
 
 use super::{is_permanent, Handler};
-use shared::aws::token_vault::AwsTokenVault;
-use shared::domain::{now_unix, ConnectionStatus, ProductSignal, ProductSignalKind, Vendor};
+use shared::domain::{now_unix, ConnectionStatus, ProductSignal, ProductSignalKind};
 use shared::edge::FunctionError;
-use shared::shopify::{fetch_product, ShopifyAdmin};
-use std::sync::Arc;
+use shared::shopify::fetch_product;
 
 /// What one product signal did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,18 +52,7 @@ impl Handler {
             ProductSignalKind::ProductChanged => {
                 // Taken before the read: whatever we read is at least this recent.
                 let read_at = now_ms().max(signal.triggered_at_ms);
-                let vault = AwsTokenVault::new(
-                    self.secrets.clone(),
-                    self.store.clone(),
-                    self.config.secret_name(merchant, Vendor::Shopify),
-                    &connection.shop,
-                );
-                let admin = ShopifyAdmin::new(
-                    self.http.clone(),
-                    self.app.clone(),
-                    connection.shop.clone(),
-                    Arc::new(vault),
-                );
+                let admin = self.admin_for(merchant, &connection.shop);
                 match fetch_product(&admin, &signal.product_gid).await? {
                     Some(product) => (
                         self.catalog
