@@ -6,11 +6,10 @@ use super::dynamo::{from_item, to_item, Item};
 use super::{describe, AwsError};
 use crate::domain::{now_unix, MerchantId};
 use crate::personalize::accounting::{Cost, RunCounts, RunState};
-use crate::personalize::run::{AudienceRef, Run};
+use crate::personalize::run::Run;
 use crate::personalize::settings::Settings;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
 /// Batch markers outlive any redelivery (SQS keeps messages at most 14 days).
@@ -538,16 +537,6 @@ impl RunStore {
         )
         .await
     }
-
-    /// Every item of a run's audience reference, for views.
-    pub fn audience_of(run: &Run) -> &AudienceRef {
-        &run.audience
-    }
-}
-
-/// A run's document without internal attributes, for `GET /runs/{id}` and exports.
-pub fn run_json(run: &Run) -> Value {
-    serde_json::to_value(run).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
