@@ -51,6 +51,16 @@ fn klaviyo(world: &World) -> (KlaviyoClient, KlaviyoApiKey) {
     )
 }
 
+/// The first page (up to 100) of a segment's member ids, read from Klaviyo directly.
+async fn first_page(client: &KlaviyoClient, key: &KlaviyoApiKey, segment: &Value) -> Vec<String> {
+    let id = segment["id"].as_str().unwrap();
+    client
+        .audience_page(key, shared::klaviyo::AudienceKind::Segment, id, None)
+        .await
+        .unwrap()
+        .0
+}
+
 async fn run_and_wait(world: &World, merchant: &Merchant<'_>, body: Value) -> Value {
     let created = merchant.post("/runs", body).await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
@@ -114,15 +124,7 @@ async fn preview_returns_grounded_copy_and_writes_nothing() {
     let merchant = connected(&world).await;
     let (client, key) = klaviyo(&world);
     let vip = audience(&merchant, "VIP + Engaged").await;
-    let (ids, _) = client
-        .audience_page(
-            &key,
-            shared::klaviyo::AudienceKind::Segment,
-            vip["id"].as_str().unwrap(),
-            None,
-        )
-        .await
-        .unwrap();
+    let ids = first_page(&client, &key, &vip).await;
     let asked: Vec<String> = ids.into_iter().take(3).collect();
     let before = world.sandbox_stats().await;
 
@@ -201,15 +203,7 @@ async fn a_run_writes_every_profile_back_and_its_numbers_add_up() {
     // Read the profiles back from Klaviyo: copy for the personalized group, only the run marker
     // for the holdout group.
     let (client, key) = klaviyo(&world);
-    let (ids, _) = client
-        .audience_page(
-            &key,
-            shared::klaviyo::AudienceKind::Segment,
-            vip["id"].as_str().unwrap(),
-            None,
-        )
-        .await
-        .unwrap();
+    let ids = first_page(&client, &key, &vip).await;
     let profiles = client.get_profiles(&key, &ids).await.unwrap();
     let run_id = run["run_id"].as_str().unwrap();
     let mut seen = (0, 0);
@@ -363,15 +357,7 @@ async fn a_redelivered_batch_is_counted_once_and_a_dead_letter_is_counted_as_fai
         .await;
     let run_id = created.body["run"]["run_id"].as_str().unwrap().to_owned();
     let (client, key) = klaviyo(&world);
-    let (ids, _) = client
-        .audience_page(
-            &key,
-            shared::klaviyo::AudienceKind::Segment,
-            vip["id"].as_str().unwrap(),
-            None,
-        )
-        .await
-        .unwrap();
+    let ids = first_page(&client, &key, &vip).await;
     let work_queue = world
         .stack
         .resources
@@ -458,15 +444,7 @@ async fn a_worker_that_crashed_after_submitting_its_write_finishes_that_write_in
         .await;
     let run_id = created.body["run"]["run_id"].as_str().unwrap().to_owned();
     let (client, key) = klaviyo(&world);
-    let (ids, _) = client
-        .audience_page(
-            &key,
-            shared::klaviyo::AudienceKind::Segment,
-            vip["id"].as_str().unwrap(),
-            None,
-        )
-        .await
-        .unwrap();
+    let ids = first_page(&client, &key, &vip).await;
     let ids: Vec<String> = ids.into_iter().take(5).collect();
 
     // The state a worker leaves when it dies right after submitting its write-back: the batch

@@ -3,7 +3,7 @@
 //! no shop domain, no secret and no personal data, yet with the pepper (a stack secret) an
 //! operator can still answer "was merchant X's data deleted, and when?".
 
-use super::{describe, AwsError};
+use super::{describe, is_condition_failure, AwsError};
 use crate::domain::{rfc3339, MerchantId, Secret};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
@@ -86,7 +86,7 @@ impl AuditLog {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if describe(&e).contains("ConditionalCheckFailed") => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
             Err(e) => Err(AwsError::new("dynamodb:PutItem", describe(&e))),
         }
     }

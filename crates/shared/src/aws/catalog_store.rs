@@ -2,7 +2,7 @@
 //! whole new generation, then the connection record is switched to it in one conditional
 //! update, so readers see either the old catalog or the new one, never a mix.
 
-use super::{describe, AwsError};
+use super::{describe, is_condition_failure, AwsError};
 use crate::domain::{CatalogProduct, MerchantId};
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
@@ -158,7 +158,7 @@ impl CatalogStore {
         };
         match request.send().await {
             Ok(_) => Ok(true),
-            Err(e) if describe(&e).contains("ConditionalCheckFailed") => Ok(false),
+            Err(e) if is_condition_failure(&e) => Ok(false),
             Err(e) => Err(AwsError::new("dynamodb:PutItem", describe(&e))),
         }
     }

@@ -2,8 +2,10 @@
 //! shop → merchant map, one-time OAuth states and per-shop locks. No secret and no customer data
 //! is ever written here.
 
-use super::{describe, AwsError};
-use crate::domain::{now_unix, KlaviyoConnection, MerchantId, ShopDomain, ShopifyConnection};
+use super::{describe, is_condition_failure, AwsError};
+use crate::domain::{
+    now_unix, KlaviyoConnection, MerchantId, ShopDomain, ShopifyConnection, Vendor,
+};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use serde::{de::DeserializeOwned, Serialize};
@@ -14,9 +16,6 @@ pub type Item = HashMap<String, AttributeValue>;
 /// The TTL attribute (template.yaml's TimeToLiveSpecification). DynamoDB deletes lazily, so
 /// readers also compare it with the clock.
 pub const EXPIRES_AT: &str = "expires_at";
-
-const KLAVIYO_SK: &str = "CONNECTION#klaviyo";
-const SHOPIFY_SK: &str = "CONNECTION#shopify";
 
 #[derive(Clone)]
 pub struct AppStore {
@@ -32,7 +31,13 @@ pub struct OAuthState {
     pub expires_at: i64,
 }
 
-fn merchant_pk(merchant: &MerchantId) -> String {
+/// A connection record's sort key.
+pub fn connection_sk(vendor: Vendor) -> String {
+    format!("CONNECTION#{}", vendor.as_str())
+}
+
+/// The partition of everything a merchant owns in the app table.
+pub fn merchant_pk(merchant: &MerchantId) -> String {
     format!("MERCHANT#{}", merchant.as_str())
 }
 fn shop_pk(shop: &ShopDomain) -> String {
@@ -66,17 +71,7 @@ impl AppStore {
     }
 
     async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, AwsError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(pk))
-            .key("sk", s(sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| AwsError::new("dynamodb:GetItem", describe(&e)))?;
-        Ok(out.item)
+        get_item(&self.client, &self.table, pk, sk).await
     }
 
     async fn put<T: Serialize>(&self, pk: String, sk: &str, record: &T) -> Result<(), AwsError> {
@@ -97,7 +92,7 @@ impl AppStore {
         &self,
         merchant: &MerchantId,
     ) -> Result<Option<KlaviyoConnection>, AwsError> {
-        self.get(merchant_pk(merchant), KLAVIYO_SK)
+        self.get(merchant_pk(merchant), &connection_sk(Vendor::Klaviyo))
             .await?
             .map(from_item)
             .transpose()
@@ -108,14 +103,15 @@ impl AppStore {
         merchant: &MerchantId,
         conn: &KlaviyoConnection,
     ) -> Result<(), AwsError> {
-        self.put(merchant_pk(merchant), KLAVIYO_SK, conn).await
+        self.put(merchant_pk(merchant), &connection_sk(Vendor::Klaviyo), conn)
+            .await
     }
 
     pub async fn shopify(
         &self,
         merchant: &MerchantId,
     ) -> Result<Option<ShopifyConnection>, AwsError> {
-        self.get(merchant_pk(merchant), SHOPIFY_SK)
+        self.get(merchant_pk(merchant), &connection_sk(Vendor::Shopify))
             .await?
             .map(from_item)
             .transpose()
@@ -126,7 +122,8 @@ impl AppStore {
         merchant: &MerchantId,
         conn: &ShopifyConnection,
     ) -> Result<(), AwsError> {
-        self.put(merchant_pk(merchant), SHOPIFY_SK, conn).await
+        self.put(merchant_pk(merchant), &connection_sk(Vendor::Shopify), conn)
+            .await
     }
 
     /// Record `merchant` as the owner of `shop` unless another merchant already owns it.
@@ -236,7 +233,7 @@ impl AppStore {
             .update_item()
             .table_name(&self.table)
             .key("pk", s(merchant_pk(merchant)))
-            .key("sk", s(SHOPIFY_SK))
+            .key("sk", s(connection_sk(Vendor::Shopify)))
             .update_expression(
                 "SET catalog_generation = :new, catalog_size = :size, last_sync_at = :at \
                  REMOVE last_sync_error, sync_started_at, sync_products_read",
@@ -273,7 +270,7 @@ impl AppStore {
             .update_item()
             .table_name(&self.table)
             .key("pk", s(merchant_pk(merchant)))
-            .key("sk", s(SHOPIFY_SK))
+            .key("sk", s(connection_sk(Vendor::Shopify)))
             .update_expression("SET last_sync_error = :err, last_sync_attempt_at = :at REMOVE sync_started_at, sync_products_read")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":err", s(message))
@@ -299,7 +296,7 @@ impl AppStore {
             .update_item()
             .table_name(&self.table)
             .key("pk", s(merchant_pk(merchant)))
-            .key("sk", s(SHOPIFY_SK))
+            .key("sk", s(connection_sk(Vendor::Shopify)))
             .update_expression("SET sync_started_at = :start, sync_products_read = :read")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":start", n(started_at))
@@ -324,7 +321,7 @@ impl AppStore {
                 .table_name(&self.table)
                 .filter_expression("sk = :sk AND #status = :connected")
                 .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":sk", s(SHOPIFY_SK))
+                .expression_attribute_values(":sk", s(connection_sk(Vendor::Shopify)))
                 .expression_attribute_values(":connected", s("connected"))
                 .projection_expression("pk")
                 .set_exclusive_start_key(start.take())
@@ -394,10 +391,23 @@ impl AppStore {
     }
 }
 
-fn is_condition_failure<E: std::error::Error + 'static, R: std::fmt::Debug>(
-    err: &aws_sdk_dynamodb::error::SdkError<E, R>,
-) -> bool {
-    describe(err).contains("ConditionalCheckFailed")
+/// One item of a pk/sk table, read consistently (callers act on what they read).
+pub(crate) async fn get_item(
+    client: &Client,
+    table: &str,
+    pk: String,
+    sk: &str,
+) -> Result<Option<Item>, AwsError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key("pk", s(pk))
+        .key("sk", s(sk))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| AwsError::new("dynamodb:GetItem", describe(&e)))?;
+    Ok(out.item)
 }
 
 /// A record as DynamoDB attributes, through its serde form (so the record types stay plain).

@@ -55,6 +55,12 @@ impl AwsError {
     }
 }
 
+/// A conditional write or transaction whose condition did not hold (an expected outcome, not
+/// a failure, for idempotent writes and claims).
+pub(crate) fn is_condition_failure(err: &dyn std::error::Error) -> bool {
+    describe(err).contains("ConditionalCheckFailed")
+}
+
 /// SDK errors print as "service error" unless their sources are walked; this keeps code and message.
 pub(crate) fn describe(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();

@@ -3,7 +3,7 @@
 //! idempotent: deleting what is already gone counts 0 and succeeds.
 
 use super::dynamo::{from_item, AppStore, Item, EXPIRES_AT};
-use super::{describe, AwsError};
+use super::{describe, is_condition_failure, AwsError};
 use crate::domain::{now_unix, MerchantId, ShopDomain, Vendor, TERMINAL_RUN_STATES};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -12,17 +12,7 @@ fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-pub fn merchant_pk(merchant: &MerchantId) -> String {
-    format!("MERCHANT#{}", merchant.as_str())
-}
-
-pub fn connection_sk(vendor: Vendor) -> String {
-    format!("CONNECTION#{}", vendor.as_str())
-}
-
-fn conditional_failed(text: &str) -> bool {
-    text.contains("ConditionalCheckFailed")
-}
+pub use super::dynamo::{connection_sk, merchant_pk};
 
 /// The key of an item, for deleting it.
 pub fn key_of(item: &Item) -> Option<(String, String)> {
@@ -59,7 +49,7 @@ impl AppStore {
                     .and_then(|v| v.as_n().ok())
                     .and_then(|n| n.parse().ok())
             })),
-            Err(e) if conditional_failed(&describe(&e)) => Ok(None),
+            Err(e) if is_condition_failure(&e) => Ok(None),
             Err(e) => Err(AwsError::new("dynamodb:UpdateItem", describe(&e))),
         }
     }
@@ -107,7 +97,7 @@ impl AppStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) if conditional_failed(&describe(&e)) => Ok(false),
+            Err(e) if is_condition_failure(&e) => Ok(false),
             Err(e) => Err(AwsError::new("dynamodb:DeleteItem", describe(&e))),
         }
     }
@@ -242,7 +232,7 @@ impl AppStore {
                 .await;
             match result {
                 Ok(_) => cancelled += 1,
-                Err(e) if conditional_failed(&describe(&e)) => {}
+                Err(e) if is_condition_failure(&e) => {}
                 Err(e) => return Err(AwsError::new("dynamodb:UpdateItem", describe(&e))),
             }
         }
@@ -278,7 +268,7 @@ impl AppStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) if conditional_failed(&describe(&e)) => Ok(false),
+            Err(e) if is_condition_failure(&e) => Ok(false),
             Err(e) => Err(AwsError::new("dynamodb:PutItem", describe(&e))),
         }
     }

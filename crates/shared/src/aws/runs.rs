@@ -2,8 +2,8 @@
 //! attributes so every worker adds to them with an atomic `ADD`; a batch is counted exactly once
 //! because its "done" mark and the run's counters change in one transaction.
 
-use super::dynamo::{from_item, to_item, Item};
-use super::{describe, AwsError};
+use super::dynamo::{from_item, get_item, merchant_pk, to_item, Item};
+use super::{describe, is_condition_failure, AwsError};
 use crate::domain::{now_unix, MerchantId};
 use crate::personalize::accounting::{Cost, RunCounts, RunState};
 use crate::personalize::run::Run;
@@ -48,9 +48,6 @@ fn s(v: impl Into<String>) -> AttributeValue {
 }
 fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
-}
-fn merchant_pk(merchant: &MerchantId) -> String {
-    format!("MERCHANT#{}", merchant.as_str())
 }
 fn run_sk(run_id: &str) -> String {
     format!("RUN#{run_id}")
@@ -163,16 +160,8 @@ impl RunStore {
     }
 
     pub async fn settings(&self, merchant: &MerchantId) -> Result<Option<Settings>, AwsError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(merchant_pk(merchant)))
-            .key("sk", s("SETTINGS"))
-            .send()
-            .await
-            .map_err(Self::err("dynamodb:GetItem"))?;
-        out.item.map(from_item).transpose()
+        let item = get_item(&self.client, &self.table, merchant_pk(merchant), "SETTINGS").await?;
+        item.map(from_item).transpose()
     }
 
     pub async fn put_settings(
@@ -213,17 +202,14 @@ impl RunStore {
     }
 
     pub async fn get(&self, merchant: &MerchantId, run_id: &str) -> Result<Option<Run>, AwsError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(merchant_pk(merchant)))
-            .key("sk", s(run_sk(run_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(Self::err("dynamodb:GetItem"))?;
-        out.item.map(run_from_item).transpose()
+        let item = get_item(
+            &self.client,
+            &self.table,
+            merchant_pk(merchant),
+            &run_sk(run_id),
+        )
+        .await?;
+        item.map(run_from_item).transpose()
     }
 
     /// The merchant's runs, newest first (run ids are ULIDs, so they sort by time).
@@ -298,7 +284,7 @@ impl RunStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) if describe(&e).contains("ConditionalCheckFailed") => Ok(false),
+            Err(e) if is_condition_failure(&e) => Ok(false),
             Err(e) => Err(AwsError::new("dynamodb:UpdateItem", describe(&e))),
         }
     }
@@ -347,7 +333,7 @@ impl RunStore {
             .await
         {
             Ok(_) => Ok(true),
-            Err(e) if describe(&e).contains("ConditionalCheckFailed") => Ok(false),
+            Err(e) if is_condition_failure(&e) => Ok(false),
             Err(e) => Err(AwsError::new("dynamodb:UpdateItem", describe(&e))),
         }
     }
@@ -403,19 +389,9 @@ impl RunStore {
                     None => Ok(BatchClaim::Fresh),
                 }
             }
-            Err(e) if describe(&e).contains("ConditionalCheckFailed") => {
-                let out = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("pk", s(pk))
-                    .key("sk", s(sk))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(Self::err("dynamodb:GetItem"))?;
-                let done = out
-                    .item
+            Err(e) if is_condition_failure(&e) => {
+                let item = get_item(&self.client, &self.table, pk, &sk).await?;
+                let done = item
                     .as_ref()
                     .and_then(|i| i.get("status"))
                     .and_then(|v| v.as_s().ok())
@@ -508,10 +484,7 @@ impl RunStore {
             .await
         {
             Ok(_) => self.get(merchant, run_id).await,
-            Err(e)
-                if describe(&e).contains("ConditionalCheckFailed")
-                    || describe(&e).contains("TransactionCanceled") =>
-            {
+            Err(e) if is_condition_failure(&e) || describe(&e).contains("TransactionCanceled") => {
                 Ok(None)
             }
             Err(e) => Err(AwsError::new("dynamodb:TransactWriteItems", describe(&e))),
