@@ -327,3 +327,45 @@ fn all_scopes() -> Vec<&'static str> {
         "lists:write",
     ]
 }
+
+/// The app's Shopify secret is read when a request first needs it, not at start: while it is
+/// unreadable the install can still begin, the callback fails with a 500 that consumes nothing,
+/// and once the secret is back the very same callback completes the install.
+#[tokio::test]
+async fn an_unreadable_app_secret_fails_only_the_requests_that_need_it() {
+    let world = World::start().await;
+    let merchant = world.merchant(A).await;
+    let id = world.config().shopify_client_secret_id;
+    let value = world.secret(&id).await.expect("the stack stored the app secret");
+    let secrets = aws_sdk_secretsmanager::Client::new(world.stack.aws.config());
+    secrets
+        .delete_secret()
+        .secret_id(&id)
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+
+    let callback = merchant.authorize_shopify(DEMO_SHOP).await;
+    let failed = world.get_url(&callback).await;
+    assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(failed.problem_type().ends_with("/internal"));
+    assert!(
+        !failed.body.to_string().contains(&id),
+        "the problem names no secret: {:?}",
+        failed.body
+    );
+    assert!(merchant.connections().await["shopify"].is_null());
+
+    secrets
+        .create_secret()
+        .name(&id)
+        .secret_string(value)
+        .send()
+        .await
+        .unwrap();
+    let resp = world.get_url(&callback).await;
+    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
+    world.settle().await;
+    assert_eq!(merchant.connections().await["shopify"]["status"], "connected");
+}

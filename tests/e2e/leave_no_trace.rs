@@ -43,7 +43,7 @@ async fn cognito_merchant<'w>(world: &'w World, email: &str) -> (Merchant<'w>, S
         .expect("the template's user pool exists locally")
         .name
         .clone();
-    let cognito = aws_sdk_cognitoidentityprovider::Client::new(&world.stack.aws);
+    let cognito = aws_sdk_cognitoidentityprovider::Client::new(world.stack.aws.config());
     let created = cognito
         .admin_create_user()
         .user_pool_id(&pool)
@@ -87,7 +87,7 @@ async fn cognito_merchant<'w>(world: &'w World, email: &str) -> (Merchant<'w>, S
 
 async fn cognito_user_exists(world: &World, username: &str) -> bool {
     let pool = world.stack.resources.get("UserPool").unwrap().name.clone();
-    let cognito = aws_sdk_cognitoidentityprovider::Client::new(&world.stack.aws);
+    let cognito = aws_sdk_cognitoidentityprovider::Client::new(world.stack.aws.config());
     cognito
         .admin_get_user()
         .user_pool_id(pool)
@@ -98,7 +98,7 @@ async fn cognito_user_exists(world: &World, username: &str) -> bool {
 }
 
 async fn put_item(world: &World, item: Vec<(&str, AttributeValue)>) {
-    let ddb = aws_sdk_dynamodb::Client::new(&world.stack.aws);
+    let ddb = aws_sdk_dynamodb::Client::new(world.stack.aws.config());
     let mut req = ddb.put_item().table_name(world.config().app_table);
     for (k, v) in item {
         req = req.item(k, v);

@@ -136,7 +136,7 @@ impl World {
 
     /// Every item of the app table, as text: what a leak scan looks at.
     pub async fn app_table_dump(&self) -> String {
-        let client = aws_sdk_dynamodb::Client::new(&self.stack.aws);
+        let client = aws_sdk_dynamodb::Client::new(self.stack.aws.config());
         let out = client
             .scan()
             .table_name(self.config().app_table)
@@ -147,7 +147,7 @@ impl World {
     }
 
     pub async fn secret(&self, name: &str) -> Option<String> {
-        let client = aws_sdk_secretsmanager::Client::new(&self.stack.aws);
+        let client = aws_sdk_secretsmanager::Client::new(self.stack.aws.config());
         client
             .get_secret_value()
             .secret_id(name)

@@ -72,21 +72,16 @@ pub enum SyncOutcome {
 
 impl Handler {
     pub async fn init(config: Config) -> Result<Self, FunctionError> {
-        let aws = shared::aws::sdk_config().await;
+        let aws = shared::aws::Aws::load().await;
         let secrets = SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone());
-        let client_secret = secrets.shopify_client_secret(&config).await?;
+        let client_secret = secrets.shopify_client_secret(&config);
         Ok(Self {
             store: AppStore::from_sdk(&aws, &config.app_table),
             catalog: CatalogStore::from_sdk(&aws, &config.catalog_table),
             sync_queue: Queue::from_sdk(&aws, &config.sync_queue_url),
             secrets,
             http: shared::http_client(),
-            app: ShopifyApp {
-                client_id: config.shopify_client_id.clone(),
-                client_secret,
-                api_version: config.shopify_api_version.clone(),
-                base_url_template: config.shopify_base_url_template.clone(),
-            },
+            app: ShopifyApp::from_config(&config, client_secret),
             config,
         })
     }

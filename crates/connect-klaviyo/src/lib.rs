@@ -24,7 +24,7 @@ pub struct Handler {
 
 impl Handler {
     pub async fn init(config: Config) -> Result<Self, FunctionError> {
-        let aws = shared::aws::sdk_config().await;
+        let aws = shared::aws::Aws::load().await;
         Ok(Self {
             store: AppStore::from_sdk(&aws, &config.app_table),
             secrets: SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone()),

@@ -11,7 +11,7 @@ use shared::api::{ShopifyAuthorize, ShopifyConnected, StartShopify, SyncQueued};
 use shared::aws::dynamo::{AppStore, OAuthState};
 use shared::aws::{queue::Queue, secrets::SecretStore, AwsError};
 use shared::domain::{
-    now_unix, rfc3339, ConnectionStatus, MerchantId, Secret, ShopDomain, ShopifyConnection,
+    now_unix, rfc3339, AppSecret, ConnectionStatus, MerchantId, ShopDomain, ShopifyConnection,
     SyncReason, SyncRequest, Vendor,
 };
 use shared::edge::{function::parse_event, http, Function, FunctionError};
@@ -34,14 +34,14 @@ pub struct Handler {
     sync_queue: Queue,
     purge_queue: Option<Queue>,
     http: reqwest::Client,
-    client_secret: Secret,
+    client_secret: AppSecret,
 }
 
 impl Handler {
     pub async fn init(config: Config) -> Result<Self, FunctionError> {
-        let aws = shared::aws::sdk_config().await;
+        let aws = shared::aws::Aws::load().await;
         let secrets = SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone());
-        let client_secret = secrets.shopify_client_secret(&config).await?;
+        let client_secret = secrets.shopify_client_secret(&config);
         Ok(Self {
             store: AppStore::from_sdk(&aws, &config.app_table),
             sync_queue: Queue::from_sdk(&aws, &config.sync_queue_url),
@@ -118,7 +118,8 @@ impl Handler {
     /// Shopify's redirect back. Checked in order: signature (nothing else is trusted before it),
     /// freshness, shop format, then the one-time state, which must name the same shop.
     async fn callback(&self, query: &[(String, String)]) -> Result<ShopifyConnected, ApiError> {
-        if !oauth::verify_query_hmac(self.client_secret.expose(), query) {
+        let client_secret = self.client_secret.get().await?;
+        if !oauth::verify_query_hmac(client_secret.expose(), query) {
             return Err(ApiError::InvalidOAuthSignature);
         }
         let param = |name: &str| {
@@ -155,7 +156,7 @@ impl Handler {
             &self.http,
             &base,
             &self.config.shopify_client_id,
-            self.client_secret.expose(),
+            client_secret.expose(),
             code,
         )
         .await

@@ -93,7 +93,11 @@ impl Handler {
             return Err(ApiError::InvalidWebhookSignature);
         };
         if signature.is_empty()
-            || !oauth::verify_webhook_hmac(self.client_secret.expose(), &raw, signature)
+            || !oauth::verify_webhook_hmac(
+                self.client_secret.get().await?.expose(),
+                &raw,
+                signature,
+            )
         {
             tracing::warn!("webhook rejected: missing or invalid X-Shopify-Hmac-Sha256");
             return Err(ApiError::InvalidWebhookSignature);

@@ -23,7 +23,7 @@ use shared::aws::cognito::UserDirectory;
 use shared::aws::dynamo::AppStore;
 use shared::aws::secrets::SecretStore;
 use shared::aws::AwsError;
-use shared::domain::{MerchantId, PurgeRequest, Secret};
+use shared::domain::{MerchantId, PurgeRequest};
 use shared::edge::{function::parse_event, http, sqs, Function, FunctionError};
 use shared::error::ApiError;
 use shared::shopify::ShopifyApp;
@@ -44,7 +44,7 @@ pub struct Handler {
 
 impl Handler {
     pub async fn init(config: Config) -> Result<Self, FunctionError> {
-        let aws = shared::aws::sdk_config().await;
+        let aws = shared::aws::Aws::load().await;
         let secrets = SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone());
         let audit_table = config
             .audit_table
@@ -54,21 +54,13 @@ impl Handler {
             .audit_pepper_secret_id
             .clone()
             .ok_or("AUDIT_PEPPER_SECRET_ID is not configured")?;
-        // Both secrets at once: each read is a round trip, and init time is cold-start time.
-        let (client_secret, pepper) = tokio::join!(
-            secrets.shopify_client_secret(&config),
-            secrets.get(&pepper_id)
-        );
-        let client_secret = client_secret?;
-        let pepper = pepper?.ok_or("the audit pepper secret is missing")?;
+        // Both app secrets are read on first use (shared::domain::AppSecret): init makes no call.
+        let client_secret = secrets.shopify_client_secret(&config);
+        let pepper = secrets.app_secret(&pepper_id);
         Ok(Self {
             store: AppStore::from_sdk(&aws, &config.app_table),
             catalog: CatalogStore::from_sdk(&aws, &config.catalog_table),
-            audit: AuditLog::new(
-                aws_sdk_dynamodb::Client::new(&aws),
-                audit_table,
-                Secret::new(pepper),
-            ),
+            audit: AuditLog::new(aws.dynamodb(), audit_table, pepper),
             users: config
                 .user_pool_id
                 .as_ref()

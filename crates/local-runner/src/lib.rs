@@ -28,7 +28,6 @@ pub use resources::{Physical, ResourceKind, Resources};
 pub use shared::edge::Function;
 pub use template::Template;
 
-use aws_config::SdkConfig;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -96,7 +95,7 @@ pub struct LocalStack {
     pub sandbox: sandbox::Sandbox,
     /// Logical id → physical name / URL / ARN.
     pub resources: Resources,
-    pub aws: SdkConfig,
+    pub aws: shared::aws::Aws,
     pub template: Template,
     pub prefix: String,
     pub region: String,
@@ -145,9 +144,11 @@ impl LocalStack {
         } else {
             aws
         };
+        let aws = shared::aws::Aws::new(aws);
         let shopify_client_id = sandbox.config().shopify_client_id.clone();
         let shopify_client_secret = sandbox.config().shopify_client_secret.clone();
         let region = aws
+            .config()
             .region()
             .map(|r| r.to_string())
             .unwrap_or_else(|| "us-east-1".into());
@@ -183,7 +184,7 @@ impl LocalStack {
 
         let resources = provision::Provisioner {
             template: &template,
-            aws: &aws,
+            aws: aws.config(),
             prefix: &prefix,
             region: &region,
             parameters: &parameters,
@@ -247,7 +248,7 @@ impl LocalStack {
             .values()
             .filter_map(|e| e.get("SHOPIFY_CLIENT_SECRET_ID").cloned())
             .collect();
-        let sm = aws_sdk_secretsmanager::Client::new(&aws);
+        let sm = aws.secrets();
         for id in secret_ids {
             provision::create_secret(&sm, &id, &shopify_client_secret).await?;
         }
@@ -345,7 +346,7 @@ impl LocalStack {
         if options.run_queues {
             tasks.extend(queues::spawn_pollers(
                 &mappings,
-                aws_sdk_sqs::Client::new(&aws),
+                aws.sqs(),
                 invoker.clone(),
                 region.clone(),
                 shutdown_rx,
@@ -464,7 +465,7 @@ impl LocalStack {
     /// and no invocation is running.
     pub async fn drain(&self, timeout: Duration) -> Result<(), StackError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let sqs = aws_sdk_sqs::Client::new(&self.aws);
+        let sqs = self.aws.sqs();
         let urls: BTreeSet<&str> = self.mappings.iter().map(|m| m.queue_url.as_str()).collect();
         loop {
             let (in_flight, started) = self.invoker.activity();

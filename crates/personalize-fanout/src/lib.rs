@@ -43,14 +43,14 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 impl Handler {
     pub async fn init(config: Config) -> Result<Self, FunctionError> {
-        let aws = shared::aws::sdk_config().await;
+        let aws = shared::aws::Aws::load().await;
         let klaviyo = KlaviyoClient::with_limits(
             shared::http_client(),
             config.klaviyo_base_url.clone(),
             config.klaviyo_revision.clone(),
             RateLimits::Scaled(config.vendor_budget_share),
         );
-        let bedrock = shared::bedrock::from_config(&aws, &config);
+        let bedrock = shared::bedrock::from_config(aws.config(), &config);
         Ok(Self {
             engine: Engine::new(
                 klaviyo,

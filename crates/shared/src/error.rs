@@ -158,6 +158,14 @@ pub struct Problem {
     pub missing_scopes: Option<Vec<String>>,
 }
 
+/// An app secret we could not read is our fault, not the caller's: a logged 500 (the next request
+/// reads again).
+impl From<crate::domain::SecretUnavailable> for ApiError {
+    fn from(err: crate::domain::SecretUnavailable) -> Self {
+        ApiError::Internal(err.0)
+    }
+}
+
 /// How a Klaviyo failure reaches the merchant. One mapping for every route that calls Klaviyo.
 impl From<crate::klaviyo::KlaviyoError> for ApiError {
     fn from(err: crate::klaviyo::KlaviyoError) -> Self {

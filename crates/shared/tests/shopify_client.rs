@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use sandbox::shopify::catalog_data::{generate_catalog, money, ProductStatus};
 use serde_json::{json, Value};
-use shared::domain::{CatalogProduct, Secret, ShopDomain};
+use shared::domain::{AppSecret, CatalogProduct, Secret, ShopDomain};
 use shared::shopify::admin::{ShopifyAdmin, ShopifyApp};
 use shared::shopify::catalog::{self, CatalogOptions, PRODUCTS_COUNT};
 use shared::shopify::oauth;
@@ -98,7 +98,7 @@ impl Harness {
     fn app(&self) -> ShopifyApp {
         ShopifyApp {
             client_id: CLIENT_ID.into(),
-            client_secret: Secret::new(CLIENT_SECRET),
+            client_secret: AppSecret::known(Secret::new(CLIENT_SECRET)),
             api_version: API_VERSION.into(),
             base_url_template: self.sandbox.shopify_base_url_template(),
         }

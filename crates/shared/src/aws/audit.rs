@@ -4,7 +4,7 @@
 //! operator can still answer "was merchant X's data deleted, and when?".
 
 use super::{describe, is_condition_failure, AwsError};
-use crate::domain::{rfc3339, MerchantId, Secret};
+use crate::domain::{rfc3339, AppSecret, MerchantId};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use hmac::{Hmac, Mac};
@@ -18,7 +18,7 @@ pub const AUDIT_RETENTION_SECS: i64 = 3 * 365 * 24 * 3600;
 pub struct AuditLog {
     client: Client,
     table: String,
-    pepper: Secret,
+    pepper: AppSecret,
 }
 
 /// One purge: `action` (e.g. `disconnect_shopify`), what triggered it (`api`, `webhook`), and
@@ -44,7 +44,7 @@ pub fn merchant_subject(merchant: &MerchantId) -> String {
 }
 
 impl AuditLog {
-    pub fn new(client: Client, table: impl Into<String>, pepper: Secret) -> Self {
+    pub fn new(client: Client, table: impl Into<String>, pepper: AppSecret) -> Self {
         Self {
             client,
             table: table.into(),
@@ -52,13 +52,14 @@ impl AuditLog {
         }
     }
 
-    pub fn key_for(&self, subject: &str) -> String {
-        subject_key(self.pepper.expose(), subject)
-    }
-
     /// Write one entry. The sort key is the purge's start time and action, so a retried purge
     /// that already wrote its record does not write a second one.
     pub async fn record(&self, subject: &str, entry: &AuditEntry) -> Result<(), AwsError> {
+        let pepper = self
+            .pepper
+            .get()
+            .await
+            .map_err(|e| AwsError::new("secretsmanager:GetSecretValue", e))?;
         let deleted = entry
             .deleted
             .iter()
@@ -68,7 +69,10 @@ impl AuditLog {
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", AttributeValue::S(self.key_for(subject)))
+            .item(
+                "pk",
+                AttributeValue::S(subject_key(pepper.expose(), subject)),
+            )
             .item(
                 "sk",
                 AttributeValue::S(format!("{}#{}", rfc3339(entry.at), entry.action)),

@@ -29,8 +29,8 @@ fn partition(merchant: &MerchantId, generation: &str) -> String {
 }
 
 impl CatalogStore {
-    pub fn from_sdk(aws: &super::SdkConfig, table: impl Into<String>) -> Self {
-        Self::new(Client::new(aws), table)
+    pub fn from_sdk(aws: &super::Aws, table: impl Into<String>) -> Self {
+        Self::new(aws.dynamodb(), table)
     }
 
     pub fn new(client: Client, table: impl Into<String>) -> Self {

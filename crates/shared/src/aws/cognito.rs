@@ -10,9 +10,9 @@ pub struct UserDirectory {
 }
 
 impl UserDirectory {
-    pub fn from_sdk(aws: &super::SdkConfig, pool_id: impl Into<String>) -> Self {
+    pub fn from_sdk(aws: &super::Aws, pool_id: impl Into<String>) -> Self {
         Self {
-            client: Client::new(aws),
+            client: aws.cognito(),
             pool_id: pool_id.into(),
         }
     }

@@ -51,8 +51,8 @@ fn n(value: impl ToString) -> AttributeValue {
 }
 
 impl AppStore {
-    pub fn from_sdk(aws: &super::SdkConfig, table: impl Into<String>) -> Self {
-        Self::new(Client::new(aws), table)
+    pub fn from_sdk(aws: &super::Aws, table: impl Into<String>) -> Self {
+        Self::new(aws.dynamodb(), table)
     }
 
     pub fn new(client: Client, table: impl Into<String>) -> Self {

@@ -12,8 +12,8 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub fn from_sdk(aws: &super::SdkConfig, url: impl Into<String>) -> Self {
-        Self::new(Client::new(aws), url)
+    pub fn from_sdk(aws: &super::Aws, url: impl Into<String>) -> Self {
+        Self::new(aws.sqs(), url)
     }
 
     pub fn new(client: Client, url: impl Into<String>) -> Self {

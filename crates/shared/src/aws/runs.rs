@@ -144,9 +144,9 @@ fn run_from_item(item: Item) -> Result<Run, AwsError> {
 }
 
 impl RunStore {
-    pub fn from_sdk(aws: &super::SdkConfig, table: impl Into<String>) -> Self {
+    pub fn from_sdk(aws: &super::Aws, table: impl Into<String>) -> Self {
         Self {
-            client: Client::new(aws),
+            client: aws.dynamodb(),
             table: table.into(),
         }
     }

@@ -11,8 +11,8 @@ pub struct SecretStore {
 }
 
 impl SecretStore {
-    pub fn from_sdk(aws: &super::SdkConfig, kms_key_id: Option<String>) -> Self {
-        Self::new(Client::new(aws), kms_key_id)
+    pub fn from_sdk(aws: &super::Aws, kms_key_id: Option<String>) -> Self {
+        Self::new(aws.secrets(), kms_key_id)
     }
 
     pub fn new(client: Client, kms_key_id: Option<String>) -> Self {
@@ -66,21 +66,29 @@ impl SecretStore {
         }
     }
 
-    /// The Shopify app's client secret (`SHOPIFY_CLIENT_SECRET_ID`), read once per container:
-    /// OAuth callbacks, webhooks and token refreshes all need it.
-    pub async fn shopify_client_secret(
-        &self,
-        config: &crate::Config,
-    ) -> Result<crate::domain::Secret, AwsError> {
-        self.get(&config.shopify_client_secret_id)
-            .await?
-            .map(crate::domain::Secret::new)
-            .ok_or_else(|| {
-                AwsError::new(
-                    "secretsmanager:GetSecretValue",
-                    "the Shopify app client secret is not in Secrets Manager",
-                )
-            })
+    /// An app secret (`id`), read on first use and kept for the container's life.
+    pub fn app_secret(&self, id: &str) -> crate::domain::AppSecret {
+        use crate::domain::{AppSecret, Secret, SecretUnavailable};
+        let store = self.clone();
+        let id = id.to_owned();
+        AppSecret::lazy(move || {
+            let (store, id) = (store.clone(), id.clone());
+            async move {
+                match store.get(&id).await {
+                    Ok(Some(value)) => Ok(Secret::new(value)),
+                    Ok(None) => Err(SecretUnavailable(format!(
+                        "the app secret {id} is not in Secrets Manager"
+                    ))),
+                    Err(e) => Err(SecretUnavailable(e.to_string())),
+                }
+            }
+        })
+    }
+
+    /// The Shopify app's client secret (`SHOPIFY_CLIENT_SECRET_ID`): OAuth callbacks, webhooks
+    /// and token refreshes need it.
+    pub fn shopify_client_secret(&self, config: &crate::Config) -> crate::domain::AppSecret {
+        self.app_secret(&config.shopify_client_secret_id)
     }
 
     /// The merchant's Klaviyo key, as connect-klaviyo stored it (`{"api_key": "pk_…"}`).

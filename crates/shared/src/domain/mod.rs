@@ -12,7 +12,7 @@ pub use connection::{
     ConnectionStatus, KlaviyoConnection, ShopifyConnection, SyncReason, SyncRequest,
 };
 pub use ids::{MerchantId, ShopDomain, Vendor};
-pub use secret::{KlaviyoApiKey, Secret};
+pub use secret::{AppSecret, KlaviyoApiKey, Secret, SecretUnavailable};
 pub use webhook::{
     is_disconnecting, product_gid, ProductSignal, ProductSignalKind, PurgeReason, PurgeRequest,
     SyncMessage, WebhookTopic, TERMINAL_RUN_STATES,

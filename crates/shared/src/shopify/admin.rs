@@ -8,7 +8,7 @@ use super::graphql::Pacer;
 use super::oauth;
 use super::tokens::{ShopifyTokens, TokenVault};
 use crate::config::Config;
-use crate::domain::{now_unix, Secret, ShopDomain};
+use crate::domain::{now_unix, AppSecret, Secret, ShopDomain};
 use rand::Rng;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,14 +24,14 @@ pub const REFRESH_WAIT: Duration = Duration::from_secs(20);
 #[derive(Clone, Debug)]
 pub struct ShopifyApp {
     pub client_id: String,
-    pub client_secret: Secret,
+    pub client_secret: AppSecret,
     pub api_version: String,
     /// `https://{shop}` in production; `{shop}` is replaced by the shop domain.
     pub base_url_template: String,
 }
 
 impl ShopifyApp {
-    pub fn from_config(config: &Config, client_secret: Secret) -> Self {
+    pub fn from_config(config: &Config, client_secret: AppSecret) -> Self {
         Self {
             client_id: config.shopify_client_id.clone(),
             client_secret,
@@ -178,11 +178,12 @@ impl ShopifyAdmin {
         if stored.refresh_expires_at <= now_unix() {
             return Err(ShopifyError::Unauthorized);
         }
+        let client_secret = self.app.client_secret.get().await?;
         let fresh = oauth::refresh_tokens(
             &self.http,
             &self.base_url,
             &self.app.client_id,
-            self.app.client_secret.expose(),
+            client_secret.expose(),
             stored.refresh_token.expose(),
         )
         .await?;

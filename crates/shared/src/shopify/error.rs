@@ -27,6 +27,9 @@ pub enum ShopifyError {
     Bulk(String),
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// The app's own client secret could not be read (needed to refresh a token).
+    #[error("the Shopify app client secret is unavailable: {0}")]
+    AppSecret(#[from] crate::domain::SecretUnavailable),
 }
 
 impl ShopifyError {
@@ -34,7 +37,10 @@ impl ShopifyError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            ShopifyError::Throttled { .. } | ShopifyError::Transient(_) | ShopifyError::Vault(_)
+            ShopifyError::Throttled { .. }
+                | ShopifyError::Transient(_)
+                | ShopifyError::Vault(_)
+                | ShopifyError::AppSecret(_)
         )
     }
 
