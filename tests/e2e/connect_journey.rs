@@ -336,7 +336,10 @@ async fn an_unreadable_app_secret_fails_only_the_requests_that_need_it() {
     let world = World::start().await;
     let merchant = world.merchant(A).await;
     let id = world.config().shopify_client_secret_id;
-    let value = world.secret(&id).await.expect("the stack stored the app secret");
+    let value = world
+        .secret(&id)
+        .await
+        .expect("the stack stored the app secret");
     let secrets = aws_sdk_secretsmanager::Client::new(world.stack.aws.config());
     secrets
         .delete_secret()
@@ -367,5 +370,8 @@ async fn an_unreadable_app_secret_fails_only_the_requests_that_need_it() {
     let resp = world.get_url(&callback).await;
     assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
     world.settle().await;
-    assert_eq!(merchant.connections().await["shopify"]["status"], "connected");
+    assert_eq!(
+        merchant.connections().await["shopify"]["status"],
+        "connected"
+    );
 }

@@ -334,12 +334,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The bootstrap's environment: this process's (AWS endpoint and fake credentials for moto),
     // Lambda's own variables, and the function's resolved template environment.
-    let local_bundle = [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists());
     let mut subjects: Vec<(String, PathBuf, HashMap<String, String>, Value)> = Vec::new();
     for (id, binary, case) in TYPICAL_EVENTS {
         let bootstrap = lambda_dir.join(binary).join("bootstrap");
@@ -350,15 +344,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let mut env = lambda_env(binary, memory_of(&stack.template, id));
         env.extend(stack.function_env(id).clone());
-        // The template names Lambda's CA bundle path (AL2023); use this machine's when it differs.
-        if let Some(path) = env.get("SSL_CERT_FILE") {
-            if !std::path::Path::new(path).exists() {
-                match local_bundle {
-                    Some(local) => env.insert("SSL_CERT_FILE".into(), local.into()),
-                    None => env.remove("SSL_CERT_FILE"),
-                };
-            }
-        }
         let text = std::fs::read_to_string(events_dir.join(binary).join(format!("{case}.json")))?;
         subjects.push((
             binary.to_string(),

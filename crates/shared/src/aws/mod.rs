@@ -22,6 +22,11 @@ pub mod secrets;
 pub mod token_vault;
 
 pub use aws_config::SdkConfig;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use std::sync::Arc;
 
 /// The AWS side of one container: its `SdkConfig` and at most one client per service, made on
@@ -105,6 +110,27 @@ fn aws_tls_context() -> aws_smithy_http_client::tls::TlsContext {
         .expect("the bundled Amazon Trust Services roots are valid PEM")
 }
 
+/// The SDK's hyper client, less its construction-time check: that check builds a TLS connector
+/// for every SDK client made and throws it away (its purpose is loading the system roots early,
+/// which we do not use), so each client parsed the roots twice, once for nothing. The connector
+/// is built, and kept, by the first request, as it was before.
+#[derive(Debug)]
+struct ConnectorOnFirstRequest(SharedHttpClient);
+
+impl HttpClient for ConnectorOnFirstRequest {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
+}
+
 /// The SDK configuration every client is built from: rustls with the ring provider (a lean
 /// binary; see NOTES) trusting the AWS roots, region and credentials from the environment,
 /// endpoint override honoured.
@@ -119,6 +145,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         ))
         .tls_context(aws_tls_context())
         .build_https();
+    let http_client = SharedHttpClient::new(ConnectorOnFirstRequest(http_client));
     let mut loader =
         aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client);
     // Lambda hands every function its role's credentials and its region as environment
@@ -210,10 +237,22 @@ mod tests {
 
     #[cfg(feature = "dynamodb")]
     #[tokio::test]
-    async fn an_aws_client_builds_its_tls_connector_from_the_bundle() {
-        // Building a client builds its connector, which parses every bundled root; a damaged
-        // bundle panics here instead of at a Lambda's first start.
-        let config = sdk_config().await;
-        let _ = aws_sdk_dynamodb::Client::new(&config);
+    async fn the_first_request_builds_the_tls_connector_from_the_bundle() {
+        use aws_sdk_dynamodb::config::{retry::RetryConfig, Builder, Credentials, Region};
+        // Nothing listens on port 1: the request fails after its connector was built, which
+        // parses every bundled root; a damaged bundle panics here, not at a Lambda's first call.
+        let config = Builder::from(&sdk_config().await)
+            .endpoint_url("http://127.0.0.1:1")
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .retry_config(RetryConfig::disabled())
+            .build();
+        let client = aws_sdk_dynamodb::Client::from_conf(config);
+        let err = client.list_tables().send().await.unwrap_err();
+        assert!(
+            describe(&err).contains("connect"),
+            "a connection failure, not {}",
+            describe(&err)
+        );
     }
 }
