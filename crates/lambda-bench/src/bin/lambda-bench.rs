@@ -8,7 +8,8 @@
 //! * peak RSS: the child's `VmHWM` read from /proc while it waits on its second `/next`.
 //!
 //! The hello-world `lambda-hello` bootstrap (same profile) is started in the same rounds as the
-//! baseline. Medians over `--starts` (default 7) rounds; one JSON line per function on stdout.
+//! baseline. One unrecorded round first (page cache, moto's first responses), then medians over
+//! `--starts` (default 21; a start takes milliseconds) rounds; one JSON line per function on stdout.
 //!
 //! Usage: `lambda-bench [--lambda-dir target/lambda] [--starts N]` with AWS_ENDPOINT_URL at moto.
 
@@ -283,7 +284,7 @@ fn memory_of(template: &local_runner::Template, id: &str) -> u64 {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut lambda_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/lambda"));
-    let mut starts = 7usize;
+    let mut starts = 21usize;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         match flag.as_str() {
@@ -365,6 +366,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut samples: HashMap<String, Samples> = HashMap::new();
     // Rounds interleave the functions and the baseline, so drift on a shared machine hits all.
+    for (name, bootstrap, env, event) in &subjects {
+        let mut unrecorded = Samples::default();
+        if let Err(e) = harness.start(bootstrap, env, event, &mut unrecorded).await {
+            eprintln!("{name} (warm-up): {e}");
+        }
+    }
     for _round in 0..starts {
         for (name, bootstrap, env, event) in &subjects {
             let s = samples.entry(name.clone()).or_default();
