@@ -48,7 +48,11 @@ fn every_function_logs_json_to_a_stack_log_group_that_expires() {
 fn every_function_is_traced_and_alarmed_on_errors_and_throttles() {
     let template = template();
     for id in template.functions.keys() {
-        assert_eq!(property(&template, id, "Tracing").as_str(), Some("Active"), "{id}");
+        assert_eq!(
+            property(&template, id, "Tracing").as_str(),
+            Some("Active"),
+            "{id}"
+        );
         for metric in ["Errors", "Throttles"] {
             let alarmed = template.resources.values().any(|r| {
                 r.kind == "AWS::CloudWatch::Alarm"

@@ -13,6 +13,14 @@ async fn start() -> World {
     World::start().await
 }
 
+/// The product count the merchant's connection view shows.
+async fn catalog_size(merchant: &Merchant<'_>) -> usize {
+    let view = merchant.connections().await;
+    view["shopify"]["catalog_size"]
+        .as_u64()
+        .expect("a catalog_size") as usize
+}
+
 fn numeric(gid: &str) -> u64 {
     gid.rsplit('/').next().unwrap().parse().unwrap()
 }
@@ -64,6 +72,34 @@ async fn product_webhooks_keep_the_live_catalog_current_and_never_resurrect_a_de
         world.cached_catalog(&merchant.sub).await.len(),
         before.len()
     );
+    assert_eq!(catalog_size(&merchant).await, before.len());
+
+    // Unpublished between syncs (set to draft): it leaves the catalog and the connection's count;
+    // active again: it comes back, and so does the count.
+    let second_id = numeric(&second.id);
+    for (status, expected) in [("DRAFT", before.len() - 1), ("ACTIVE", before.len())] {
+        world
+            .sandbox(
+                Method::POST,
+                &format!("/_sandbox/shopify/{DEMO_SHOP}/products/{second_id}/status"),
+                json!({ "status": status }),
+            )
+            .await;
+        let changed = Delivery::from_sandbox(
+            &world,
+            DEMO_SHOP,
+            json!({ "topic": "products/update", "product_id": second_id }),
+        )
+        .await;
+        assert_eq!(changed.send(&world).await.body["status"], "queued");
+        world.settle().await;
+        assert_eq!(
+            world.cached_catalog(&merchant.sub).await.len(),
+            expected,
+            "{status}"
+        );
+        assert_eq!(catalog_size(&merchant).await, expected, "{status}");
+    }
 
     // products/delete removes it from the live generation.
     world
@@ -87,6 +123,7 @@ async fn product_webhooks_keep_the_live_catalog_current_and_never_resurrect_a_de
         "the deleted product is gone"
     );
     assert_eq!(after_delete.len(), before.len() - 1);
+    assert_eq!(catalog_size(&merchant).await, before.len() - 1);
 
     // A late update (Shopify retries for hours, unordered) does not bring it back.
     let mut late = update;
@@ -98,6 +135,7 @@ async fn product_webhooks_keep_the_live_catalog_current_and_never_resurrect_a_de
         .await
         .iter()
         .all(|p| p.id != first.id));
+    assert_eq!(catalog_size(&merchant).await, before.len() - 1);
 
     // And at the store: a write older than the tombstone is refused.
     let config = world.config();
@@ -105,11 +143,12 @@ async fn product_webhooks_keep_the_live_catalog_current_and_never_resurrect_a_de
         shared::aws::catalog_store::CatalogStore::from_sdk(&world.stack.aws, &config.catalog_table);
     let generation = world.generation(&merchant.sub).await.unwrap();
     let m = shared::domain::MerchantId::parse(&merchant.sub).unwrap();
-    assert!(
-        !catalog
+    assert_eq!(
+        catalog
             .upsert_product(&m, &generation, &first, 1)
             .await
             .unwrap(),
+        shared::aws::catalog_store::ProductWrite::Stale,
         "an older upsert loses to the tombstone"
     );
     assert!(world

@@ -3,8 +3,13 @@
 //! tombstoned there when it is deleted or no longer active and published. Every write is
 //! conditional on being newer than what is stored, so an old update arriving late never brings
 //! a deleted product back. A full sync replaces the generation, tombstones included.
+//!
+//! The connection's `catalog_size` follows each write that adds or removes a live product. The
+//! two writes are not one transaction: a crash between them leaves the count one off (the retry
+//! finds its product write already done) until the next full sync counts afresh.
 
 use super::{is_permanent, Handler};
+use shared::aws::catalog_store::ProductWrite;
 use shared::domain::{now_unix, ConnectionStatus, ProductSignal, ProductSignalKind};
 use shared::edge::FunctionError;
 use shared::shopify::fetch_product;
@@ -69,10 +74,16 @@ impl Handler {
                 }
             }
         };
-        let outcome = if written.0 {
-            written.1
-        } else {
-            ProductOutcome::Stale
+        let outcome = match written.0 {
+            ProductWrite::Stale => ProductOutcome::Stale,
+            ProductWrite::Written { live_delta } => {
+                if live_delta != 0 {
+                    self.store
+                        .adjust_catalog_size(merchant, &generation, live_delta)
+                        .await?;
+                }
+                written.1
+            }
         };
         tracing::info!(merchant = merchant.as_str(), outcome = ?outcome, at = now_unix(), "product webhook applied");
         Ok(outcome)

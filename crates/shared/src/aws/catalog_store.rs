@@ -17,6 +17,16 @@ const BATCH: usize = 25;
 /// Batches in flight at once: enough to hide latency, few enough for on-demand capacity.
 const CONCURRENCY: usize = 8;
 
+/// What a webhook's conditional product write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProductWrite {
+    /// Something at least as recent is stored; nothing changed.
+    Stale,
+    /// Written; how the number of live products moved (-1, 0 or +1), for the connection's
+    /// `catalog_size`.
+    Written { live_delta: i64 },
+}
+
 #[derive(Clone)]
 pub struct CatalogStore {
     client: Client,
@@ -108,14 +118,14 @@ impl CatalogStore {
 
     /// Webhook upsert into a live generation, unless something at least as recent is there
     /// (a later update, or a tombstone from a delete). `event_at_ms` is when the product was read
-    /// from Shopify. Returns whether it was written.
+    /// from Shopify.
     pub async fn upsert_product(
         &self,
         merchant: &MerchantId,
         generation: &str,
         product: &CatalogProduct,
         event_at_ms: i64,
-    ) -> Result<bool, AwsError> {
+    ) -> Result<ProductWrite, AwsError> {
         let doc = serde_json::to_string(product).map_err(|e| AwsError::new("encode product", e))?;
         self.put_if_newer(merchant, generation, &product.id, Some(doc), event_at_ms)
             .await
@@ -129,7 +139,7 @@ impl CatalogStore {
         generation: &str,
         product_gid: &str,
         event_at_ms: i64,
-    ) -> Result<bool, AwsError> {
+    ) -> Result<ProductWrite, AwsError> {
         self.put_if_newer(merchant, generation, product_gid, None, event_at_ms)
             .await
     }
@@ -141,8 +151,9 @@ impl CatalogStore {
         product_gid: &str,
         doc: Option<String>,
         event_at_ms: i64,
-    ) -> Result<bool, AwsError> {
+    ) -> Result<ProductWrite, AwsError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        let live_after = i64::from(doc.is_some());
         let mut request = self
             .client
             .put_item()
@@ -151,14 +162,22 @@ impl CatalogStore {
             .item("sk", AttributeValue::S(product_gid.to_owned()))
             .item("event_at", AttributeValue::N(event_at_ms.to_string()))
             .condition_expression("attribute_not_exists(event_at) OR event_at < :t")
-            .expression_attribute_values(":t", AttributeValue::N(event_at_ms.to_string()));
+            .expression_attribute_values(":t", AttributeValue::N(event_at_ms.to_string()))
+            // The replaced item says whether the product was live before (a `doc`, no tombstone).
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld);
         request = match doc {
             Some(doc) => request.item("doc", AttributeValue::S(doc)),
             None => request.item("deleted", AttributeValue::Bool(true)),
         };
         match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
+            Ok(out) => {
+                let live_before =
+                    i64::from(out.attributes().is_some_and(|old| old.contains_key("doc")));
+                Ok(ProductWrite::Written {
+                    live_delta: live_after - live_before,
+                })
+            }
+            Err(e) if is_condition_failure(&e) => Ok(ProductWrite::Stale),
             Err(e) => Err(AwsError::new("dynamodb:PutItem", describe(&e))),
         }
     }

@@ -258,6 +258,35 @@ impl AppStore {
         }
     }
 
+    /// A webhook added (+1) or removed (-1) a live product of `generation`: move the connection's
+    /// `catalog_size` with it, unless a full sync has swapped in another generation meanwhile
+    /// (it counted its own) or the count would go below zero. Returns whether it moved.
+    pub async fn adjust_catalog_size(
+        &self,
+        merchant: &MerchantId,
+        generation: &str,
+        delta: i64,
+    ) -> Result<bool, AwsError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(merchant_pk(merchant)))
+            .key("sk", s(connection_sk(Vendor::Shopify)))
+            .update_expression("ADD catalog_size :delta")
+            .condition_expression("catalog_generation = :generation AND catalog_size >= :floor")
+            .expression_attribute_values(":delta", n(delta))
+            .expression_attribute_values(":generation", s(generation))
+            .expression_attribute_values(":floor", n((-delta).max(0)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(AwsError::new("dynamodb:UpdateItem", describe(&e))),
+        }
+    }
+
     /// Show a failed sync on the connection; the catalog generation is left as it was.
     pub async fn record_sync_error(
         &self,
