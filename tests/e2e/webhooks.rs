@@ -21,6 +21,22 @@ async fn catalog_size(merchant: &Merchant<'_>) -> usize {
         .expect("a catalog_size") as usize
 }
 
+/// Shopify delivers `topic` for product `id` of the demo shop; the API queues it and the queue
+/// drains. The delivery is returned for replays.
+async fn deliver_product(world: &World, topic: &str, id: u64) -> Delivery {
+    let delivery = Delivery::from_sandbox(
+        world,
+        DEMO_SHOP,
+        json!({ "topic": topic, "product_id": id }),
+    )
+    .await;
+    let resp = delivery.send(world).await;
+    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
+    assert_eq!(resp.body["status"], "queued");
+    world.settle().await;
+    delivery
+}
+
 fn numeric(gid: &str) -> u64 {
     gid.rsplit('/').next().unwrap().parse().unwrap()
 }
@@ -42,16 +58,7 @@ async fn product_webhooks_keep_the_live_catalog_current_and_never_resurrect_a_de
             json!({ "title": "Renamed Between Syncs" }),
         )
         .await;
-    let update = Delivery::from_sandbox(
-        &world,
-        DEMO_SHOP,
-        json!({ "topic": "products/update", "product_id": id }),
-    )
-    .await;
-    let resp = update.send(&world).await;
-    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
-    assert_eq!(resp.body["status"], "queued");
-    world.settle().await;
+    let update = deliver_product(&world, "products/update", id).await;
     let after = world.cached_catalog(&merchant.sub).await;
     assert_eq!(
         after.iter().find(|p| p.id == first.id).unwrap().title,
@@ -60,14 +67,7 @@ async fn product_webhooks_keep_the_live_catalog_current_and_never_resurrect_a_de
     assert_eq!(after.len(), before.len());
 
     // products/create of a product already cached is an upsert, not a duplicate.
-    let create = Delivery::from_sandbox(
-        &world,
-        DEMO_SHOP,
-        json!({ "topic": "products/create", "product_id": numeric(&second.id) }),
-    )
-    .await;
-    assert_eq!(create.send(&world).await.body["status"], "queued");
-    world.settle().await;
+    deliver_product(&world, "products/create", numeric(&second.id)).await;
     assert_eq!(
         world.cached_catalog(&merchant.sub).await.len(),
         before.len()
@@ -85,14 +85,7 @@ async fn product_webhooks_keep_the_live_catalog_current_and_never_resurrect_a_de
                 json!({ "status": status }),
             )
             .await;
-        let changed = Delivery::from_sandbox(
-            &world,
-            DEMO_SHOP,
-            json!({ "topic": "products/update", "product_id": second_id }),
-        )
-        .await;
-        assert_eq!(changed.send(&world).await.body["status"], "queued");
-        world.settle().await;
+        deliver_product(&world, "products/update", second_id).await;
         assert_eq!(
             world.cached_catalog(&merchant.sub).await.len(),
             expected,
@@ -109,14 +102,7 @@ async fn product_webhooks_keep_the_live_catalog_current_and_never_resurrect_a_de
             json!({}),
         )
         .await;
-    let delete = Delivery::from_sandbox(
-        &world,
-        DEMO_SHOP,
-        json!({ "topic": "products/delete", "product_id": id }),
-    )
-    .await;
-    assert_eq!(delete.send(&world).await.body["status"], "queued");
-    world.settle().await;
+    deliver_product(&world, "products/delete", id).await;
     let after_delete = world.cached_catalog(&merchant.sub).await;
     assert!(
         after_delete.iter().all(|p| p.id != first.id),

@@ -2,7 +2,7 @@
 //! shop → merchant map, one-time OAuth states and per-shop locks. No secret and no customer data
 //! is ever written here.
 
-use super::{describe, is_condition_failure, AwsError};
+use super::{describe, is_condition_failure, written, AwsError};
 use crate::domain::{
     now_unix, KlaviyoConnection, MerchantId, ShopDomain, ShopifyConnection, Vendor,
 };
@@ -144,11 +144,7 @@ impl AppStore {
             .expression_attribute_values(":m", s(merchant.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(AwsError::new("dynamodb:PutItem", describe(&e))),
-        }
+        written(result, "dynamodb:PutItem")
     }
 
     pub async fn shop_owner(&self, shop: &ShopDomain) -> Result<Option<MerchantId>, AwsError> {
@@ -251,11 +247,7 @@ impl AppStore {
                 "#status = :connected AND attribute_not_exists(catalog_generation)",
             ),
         };
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(AwsError::new("dynamodb:UpdateItem", describe(&e))),
-        }
+        written(request.send().await, "dynamodb:UpdateItem")
     }
 
     /// A webhook added (+1) or removed (-1) a live product of `generation`: move the connection's
@@ -280,11 +272,7 @@ impl AppStore {
             .expression_attribute_values(":floor", n((-delta).max(0)))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(AwsError::new("dynamodb:UpdateItem", describe(&e))),
-        }
+        written(result, "dynamodb:UpdateItem")
     }
 
     /// Show a failed sync on the connection; the catalog generation is left as it was.
@@ -393,11 +381,7 @@ impl AppStore {
             .expression_attribute_values(":owner", s(owner))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(AwsError::new("dynamodb:PutItem", describe(&e))),
-        }
+        written(result, "dynamodb:PutItem")
     }
 
     pub async fn unlock(&self, name: &str, owner: &str) -> Result<(), AwsError> {

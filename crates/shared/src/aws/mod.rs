@@ -178,6 +178,19 @@ impl AwsError {
     }
 }
 
+/// A conditional write's outcome: `Ok(true)` when written, `Ok(false)` when its condition did not
+/// hold (expected for idempotent writes and claims), otherwise the error, named by `operation`.
+pub(crate) fn written<T, E>(result: Result<T, E>, operation: &'static str) -> Result<bool, AwsError>
+where
+    E: std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_condition_failure(&e) => Ok(false),
+        Err(e) => Err(AwsError::new(operation, describe(&e))),
+    }
+}
+
 /// A conditional write or transaction whose condition did not hold (an expected outcome, not
 /// a failure, for idempotent writes and claims).
 pub(crate) fn is_condition_failure(err: &dyn std::error::Error) -> bool {

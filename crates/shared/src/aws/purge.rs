@@ -3,7 +3,7 @@
 //! idempotent: deleting what is already gone counts 0 and succeeds.
 
 use super::dynamo::{from_item, AppStore, Item, EXPIRES_AT};
-use super::{describe, is_condition_failure, AwsError};
+use super::{describe, is_condition_failure, written, AwsError};
 use crate::domain::{now_unix, MerchantId, ShopDomain, Vendor, TERMINAL_RUN_STATES};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -95,11 +95,7 @@ impl AppStore {
             .expression_attribute_values(":m", s(merchant.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(AwsError::new("dynamodb:DeleteItem", describe(&e))),
-        }
+        written(result, "dynamodb:DeleteItem")
     }
 
     /// Every item of one partition (a merchant's `MERCHANT#…`, a run's `RUNBATCH#…`).
@@ -266,11 +262,7 @@ impl AppStore {
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(AwsError::new("dynamodb:PutItem", describe(&e))),
-        }
+        written(result, "dynamodb:PutItem")
     }
 
     /// Forget a delivery whose work could not be queued, so Shopify's retry is processed.

@@ -3,7 +3,7 @@
 //! because its "done" mark and the run's counters change in one transaction.
 
 use super::dynamo::{from_item, get_item, merchant_pk, to_item, Item};
-use super::{describe, is_condition_failure, AwsError};
+use super::{describe, is_condition_failure, written, AwsError};
 use crate::domain::{now_unix, MerchantId};
 use crate::personalize::accounting::{Cost, RunCounts, RunState};
 use crate::personalize::run::Run;
@@ -282,11 +282,7 @@ impl RunStore {
             .condition_expression(format!("#state IN ({})", allowed.join(", ")))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(AwsError::new("dynamodb:UpdateItem", describe(&e))),
-        }
+        written(result, "dynamodb:UpdateItem")
     }
 
     /// Claim one audience page for the fan-out: count its profiles into the total, take batch
@@ -326,16 +322,12 @@ impl RunStore {
             }
             None => "batches = :expected AND attribute_not_exists(fanout_cursor)",
         };
-        match request
+        let result = request
             .update_expression(moved)
             .condition_expression(condition)
             .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(AwsError::new("dynamodb:UpdateItem", describe(&e))),
-        }
+            .await;
+        written(result, "dynamodb:UpdateItem")
     }
 
     /// The fan-out enqueued everything: the total is final.
