@@ -214,6 +214,18 @@ impl AppStore {
         }))
     }
 
+    /// An UpdateItem on the merchant's Shopify connection item (its key filled in).
+    fn update_shopify_connection(
+        &self,
+        merchant: &MerchantId,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(merchant_pk(merchant)))
+            .key("sk", s(connection_sk(Vendor::Shopify)))
+    }
+
     /// Make `new_generation` the catalog readers see, only if the connection still shows
     /// `old_generation` (so two overlapping syncs cannot both win). Clears the last error.
     pub async fn swap_catalog_generation(
@@ -225,11 +237,7 @@ impl AppStore {
         synced_at: i64,
     ) -> Result<bool, AwsError> {
         let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(merchant_pk(merchant)))
-            .key("sk", s(connection_sk(Vendor::Shopify)))
+            .update_shopify_connection(merchant)
             .update_expression(
                 "SET catalog_generation = :new, catalog_size = :size, last_sync_at = :at \
                  REMOVE last_sync_error, sync_started_at, sync_products_read",
@@ -260,11 +268,7 @@ impl AppStore {
         delta: i64,
     ) -> Result<bool, AwsError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(merchant_pk(merchant)))
-            .key("sk", s(connection_sk(Vendor::Shopify)))
+            .update_shopify_connection(merchant)
             .update_expression("ADD catalog_size :delta")
             .condition_expression("catalog_generation = :generation AND catalog_size >= :floor")
             .expression_attribute_values(":delta", n(delta))
@@ -283,11 +287,7 @@ impl AppStore {
         at: i64,
     ) -> Result<(), AwsError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(merchant_pk(merchant)))
-            .key("sk", s(connection_sk(Vendor::Shopify)))
+            .update_shopify_connection(merchant)
             .update_expression("SET last_sync_error = :err, last_sync_attempt_at = :at REMOVE sync_started_at, sync_products_read")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":err", s(message))
@@ -309,11 +309,7 @@ impl AppStore {
         products_read: u64,
     ) -> Result<(), AwsError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(merchant_pk(merchant)))
-            .key("sk", s(connection_sk(Vendor::Shopify)))
+            .update_shopify_connection(merchant)
             .update_expression("SET sync_started_at = :start, sync_products_read = :read")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":start", n(started_at))
