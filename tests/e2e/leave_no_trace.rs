@@ -486,6 +486,63 @@ async fn a_purge_that_crashed_half_way_finishes_on_retry() {
     trace::assert_nothing_left("the retried purge", &snap, &[&merchant.sub, DEMO_SHOP]);
 }
 
+/// The audit pepper is read before anything is deleted: while it is unreadable a disconnect
+/// fails whole and the key stays; once it is back, the same request deletes the key and leaves
+/// its audit record (deleting first would have left a purge nobody can account for).
+#[tokio::test]
+async fn a_purge_that_cannot_leave_its_record_deletes_nothing() {
+    trace::logs();
+    let world = World::start().await;
+    let merchant = world.merchant("audit-pepper-outage").await;
+    let key = world.stack.sandbox.full_access_klaviyo_key();
+    assert_eq!(merchant.connect_klaviyo(&key).await.status, StatusCode::OK);
+    let config = world.config();
+    let id = shared::domain::MerchantId::parse(&merchant.sub).unwrap();
+    let key_name = config.secret_name(&id, shared::domain::Vendor::Klaviyo);
+
+    let pepper_id = world
+        .stack
+        .config("DisconnectPurgeFunction")
+        .audit_pepper_secret_id
+        .expect("the purge function names its pepper");
+    let pepper = world.take_secret(&pepper_id).await;
+
+    let disconnect = || {
+        world.call(
+            Method::DELETE,
+            "/connections/klaviyo",
+            Some(&merchant.token),
+            None,
+        )
+    };
+    let failed = disconnect().await;
+    assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(failed.problem_type().ends_with("/internal"));
+    assert!(
+        world.secret(&key_name).await.is_some(),
+        "nothing was deleted"
+    );
+    assert_eq!(
+        merchant.connections().await["klaviyo"]["status"],
+        "connected"
+    );
+
+    world.restore_secret(&pepper_id, &pepper).await;
+    let resp = disconnect().await;
+    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
+    assert_eq!(resp.body["status"], "deleted");
+    assert!(world.secret(&key_name).await.is_none());
+    let audit = snapshot(&world).await;
+    let subject = shared::aws::audit::subject_key(&pepper, &format!("merchant:{}", merchant.sub));
+    assert!(
+        audit
+            .table("AuditTable")
+            .iter()
+            .any(|i| i.contains(&subject) && i.contains("disconnect_klaviyo")),
+        "the purge left its record"
+    );
+}
+
 #[test]
 fn the_scanners_find_what_they_look_for() {
     assert_eq!(

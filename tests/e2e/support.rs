@@ -157,6 +157,30 @@ impl World {
             .and_then(|o| o.secret_string)
     }
 
+    /// Delete a secret outright (an outage of an app secret, say) and return its value.
+    pub async fn take_secret(&self, name: &str) -> String {
+        let value = self.secret(name).await.expect("the secret exists");
+        aws_sdk_secretsmanager::Client::new(self.stack.aws.config())
+            .delete_secret()
+            .secret_id(name)
+            .force_delete_without_recovery(true)
+            .send()
+            .await
+            .expect("delete the secret");
+        value
+    }
+
+    /// Put back a secret [`Self::take_secret`] took.
+    pub async fn restore_secret(&self, name: &str, value: &str) {
+        aws_sdk_secretsmanager::Client::new(self.stack.aws.config())
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .expect("restore the secret");
+    }
+
     /// The products of the catalog generation the merchant's connection points at.
     pub async fn cached_catalog(&self, merchant: &str) -> Vec<shared::domain::CatalogProduct> {
         let config = self.config();

@@ -61,6 +61,7 @@ impl Purge<'_> {
         merchant: &MerchantId,
         trigger: Trigger,
     ) -> Result<PurgeReport, AwsError> {
+        self.handler.audit.ready().await?;
         let mut tally = Tally::default();
         let started = self.klaviyo_steps(merchant, &mut tally).await?;
         self.finish(merchant, "disconnect_klaviyo", trigger, started, tally)
@@ -75,6 +76,7 @@ impl Purge<'_> {
         revoke: bool,
         trigger: Trigger,
     ) -> Result<PurgeReport, AwsError> {
+        self.handler.audit.ready().await?;
         let mut tally = Tally::default();
         let started = self.shopify_steps(merchant, revoke, &mut tally).await?;
         self.finish(merchant, "disconnect_shopify", trigger, started, tally)
@@ -89,6 +91,7 @@ impl Purge<'_> {
         username: &str,
     ) -> Result<PurgeReport, AwsError> {
         let h = self.handler;
+        h.audit.ready().await?;
         let mut tally = Tally::default();
         let started_shopify = self.shopify_steps(merchant, true, &mut tally).await?;
         let started_klaviyo = self.klaviyo_steps(merchant, &mut tally).await?;
@@ -141,6 +144,9 @@ impl Purge<'_> {
             PurgeReason::AppUninstalled => "app_uninstalled",
             PurgeReason::ShopRedact => "shop_redact",
         };
+        if !merchants.is_empty() {
+            h.audit.ready().await?;
+        }
         let mut reports = Vec::new();
         for merchant in &merchants {
             let mut tally = Tally::default();

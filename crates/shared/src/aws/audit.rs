@@ -52,14 +52,24 @@ impl AuditLog {
         }
     }
 
+    /// Have the pepper in hand (read on first use). A purge asks before it deletes anything, so
+    /// an unreadable pepper fails the purge whole instead of after the deletions, which would
+    /// leave them without their record (the retry finds nothing to delete and records nothing).
+    pub async fn ready(&self) -> Result<(), AwsError> {
+        self.pepper().await.map(|_| ())
+    }
+
+    async fn pepper(&self) -> Result<&crate::domain::Secret, AwsError> {
+        self.pepper
+            .get()
+            .await
+            .map_err(|e| AwsError::new("secretsmanager:GetSecretValue", e))
+    }
+
     /// Write one entry. The sort key is the purge's start time and action, so a retried purge
     /// that already wrote its record does not write a second one.
     pub async fn record(&self, subject: &str, entry: &AuditEntry) -> Result<(), AwsError> {
-        let pepper = self
-            .pepper
-            .get()
-            .await
-            .map_err(|e| AwsError::new("secretsmanager:GetSecretValue", e))?;
+        let pepper = self.pepper().await?;
         let deleted = entry
             .deleted
             .iter()
