@@ -336,18 +336,7 @@ async fn an_unreadable_app_secret_fails_only_the_requests_that_need_it() {
     let world = World::start().await;
     let merchant = world.merchant(A).await;
     let id = world.config().shopify_client_secret_id;
-    let value = world
-        .secret(&id)
-        .await
-        .expect("the stack stored the app secret");
-    let secrets = aws_sdk_secretsmanager::Client::new(world.stack.aws.config());
-    secrets
-        .delete_secret()
-        .secret_id(&id)
-        .force_delete_without_recovery(true)
-        .send()
-        .await
-        .unwrap();
+    let value = world.take_secret(&id).await;
 
     let callback = merchant.authorize_shopify(DEMO_SHOP).await;
     let failed = world.get_url(&callback).await;
@@ -360,13 +349,7 @@ async fn an_unreadable_app_secret_fails_only_the_requests_that_need_it() {
     );
     assert!(merchant.connections().await["shopify"].is_null());
 
-    secrets
-        .create_secret()
-        .name(&id)
-        .secret_string(value)
-        .send()
-        .await
-        .unwrap();
+    world.restore_secret(&id, &value).await;
     let resp = world.get_url(&callback).await;
     assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
     world.settle().await;

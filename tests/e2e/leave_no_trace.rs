@@ -98,7 +98,7 @@ async fn cognito_user_exists(world: &World, username: &str) -> bool {
 }
 
 async fn put_item(world: &World, item: Vec<(&str, AttributeValue)>) {
-    let ddb = aws_sdk_dynamodb::Client::new(world.stack.aws.config());
+    let ddb = world.stack.aws.dynamodb();
     let mut req = ddb.put_item().table_name(world.config().app_table);
     for (k, v) in item {
         req = req.item(k, v);

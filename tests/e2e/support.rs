@@ -136,7 +136,7 @@ impl World {
 
     /// Every item of the app table, as text: what a leak scan looks at.
     pub async fn app_table_dump(&self) -> String {
-        let client = aws_sdk_dynamodb::Client::new(self.stack.aws.config());
+        let client = self.stack.aws.dynamodb();
         let out = client
             .scan()
             .table_name(self.config().app_table)
@@ -147,7 +147,7 @@ impl World {
     }
 
     pub async fn secret(&self, name: &str) -> Option<String> {
-        let client = aws_sdk_secretsmanager::Client::new(self.stack.aws.config());
+        let client = self.stack.aws.secrets();
         client
             .get_secret_value()
             .secret_id(name)
@@ -160,7 +160,9 @@ impl World {
     /// Delete a secret outright (an outage of an app secret, say) and return its value.
     pub async fn take_secret(&self, name: &str) -> String {
         let value = self.secret(name).await.expect("the secret exists");
-        aws_sdk_secretsmanager::Client::new(self.stack.aws.config())
+        self.stack
+            .aws
+            .secrets()
             .delete_secret()
             .secret_id(name)
             .force_delete_without_recovery(true)
@@ -172,7 +174,9 @@ impl World {
 
     /// Put back a secret [`Self::take_secret`] took.
     pub async fn restore_secret(&self, name: &str, value: &str) {
-        aws_sdk_secretsmanager::Client::new(self.stack.aws.config())
+        self.stack
+            .aws
+            .secrets()
             .create_secret()
             .name(name)
             .secret_string(value)

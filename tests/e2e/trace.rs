@@ -55,7 +55,7 @@ impl Snapshot {
 pub async fn snapshot(world: &World) -> Snapshot {
     let stack = &world.stack;
     let mut snap = Snapshot::default();
-    let ddb = aws_sdk_dynamodb::Client::new(stack.aws.config());
+    let ddb = stack.aws.dynamodb();
     for (id, physical) in stack
         .resources
         .iter()
@@ -85,7 +85,7 @@ pub async fn snapshot(world: &World) -> Snapshot {
     }
     snap.items.sort();
 
-    let sm = aws_sdk_secretsmanager::Client::new(stack.aws.config());
+    let sm = stack.aws.secrets();
     let mut token = None;
     loop {
         let out = sm
@@ -117,7 +117,7 @@ pub async fn snapshot(world: &World) -> Snapshot {
     }
     snap.secrets.sort();
 
-    let sqs = aws_sdk_sqs::Client::new(stack.aws.config());
+    let sqs = stack.aws.sqs();
     for (id, physical) in stack
         .resources
         .iter()

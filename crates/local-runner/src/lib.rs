@@ -184,7 +184,7 @@ impl LocalStack {
 
         let resources = provision::Provisioner {
             template: &template,
-            aws: aws.config(),
+            aws: &aws,
             prefix: &prefix,
             region: &region,
             parameters: &parameters,

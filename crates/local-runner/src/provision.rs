@@ -2,7 +2,6 @@
 //! share one moto. Only what template.yaml declares is created, with its key schema, indexes,
 //! TTL, visibility timeout and redrive policy, so local and deployed cannot drift.
 
-use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
     LocalSecondaryIndex, Projection, ProjectionType, ProvisionedThroughput, ScalarAttributeType,
@@ -19,7 +18,7 @@ use crate::template::{scalar_string, Template};
 
 pub(crate) struct Provisioner<'a> {
     pub template: &'a Template,
-    pub aws: &'a SdkConfig,
+    pub aws: &'a shared::aws::Aws,
     pub prefix: &'a str,
     pub region: &'a str,
     pub parameters: &'a HashMap<String, String>,
@@ -34,7 +33,7 @@ impl Provisioner<'_> {
                 Resources::placeholder(self.prefix, id, &r.kind, self.region),
             );
         }
-        let ddb = aws_sdk_dynamodb::Client::new(self.aws);
+        let ddb = self.aws.dynamodb();
         let tables = self
             .template
             .tables
@@ -167,7 +166,7 @@ impl Provisioner<'_> {
 
     /// Queues in dependency order: a queue whose RedrivePolicy targets another is created after it.
     async fn create_queues(&self, resources: &mut Resources) -> Result<(), StackError> {
-        let sqs = aws_sdk_sqs::Client::new(self.aws);
+        let sqs = self.aws.sqs();
         let mut pending: Vec<_> = self.template.queues.values().collect();
         let mut done: Vec<String> = Vec::new();
         while !pending.is_empty() {
@@ -296,7 +295,7 @@ impl Provisioner<'_> {
 
     /// `AWS::SecretsManager::Secret` resources: a literal `SecretString`, else a random value.
     async fn create_secrets(&self, resources: &mut Resources) -> Result<(), StackError> {
-        let sm = aws_sdk_secretsmanager::Client::new(self.aws);
+        let sm = self.aws.secrets();
         for (id, r) in &self.template.resources {
             if r.kind != "AWS::SecretsManager::Secret" {
                 continue;
@@ -335,7 +334,7 @@ impl Provisioner<'_> {
     /// account deletion calls AdminDeleteUser on it). Sign-in itself is the sandbox issuer's.
     async fn create_user_pools(&self, resources: &mut Resources) -> Result<(), StackError> {
         use aws_sdk_cognitoidentityprovider::types::UsernameAttributeType;
-        let cognito = aws_sdk_cognitoidentityprovider::Client::new(self.aws);
+        let cognito = aws_sdk_cognitoidentityprovider::Client::new(self.aws.config());
         for (id, r) in &self.template.resources {
             if r.kind != "AWS::Cognito::UserPool" {
                 continue;

@@ -101,7 +101,7 @@ where
 
 async fn queue_depth(stack: &LocalStack, queue: &str) -> u64 {
     use aws_sdk_sqs::types::QueueAttributeName as A;
-    let sqs = aws_sdk_sqs::Client::new(stack.aws.config());
+    let sqs = stack.aws.sqs();
     let out = sqs
         .get_queue_attributes()
         .queue_url(stack.resources.queue_url(queue).unwrap())
@@ -139,7 +139,7 @@ async fn provisions_exactly_the_templates_tables_and_queues() {
     };
 
     // Tables: exactly the template's, with its key schema and TTL.
-    let ddb = aws_sdk_dynamodb::Client::new(stack.aws.config());
+    let ddb = stack.aws.dynamodb();
     let tables = of_type("AWS::DynamoDB::Table");
     assert!(!tables.is_empty());
     // Every page: moto holds the tables of every test that ran against it.
@@ -205,7 +205,7 @@ async fn provisions_exactly_the_templates_tables_and_queues() {
     }
 
     // Queues: exactly the template's, with visibility timeout and redrive to the right DLQ.
-    let sqs = aws_sdk_sqs::Client::new(stack.aws.config());
+    let sqs = stack.aws.sqs();
     let queues = of_type("AWS::SQS::Queue");
     let listed = sqs
         .list_queues()
@@ -307,7 +307,7 @@ async fn provisions_exactly_the_templates_tables_and_queues() {
     // The Shopify app secret is where the functions look for it.
     let config = stack.config("ConnectShopifyFunction");
     assert!(config.shopify_client_secret_id.starts_with(&stack.prefix));
-    let sm = aws_sdk_secretsmanager::Client::new(stack.aws.config());
+    let sm = stack.aws.secrets();
     let secret = sm
         .get_secret_value()
         .secret_id(&config.shopify_client_secret_id)
@@ -592,7 +592,7 @@ async fn partial_batch_failure_retries_only_the_failed_message_until_the_dlq() {
         overrides(&[("CatalogSyncFunction", probe.clone())]),
     )
     .await;
-    let sqs = aws_sdk_sqs::Client::new(stack.aws.config());
+    let sqs = stack.aws.sqs();
     let queue = stack.resources.queue_url("SyncQueue").unwrap().to_owned();
     for body in ["good-1", "poison", "good-2"] {
         sqs.send_message()
@@ -681,7 +681,7 @@ async fn invocation_error_fails_the_whole_batch_until_the_dlq() {
         overrides(&[("PersonalizeWorkerFunction", probe.clone())]),
     )
     .await;
-    let sqs = aws_sdk_sqs::Client::new(stack.aws.config());
+    let sqs = stack.aws.sqs();
     sqs.send_message()
         .queue_url(stack.resources.queue_url("WorkQueue").unwrap())
         .message_body(r#"{"run":"r1","batch":0}"#)
@@ -720,7 +720,7 @@ async fn drain_waits_for_queued_work_to_be_handled() {
         overrides(&[("PersonalizeWorkerFunction", probe.clone())]),
     )
     .await;
-    let sqs = aws_sdk_sqs::Client::new(stack.aws.config());
+    let sqs = stack.aws.sqs();
     for i in 0..6 {
         sqs.send_message()
             .queue_url(stack.resources.queue_url("WorkQueue").unwrap())
