@@ -1,6 +1,11 @@
 //! Calls a function the way the Lambda service does: one event in, one JSON out, bounded by the
 //! function's `Timeout`, a panic reported as a failed invocation rather than taking the runner
 //! down. Counts invocations so `drain` knows when nothing is in flight.
+//!
+//! A function with `ReservedConcurrentExecutions` runs as that many containers: each is its own
+//! handler instance (own clients, own rate limiters paced to the function's
+//! `VENDOR_BUDGET_SHARE`) serving one event at a time; an event waits while all are busy
+//! (Lambda would throttle it instead). Other functions share one instance.
 
 use serde_json::Value;
 use shared::edge::Function;
@@ -11,8 +16,36 @@ use std::time::Duration;
 
 use crate::error::StackError;
 
+/// The containers of one function.
+pub(crate) struct Containers {
+    idle: std::sync::Mutex<Vec<Arc<dyn Function>>>,
+    /// One permit per container; `None`: one shared instance, no limit.
+    permits: Option<tokio::sync::Semaphore>,
+    timeout: Duration,
+}
+
+impl Containers {
+    /// `instances.len()` containers, one event at a time each.
+    pub fn exclusive(instances: Vec<Arc<dyn Function>>, timeout: Duration) -> Self {
+        Self {
+            permits: Some(tokio::sync::Semaphore::new(instances.len())),
+            idle: std::sync::Mutex::new(instances),
+            timeout,
+        }
+    }
+
+    /// One instance serving every event concurrently.
+    pub fn shared(instance: Arc<dyn Function>, timeout: Duration) -> Self {
+        Self {
+            idle: std::sync::Mutex::new(vec![instance]),
+            permits: None,
+            timeout,
+        }
+    }
+}
+
 pub(crate) struct Invoker {
-    functions: HashMap<String, (Arc<dyn Function>, Duration)>,
+    functions: HashMap<String, Containers>,
     in_flight: AtomicUsize,
     started: AtomicU64,
 }
@@ -26,8 +59,26 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Puts an exclusive container back when the invocation ends, however it ends.
+struct ReturnContainer<'a> {
+    containers: &'a Containers,
+    handler: Option<Arc<dyn Function>>,
+}
+
+impl Drop for ReturnContainer<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.handler.take() {
+            self.containers
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(h);
+        }
+    }
+}
+
 impl Invoker {
-    pub fn new(functions: HashMap<String, (Arc<dyn Function>, Duration)>) -> Self {
+    pub fn new(functions: HashMap<String, Containers>) -> Self {
         Self {
             functions,
             in_flight: AtomicUsize::new(0),
@@ -55,12 +106,30 @@ impl Invoker {
     }
 
     pub async fn invoke(&self, function: &str, event: Value) -> Result<Value, StackError> {
-        let (handler, timeout) = self
+        let containers = self
             .functions
             .get(function)
-            .cloned()
             .ok_or_else(|| StackError::UnknownFunction(function.to_owned()))?;
+        let timeout = containers.timeout;
         let _slot = self.begin();
+        // A container of our own for the whole invocation (or the shared instance).
+        let _permit = match &containers.permits {
+            Some(p) => p.acquire().await.ok(),
+            None => None,
+        };
+        let handler = {
+            let mut idle = containers.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if containers.permits.is_some() {
+                idle.pop()
+            } else {
+                idle.first().cloned()
+            }
+        }
+        .ok_or_else(|| StackError::UnknownFunction(function.to_owned()))?;
+        let _back = ReturnContainer {
+            containers,
+            handler: containers.permits.is_some().then(|| handler.clone()),
+        };
         let span = tracing::info_span!("invoke", function = %function);
         let task = tokio::spawn(tracing::Instrument::instrument(
             async move { handler.invoke(event).await.map_err(|e| e.to_string()) },

@@ -164,6 +164,20 @@ impl LocalStack {
             .collect();
         let secret_id_default = parameters.get("ShopifyClientSecretId").cloned();
         for (k, v) in [
+            // The account's Bedrock quota is the sandbox's; each container paces to its
+            // template share of it, as deployed.
+            (
+                "BedrockRequestsPerMinute",
+                sandbox.config().bedrock_rpm.to_string(),
+            ),
+            (
+                "BedrockTokensPerMinute",
+                sandbox.config().bedrock_tpm.to_string(),
+            ),
+            (
+                "BedrockOutputBurndown",
+                sandbox.config().bedrock_output_burndown.to_string(),
+            ),
             ("ShopifyClientId", shopify_client_id.clone()),
             ("ApiPublicUrl", api_url.clone()),
             (
@@ -216,18 +230,6 @@ impl LocalStack {
             env.remove("SECRETS_KMS_KEY_ID");
             env.insert("KLAVIYO_BASE_URL".into(), sandbox.klaviyo_base_url());
             env.insert("BEDROCK_ENDPOINT_URL".into(), sandbox.bedrock_endpoint());
-            // Every poller of a function shares one handler (and so one Klaviyo rate limiter)
-            // in this process, so it gets the whole budget rather than a container's share.
-            env.insert("VENDOR_BUDGET_SHARE".into(), "1".into());
-            // The sandbox's Bedrock quota, which the one in-process worker may use whole.
-            env.insert(
-                "BEDROCK_REQUESTS_PER_MINUTE".into(),
-                sandbox.config().bedrock_rpm.to_string(),
-            );
-            env.insert(
-                "BEDROCK_TOKENS_PER_MINUTE".into(),
-                sandbox.config().bedrock_tpm.to_string(),
-            );
             env.insert(
                 "SHOPIFY_BASE_URL_TEMPLATE".into(),
                 sandbox.shopify_base_url_template(),
@@ -253,13 +255,20 @@ impl LocalStack {
             provision::create_secret(&sm, &id, &shopify_client_secret).await?;
         }
 
-        // Handlers: overrides first, every other function through its crate's `init`.
+        // Handlers: overrides first, every other function through its crate's `init`, once per
+        // container when the template bounds its containers (each then has its own clients and
+        // rate limiters, paced to its VENDOR_BUDGET_SHARE as a deployed container is).
         let mut functions = HashMap::new();
         let mut inits = Vec::new();
         for (id, f) in &template.functions {
             let timeout = Duration::from_secs(f.timeout_secs.max(1));
+            let containers = f.reserved_concurrency.map(|n| n.max(1) as usize);
             if let Some(handler) = overrides.get(id) {
-                functions.insert(id.clone(), (handler.clone(), timeout));
+                let pool = match containers {
+                    Some(n) => invoker::Containers::exclusive(vec![handler.clone(); n], timeout),
+                    None => invoker::Containers::shared(handler.clone(), timeout),
+                };
+                functions.insert(id.clone(), pool);
                 continue;
             }
             let config = shared::Config::from_map(&envs[id]).map_err(|e| StackError::Config {
@@ -269,17 +278,29 @@ impl LocalStack {
             let binary = f.binary.clone().unwrap_or_default();
             let id = id.clone();
             inits.push(async move {
-                match handlers::init(&binary, config).await {
-                    None => Err(StackError::NoHandler {
-                        function: id,
-                        binary,
-                    }),
-                    Some(Err(e)) => Err(StackError::Init {
-                        function: id,
-                        message: e.to_string(),
-                    }),
-                    Some(Ok(handler)) => Ok((id, (handler, timeout))),
+                let mut instances = Vec::new();
+                for _ in 0..containers.unwrap_or(1) {
+                    match handlers::init(&binary, config.clone()).await {
+                        None => {
+                            return Err(StackError::NoHandler {
+                                function: id,
+                                binary,
+                            })
+                        }
+                        Some(Err(e)) => {
+                            return Err(StackError::Init {
+                                function: id,
+                                message: e.to_string(),
+                            })
+                        }
+                        Some(Ok(handler)) => instances.push(handler),
+                    }
                 }
+                let pool = match containers {
+                    Some(_) => invoker::Containers::exclusive(instances, timeout),
+                    None => invoker::Containers::shared(instances.remove(0), timeout),
+                };
+                Ok((id, pool))
             });
         }
         functions.extend(futures::future::try_join_all(inits).await?);

@@ -45,6 +45,8 @@ pub struct FunctionDef {
     pub environment: BTreeMap<String, Value>,
     /// `Timeout` in seconds (function, else Globals, else Lambda's default of 3).
     pub timeout_secs: u64,
+    /// `ReservedConcurrentExecutions`: at most this many containers of the function at once.
+    pub reserved_concurrency: Option<u32>,
     pub http_routes: Vec<HttpRouteDef>,
     pub sqs: Vec<SqsMappingDef>,
     pub schedules: Vec<ScheduleDef>,
@@ -275,6 +277,10 @@ fn parse_function(
         .or_else(|| globals.get("Timeout"))
         .and_then(Value::as_u64)
         .unwrap_or(3);
+    let reserved_concurrency = props
+        .get("ReservedConcurrentExecutions")
+        .and_then(Value::as_u64)
+        .map(|n| n as u32);
 
     let mut http_routes = Vec::new();
     let mut sqs = Vec::new();
@@ -408,6 +414,7 @@ fn parse_function(
         binary,
         environment,
         timeout_secs,
+        reserved_concurrency,
         http_routes,
         sqs,
         schedules,

@@ -17,7 +17,7 @@ use shared::aws::secrets::SecretStore;
 use shared::domain::{now_unix, KlaviyoApiKey, MerchantId, Vendor};
 use shared::edge::{function::parse_event, http, sqs, Function, FunctionError};
 use shared::error::ApiError;
-use shared::klaviyo::{Audience, KlaviyoClient, RateLimits};
+use shared::klaviyo::{Audience, KlaviyoClient};
 use shared::personalize::run::{FanoutRequest, Run, RunRequest, WorkBatch};
 use shared::personalize::{RunCounts, RunState, Settings};
 use shared::Config;
@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 /// Sample customers generated for review before a run is approved.
 const REVIEW_SAMPLES: usize = 3;
+/// How soon a fan-out whose window is full looks again.
+const WINDOW_RECHECK_SECS: u32 = 3;
 const AUDIENCES_PER_PAGE: usize = 50;
 
 pub struct Handler {
@@ -48,7 +50,7 @@ impl Handler {
             shared::http_client(),
             config.klaviyo_base_url.clone(),
             config.klaviyo_revision.clone(),
-            RateLimits::Scaled(config.vendor_budget_share),
+            config.klaviyo_limits(),
         );
         let bedrock = shared::bedrock::from_config(aws.config(), &config);
         Ok(Self {
@@ -355,6 +357,15 @@ impl Handler {
             if remaining_cap == Some(0) {
                 return self.finish(merchant, &run.run_id).await;
             }
+            if window_full(&run, self.config.fanout_window_profiles) {
+                // Enough of this run is queued or in the workers' hands: look again shortly, so
+                // other merchants' batches never queue behind the whole of a big run.
+                self.fanout_queue
+                    .send_with(request, None, WINDOW_RECHECK_SECS)
+                    .await?;
+                tracing::debug!(run_id = %run.run_id, outstanding = run.counts.outstanding(), "fan-out window full");
+                return Ok(());
+            }
             let Some(key) = self
                 .secrets
                 .klaviyo_key(&self.config.secret_name(merchant, Vendor::Klaviyo))
@@ -395,7 +406,11 @@ impl Handler {
                     batch: batch_no,
                     profile_ids: ids.clone(),
                 };
-                self.work_queue.send(&work).await?;
+                // The merchant is the fair-queue tenant: SQS serves a quiet merchant's batches
+                // without waiting behind a busy merchant's backlog.
+                self.work_queue
+                    .send_with(&work, Some(merchant.as_str()), 0)
+                    .await?;
             }
             let claimed = self
                 .runs
@@ -455,6 +470,11 @@ impl Handler {
     }
 }
 
+/// Whether the run already has `window` profiles enqueued and not yet accounted for.
+fn window_full(run: &Run, window: Option<u64>) -> bool {
+    window.is_some_and(|w| run.counts.outstanding() >= w)
+}
+
 #[async_trait]
 impl Function for Handler {
     async fn invoke(&self, event: Value) -> Result<Value, FunctionError> {
@@ -468,5 +488,48 @@ impl Function for Handler {
         Ok(serde_json::to_value(http::respond(
             self.handle_http(&req).await,
         ))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::personalize::run::AudienceRef;
+
+    fn run_with(total: u64, written: u64) -> Run {
+        Run {
+            run_id: "01J".into(),
+            state: RunState::Fanning,
+            state_reason: None,
+            audience: serde_json::from_value::<AudienceRef>(
+                serde_json::json!({"kind": "segment", "id": "abc123"}),
+            )
+            .unwrap(),
+            brief: "b".into(),
+            holdout_percent: 0,
+            profile_cap: None,
+            review: false,
+            counts: RunCounts {
+                total,
+                written,
+                ..RunCounts::default()
+            },
+            tokens: Default::default(),
+            requests: Default::default(),
+            fanout_done: false,
+            batches: 0,
+            fanout_cursor: None,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn the_window_counts_profiles_enqueued_but_not_yet_accounted_for() {
+        assert!(!window_full(&run_with(1_100, 0), Some(1_200)));
+        assert!(window_full(&run_with(1_200, 0), Some(1_200)));
+        assert!(!window_full(&run_with(2_000, 900), Some(1_200)));
+        assert!(!window_full(&run_with(1_000_000, 0), None));
     }
 }

@@ -25,8 +25,11 @@ use std::sync::{Arc, Mutex};
 pub const PROFILES_PER_REQUEST: usize = 8;
 /// History reads in flight per batch (Klaviyo's events tier is the widest: 350/s burst).
 const EVENT_READS_IN_FLIGHT: usize = 16;
-/// Converse requests in flight per batch (the client also caps calls per container).
-const CONVERSE_IN_FLIGHT: usize = 4;
+/// Converse requests in flight per batch: every chunk of a 100-profile batch at once. The
+/// client's quota pacer, not this number, decides how many really go: the concurrency Bedrock
+/// allows is quota ÷ (tokens per call) × latency, far above what a fixed small number gives
+/// when the model takes seconds per call.
+const CONVERSE_IN_FLIGHT: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -19,7 +19,7 @@ use shared::aws::secrets::SecretStore;
 use shared::domain::{now_unix, KlaviyoApiKey, MerchantId, Vendor};
 use shared::edge::{function::parse_event, http, sqs, Function, FunctionError};
 use shared::error::ApiError;
-use shared::klaviyo::{ImportStatus, KlaviyoClient, KlaviyoError, RateLimits};
+use shared::klaviyo::{ImportStatus, KlaviyoClient, KlaviyoError};
 use shared::personalize::copy::RenderedProduct;
 use shared::personalize::run::WorkBatch;
 use shared::personalize::{
@@ -33,12 +33,33 @@ use std::time::Duration;
 const BATCH_LEASE_SECS: i64 = 600;
 /// Batches processed at once per container (each one is already concurrent inside).
 const BATCHES_IN_FLIGHT: usize = 2;
+/// How long a batch waits for its write-back job before handing it back to SQS.
+const IMPORT_WAIT_LIMIT: Duration = Duration::from_secs(150);
+
+/// How long this container's import jobs have taken to finish (creation to the poll that saw
+/// them done), as a moving average.
+struct ImportDuration(std::sync::Mutex<Duration>);
+
+impl ImportDuration {
+    const FIRST_GUESS: Duration = Duration::from_secs(5);
+
+    fn typical(&self) -> Duration {
+        let d = *self.0.lock().expect("import duration lock");
+        d.clamp(Duration::from_secs(2), Duration::from_secs(30))
+    }
+
+    fn observe(&self, took: Duration) {
+        let mut d = self.0.lock().expect("import duration lock");
+        *d = d.mul_f64(0.7) + took.mul_f64(0.3);
+    }
+}
 
 pub struct Handler {
     config: Config,
     engine: Engine,
     runs: RunStore,
     secrets: SecretStore,
+    import_duration: ImportDuration,
 }
 
 impl Handler {
@@ -48,7 +69,7 @@ impl Handler {
             shared::http_client(),
             config.klaviyo_base_url.clone(),
             config.klaviyo_revision.clone(),
-            RateLimits::Scaled(config.vendor_budget_share),
+            config.klaviyo_limits(),
         );
         let bedrock = shared::bedrock::from_config(aws.config(), &config);
         let engine = Engine::new(
@@ -62,6 +83,7 @@ impl Handler {
             secrets: SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone()),
             engine,
             config,
+            import_duration: ImportDuration(std::sync::Mutex::new(ImportDuration::FIRST_GUESS)),
         })
     }
 
@@ -255,13 +277,16 @@ impl Handler {
         mut tally: BatchTally,
         written_ids: &mut Option<HashSet<String>>,
     ) -> Result<BatchTally, FunctionError> {
-        // Import jobs take seconds: waiting before the first poll saves requests (each one counts
-        // against the account's budget), then back off.
-        let mut wait = Duration::from_secs(2);
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        // Import jobs queue and then process for seconds to minutes, and every poll counts
+        // against the account's M tier (shared with job creation): wait about as long as jobs
+        // have been taking before the first poll, then poll at a third of that.
+        let created = std::time::Instant::now();
+        let typical = self.import_duration.typical();
+        let mut wait = typical;
+        let deadline = created + IMPORT_WAIT_LIMIT;
         let job = loop {
             tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(15));
+            wait = (typical / 3).max(Duration::from_secs(2));
             *tally
                 .requests
                 .entry("klaviyo_bulk_import_job".into())
@@ -271,6 +296,7 @@ impl Handler {
                 job.status,
                 ImportStatus::Complete | ImportStatus::Cancelled | ImportStatus::Failed
             ) {
+                self.import_duration.observe(created.elapsed());
                 break job;
             }
             if std::time::Instant::now() > deadline {

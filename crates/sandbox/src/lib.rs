@@ -59,6 +59,8 @@ pub struct SandboxConfig {
     pub bedrock_tpm: u64,
     /// Added to every successful Bedrock call, to mimic model latency (0: answer at once).
     pub bedrock_latency_ms: u64,
+    /// How many times an output token counts against the tokens-per-minute quota.
+    pub bedrock_output_burndown: f64,
 }
 
 impl Default for SandboxConfig {
@@ -77,6 +79,7 @@ impl Default for SandboxConfig {
             bedrock_rpm: 2000,
             bedrock_tpm: 2_000_000,
             bedrock_latency_ms: 0,
+            bedrock_output_burndown: 5.0,
         }
     }
 }

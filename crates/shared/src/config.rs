@@ -7,6 +7,13 @@ use std::collections::HashMap;
 #[error("configuration variable {0} is missing or empty")]
 pub struct ConfigError(pub &'static str);
 
+/// Claude Haiku 5.5 through the US inference profile (template parameter `BedrockModelId`).
+pub const DEFAULT_BEDROCK_MODEL_ID: &str = "us.anthropic.claude-haiku-5-5";
+/// We use at most this part of each of a merchant's Klaviyo tiers.
+pub const DEFAULT_KLAVIYO_BUDGET_FRACTION: f64 = 0.8;
+/// AWS documents 5× for recent Claude models (whether Haiku is on the list is disputed: plan for it).
+pub const DEFAULT_OUTPUT_BURNDOWN: f64 = 5.0;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub app_table: String,
@@ -37,15 +44,27 @@ pub struct Config {
     pub fanout_queue_url: String,
     /// ARN of the work queue's dead-letter queue: its records are counted as failed.
     pub work_dlq_arn: String,
-    /// This container's share of each merchant's Klaviyo rate limits and of the account's
-    /// Bedrock quota: 1 / the worker's SQS maximum concurrency, so all containers together stay
-    /// inside the budgets.
+    /// This container's share of our budget: of each merchant's Klaviyo tiers (after
+    /// `klaviyo_budget_fraction`) and of the account's Bedrock quota. Every function that calls a
+    /// vendor declares it in template.yaml; share × the function's reserved concurrency, summed
+    /// over the functions, is at most 1 (tests/e2e/template_budget.rs), so every container
+    /// together stays inside the budgets.
     pub vendor_budget_share: f64,
+    /// The part of each Klaviyo tier SendPersonal may use at all (`KLAVIYO_BUDGET_PERCENT` / 100,
+    /// default 80%): Klaviyo shares an account's limits with the merchant's other apps.
+    pub klaviyo_budget_fraction: f64,
+    /// How many times an output token counts against Bedrock's tokens-per-minute quota (AWS's
+    /// burndown rate: 5 for recent Claude models).
+    pub bedrock_output_burndown: f64,
     /// Converse calls in flight per container.
     pub bedrock_max_concurrency: usize,
     /// How long one fan-out invocation pages before it hands on to a continuation message
     /// (well inside the function's timeout).
     pub fanout_time_budget_ms: u64,
+    /// At most this many profiles of one run enqueued and not yet accounted for
+    /// (`FANOUT_WINDOW_PROFILES`; unset or 0: no limit). Keeps one big run from filling the
+    /// shared work queue ahead of other merchants' runs.
+    pub fanout_window_profiles: Option<u64>,
     /// The account's Bedrock quota for the model (requests and tokens per minute); each
     /// container paces to `vendor_budget_share` of it. Unset means no client-side pacing.
     pub bedrock_quota: Option<(f64, f64)>,
@@ -84,10 +103,7 @@ impl Config {
                 "sendpersonal/app/shopify-client-secret",
             ),
             shopify_redirect_uri: required("SHOPIFY_REDIRECT_URI")?,
-            bedrock_model_id: or(
-                "BEDROCK_MODEL_ID",
-                "us.anthropic.claude-haiku-4-5-20251001-v1:0",
-            ),
+            bedrock_model_id: or("BEDROCK_MODEL_ID", DEFAULT_BEDROCK_MODEL_ID),
             purge_queue_url: get("PURGE_QUEUE_URL"),
             audit_table: get("AUDIT_TABLE"),
             audit_pepper_secret_id: get("AUDIT_PEPPER_SECRET_ID"),
@@ -98,6 +114,14 @@ impl Config {
                 .and_then(|v| v.parse::<f64>().ok())
                 .filter(|v| *v > 0.0 && *v <= 1.0)
                 .unwrap_or(1.0),
+            klaviyo_budget_fraction: get("KLAVIYO_BUDGET_PERCENT")
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| *v > 0.0 && *v <= 100.0)
+                .map_or(DEFAULT_KLAVIYO_BUDGET_FRACTION, |p| p / 100.0),
+            bedrock_output_burndown: get("BEDROCK_OUTPUT_BURNDOWN")
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| *v >= 1.0)
+                .unwrap_or(DEFAULT_OUTPUT_BURNDOWN),
             bedrock_max_concurrency: get("BEDROCK_MAX_CONCURRENCY")
                 .and_then(|v| v.parse::<usize>().ok())
                 .filter(|v| *v > 0)
@@ -110,10 +134,18 @@ impl Config {
                 (Some(rpm), Some(tpm)) if rpm > 0.0 && tpm > 0.0 => Some((rpm, tpm)),
                 _ => None,
             },
+            fanout_window_profiles: get("FANOUT_WINDOW_PROFILES")
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|v| *v > 0),
             fanout_time_budget_ms: get("FANOUT_TIME_BUDGET_MS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(600_000),
         })
+    }
+
+    /// This container's Klaviyo limits: its share of the part of each tier we may use.
+    pub fn klaviyo_limits(&self) -> crate::klaviyo::RateLimits {
+        crate::klaviyo::RateLimits::Scaled(self.vendor_budget_share * self.klaviyo_budget_fraction)
     }
 
     /// The base URL of one shop's Admin endpoints (`https://{shop}` in production).
@@ -164,6 +196,26 @@ mod tests {
             config.shopify_base_url(&shop),
             "https://a-shop.myshopify.com"
         );
+    }
+
+    #[test]
+    fn klaviyo_limits_leave_the_headroom_for_other_apps() {
+        let mut vars = minimal();
+        vars.insert("VENDOR_BUDGET_SHARE".into(), "0.25".into());
+        let config = Config::from_map(&vars).unwrap();
+        assert_eq!(config.klaviyo_budget_fraction, 0.8);
+        assert_eq!(
+            config.klaviyo_limits(),
+            crate::klaviyo::RateLimits::Scaled(0.25 * 0.8)
+        );
+        vars.insert("KLAVIYO_BUDGET_PERCENT".into(), "50".into());
+        let config = Config::from_map(&vars).unwrap();
+        assert_eq!(
+            config.klaviyo_limits(),
+            crate::klaviyo::RateLimits::Scaled(0.25 * 0.5)
+        );
+        assert_eq!(config.bedrock_output_burndown, 5.0);
+        assert_eq!(config.bedrock_model_id, "us.anthropic.claude-haiku-5-5");
     }
 
     #[test]

@@ -24,12 +24,25 @@ impl Queue {
     }
 
     pub async fn send<T: Serialize>(&self, message: &T) -> Result<(), AwsError> {
+        self.send_with(message, None, 0).await
+    }
+
+    /// Send with a fair-queue tenant (`MessageGroupId` on a standard queue: SQS keeps one noisy
+    /// tenant's backlog from delaying the others) and/or a delay of up to 900 s.
+    pub async fn send_with<T: Serialize>(
+        &self,
+        message: &T,
+        tenant: Option<&str>,
+        delay_secs: u32,
+    ) -> Result<(), AwsError> {
         let body =
             serde_json::to_string(message).map_err(|e| AwsError::new("encode message", e))?;
         self.client
             .send_message()
             .queue_url(&self.url)
             .message_body(body)
+            .set_message_group_id(tenant.map(str::to_owned))
+            .delay_seconds(delay_secs.min(900) as i32)
             .send()
             .await
             .map_err(|e| AwsError::new("sqs:SendMessage", describe(&e)))?;

@@ -264,18 +264,70 @@ pub struct Quota {
     pub tokens_per_minute: f64,
 }
 
-/// A sliding one-minute log of requests and tokens. A call reserves its estimated tokens (the
-/// input it sends plus the output it is likely to get) and settles the real count afterwards.
+/// A sliding one-minute log of requests and tokens, kept the way Bedrock keeps its quota: a
+/// request reserves `input + cache + maxTokens` when it starts and is settled to
+/// `input + cache writes + output × burndown` when it ends (cache reads are released). Admission
+/// waits for room for the larger of the reservation and the expected settlement, so the
+/// settlements of admitted calls do not push the window over the quota afterwards.
 #[derive(Debug)]
 struct QuotaPacer {
     quota: Quota,
+    burndown: f64,
     log: tokio::sync::Mutex<std::collections::VecDeque<(std::time::Instant, f64)>>,
-    /// Average output tokens per call so far (the part of a call that cannot be known ahead).
-    average_output: std::sync::Mutex<f64>,
+    learned: std::sync::Mutex<Learned>,
+}
+
+/// What the pacer has learned from the answers so far.
+#[derive(Debug, Clone, Copy)]
+struct Learned {
+    /// Input tokens per character of prompt (tokenizers differ by model family).
+    tokens_per_char: f64,
+    /// Average output tokens per call (unknown ahead of a call).
+    output_tokens: Option<f64>,
 }
 
 impl QuotaPacer {
     const WINDOW: Duration = Duration::from_secs(60);
+
+    fn new(quota: Quota, burndown: f64, model_id: &str) -> Self {
+        Self {
+            quota,
+            burndown: burndown.max(1.0),
+            log: tokio::sync::Mutex::new(Default::default()),
+            learned: std::sync::Mutex::new(Learned {
+                tokens_per_char: tokens_per_char_guess(model_id),
+                output_tokens: None,
+            }),
+        }
+    }
+
+    /// (reservation Bedrock makes at the start, what the call is expected to settle to).
+    fn estimate(&self, prompt_chars: usize, max_tokens: i32) -> (f64, f64) {
+        let learned = *self.learned.lock().expect("learned lock");
+        let input = prompt_chars as f64 * learned.tokens_per_char;
+        let max_tokens = f64::from(max_tokens.max(1));
+        let output = learned
+            .output_tokens
+            .unwrap_or(max_tokens / 2.0)
+            .min(max_tokens);
+        (input + max_tokens, input + output * self.burndown)
+    }
+
+    /// Learn from a finished call and return what it settles to against the quota.
+    fn learn(&self, prompt_chars: usize, u: &Usage) -> f64 {
+        let mut learned = self.learned.lock().expect("learned lock");
+        let input_total = (u.input_tokens + u.cache_read_tokens + u.cache_write_tokens) as f64;
+        if prompt_chars > 0 && input_total > 0.0 {
+            let ratio = input_total / prompt_chars as f64;
+            learned.tokens_per_char = 0.7 * learned.tokens_per_char + 0.3 * ratio;
+        }
+        let out = u.output_tokens as f64;
+        learned.output_tokens = Some(match learned.output_tokens {
+            None => out,
+            Some(avg) => 0.8 * avg + 0.2 * out,
+        });
+        (u.input_tokens + u.cache_write_tokens) as f64 + out * self.burndown
+    }
 
     /// Wait until one more request of `tokens` fits the window, then record it.
     async fn reserve(&self, tokens: f64) -> std::time::Instant {
@@ -317,6 +369,25 @@ impl QuotaPacer {
     }
 }
 
+/// Input tokens per character before any answer has been seen: ~4 characters a token for
+/// Claude 4.x; Claude 5.x's tokenizer counts the same text as about 30% more tokens.
+fn tokens_per_char_guess(model_id: &str) -> f64 {
+    if is_claude_5(model_id) {
+        0.25 * 1.3
+    } else {
+        0.25
+    }
+}
+
+/// Claude 5.x (`…claude-haiku-5-5`, `…claude-sonnet-5-5`): adaptive thinking is on unless
+/// switched off, and its tokenizer differs.
+fn is_claude_5(model_id: &str) -> bool {
+    let id = model_id.to_ascii_lowercase();
+    ["claude-haiku-5", "claude-sonnet-5", "claude-opus-5"]
+        .iter()
+        .any(|m| id.contains(m))
+}
+
 impl BedrockClient {
     /// Wraps an SDK client, rebuilt with the SDK's retries disabled (see the module docs).
     pub fn new(client: aws_sdk_bedrockruntime::Client, model_id: impl Into<String>) -> Self {
@@ -335,13 +406,10 @@ impl BedrockClient {
         }
     }
 
-    /// Pace calls to `quota` (see [`Quota`]); without it, throttling is met by retries only.
-    pub fn with_quota(mut self, quota: Quota) -> Self {
-        self.quota = Some(Arc::new(QuotaPacer {
-            quota,
-            log: tokio::sync::Mutex::new(Default::default()),
-            average_output: std::sync::Mutex::new(0.0),
-        }));
+    /// Pace calls to `quota` (see [`Quota`]) with output tokens counting `burndown` times;
+    /// without it, throttling is met by retries only.
+    pub fn with_quota(mut self, quota: Quota, burndown: f64) -> Self {
+        self.quota = Some(Arc::new(QuotaPacer::new(quota, burndown, &self.model_id)));
         self
     }
 
@@ -420,20 +488,17 @@ impl BedrockClient {
         &self,
         request: &ToolRequest,
     ) -> Result<ToolResponse, BedrockError> {
-        let parts = Parts::build(request)?;
-        // Tokens are ~4 characters; the quota counts input and output alike.
-        let input_estimate = (request.system_static.len()
+        let parts = Parts::build(request, &self.model_id)?;
+        let prompt_chars = request.system_static.len()
             + request.user_message.len()
-            + request.tool_schema.to_string().len()) as f64
-            / 4.0;
+            + request.tool_schema.to_string().len();
         let mut attempt = 1;
         loop {
             let reservation = match &self.quota {
                 Some(pacer) => {
-                    let output = (*pacer.average_output.lock().expect("average lock"))
-                        .max(f64::from(request.max_tokens) / 4.0);
-                    let estimate = input_estimate + output;
-                    Some((pacer.reserve(estimate).await, estimate))
+                    let (reserved, settled) = pacer.estimate(prompt_chars, request.max_tokens);
+                    let admit = reserved.max(settled);
+                    Some((pacer.reserve(admit).await, admit))
                 }
                 None => None,
             };
@@ -452,18 +517,8 @@ impl BedrockClient {
                             Err(e) => e.usage(),
                         };
                         if let Some(u) = usage {
-                            let actual = (u.input_tokens
-                                + u.output_tokens
-                                + u.cache_read_tokens
-                                + u.cache_write_tokens)
-                                as f64;
+                            let actual = pacer.learn(prompt_chars, &u);
                             pacer.settle(at, estimate, actual).await;
-                            let mut avg = pacer.average_output.lock().expect("average lock");
-                            *avg = if *avg == 0.0 {
-                                u.output_tokens as f64
-                            } else {
-                                0.8 * *avg + 0.2 * u.output_tokens as f64
-                            };
                         }
                     }
                     return result;
@@ -503,6 +558,7 @@ impl BedrockClient {
             .messages(parts.message.clone())
             .tool_config(parts.tool_config.clone())
             .inference_config(parts.inference.clone())
+            .set_additional_model_request_fields(parts.additional.clone())
             .send()
             .await
             .map_err(classify)
@@ -515,10 +571,13 @@ struct Parts {
     message: Message,
     tool_config: ToolConfiguration,
     inference: InferenceConfiguration,
+    /// `{"thinking": {"type": "disabled"}}` for Claude 5.x: copy needs no thinking (billed as
+    /// output), and a forced tool cannot be combined with it.
+    additional: Option<aws_smithy_types::Document>,
 }
 
 impl Parts {
-    fn build(r: &ToolRequest) -> Result<Self, BedrockError> {
+    fn build(r: &ToolRequest, model_id: &str) -> Result<Self, BedrockError> {
         let bad = |e: aws_smithy_types::error::operation::BuildError| {
             BedrockError::Invalid(format!("request build: {e}"))
         };
@@ -556,11 +615,14 @@ impl Parts {
             .max_tokens(r.max_tokens)
             .temperature(r.temperature)
             .build();
+        let additional = is_claude_5(model_id)
+            .then(|| json_to_document(&serde_json::json!({ "thinking": { "type": "disabled" } })));
         Ok(Self {
             system,
             message,
             tool_config,
             inference,
+            additional,
         })
     }
 }
@@ -646,10 +708,13 @@ pub fn from_config(sdk: &aws_config::SdkConfig, config: &crate::Config) -> Bedro
     )
     .with_max_concurrency(config.bedrock_max_concurrency);
     match config.bedrock_quota {
-        Some((rpm, tpm)) => client.with_quota(Quota {
-            requests_per_minute: rpm * config.vendor_budget_share,
-            tokens_per_minute: tpm * config.vendor_budget_share,
-        }),
+        Some((rpm, tpm)) => client.with_quota(
+            Quota {
+                requests_per_minute: rpm * config.vendor_budget_share,
+                tokens_per_minute: tpm * config.vendor_budget_share,
+            },
+            config.bedrock_output_burndown,
+        ),
         None => client,
     }
 }
@@ -689,22 +754,70 @@ mod tests {
 
     #[test]
     fn forced_tool_request_caches_the_system_prompt_when_asked() {
-        let parts = Parts::build(&ToolRequest {
-            system_static: "static".into(),
-            cache_system: true,
-            user_message: "hi".into(),
-            tool_name: "emit_copy".into(),
-            tool_description: "d".into(),
-            tool_schema: serde_json::json!({"type": "object"}),
-            max_tokens: 100,
-            temperature: 0.5,
-        })
+        let parts = Parts::build(
+            &ToolRequest {
+                system_static: "static".into(),
+                cache_system: true,
+                user_message: "hi".into(),
+                tool_name: "emit_copy".into(),
+                tool_description: "d".into(),
+                tool_schema: serde_json::json!({"type": "object"}),
+                max_tokens: 100,
+                temperature: 0.5,
+            },
+            "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+        )
         .unwrap();
+        assert!(parts.additional.is_none());
         assert_eq!(parts.system.len(), 2);
         assert!(parts.system[1].is_cache_point());
         assert!(matches!(
             parts.tool_config.tool_choice(),
             Some(ToolChoice::Tool(t)) if t.name() == "emit_copy"
         ));
+    }
+
+    #[test]
+    fn claude_5_requests_switch_thinking_off() {
+        let request = ToolRequest {
+            max_tokens: 100,
+            tool_name: "emit_copy".into(),
+            tool_schema: serde_json::json!({"type": "object"}),
+            ..ToolRequest::default()
+        };
+        let parts = Parts::build(&request, "us.anthropic.claude-haiku-5-5").unwrap();
+        let extra = parts.additional.map(|d| document_to_json(&d));
+        assert_eq!(
+            extra,
+            Some(serde_json::json!({"thinking": {"type": "disabled"}}))
+        );
+    }
+
+    #[test]
+    fn the_pacer_admits_what_a_call_will_settle_to_with_the_burndown() {
+        let pacer = QuotaPacer::new(
+            Quota {
+                requests_per_minute: 100.0,
+                tokens_per_minute: 1e6,
+            },
+            5.0,
+            "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+        );
+        // Before any answer: 4 characters a token, half of maxTokens expected.
+        let (reserved, settled) = pacer.estimate(4_000, 2_000);
+        assert_eq!(reserved, 1_000.0 + 2_000.0);
+        assert_eq!(settled, 1_000.0 + 1_000.0 * 5.0);
+        // An answer of 300 output tokens settles input + cache writes + 5 × output.
+        let u = Usage {
+            input_tokens: 900,
+            output_tokens: 300,
+            cache_read_tokens: 100,
+            cache_write_tokens: 0,
+        };
+        assert_eq!(pacer.learn(4_000, &u), 900.0 + 300.0 * 5.0);
+        let (_, settled) = pacer.estimate(4_000, 2_000);
+        assert_eq!(settled, 1_000.0 + 300.0 * 5.0);
+        // Claude 5.x starts from its larger token count.
+        assert!(tokens_per_char_guess("us.anthropic.claude-haiku-5-5") > 0.3);
     }
 }

@@ -276,27 +276,32 @@ pub struct ModelPrices {
 }
 
 impl ModelPrices {
-    /// Anthropic's list prices; cache writes cost 1.25× input (5-minute TTL), reads 0.1×.
-    const fn from_io(input: f64, output: f64, known: bool) -> Self {
+    const fn new(input: f64, output: f64, cache_write: f64, cache_read: f64, known: bool) -> Self {
         Self {
             input_per_mtok: input,
             output_per_mtok: output,
-            cache_write_per_mtok: input * 1.25,
-            cache_read_per_mtok: input * 0.1,
+            cache_write_per_mtok: cache_write,
+            cache_read_per_mtok: cache_read,
             known,
         }
     }
 
-    /// Prices for a Bedrock model or inference-profile id (`us.anthropic.claude-haiku-4-5-…`).
-    /// An unknown id gets Sonnet's prices, flagged, so a cost is never under-reported silently.
+    /// Bedrock list prices per million tokens (prompts up to 100k tokens, 5-minute cache).
+    /// Claude 4.x: cache writes 1.25× input, reads 0.1×. Haiku 5.5 (NOTES §3.1): $0.10 in,
+    /// $0.50 out, cache write $0.125, read $0.01. Thinking tokens bill as output.
+    /// An unknown id gets Sonnet 4.5's prices, flagged, so a cost is never under-reported silently.
     pub fn for_model(model_id: &str) -> Self {
         let id = model_id.to_ascii_lowercase();
-        if id.contains("claude-haiku-4-5") {
-            Self::from_io(1.0, 5.0, true)
+        if id.contains("claude-haiku-5-5") {
+            Self::new(0.10, 0.50, 0.125, 0.01, true)
+        } else if id.contains("claude-sonnet-5-5") {
+            Self::new(2.0, 10.0, 2.5, 0.2, true)
+        } else if id.contains("claude-haiku-4-5") {
+            Self::new(1.0, 5.0, 1.25, 0.10, true)
         } else if id.contains("claude-sonnet-4-5") || id.contains("claude-sonnet-4-6") {
-            Self::from_io(3.0, 15.0, true)
+            Self::new(3.0, 15.0, 3.75, 0.30, true)
         } else {
-            Self::from_io(3.0, 15.0, false)
+            Self::new(3.0, 15.0, 3.75, 0.30, false)
         }
     }
 }
@@ -504,6 +509,28 @@ mod tests {
         };
         // 1 + 5 + 0.1 + 1.25
         assert!((c.usd(&p) - 7.35).abs() < 1e-9, "{}", c.usd(&p));
+    }
+
+    #[test]
+    fn haiku_5_5_costs_a_tenth_of_haiku_4_5_with_its_own_cache_prices() {
+        for id in [
+            "us.anthropic.claude-haiku-5-5",
+            "global.anthropic.claude-haiku-5-5",
+        ] {
+            let p = ModelPrices::for_model(id);
+            assert!(p.known);
+            let c = Cost {
+                input_tokens: 1_000_000,
+                output_tokens: 1_000_000,
+                cache_read_tokens: 1_000_000,
+                cache_write_tokens: 1_000_000,
+            };
+            // 0.10 + 0.50 + 0.01 + 0.125
+            assert!((c.usd(&p) - 0.735).abs() < 1e-9, "{}", c.usd(&p));
+        }
+        let sonnet = ModelPrices::for_model("us.anthropic.claude-sonnet-5-5");
+        assert!(sonnet.known);
+        assert_eq!((sonnet.input_per_mtok, sonnet.output_per_mtok), (2.0, 10.0));
     }
 
     #[test]
