@@ -65,16 +65,41 @@ fn every_budgeted_function_declares_its_share_and_bounds_its_containers() {
     );
 }
 
+/// Each function's per-container share of one Klaviyo tier (or of Bedrock: `None`).
+fn tier_share(template: &Template, id: &str, tier: Option<usize>) -> Option<f64> {
+    let default = share(template, id)?;
+    let spec = template.functions[id]
+        .environment
+        .get("KLAVIYO_TIER_SHARES")
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Some(
+        tier.and_then(|t| shared::config::tier_shares(&spec)[t])
+            .unwrap_or(default),
+    )
+}
+
 #[test]
 fn the_shares_of_every_container_add_up_to_at_most_the_whole_budget() {
     let template = template();
-    let total: f64 = template
-        .functions
-        .iter()
-        .filter_map(|(id, f)| Some(share(&template, id)? * f64::from(f.reserved_concurrency?)))
-        .sum();
-    assert!(total <= 1.0 + 1e-9, "shares × containers = {total}");
-    assert!(total >= 0.9, "{total}: most of the budget should be in use");
+    // Bedrock, then each Klaviyo tier XS, S, M, L, XL.
+    for tier in [None, Some(0), Some(1), Some(2), Some(3), Some(4)] {
+        let total: f64 = template
+            .functions
+            .iter()
+            .filter_map(|(id, f)| {
+                Some(tier_share(&template, id, tier)? * f64::from(f.reserved_concurrency?))
+            })
+            .sum();
+        assert!(
+            total <= 1.0 + 1e-9,
+            "tier {tier:?}: shares × containers = {total}"
+        );
+        assert!(
+            total >= 0.9,
+            "tier {tier:?}: {total}: most of the budget should be in use"
+        );
+    }
 }
 
 #[test]
@@ -106,10 +131,11 @@ fn klaviyo_headroom_for_the_merchants_other_apps_defaults_to_twenty_percent() {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let config = shared::Config::from_map(&env).unwrap();
-    match config.klaviyo_limits() {
-        shared::klaviyo::RateLimits::Scaled(f) => assert!((f - 0.128).abs() < 1e-9, "{f}"),
-        other => panic!("{other:?}"),
-    }
+    let f = config
+        .klaviyo_limits()
+        .factor(shared::klaviyo::Tier::XL)
+        .unwrap();
+    assert!((f - 0.128).abs() < 1e-9, "{f}");
 }
 
 #[test]

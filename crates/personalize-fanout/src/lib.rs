@@ -110,6 +110,16 @@ impl Handler {
                     .unwrap_or(0);
                 Ok(http::json(200, &self.audiences(&merchant, offset).await?))
             }
+            "POST /preview" => {
+                let body: shared::api::PreviewRequest = http::json_body(req)?;
+                let previewer = personalize_worker::Previewer {
+                    config: &self.config,
+                    engine: &self.engine,
+                    runs: &self.runs,
+                    secrets: &self.secrets,
+                };
+                Ok(http::json(200, &previewer.preview(&merchant, body).await?))
+            }
             "GET /settings" => {
                 let settings = self
                     .runs

@@ -1,11 +1,11 @@
 //! personalize-worker: personalizes batches of profiles from the work queue and writes the copy
-//! back to Klaviyo; counts batches that died in the dead-letter queue; serves `POST /preview`
-//! (the same engine, writing nothing).
+//! back to Klaviyo; counts batches that died in the dead-letter queue. [`Previewer`] is the
+//! same engine writing nothing: `POST /preview`, served by the fan-out function, whose
+//! containers hold the vendor budget for interactive calls.
 
 pub mod engine;
 
 use async_trait::async_trait;
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use engine::{Engine, EngineError, Job, ProfileResult};
 use serde_json::{Map, Value};
@@ -17,7 +17,7 @@ use shared::aws::dynamo::AppStore;
 use shared::aws::runs::{BatchClaim, BatchTally, RunStore};
 use shared::aws::secrets::SecretStore;
 use shared::domain::{now_unix, KlaviyoApiKey, MerchantId, Vendor};
-use shared::edge::{function::parse_event, http, sqs, Function, FunctionError};
+use shared::edge::{function::parse_event, sqs, Function, FunctionError};
 use shared::error::ApiError;
 use shared::klaviyo::{ImportStatus, KlaviyoClient, KlaviyoError};
 use shared::personalize::copy::RenderedProduct;
@@ -361,6 +361,32 @@ impl Handler {
         Ok(())
     }
 
+    async fn handle_record(&self, record: SqsMessage, dead: bool) -> Result<(), FunctionError> {
+        let batch: WorkBatch = serde_json::from_str(record.body.as_deref().unwrap_or_default())
+            .map_err(|e| format!("work message is not a WorkBatch: {e}"))?;
+        let span = tracing::info_span!("batch", run_id = %batch.run_id, batch = batch.batch);
+        // Instrumented (not entered across awaits): batches run concurrently on one task.
+        let work = async {
+            if dead {
+                self.dead_letter(&batch).await
+            } else {
+                self.process_batch(&batch).await
+            }
+        };
+        tracing::Instrument::instrument(work, span).await
+    }
+}
+
+/// What `POST /preview` needs (served by the fan-out function, whose containers hold the
+/// budget for interactive calls).
+pub struct Previewer<'a> {
+    pub config: &'a Config,
+    pub engine: &'a Engine,
+    pub runs: &'a RunStore,
+    pub secrets: &'a SecretStore,
+}
+
+impl Previewer<'_> {
     /// `POST /preview`: generate for up to ten profiles and return everything; write nothing.
     pub async fn preview(
         &self,
@@ -380,7 +406,8 @@ impl Handler {
             )));
         }
         let key = self
-            .klaviyo_key(merchant)
+            .secrets
+            .klaviyo_key(&self.config.secret_name(merchant, Vendor::Klaviyo))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .ok_or(ApiError::NotConnected("Klaviyo"))?;
@@ -494,35 +521,6 @@ impl Handler {
             tokens: generation.tokens,
         })
     }
-
-    pub async fn handle_http(
-        &self,
-        req: &ApiGatewayV2httpRequest,
-    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-        match http::route_key(req) {
-            "POST /preview" => {
-                let merchant = http::merchant(req)?;
-                let body: PreviewRequest = http::json_body(req)?;
-                Ok(http::json(200, &self.preview(&merchant, body).await?))
-            }
-            other => Err(ApiError::RouteNotFound(other.to_owned())),
-        }
-    }
-
-    async fn handle_record(&self, record: SqsMessage, dead: bool) -> Result<(), FunctionError> {
-        let batch: WorkBatch = serde_json::from_str(record.body.as_deref().unwrap_or_default())
-            .map_err(|e| format!("work message is not a WorkBatch: {e}"))?;
-        let span = tracing::info_span!("batch", run_id = %batch.run_id, batch = batch.batch);
-        // Instrumented (not entered across awaits): batches run concurrently on one task.
-        let work = async {
-            if dead {
-                self.dead_letter(&batch).await
-            } else {
-                self.process_batch(&batch).await
-            }
-        };
-        tracing::Instrument::instrument(work, span).await
-    }
 }
 
 /// Every profile of a batch in one bucket.
@@ -595,9 +593,6 @@ impl Function for Handler {
             .await;
             return Ok(serde_json::to_value(response)?);
         }
-        let req: ApiGatewayV2httpRequest = parse_event(event, "API Gateway HTTP API or SQS")?;
-        Ok(serde_json::to_value(http::respond(
-            self.handle_http(&req).await,
-        ))?)
+        Err("personalize-worker takes SQS events only (work batches and their dead letters)".into())
     }
 }

@@ -50,6 +50,9 @@ pub struct Config {
     /// over the functions, is at most 1 (tests/e2e/template_budget.rs), so every container
     /// together stays inside the budgets.
     pub vendor_budget_share: f64,
+    /// Per-tier overrides of `vendor_budget_share` for Klaviyo (`KLAVIYO_TIER_SHARES`, e.g.
+    /// `L=0.2`), in tier order XS, S, M, L, XL.
+    pub klaviyo_tier_shares: [Option<f64>; 5],
     /// The part of each Klaviyo tier SendPersonal may use at all (`KLAVIYO_BUDGET_PERCENT` / 100,
     /// default 80%): Klaviyo shares an account's limits with the merchant's other apps.
     pub klaviyo_budget_fraction: f64,
@@ -114,6 +117,7 @@ impl Config {
                 .and_then(|v| v.parse::<f64>().ok())
                 .filter(|v| *v > 0.0 && *v <= 1.0)
                 .unwrap_or(1.0),
+            klaviyo_tier_shares: tier_shares(get("KLAVIYO_TIER_SHARES").as_deref().unwrap_or("")),
             klaviyo_budget_fraction: get("KLAVIYO_BUDGET_PERCENT")
                 .and_then(|v| v.parse::<f64>().ok())
                 .filter(|v| *v > 0.0 && *v <= 100.0)
@@ -145,7 +149,14 @@ impl Config {
 
     /// This container's Klaviyo limits: its share of the part of each tier we may use.
     pub fn klaviyo_limits(&self) -> crate::klaviyo::RateLimits {
-        crate::klaviyo::RateLimits::Scaled(self.vendor_budget_share * self.klaviyo_budget_fraction)
+        let mut factors = [self.vendor_budget_share; 5];
+        for (f, o) in factors.iter_mut().zip(self.klaviyo_tier_shares) {
+            if let Some(share) = o {
+                *f = share;
+            }
+            *f *= self.klaviyo_budget_fraction;
+        }
+        crate::klaviyo::RateLimits::Tiered(factors)
     }
 
     /// The base URL of one shop's Admin endpoints (`https://{shop}` in production).
@@ -168,6 +179,30 @@ impl Config {
             vendor.as_str()
         )
     }
+}
+
+/// `"L=0.2,XL=0.1"` → per-tier shares (unknown tiers and bad numbers are ignored).
+pub fn tier_shares(spec: &str) -> [Option<f64>; 5] {
+    let mut out = [None; 5];
+    for part in spec.split(',') {
+        let Some((tier, share)) = part.split_once('=') else {
+            continue;
+        };
+        let i = match tier.trim().to_ascii_uppercase().as_str() {
+            "XS" => 0,
+            "S" => 1,
+            "M" => 2,
+            "L" => 3,
+            "XL" => 4,
+            _ => continue,
+        };
+        out[i] = share
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| *v > 0.0 && *v <= 1.0);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -206,13 +241,14 @@ mod tests {
         assert_eq!(config.klaviyo_budget_fraction, 0.8);
         assert_eq!(
             config.klaviyo_limits(),
-            crate::klaviyo::RateLimits::Scaled(0.25 * 0.8)
+            crate::klaviyo::RateLimits::Tiered([0.25 * 0.8; 5])
         );
         vars.insert("KLAVIYO_BUDGET_PERCENT".into(), "50".into());
+        vars.insert("KLAVIYO_TIER_SHARES".into(), "L=0.1, bogus=3".into());
         let config = Config::from_map(&vars).unwrap();
         assert_eq!(
             config.klaviyo_limits(),
-            crate::klaviyo::RateLimits::Scaled(0.25 * 0.5)
+            crate::klaviyo::RateLimits::Tiered([0.125, 0.125, 0.125, 0.05, 0.125])
         );
         assert_eq!(config.bedrock_output_burndown, 5.0);
         assert_eq!(config.bedrock_model_id, "us.anthropic.claude-haiku-5-5");

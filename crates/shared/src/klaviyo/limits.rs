@@ -137,11 +137,23 @@ pub enum RateLimits {
     /// Klaviyo's published limits times a factor (1.0 = as published; below 1 leaves headroom for
     /// other apps on the account; above 1 for tests against a relaxed sandbox).
     Scaled(f64),
+    /// A factor per tier, in [`Tier`] order (XS, S, M, L, XL): a container's share where the
+    /// functions split the tiers differently (the fan-out pages on L, the worker reads on XL).
+    Tiered([f64; 5]),
     /// No client-side limiting (tests that want the server's 429s).
     Unlimited,
 }
 
 impl RateLimits {
+    /// The factor applied to `tier`'s published limits; `None` when unlimited.
+    pub fn factor(&self, tier: Tier) -> Option<f64> {
+        match self {
+            RateLimits::Scaled(f) => Some(*f),
+            RateLimits::Tiered(f) => Some(f[tier as usize]),
+            RateLimits::Unlimited => None,
+        }
+    }
+
     pub const fn real() -> Self {
         RateLimits::Scaled(1.0)
     }
@@ -222,7 +234,8 @@ impl RateLimiter {
     fn limits(&self, tier: Tier) -> Option<(usize, usize)> {
         match self.mode {
             RateLimits::Unlimited => None,
-            RateLimits::Scaled(factor) => {
+            RateLimits::Scaled(_) | RateLimits::Tiered(_) => {
+                let factor = self.mode.factor(tier).unwrap_or(1.0);
                 let (burst, steady) = tier.limits();
                 let scale = |n: u32| ((n as f64 * factor).floor() as usize).max(1);
                 Some((scale(burst), scale(steady)))
