@@ -107,6 +107,9 @@ lint: venv ## cfn-lint and sam validate --lint on template.yaml (offline)
 
 test: venv lint build-debug ## lint, then cargo test and the fidelity tests against moto + sandbox
 	$(WITH_LOCAL_AWS)
+	# Model latency and import jobs at 1/50 of the vendors' time: tests assert behaviour, the
+	# benchmarks (make bench) measure at the vendors' own time.
+	export SANDBOX_VENDOR_TIME_SCALE=0.02
 	cargo test --workspace
 	$(RUN_FIDELITY)
 

@@ -304,15 +304,17 @@ async fn every_model_misbehaviour_is_caught_and_accounted_for() {
     let world = World::start().await;
     let merchant = connected(&world).await;
     let vip = audience(&merchant, "VIP + Engaged").await;
-    // Content faults hit the first customer of every request, on the repair attempt too.
+    // Content faults hit the first customer of every request, on the repair attempt too. An
+    // overlong body (three times its slot) is refused by the gate, or, when the model runs past
+    // the request's maxTokens writing it, arrives cut off: skipped either way, never written.
     for (mode, expect) in [
-        ("invent_product", "validation_failed"),
-        ("invent_discount", "validation_failed"),
-        ("wrong_price", "validation_failed"),
-        ("overlong", "validation_failed"),
-        ("leak_pii", "validation_failed"),
-        ("malformed", "malformed_output"),
-        ("max_tokens", "malformed_output"),
+        ("invent_product", &["validation_failed"][..]),
+        ("invent_discount", &["validation_failed"]),
+        ("wrong_price", &["validation_failed"]),
+        ("overlong", &["validation_failed", "malformed_output"]),
+        ("leak_pii", &["validation_failed"]),
+        ("malformed", &["malformed_output"]),
+        ("max_tokens", &["malformed_output"]),
     ] {
         bedrock_fault(&world, mode, -1).await;
         let run = run_and_wait(
@@ -322,9 +324,14 @@ async fn every_model_misbehaviour_is_caught_and_accounted_for() {
         )
         .await;
         assert_adds_up(&run);
+        let caught: u64 = expect
+            .iter()
+            .map(|reason| run["counts"]["skipped"][*reason].as_u64().unwrap_or(0))
+            .sum();
+        assert!(caught >= 1, "{mode} is caught as {expect:?}: {run}");
         assert!(
-            run["counts"]["skipped"][expect].as_u64().unwrap_or(0) >= 1,
-            "{mode} is caught as {expect}: {run}"
+            run["counts"]["written"].as_u64().unwrap_or(0) < 10,
+            "{mode}: the faulty copy was not written: {run}"
         );
         assert_eq!(run["state"], "completed");
     }

@@ -32,7 +32,7 @@ use std::time::Duration;
 /// A worker holds a batch this long before another delivery may take it over.
 const BATCH_LEASE_SECS: i64 = 600;
 /// Batches processed at once per container (each one is already concurrent inside).
-const BATCHES_IN_FLIGHT: usize = 2;
+const BATCHES_IN_FLIGHT: usize = 3;
 /// How long a batch waits for its write-back job before handing it back to SQS.
 const IMPORT_WAIT_LIMIT: Duration = Duration::from_secs(150);
 

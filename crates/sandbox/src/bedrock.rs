@@ -129,13 +129,16 @@ struct Fault {
 
 #[derive(Debug, Default)]
 struct Quota {
-    /// (when, requests, tokens)
-    entries: VecDeque<(Instant, u64, u64)>,
+    /// (when it started, requests, tokens, id): a call in flight holds its reservation
+    /// (input + cache + maxTokens); a finished one what it settled to.
+    entries: VecDeque<(Instant, u64, u64, u64)>,
+    next_id: u64,
+    in_flight: u64,
 }
 
 impl Quota {
     fn prune(&mut self, now: Instant) {
-        while let Some((t, _, _)) = self.entries.front() {
+        while let Some((t, _, _, _)) = self.entries.front() {
             if now.duration_since(*t) >= QUOTA_WINDOW {
                 self.entries.pop_front();
             } else {
@@ -147,7 +150,52 @@ impl Quota {
     fn totals(&self) -> (u64, u64) {
         self.entries
             .iter()
-            .fold((0, 0), |(r, t), (_, dr, dt)| (r + dr, t + dt))
+            .fold((0, 0), |(r, t), (_, dr, dt, _)| (r + dr, t + dt))
+    }
+
+    /// Replace call `id`'s reservation with `tokens` (or drop it: `None`, a failed call).
+    fn settle(&mut self, id: u64, tokens: Option<u64>) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(pos) = self.entries.iter().position(|e| e.3 == id) {
+            match tokens {
+                Some(t) => self.entries[pos].2 = t,
+                None => {
+                    self.entries.remove(pos);
+                }
+            }
+        }
+    }
+}
+
+/// How fast a model answers: time to first token, then input and output tokens per second.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModelSpeed {
+    pub time_to_first_token_ms: f64,
+    pub output_tokens_per_s: f64,
+    pub input_tokens_per_s: f64,
+    /// Each call's latency is multiplied by a random factor in [1 - jitter, 1 + jitter].
+    pub jitter: f64,
+}
+
+impl ModelSpeed {
+    /// Published third-party figures (NOTES §3.1): Haiku-class models about 0.6–0.8 s to the
+    /// first token and 150–180 output tokens/s; Sonnet-class slower (about 1.3 s, 70 tokens/s).
+    pub fn for_model(model_id: &str) -> Self {
+        let haiku = model_id.to_ascii_lowercase().contains("haiku");
+        Self {
+            time_to_first_token_ms: if haiku { 700.0 } else { 1_300.0 },
+            output_tokens_per_s: if haiku { 165.0 } else { 70.0 },
+            input_tokens_per_s: 20_000.0,
+            jitter: 0.25,
+        }
+    }
+
+    fn latency(&self, input_tokens: u64, output_tokens: u64, unit: f64) -> Duration {
+        let ms = self.time_to_first_token_ms
+            + input_tokens as f64 / self.input_tokens_per_s * 1000.0
+            + output_tokens as f64 / self.output_tokens_per_s * 1000.0;
+        let factor = 1.0 + self.jitter * (2.0 * unit - 1.0);
+        Duration::from_secs_f64((ms * factor).max(0.0) / 1000.0)
     }
 }
 
@@ -163,6 +211,12 @@ struct BedrockStats {
     output_tokens: u64,
     cache_read_input_tokens: u64,
     cache_write_input_tokens: u64,
+    throttled_requests: u64,
+    throttled_tokens: u64,
+    quota_tokens: u64,
+    peak_in_flight: u64,
+    /// Latency of every successful call, in ms.
+    latencies_ms: Vec<u32>,
 }
 
 /// Everything the Bedrock emulation remembers: faults, quotas, the prompt cache, recent
@@ -192,6 +246,10 @@ impl BedrockState {
             "output_tokens": s.output_tokens,
             "cache_read_input_tokens": s.cache_read_input_tokens,
             "cache_write_input_tokens": s.cache_write_input_tokens,
+            "throttled_by": { "requests": s.throttled_requests, "tokens": s.throttled_tokens },
+            "quota_tokens": s.quota_tokens,
+            "peak_in_flight": s.peak_in_flight,
+            "latency_ms": latency_summary(&s.latencies_ms),
         })
     }
 
@@ -218,6 +276,18 @@ impl BedrockState {
             self.stats.throttled += 1;
         }
     }
+}
+
+fn latency_summary(samples: &[u32]) -> Value {
+    if samples.is_empty() {
+        return json!({ "count": 0 });
+    }
+    let mut v = samples.to_vec();
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
+    json!({ "count": v.len(), "p50": at(0.5), "p95": at(0.95), "p99": at(0.99),
+            "max": v[v.len() - 1], "mean": mean.round() })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -353,15 +423,25 @@ fn check_model(model_id: &str) -> Result<(), String> {
 }
 
 fn min_cache_tokens(model_id: &str) -> u64 {
-    if model_id.to_ascii_lowercase().contains("haiku-4-5") {
+    if model_id.to_ascii_lowercase().contains("haiku") {
         4_096
     } else {
         1_024
     }
 }
 
-fn tokens(chars: u64) -> u64 {
-    chars.div_ceil(4)
+/// Tokens of `chars` characters: ≈ 4 characters a token for Claude 4.x; Claude 5.x's
+/// tokenizer counts the same text as about 30% more tokens.
+fn tokens_for(model_id: &str, chars: u64) -> u64 {
+    let id = model_id.to_ascii_lowercase();
+    let claude_5 = ["haiku-5", "sonnet-5", "opus-5"]
+        .iter()
+        .any(|m| id.contains(m));
+    if claude_5 {
+        (chars * 13).div_ceil(40)
+    } else {
+        chars.div_ceil(4)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -618,22 +698,41 @@ async fn converse(
         }
     };
 
-    let total_input = tokens(request.total_chars);
+    let total_input = tokens_for(&model_id, request.total_chars);
     let now = Instant::now();
-    // Quota first (a throttled call does not use up a fault), then the fault.
-    let fault = {
+    // Quota first (a throttled call does not use up a fault), then the fault. As Bedrock does,
+    // a call reserves input + cache + maxTokens when it starts and holds it while in flight.
+    let reservation = total_input + request.max_tokens;
+    let (fault, call_id) = {
         let mut b = st.bedrock();
         let quota = b.quotas.entry(model_id.clone()).or_default();
         quota.prune(now);
         let (reqs, toks) = quota.totals();
-        if reqs >= u64::from(st.config.bedrock_rpm) || toks + total_input > st.config.bedrock_tpm {
+        let too_many_requests = reqs >= u64::from(st.config.bedrock_rpm);
+        let too_many_tokens = toks + reservation > st.config.bedrock_tpm;
+        if too_many_requests || too_many_tokens {
             b.error("ThrottlingException");
+            if too_many_requests {
+                b.stats.throttled_requests += 1;
+            } else {
+                b.stats.throttled_tokens += 1;
+            }
             return aws_error(
                 429,
                 "ThrottlingException",
-                "Too many requests, please wait before trying again.",
+                if too_many_requests {
+                    "Too many requests, please wait before trying again."
+                } else {
+                    "Too many tokens, please wait before trying again."
+                },
             );
         }
+        quota.next_id += 1;
+        let call_id = quota.next_id;
+        quota.entries.push_back((now, 1, reservation, call_id));
+        quota.in_flight += 1;
+        let in_flight = quota.in_flight;
+        b.stats.peak_in_flight = b.stats.peak_in_flight.max(in_flight);
         let fault = b.take_fault();
         let error = match fault {
             Some(FaultMode::Throttle) => Some((
@@ -660,9 +759,12 @@ async fn converse(
         };
         if let Some((status, kind, message)) = error {
             b.error(kind);
+            if let Some(q) = b.quotas.get_mut(&model_id) {
+                q.settle(call_id, None);
+            }
             return aws_error(status, kind, message);
         }
-        fault
+        (fault, call_id)
     };
 
     // The model's answer.
@@ -693,7 +795,7 @@ async fn converse(
             (json!({ "text": text.clone() }), text)
         }
     };
-    let mut output_tokens = tokens(output_text.chars().count() as u64).max(1);
+    let mut output_tokens = tokens_for(&model_id, output_text.chars().count() as u64).max(1);
     let mut stop_reason = if tool.is_some() {
         "tool_use"
     } else {
@@ -718,7 +820,7 @@ async fn converse(
         let eligible: Vec<(u64, u64)> = request
             .cache_points
             .iter()
-            .map(|(key, chars)| (*key, tokens(*chars)))
+            .map(|(key, chars)| (*key, tokens_for(&model_id, *chars)))
             .filter(|(_, t)| *t >= min)
             .collect();
         let read = eligible
@@ -733,11 +835,6 @@ async fn converse(
             b.cache.insert(*key, now + CACHE_TTL);
         }
         let input = total_input.saturating_sub(read + write);
-        // The tokens-per-minute quota counts what the model processed; cache reads are free.
-        let quota = b.quotas.entry(model_id.clone()).or_default();
-        quota
-            .entries
-            .push_back((now, 1, input + write + output_tokens));
         let s = &mut b.stats;
         s.succeeded += 1;
         s.input_tokens += input;
@@ -748,8 +845,30 @@ async fn converse(
     };
     let input_tokens = total_input.saturating_sub(cache_read + cache_write);
 
-    if st.config.bedrock_latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(st.config.bedrock_latency_ms)).await;
+    // The model takes its time: first token, reading the input, writing the output.
+    let unit: f64 = rand::random();
+    let speed = st
+        .config
+        .bedrock_speed
+        .unwrap_or_else(|| ModelSpeed::for_model(&model_id));
+    let latency = speed
+        .latency(input_tokens + cache_write, output_tokens, unit)
+        .mul_f64(st.config.vendor_time_scale.max(0.0))
+        + Duration::from_millis(st.config.bedrock_latency_ms);
+    tokio::time::sleep(latency).await;
+    {
+        // Settled to what counts against the quota: input and cache writes, output × burndown
+        // (cache reads are released).
+        let settled = input_tokens
+            + cache_write
+            + (output_tokens as f64 * st.config.bedrock_output_burndown.max(1.0)).round() as u64;
+        let mut b = st.bedrock();
+        if let Some(q) = b.quotas.get_mut(&model_id) {
+            q.settle(call_id, Some(settled));
+        }
+        b.stats.quota_tokens += settled;
+        let ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+        b.stats.latencies_ms.push(ms);
     }
     let latency_ms = started.elapsed().as_millis() as u64;
     let mut resp = Json(json!({
@@ -792,7 +911,29 @@ mod tests {
             min_cache_tokens("us.anthropic.claude-haiku-4-5-20251001-v1:0"),
             4096
         );
+        assert_eq!(min_cache_tokens("us.anthropic.claude-haiku-5-5"), 4096);
         assert_eq!(min_cache_tokens("us.anthropic.claude-sonnet-4-6"), 1024);
+    }
+
+    #[test]
+    fn claude_5_counts_about_thirty_percent_more_tokens() {
+        assert_eq!(tokens_for("us.anthropic.claude-haiku-4-5-20251001-v1:0", 4000), 1000);
+        assert_eq!(tokens_for("us.anthropic.claude-haiku-5-5", 4000), 1300);
+    }
+
+    #[test]
+    fn latency_is_first_token_plus_reading_plus_writing() {
+        let speed = ModelSpeed {
+            time_to_first_token_ms: 700.0,
+            output_tokens_per_s: 100.0,
+            input_tokens_per_s: 20_000.0,
+            jitter: 0.25,
+        };
+        // unit 0.5 → no jitter: 0.7 s + 2000/20000 s + 500/100 s.
+        let d = speed.latency(2_000, 500, 0.5);
+        assert!((d.as_secs_f64() - 5.8).abs() < 1e-9, "{d:?}");
+        assert!(speed.latency(2_000, 500, 0.0) < speed.latency(2_000, 500, 1.0));
+        assert!(speed.latency(2_000, 100, 0.5) < d);
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/_sandbox/routes", get(routes))
         .route("/_sandbox/klaviyo/default-key", get(default_key))
         .route("/_sandbox/klaviyo/keys", post(create_key))
+        .route("/_sandbox/klaviyo/accounts", post(create_account))
         .route("/_sandbox/klaviyo/keys/{key}", delete(revoke_key))
         .route("/_sandbox/shopify/shops", post(put_shop))
         .route("/_sandbox/shopify/{shop}/faults", post(faults))
@@ -76,6 +77,34 @@ async fn routes() -> Json<Value> {
 
 async fn default_key(State(st): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({ "key": st.klaviyo().default_key, "account_id": DEFAULT_ACCOUNT_ID }))
+}
+
+/// `POST /_sandbox/klaviyo/accounts {"id", "name"}`: another Klaviyo account, with its own
+/// keys (`/_sandbox/klaviyo/keys` with `"account"`), rate limits and import-job slots. Every
+/// account sees the one seeded profile store (a sandbox simplification: data is not per account).
+async fn create_account(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let req = match parse_body(&body) {
+        Ok(v) => v,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let Some(id) = req
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty() && id.len() <= 16 && id.chars().all(|c| c.is_ascii_alphanumeric()))
+    else {
+        return error(StatusCode::BAD_REQUEST, "'id' must be 1 to 16 letters or digits");
+    };
+    let name = req.get("name").and_then(Value::as_str).unwrap_or(id);
+    let mut store = st.klaviyo();
+    if store.accounts.iter().any(|a| a.id == id) {
+        return error(StatusCode::CONFLICT, format!("account '{id}' exists"));
+    }
+    store.accounts.push(crate::klaviyo::data::Account {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        public_api_key: id.to_owned(),
+    });
+    (StatusCode::CREATED, Json(json!({ "id": id, "name": name }))).into_response()
 }
 
 async fn create_key(State(st): State<Arc<AppState>>, body: Bytes) -> Response {

@@ -27,6 +27,7 @@ use crate::shopify::catalog_data::generate_catalog;
 use crate::shopify::ShopifyStore;
 use crate::state::{AppState, Stats};
 
+pub use crate::bedrock::ModelSpeed;
 pub use crate::cognito::APP_CLIENT_ID as COGNITO_APP_CLIENT_ID;
 
 /// Klaviyo rate-limit mode.
@@ -57,10 +58,39 @@ pub struct SandboxConfig {
     pub bedrock_rpm: u32,
     /// Bedrock tokens per minute per model (input + cache writes + output).
     pub bedrock_tpm: u64,
-    /// Added to every successful Bedrock call, to mimic model latency (0: answer at once).
+    /// Added to every successful Bedrock call on top of the modelled latency.
     pub bedrock_latency_ms: u64,
-    /// How many times an output token counts against the tokens-per-minute quota.
+    /// How many times an output token counts against the tokens-per-minute quota when a call
+    /// settles (AWS: 5 for recent Claude models).
     pub bedrock_output_burndown: f64,
+    /// Model speed for every model; `None`: per model family ([`ModelSpeed::for_model`]).
+    pub bedrock_speed: Option<ModelSpeed>,
+    /// Multiplies every modelled vendor duration (model latency, import jobs); quota and rate
+    /// windows stay real. 1.0 = the vendors' time; tests use a small factor to run fast.
+    pub vendor_time_scale: f64,
+    pub klaviyo_import: ImportTiming,
+}
+
+/// How long a Klaviyo bulk import job takes: at least `queued_secs` queued (longer while the
+/// account already has `concurrent_jobs_per_account` jobs processing), then
+/// `base_secs + profiles / profiles_per_s` processing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImportTiming {
+    pub queued_secs: f64,
+    pub base_secs: f64,
+    pub profiles_per_s: f64,
+    pub concurrent_jobs_per_account: usize,
+}
+
+impl Default for ImportTiming {
+    fn default() -> Self {
+        Self {
+            queued_secs: 2.0,
+            base_secs: 2.0,
+            profiles_per_s: 40.0,
+            concurrent_jobs_per_account: 4,
+        }
+    }
 }
 
 impl Default for SandboxConfig {
@@ -80,6 +110,15 @@ impl Default for SandboxConfig {
             bedrock_tpm: 2_000_000,
             bedrock_latency_ms: 0,
             bedrock_output_burndown: 5.0,
+            bedrock_speed: None,
+            // `make test` sets SANDBOX_VENDOR_TIME_SCALE (tests assert behaviour, not speed);
+            // the demo and the benchmarks run at the vendors' own time.
+            vendor_time_scale: std::env::var("SANDBOX_VENDOR_TIME_SCALE")
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| *v >= 0.0)
+                .unwrap_or(1.0),
+            klaviyo_import: ImportTiming::default(),
         }
     }
 }

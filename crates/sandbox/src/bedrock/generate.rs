@@ -655,6 +655,13 @@ fn compose_body(
                 s.push_str(part);
             }
         }
+        if !fits(&s) {
+            continue;
+        }
+        // A model fills the slot it is given: write on to 65–95% of the limit.
+        let sign_off_len = sign_off.as_ref().map_or(0, |so| so.chars().count());
+        let target = target_length(max, seed).saturating_sub(sign_off_len);
+        write_on(&mut s, c, picks, seed, target, max.map(|m| m - sign_off_len.min(m)));
         if let Some(so) = &sign_off {
             s.push_str(so);
         }
@@ -663,6 +670,82 @@ fn compose_body(
         }
     }
     None
+}
+
+/// How long a model writes a slot of `max` characters: 65–95% of it (350–600 without a limit).
+fn target_length(max: Option<usize>, seed: u64) -> usize {
+    let f = 0.65 + (hash_bytes(&seed.to_le_bytes()) % 31) as f64 / 100.0;
+    match max {
+        Some(m) => (m as f64 * f) as usize,
+        None => 350 + (hash_bytes(&(seed ^ 7).to_le_bytes()) % 251) as usize,
+    }
+}
+
+/// Sentences a model adds about the customer's products and history, in a seeded order, until
+/// the copy reaches `target` characters (never past `max`). Plain words only: no numbers,
+/// prices, offers or claims that the catalog and brief do not make.
+fn write_on(
+    s: &mut String,
+    c: &Customer,
+    picks: &[Product],
+    seed: u64,
+    target: usize,
+    max: Option<usize>,
+) {
+    let mut sentences: Vec<String> = Vec::new();
+    for (i, p) in picks.iter().enumerate() {
+        let t = pick(
+            seed,
+            10 + i as u64,
+            &[
+                "The {p} is an easy one to reach for again and again.",
+                "We picked the {p} because it sits well with what you already have.",
+                "If you like things that just work, the {p} is worth a closer look.",
+                "The {p} is one of those pieces you notice every time you use it.",
+                "Many people pair the {p} with the things they already love.",
+            ],
+        );
+        sentences.push(t.replace("{p}", &p.title));
+    }
+    if let Some(h) = c.history.get(1).or(c.history.first()) {
+        let t = pick(
+            seed,
+            20,
+            &[
+                "It goes nicely with the {h} from your last order.",
+                "Together with your {h}, it makes a setup you will enjoy.",
+                "We chose it with your {h} in mind.",
+            ],
+        );
+        sentences.push(t.replace("{h}", h));
+    }
+    for (i, line) in [
+        "Have a look whenever you have a quiet moment.",
+        "Each one was chosen with care, just for you.",
+        "We would love to hear what you think.",
+        "There is plenty more in the store when you are ready.",
+        "Take your time and see what feels right.",
+        "Thank you for being part of our community.",
+    ]
+    .iter()
+    .enumerate()
+    {
+        if (hash_bytes(&(seed ^ (30 + i as u64)).to_le_bytes()) % 3) != 0 || i < 2 {
+            sentences.push((*line).to_owned());
+        }
+    }
+    for sentence in sentences {
+        let len = s.chars().count();
+        if len >= target {
+            break;
+        }
+        let next = len + 1 + sentence.chars().count();
+        if max.is_some_and(|m| next > m) {
+            continue;
+        }
+        s.push(' ');
+        s.push_str(&sentence);
+    }
 }
 
 fn lower_first(s: &str) -> String {

@@ -146,6 +146,9 @@ pub struct ImportJob {
     pub account_id: String,
     pub created: i64,
     pub created_instant: std::time::Instant,
+    /// When it leaves `queued` and when it is complete (by the clock, not by polls).
+    pub starts_at: std::time::Instant,
+    pub completes_at: std::time::Instant,
     pub polls: u32,
     pub total: usize,
     /// Profiles that passed validation, applied when the job completes.

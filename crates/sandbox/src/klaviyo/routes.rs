@@ -34,6 +34,8 @@ fn run(
     body: impl FnOnce(&Ctx) -> Result<(StatusCode, Value)>,
 ) -> Response {
     let bucket = tier_override.unwrap_or((route.key(), route.tier));
+    // Import jobs take effect when they finish, whether or not anyone polls them.
+    complete_due_jobs(&mut st.klaviyo());
     let ctx = match authorize(st, headers, route, bucket) {
         Ok(ctx) => ctx,
         Err(e) => return e.into_response(),
@@ -970,14 +972,80 @@ pub async fn get_events(
 
 // ---------- bulk import ----------
 
+/// A job's state by the clock alone (polling does not hurry it): queued until its start, then
+/// processing until its completion time.
 fn job_status(job: &ImportJob) -> &'static str {
-    let elapsed = job.created_instant.elapsed().as_secs_f64();
-    if job.completed_at.is_some() || job.polls >= 2 || elapsed >= 1.5 {
+    let now = Instant::now();
+    if job.completed_at.is_some() || now >= job.completes_at {
         "complete"
-    } else if job.polls >= 1 || elapsed >= 0.5 {
+    } else if now >= job.starts_at {
         "processing"
     } else {
         "queued"
+    }
+}
+
+/// Profiles processed so far: all when complete, a linear part while processing.
+fn job_progress(job: &ImportJob) -> usize {
+    let now = Instant::now();
+    if job.completed_at.is_some() {
+        return job.pending.len();
+    }
+    if now < job.starts_at {
+        return 0;
+    }
+    let span = job.completes_at.saturating_duration_since(job.starts_at).as_secs_f64();
+    let done = now.saturating_duration_since(job.starts_at).as_secs_f64();
+    if span <= 0.0 {
+        return job.pending.len();
+    }
+    ((job.pending.len() as f64) * (done / span).min(1.0)) as usize
+}
+
+/// When a new job of `account` starts and finishes: at least `queued_secs` queued, longer while
+/// the account's earlier jobs hold every processing slot (first come, first served); then
+/// `base_secs + profiles / profiles_per_s`, all × the sandbox's vendor time scale.
+fn schedule_job(
+    store: &KlaviyoStore,
+    account: &str,
+    profiles: usize,
+    timing: &crate::ImportTiming,
+    scale: f64,
+) -> (Instant, Instant) {
+    let now = Instant::now();
+    let secs = |s: f64| std::time::Duration::from_secs_f64((s * scale).max(0.0));
+    let earliest = now + secs(timing.queued_secs);
+    let mut busy: Vec<Instant> = store
+        .jobs
+        .values()
+        .filter(|j| j.account_id == account && j.completed_at.is_none() && j.completes_at > earliest)
+        .map(|j| j.completes_at)
+        .collect();
+    busy.sort_unstable();
+    let slots = timing.concurrent_jobs_per_account.max(1);
+    let starts = if busy.len() < slots {
+        earliest
+    } else {
+        busy[busy.len() - slots].max(earliest)
+    };
+    let processing = timing.base_secs + profiles as f64 / timing.profiles_per_s.max(0.001);
+    (starts, starts + secs(processing))
+}
+
+/// Applies every job whose completion time has passed.
+fn complete_due_jobs(store: &mut KlaviyoStore) {
+    let now = Instant::now();
+    let due: Vec<String> = store
+        .jobs
+        .iter()
+        .filter(|(_, j)| j.completed_at.is_none() && now >= j.completes_at)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in due {
+        if let Some(j) = store.jobs.get_mut(&id) {
+            j.started_at.get_or_insert_with(now_unix);
+        }
+        complete_job(store, &id);
     }
 }
 
@@ -985,6 +1053,7 @@ fn job_json(ctx: &Ctx, job: &ImportJob) -> Value {
     let status = job_status(job);
     let own = format!("/api/profile-bulk-import-jobs/{}/", job.id);
     let done = job.completed_at.is_some();
+    let progress = job_progress(job);
     json!({
         "type": "profile-bulk-import-job",
         "id": job.id,
@@ -992,7 +1061,7 @@ fn job_json(ctx: &Ctx, job: &ImportJob) -> Value {
             "status": status,
             "created_at": klaviyo_time(job.created),
             "total_count": job.total,
-            "completed_count": if done { job.pending.len() } else { 0 },
+            "completed_count": progress,
             "failed_count": if done { job.errors.len() } else { 0 },
             "completed_at": job.completed_at.map(klaviyo_time),
             "expires_at": klaviyo_time(job.created + 7 * 86_400),
@@ -1141,11 +1210,20 @@ pub async fn create_import_job(
         }
         let random_bits: u128 = rand::Rng::gen::<u128>(&mut store.rng) & ((1u128 << 80) - 1);
         let id = ulid::Ulid::from_parts(now_unix() as u64 * 1000, random_bits).to_string();
+        let (starts_at, completes_at) = schedule_job(
+            &store,
+            &ctx.account_id,
+            profiles.len(),
+            &st.config.klaviyo_import,
+            st.config.vendor_time_scale,
+        );
         let job = ImportJob {
             id: id.clone(),
             account_id: ctx.account_id.clone(),
             created: now_unix(),
             created_instant: Instant::now(),
+            starts_at,
+            completes_at,
             polls: 0,
             total: profiles.len(),
             pending,
