@@ -236,13 +236,21 @@ impl Handler {
             requested_at: now_unix(),
         };
         match topic {
+            // The shop is the fair-queue tenant: one shop's burst of product edits does not
+            // delay other shops' updates or scheduled syncs.
             WebhookTopic::ProductsCreate | WebhookTopic::ProductsUpdate => {
                 let signal = product(ProductSignalKind::ProductChanged)?;
-                self.sync_queue.send(&signal).await.map_err(internal)
+                self.sync_queue
+                    .send_with(&signal, Some(shop.as_str()), 0)
+                    .await
+                    .map_err(internal)
             }
             WebhookTopic::ProductsDelete => {
                 let signal = product(ProductSignalKind::ProductDeleted)?;
-                self.sync_queue.send(&signal).await.map_err(internal)
+                self.sync_queue
+                    .send_with(&signal, Some(shop.as_str()), 0)
+                    .await
+                    .map_err(internal)
             }
             WebhookTopic::AppUninstalled => self
                 .purge_queue()?

@@ -786,3 +786,70 @@ async fn direct_invoke_reaches_the_handler_and_reports_errors() {
     ));
     stack.shutdown().await;
 }
+
+/// Counts how many invocations run at once.
+struct Gauge {
+    now: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Function for Gauge {
+    async fn invoke(&self, _event: Value) -> Result<Value, FunctionError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.now.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(now, SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.now.fetch_sub(1, SeqCst);
+        Ok(json!({}))
+    }
+}
+
+#[tokio::test]
+async fn a_function_with_reserved_concurrency_never_runs_more_containers_than_reserved() {
+    let template = local_runner::Template::load(&StackOptions::default().template_path).unwrap();
+    let reserved = template.functions["PersonalizeWorkerFunction"]
+        .reserved_concurrency
+        .expect("the worker bounds its containers") as usize;
+    let gauge = Arc::new(Gauge {
+        now: Default::default(),
+        peak: Default::default(),
+    });
+    let stack = start(
+        quiet(),
+        [(
+            "PersonalizeWorkerFunction".to_owned(),
+            gauge.clone() as Arc<dyn Function>,
+        )]
+        .into_iter()
+        .collect(),
+    )
+    .await;
+    let calls = (0..reserved * 3).map(|_| stack.invoke("PersonalizeWorkerFunction", json!({})));
+    let results = futures::future::join_all(calls).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let peak = gauge.peak.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(peak, reserved, "events wait for a free container");
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_container_paces_to_its_share_of_the_vendor_budget() {
+    let stack = start(quiet(), HashMap::new()).await;
+    let worker = stack.config("PersonalizeWorkerFunction");
+    let fanout = stack.config("PersonalizeFanoutFunction");
+    let xl = |c: &shared::Config| c.klaviyo_limits().factor(shared::klaviyo::Tier::XL).unwrap();
+    let l = |c: &shared::Config| c.klaviyo_limits().factor(shared::klaviyo::Tier::L).unwrap();
+    // A container's share of the 80% of each tier we may use, as template.yaml declares it
+    // (not the whole budget, as one in-process handler per function used to get).
+    assert!((xl(&worker) - 0.225 * 0.8).abs() < 1e-9, "{}", xl(&worker));
+    assert!((l(&worker) - 0.05 * 0.8).abs() < 1e-9);
+    assert!((l(&fanout) - 0.2 * 0.8).abs() < 1e-9);
+    assert!((worker.vendor_budget_share - 0.225).abs() < 1e-9);
+    assert_eq!(worker.bedrock_output_burndown, 5.0);
+    // The account's Bedrock quota is the sandbox's, which each container shares.
+    let (rpm, tpm) = worker.bedrock_quota.expect("the worker paces to a quota");
+    assert_eq!(rpm, f64::from(stack.sandbox.config().bedrock_rpm));
+    assert_eq!(tpm, stack.sandbox.config().bedrock_tpm as f64);
+    stack.shutdown().await;
+}

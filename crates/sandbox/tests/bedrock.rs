@@ -467,8 +467,10 @@ async fn requests_over_the_rpm_quota_are_throttled() {
 
 #[tokio::test]
 async fn tokens_over_the_tpm_quota_are_throttled() {
+    // The first call reserves ~1,100 input + 2,000 maxTokens and settles to its input plus 5×
+    // its output; the second call's reservation no longer fits.
     let sb = start(SandboxConfig {
-        bedrock_tpm: 2_000,
+        bedrock_tpm: 4_000,
         ..small_config()
     })
     .await;
