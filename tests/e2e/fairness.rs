@@ -85,8 +85,10 @@ async fn a_big_run_keeps_to_its_window_and_another_merchants_small_run_finishes_
         .find(|x| x["name"] == "VIP + Engaged")
         .cloned()
         .unwrap();
-    let run = |cap: u64| json!({ "audience": { "kind": "segment", "id": vip["id"] },
-        "brief": "New arrivals for winter", "profile_cap": cap });
+    let run = |cap: u64| {
+        json!({ "audience": { "kind": "segment", "id": vip["id"] },
+        "brief": "New arrivals for winter", "profile_cap": cap })
+    };
     let big = a.post("/runs", run(1_500)).await;
     assert_eq!(big.status, StatusCode::CREATED, "{:?}", big.body);
     let big_id = big.body["run"]["run_id"].as_str().unwrap().to_owned();

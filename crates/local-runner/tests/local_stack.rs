@@ -838,7 +838,11 @@ async fn each_container_paces_to_its_share_of_the_vendor_budget() {
     let stack = start(quiet(), HashMap::new()).await;
     let worker = stack.config("PersonalizeWorkerFunction");
     let fanout = stack.config("PersonalizeFanoutFunction");
-    let xl = |c: &shared::Config| c.klaviyo_limits().factor(shared::klaviyo::Tier::XL).unwrap();
+    let xl = |c: &shared::Config| {
+        c.klaviyo_limits()
+            .factor(shared::klaviyo::Tier::XL)
+            .unwrap()
+    };
     let l = |c: &shared::Config| c.klaviyo_limits().factor(shared::klaviyo::Tier::L).unwrap();
     // A container's share of the 80% of each tier we may use, as template.yaml declares it
     // (not the whole budget, as one in-process handler per function used to get).

@@ -917,7 +917,10 @@ mod tests {
 
     #[test]
     fn claude_5_counts_about_thirty_percent_more_tokens() {
-        assert_eq!(tokens_for("us.anthropic.claude-haiku-4-5-20251001-v1:0", 4000), 1000);
+        assert_eq!(
+            tokens_for("us.anthropic.claude-haiku-4-5-20251001-v1:0", 4000),
+            1000
+        );
         assert_eq!(tokens_for("us.anthropic.claude-haiku-5-5", 4000), 1300);
     }
 

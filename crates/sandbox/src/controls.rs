@@ -87,12 +87,13 @@ async fn create_account(State(st): State<Arc<AppState>>, body: Bytes) -> Respons
         Ok(v) => v,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
-    let Some(id) = req
-        .get("id")
-        .and_then(Value::as_str)
-        .filter(|id| !id.is_empty() && id.len() <= 16 && id.chars().all(|c| c.is_ascii_alphanumeric()))
-    else {
-        return error(StatusCode::BAD_REQUEST, "'id' must be 1 to 16 letters or digits");
+    let Some(id) = req.get("id").and_then(Value::as_str).filter(|id| {
+        !id.is_empty() && id.len() <= 16 && id.chars().all(|c| c.is_ascii_alphanumeric())
+    }) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "'id' must be 1 to 16 letters or digits",
+        );
     };
     let name = req.get("name").and_then(Value::as_str).unwrap_or(id);
     let mut store = st.klaviyo();

@@ -531,3 +531,109 @@ async fn without_tools_the_answer_is_text() {
         .unwrap();
     assert!(text.contains("Ana"), "{text}");
 }
+
+/// A model that answers in a steady 1.5 s (no jitter), at the vendor's own time.
+fn slow_model(tpm: u64) -> SandboxConfig {
+    SandboxConfig {
+        bedrock_tpm: tpm,
+        bedrock_speed: Some(sandbox::ModelSpeed {
+            time_to_first_token_ms: 1_500.0,
+            output_tokens_per_s: 1_000.0,
+            input_tokens_per_s: 1_000_000.0,
+            jitter: 0.0,
+        }),
+        vendor_time_scale: 1.0,
+        ..small_config()
+    }
+}
+
+#[tokio::test]
+async fn calls_in_flight_hold_input_plus_max_tokens_until_they_settle() {
+    // Each call reserves its input (≤ 1,500 tokens) + maxTokens 20,000 while in flight: three
+    // reservations fit in 64,500 tokens, a fourth does not. Settled, a call holds only its input
+    // and 5× its output (a few thousand), so a new call fits again.
+    let sb = start(slow_model(64_500)).await;
+    let mut body = converse_body("You write copy.", &user_message());
+    body["inferenceConfig"]["maxTokens"] = json!(20_000);
+    let call = || converse(&sb, HAIKU, &body);
+    let (a, b, c, d, e) = tokio::join!(call(), call(), call(), call(), call());
+    let answers = [a, b, c, d, e];
+    let ok = answers.iter().filter(|(s, _, _)| *s == 200).count();
+    let throttled: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _, _)| *s == 429)
+        .map(|(_, _, v)| v)
+        .collect();
+    assert_eq!((ok, throttled.len()), (3, 2));
+    for v in &throttled {
+        assert_eq!(
+            v["message"],
+            "Too many tokens, please wait before trying again."
+        );
+    }
+    let s = stats(&sb).await;
+    assert_eq!(s["peak_in_flight"], 3);
+    assert_eq!(s["throttled_by"]["tokens"], 2);
+    assert_eq!(s["throttled_by"]["requests"], 0);
+    // Within the same minute, the settled calls leave room for another reservation.
+    assert_eq!(converse(&sb, HAIKU, &body).await.0, 200);
+}
+
+#[tokio::test]
+async fn output_tokens_count_against_the_quota_times_the_burndown() {
+    for burndown in [5.0, 1.0] {
+        let sb = start(SandboxConfig {
+            bedrock_output_burndown: burndown,
+            ..small_config()
+        })
+        .await;
+        let r = ok_converse(
+            &sb,
+            HAIKU,
+            &converse_body("You write copy.", &user_message()),
+        )
+        .await;
+        let usage = &r["usage"];
+        let (input, output) = (
+            usage["inputTokens"].as_u64().unwrap(),
+            usage["outputTokens"].as_u64().unwrap(),
+        );
+        assert!(output > 100, "copy for two customers: {output} tokens");
+        let s = stats(&sb).await;
+        assert_eq!(
+            s["quota_tokens"].as_u64().unwrap(),
+            input + (output as f64 * burndown) as u64,
+            "burndown {burndown}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_call_takes_time_to_first_token_plus_output_at_the_model_speed() {
+    let sb = start(SandboxConfig {
+        bedrock_speed: Some(sandbox::ModelSpeed {
+            time_to_first_token_ms: 300.0,
+            output_tokens_per_s: 200.0,
+            input_tokens_per_s: 1_000_000.0,
+            jitter: 0.0,
+        }),
+        vendor_time_scale: 1.0,
+        ..small_config()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let r = ok_converse(
+        &sb,
+        HAIKU,
+        &converse_body("You write copy.", &user_message()),
+    )
+    .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let output = r["usage"]["outputTokens"].as_f64().unwrap();
+    let modelled = 0.3 + output / 200.0;
+    assert!(elapsed >= modelled, "{elapsed:.3} s < {modelled:.3} s");
+    let latency = r["metrics"]["latencyMs"].as_f64().unwrap() / 1000.0;
+    assert!(latency >= modelled, "metrics.latencyMs {latency:.3} s");
+    let s = stats(&sb).await;
+    assert!(s["latency_ms"]["max"].as_f64().unwrap() / 1000.0 >= modelled);
+}

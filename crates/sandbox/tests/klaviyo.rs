@@ -290,19 +290,29 @@ async fn auth_errors_use_klaviyo_codes() {
     assert_eq!(resp.status(), 400, "revision header is required");
 }
 
-async fn patch(sb: &sandbox::Sandbox, id: &str, body: &Value) -> reqwest::Response {
+/// Sends a JSON:API body with `key` (revision and content type set).
+async fn klaviyo_send(
+    sb: &sandbox::Sandbox,
+    key: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: &Value,
+) -> reqwest::Response {
     client()
-        .patch(format!("{}/api/profiles/{id}", sb.base_url))
-        .header(
-            "Authorization",
-            format!("Klaviyo-API-Key {}", sb.full_access_klaviyo_key()),
-        )
+        .request(method, format!("{}{path}", sb.base_url))
+        .header("Authorization", format!("Klaviyo-API-Key {key}"))
         .header("revision", REVISION)
         .header("Content-Type", "application/vnd.api+json")
         .body(body.to_string())
         .send()
         .await
         .unwrap()
+}
+
+async fn patch(sb: &sandbox::Sandbox, id: &str, body: &Value) -> reqwest::Response {
+    let key = sb.full_access_klaviyo_key();
+    let path = format!("/api/profiles/{id}");
+    klaviyo_send(sb, &key, reqwest::Method::PATCH, &path, body).await
 }
 
 #[tokio::test]
@@ -340,22 +350,15 @@ async fn bulk_import_job_progresses_to_complete_and_lists_errors() {
             {"type": "profile", "attributes": {"first_name": "No identifier"}},
         ]}},
         "relationships": {"lists": {"data": [{"type": "list", "id": list}]}}}});
-    let resp = client()
-        .post(format!("{}/api/profile-bulk-import-jobs", sb.base_url))
-        .header("Authorization", format!("Klaviyo-API-Key {key}"))
-        .header("revision", REVISION)
-        .header("Content-Type", "application/vnd.api+json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let resp = post_import(&sb, &key, &body).await;
     assert_eq!(resp.status(), 202);
     let job: Value = resp.json().await.unwrap();
     assert_eq!(job["data"]["attributes"]["status"], "queued");
     let id = job["data"]["id"].as_str().unwrap();
 
     let mut status = String::new();
-    for _ in 0..10 {
+    // Seconds at the vendor's time (make test scales it down): poll patiently.
+    for _ in 0..200 {
         let job = klaviyo_json(&sb, &key, &format!("/api/profile-bulk-import-jobs/{id}")).await;
         status = job["data"]["attributes"]["status"]
             .as_str()
@@ -376,14 +379,127 @@ async fn bulk_import_job_progresses_to_complete_and_lists_errors() {
     )
     .await;
     assert_eq!(errors["data"].as_array().unwrap().len(), 1);
-    let found = klaviyo_json(
-        &sb,
-        &key,
-        "/api/profiles?filter=equals(email,\"new.person@example.com\")",
-    )
-    .await;
     assert_eq!(
-        found["data"][0]["attributes"]["properties"]["sp_subject"],
+        sp_subject(&sb, &key, "new.person@example.com").await,
         "Welcome"
     );
+}
+
+async fn sp_subject(sb: &sandbox::Sandbox, key: &str, email: &str) -> Value {
+    let url = format!("/api/profiles?filter=equals(email,\"{email}\")");
+    let found = klaviyo_json(sb, key, &url).await;
+    found["data"][0]["attributes"]["properties"]["sp_subject"].clone()
+}
+
+async fn post_import(sb: &sandbox::Sandbox, key: &str, body: &Value) -> reqwest::Response {
+    let path = "/api/profile-bulk-import-jobs";
+    klaviyo_send(sb, key, reqwest::Method::POST, path, body).await
+}
+
+/// POSTs a bulk import of `emails`, each with `sp_subject = subject`; returns (status, job id).
+async fn create_import(
+    sb: &sandbox::Sandbox,
+    key: &str,
+    emails: &[String],
+    subject: &str,
+) -> (u16, String) {
+    let profiles: Vec<Value> = emails
+        .iter()
+        .map(|e| json!({"type": "profile", "attributes": {"email": e, "properties": {"sp_subject": subject}}}))
+        .collect();
+    let body = json!({"data": {"type": "profile-bulk-import-job",
+        "attributes": {"profiles": {"data": profiles}}}});
+    let resp = post_import(sb, key, &body).await;
+    let status = resp.status().as_u16();
+    let v: Value = resp.json().await.unwrap();
+    (
+        status,
+        v["data"]["id"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+async fn job_status(sb: &sandbox::Sandbox, key: &str, id: &str) -> String {
+    let job = klaviyo_json(sb, key, &format!("/api/profile-bulk-import-jobs/{id}")).await;
+    job["data"]["attributes"]["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn emails(prefix: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{prefix}.{i}@example.com"))
+        .collect()
+}
+
+#[tokio::test]
+async fn import_jobs_queue_then_process_for_longer_the_bigger_they_are() {
+    // One job at a time per account; queued ≥ 1 s, then 0.5 s + 10 profiles/s. The small job
+    // (2 profiles) runs from 1.0 to 1.7 s; the big one (10) waits for its slot, 1.7 to 3.2 s.
+    let sb = start(SandboxConfig {
+        vendor_time_scale: 1.0,
+        klaviyo_import: sandbox::ImportTiming {
+            queued_secs: 1.0,
+            base_secs: 0.5,
+            profiles_per_s: 10.0,
+            concurrent_jobs_per_account: 1,
+        },
+        ..small_config()
+    })
+    .await;
+    let key = sb.full_access_klaviyo_key();
+    let started = std::time::Instant::now();
+    let (_, small) = create_import(&sb, &key, &emails("small", 2), "Small").await;
+    let (_, big) = create_import(&sb, &key, &emails("big", 10), "Big").await;
+    assert_eq!(job_status(&sb, &key, &small).await, "queued");
+    assert_eq!(job_status(&sb, &key, &big).await, "queued");
+
+    tokio::time::sleep(std::time::Duration::from_millis(1_350).saturating_sub(started.elapsed()))
+        .await;
+    assert_eq!(job_status(&sb, &key, &small).await, "processing");
+    assert_eq!(
+        job_status(&sb, &key, &big).await,
+        "queued",
+        "waits for the account's slot"
+    );
+
+    // Not polled again: the jobs still take effect when they are due.
+    tokio::time::sleep(std::time::Duration::from_millis(3_600).saturating_sub(started.elapsed()))
+        .await;
+    assert_eq!(sp_subject(&sb, &key, "big.9@example.com").await, "Big");
+    let job = klaviyo_json(&sb, &key, &format!("/api/profile-bulk-import-jobs/{big}")).await;
+    assert_eq!(job["data"]["attributes"]["status"], "complete");
+    assert_eq!(job["data"]["attributes"]["completed_count"], 10);
+}
+
+#[tokio::test]
+async fn polling_an_import_job_draws_on_the_budget_for_creating_them() {
+    let sb = start(SandboxConfig {
+        klaviyo_limits: RateLimits::Real,
+        ..small_config()
+    })
+    .await;
+    let key = sb.full_access_klaviyo_key();
+    // Start just after a second boundary so the burst window (10/s) does not roll over.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(
+        1_000 - u64::from(now.subsec_millis()) + 20,
+    ))
+    .await;
+    let (status, id) = create_import(&sb, &key, &emails("poll", 1), "Poll").await;
+    assert_eq!(status, 202);
+    let mut polls = 0;
+    loop {
+        let resp = klaviyo_get(&sb, &key, &format!("/api/profile-bulk-import-jobs/{id}")).await;
+        if resp.status() == 429 {
+            break;
+        }
+        polls += 1;
+        assert!(polls < 10, "the M tier allows 10 requests per second");
+    }
+    assert_eq!(polls, 9, "the create and 9 polls use the second's 10");
+    let (status, _) = create_import(&sb, &key, &emails("late", 1), "Late").await;
+    assert_eq!(status, 429, "polls used up the budget for creating jobs");
 }

@@ -661,7 +661,14 @@ fn compose_body(
         // A model fills the slot it is given: write on to 65–95% of the limit.
         let sign_off_len = sign_off.as_ref().map_or(0, |so| so.chars().count());
         let target = target_length(max, seed).saturating_sub(sign_off_len);
-        write_on(&mut s, c, picks, seed, target, max.map(|m| m - sign_off_len.min(m)));
+        write_on(
+            &mut s,
+            c,
+            picks,
+            seed,
+            target,
+            max.map(|m| m - sign_off_len.min(m)),
+        );
         if let Some(so) = &sign_off {
             s.push_str(so);
         }

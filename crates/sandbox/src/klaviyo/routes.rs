@@ -994,7 +994,10 @@ fn job_progress(job: &ImportJob) -> usize {
     if now < job.starts_at {
         return 0;
     }
-    let span = job.completes_at.saturating_duration_since(job.starts_at).as_secs_f64();
+    let span = job
+        .completes_at
+        .saturating_duration_since(job.starts_at)
+        .as_secs_f64();
     let done = now.saturating_duration_since(job.starts_at).as_secs_f64();
     if span <= 0.0 {
         return job.pending.len();
@@ -1018,7 +1021,9 @@ fn schedule_job(
     let mut busy: Vec<Instant> = store
         .jobs
         .values()
-        .filter(|j| j.account_id == account && j.completed_at.is_none() && j.completes_at > earliest)
+        .filter(|j| {
+            j.account_id == account && j.completed_at.is_none() && j.completes_at > earliest
+        })
         .map(|j| j.completes_at)
         .collect();
     busy.sort_unstable();

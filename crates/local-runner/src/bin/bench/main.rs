@@ -151,4 +151,3 @@ async fn main() -> Result<(), shared::edge::FunctionError> {
     println!();
     runs::fanout_at_scale().await
 }
-

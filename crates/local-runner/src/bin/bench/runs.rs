@@ -135,9 +135,11 @@ impl Api {
                 reqwest::Method::POST,
                 "/runs",
                 token,
-                Some(json!({ "audience": { "kind": audience["kind"], "id": audience["id"] },
+                Some(
+                    json!({ "audience": { "kind": audience["kind"], "id": audience["id"] },
                     "brief": "Winter sale, free shipping over $50", "holdout_percent": 0,
-                    "profile_cap": cap, "review": false })),
+                    "profile_cap": cap, "review": false }),
+                ),
             )
             .await?;
         Ok(created["run"]["run_id"]
@@ -147,8 +149,13 @@ impl Api {
     }
 
     async fn run(&self, token: &str, run_id: &str) -> Result<Value, FunctionError> {
-        self.call(reqwest::Method::GET, &format!("/runs/{run_id}"), token, None)
-            .await
+        self.call(
+            reqwest::Method::GET,
+            &format!("/runs/{run_id}"),
+            token,
+            None,
+        )
+        .await
     }
 
     async fn wait_run(
@@ -330,9 +337,7 @@ pub async fn personalization_run() -> Result<(), FunctionError> {
     limits.push(Limit {
         name: "Bedrock requests/min".into(),
         seconds: window_floor(calls, f64::INFINITY, rpm * bedrock_share),
-        how: format!(
-            "{calls} calls at {bedrock_share:.2} of {rpm}/min (the workers' share)"
-        ),
+        how: format!("{calls} calls at {bedrock_share:.2} of {rpm}/min (the workers' share)"),
     });
     limits.push(Limit {
         name: "Bedrock tokens/min".into(),
@@ -395,7 +400,10 @@ pub async fn personalization_run() -> Result<(), FunctionError> {
         klaviyo_total as f64 / profiles
     );
     for (route, n) in &by_route {
-        println!("    {route:<58} {n:>7}  {:.3}/profile", *n as f64 / profiles);
+        println!(
+            "    {route:<58} {n:>7}  {:.3}/profile",
+            *n as f64 / profiles
+        );
     }
     println!(
         "  Bedrock                  {calls} calls ({:.2} profiles/call), latency p50 {:?} ms, p95 {:?} ms, {} throttled",
@@ -653,7 +661,10 @@ pub async fn fanout_at_scale() -> Result<(), FunctionError> {
     }
     let enqueued = seen.len() as u64 + duplicates;
     let total = run["counts"]["total"].as_u64().unwrap_or(0);
-    println!("  seconds                  {seconds:.1} ({:.0} ids/s)", enqueued as f64 / seconds);
+    println!(
+        "  seconds                  {seconds:.1} ({:.0} ids/s)",
+        enqueued as f64 / seconds
+    );
     println!("  enqueued                 {enqueued} ids in {messages} batches; {duplicates} duplicates; run total {total}");
     println!(
         "  memory                   RSS {rss_before:.0} MB before, peak {rss_peak:.0} MB during (sandbox included): growth {:.1} MB",
