@@ -89,6 +89,23 @@ fn print_report(name: &str, report: &SyncReport, bucket: f64, restore_rate: f64)
 #[tokio::main]
 async fn main() -> Result<(), shared::edge::FunctionError> {
     tracing_subscriber::fmt().with_env_filter("warn").init();
+    if part("catalog") {
+        catalog_sync_parts().await?;
+    }
+
+    println!();
+    if part("runs") {
+        runs::personalization_run().await?;
+        println!();
+    }
+    if part("fanout") {
+        runs::fanout_at_scale().await?;
+    }
+    Ok(())
+}
+
+/// A 10,000-product store synced by paged reads, then by a bulk operation.
+async fn catalog_sync_parts() -> Result<(), shared::edge::FunctionError> {
     let mut options = StackOptions {
         run_queues: false,
         ..StackOptions::default()
@@ -145,9 +162,10 @@ async fn main() -> Result<(), shared::edge::FunctionError> {
     let report = sync.sync(&merchant).await?;
     print_report("catalog_sync", &report, bucket, restore_rate);
     stack.shutdown().await;
+    Ok(())
+}
 
-    println!();
-    runs::personalization_run().await?;
-    println!();
-    runs::fanout_at_scale().await
+/// `BENCH_PARTS=catalog,runs,fanout` (default: all) picks the parts to run.
+fn part(name: &str) -> bool {
+    std::env::var("BENCH_PARTS").map_or(true, |parts| parts.split(',').any(|p| p.trim() == name))
 }
