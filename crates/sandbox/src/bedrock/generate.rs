@@ -737,7 +737,7 @@ fn write_on(
     .iter()
     .enumerate()
     {
-        if (hash_bytes(&(seed ^ (30 + i as u64)).to_le_bytes()) % 3) != 0 || i < 2 {
+        if !hash_bytes(&(seed ^ (30 + i as u64)).to_le_bytes()).is_multiple_of(3) || i < 2 {
             sentences.push((*line).to_owned());
         }
     }
