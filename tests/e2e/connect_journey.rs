@@ -276,13 +276,7 @@ async fn merchant_b_can_never_see_or_change_merchant_a() {
     let world = World::start().await;
     let a = world.merchant(A).await;
     let b = world.merchant(B).await;
-    assert_eq!(
-        a.connect_klaviyo(&world.stack.sandbox.full_access_klaviyo_key())
-            .await
-            .status,
-        StatusCode::OK
-    );
-    assert_eq!(a.connect_shopify(DEMO_SHOP).await.status, StatusCode::OK);
+    a.connect_demo_accounts().await;
 
     let b_view = b.connections().await;
     assert!(

@@ -40,13 +40,7 @@ async fn a_big_run_keeps_to_its_window_and_another_merchants_small_run_finishes_
     })
     .await;
     let a = world.merchant(A).await;
-    assert_eq!(
-        a.connect_klaviyo(&world.stack.sandbox.full_access_klaviyo_key())
-            .await
-            .status,
-        StatusCode::OK
-    );
-    assert_eq!(a.connect_shopify(DEMO_SHOP).await.status, StatusCode::OK);
+    a.connect_demo_accounts().await;
     // Merchant B: a Klaviyo account and a shop of its own.
     world
         .sandbox(

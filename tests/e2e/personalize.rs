@@ -13,17 +13,7 @@ const BRIEF: &str = "Winter sale, free shipping over $50";
 
 async fn connected(world: &World) -> Merchant<'_> {
     let merchant = world.merchant(A).await;
-    assert_eq!(
-        merchant
-            .connect_klaviyo(&world.stack.sandbox.full_access_klaviyo_key())
-            .await
-            .status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        merchant.connect_shopify(DEMO_SHOP).await.status,
-        StatusCode::OK
-    );
+    merchant.connect_demo_accounts().await;
     merchant
 }
 

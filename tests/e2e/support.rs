@@ -302,6 +302,13 @@ impl Merchant<'_> {
         approve.headers()["location"].to_str().unwrap().to_owned()
     }
 
+    /// Connects the sandbox's full-access Klaviyo key and installs on the demo shop.
+    pub async fn connect_demo_accounts(&self) {
+        let key = self.world.stack.sandbox.full_access_klaviyo_key();
+        assert_eq!(self.connect_klaviyo(&key).await.status, StatusCode::OK);
+        assert_eq!(self.connect_shopify(DEMO_SHOP).await.status, StatusCode::OK);
+    }
+
     /// The whole install: authorize, visit the callback, wait for the first sync.
     pub async fn connect_shopify(&self, shop: &str) -> Response {
         let callback = self.authorize_shopify(shop).await;
