@@ -375,6 +375,22 @@ async fn a_redelivered_batch_is_counted_once_and_a_dead_letter_is_counted_as_fai
         .await
         .unwrap();
     assert_eq!(first["batchItemFailures"], json!([]), "{first}");
+    // The batch ended with its write-back job submitted; the follow-up it queued counts it
+    // once the job is done.
+    let run = merchant.get(&format!("/runs/{run_id}")).await.body;
+    assert_eq!(run["counts"]["written"], 0, "not counted before its job is done: {run}");
+    let follow_up = next_work_message(&world).await;
+    assert_eq!(follow_up["batch"], 1, "{follow_up}");
+    assert_eq!(follow_up["write_back_check"]["checks"], 0, "{follow_up}");
+    let checked = world
+        .stack
+        .invoke(
+            "PersonalizeWorkerFunction",
+            sqs_event("f1", &follow_up, &work_queue),
+        )
+        .await
+        .unwrap();
+    assert_eq!(checked["batchItemFailures"], json!([]), "{checked}");
     let again = world
         .stack
         .invoke("PersonalizeWorkerFunction", batch(1, &ids[..4]))
@@ -403,6 +419,38 @@ async fn a_redelivered_batch_is_counted_once_and_a_dead_letter_is_counted_as_fai
         .unwrap();
     let run = merchant.get(&format!("/runs/{run_id}")).await.body;
     assert_eq!(run["counts"]["failed"]["dead_letter"], 4, "{run}");
+}
+
+/// The next message on the work queue (queues are not delivered in these tests), deleted.
+/// A follow-up whose job is not done yet is sent on again, so the last one wins.
+async fn next_work_message(world: &World) -> Value {
+    let sqs = world.stack.aws.sqs();
+    let url = world
+        .stack
+        .resources
+        .queue_url("WorkQueue")
+        .expect("the work queue")
+        .to_owned();
+    for _ in 0..6 {
+        let out = sqs
+            .receive_message()
+            .queue_url(&url)
+            .wait_time_seconds(10)
+            .max_number_of_messages(1)
+            .send()
+            .await
+            .unwrap();
+        if let Some(m) = out.messages().first() {
+            sqs.delete_message()
+                .queue_url(&url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+            return serde_json::from_str(m.body().unwrap()).unwrap();
+        }
+    }
+    panic!("no message reached the work queue in a minute");
 }
 
 /// Connect both sides when queues are not delivered: run the first sync by hand.

@@ -1,7 +1,7 @@
 //! The vendor budgets, read from template.yaml: every function that calls Klaviyo or Bedrock
-//! on a budget declares its per-container share and bounds its containers, and the shares of
-//! every container together never exceed the budget (the part of each Klaviyo tier we may use,
-//! the account's Bedrock quota).
+//! on a budget declares its share (per container, or pooled by all its containers) and bounds
+//! its containers, and the shares together never exceed the budget (the part of each Klaviyo
+//! tier we may use, the account's Bedrock quota).
 
 use local_runner::Template;
 use std::path::Path;
@@ -22,7 +22,22 @@ fn calls_vendors_on_a_budget(binary: &str) -> bool {
         .filter_map(Result::ok)
         .filter(|e| e.path().extension().is_some_and(|x| x == "rs"))
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .any(|code| code.contains("klaviyo_limits()") || code.contains("bedrock::from_config"))
+        .any(|code| {
+            ["klaviyo_limits()", "bedrock::from_config", "Engine::from_config"]
+                .iter()
+                .any(|call| code.contains(call))
+        })
+}
+
+/// How many times the function's share counts: once when its containers pool it, once per
+/// container otherwise.
+fn holders(template: &Template, id: &str) -> Option<f64> {
+    let f = &template.functions[id];
+    if f.environment.contains_key("VENDOR_BUDGET_POOL") {
+        Some(1.0)
+    } else {
+        f.reserved_concurrency.map(f64::from)
+    }
 }
 
 fn share(template: &Template, id: &str) -> Option<f64> {
@@ -80,20 +95,18 @@ fn tier_share(template: &Template, id: &str, tier: Option<usize>) -> Option<f64>
 }
 
 #[test]
-fn the_shares_of_every_container_add_up_to_at_most_the_whole_budget() {
+fn the_shares_of_every_function_add_up_to_at_most_the_whole_budget() {
     let template = template();
     // Bedrock, then each Klaviyo tier XS, S, M, L, XL.
     for tier in [None, Some(0), Some(1), Some(2), Some(3), Some(4)] {
         let total: f64 = template
             .functions
             .iter()
-            .filter_map(|(id, f)| {
-                Some(tier_share(&template, id, tier)? * f64::from(f.reserved_concurrency?))
-            })
+            .filter_map(|(id, _)| Some(tier_share(&template, id, tier)? * holders(&template, id)?))
             .sum();
         assert!(
             total <= 1.0 + 1e-9,
-            "tier {tier:?}: shares × containers = {total}"
+            "tier {tier:?}: shares × holders = {total}"
         );
         assert!(
             total >= 0.9,

@@ -834,7 +834,7 @@ async fn a_function_with_reserved_concurrency_never_runs_more_containers_than_re
 }
 
 #[tokio::test]
-async fn each_container_paces_to_its_share_of_the_vendor_budget() {
+async fn worker_containers_pool_their_share_and_fanout_containers_pace_to_theirs() {
     let stack = start(quiet(), HashMap::new()).await;
     let worker = stack.config("PersonalizeWorkerFunction");
     let fanout = stack.config("PersonalizeFanoutFunction");
@@ -844,16 +844,121 @@ async fn each_container_paces_to_its_share_of_the_vendor_budget() {
             .unwrap()
     };
     let l = |c: &shared::Config| c.klaviyo_limits().factor(shared::klaviyo::Tier::L).unwrap();
-    // A container's share of the 80% of each tier we may use, as template.yaml declares it
-    // (not the whole budget, as one in-process handler per function used to get).
-    assert!((xl(&worker) - 0.225 * 0.8).abs() < 1e-9, "{}", xl(&worker));
-    assert!((l(&worker) - 0.05 * 0.8).abs() < 1e-9);
+    // The worker's containers together hold 0.9 of the 80% of each tier we may use, pooled; a
+    // fan-out container holds its own share (previews and review samples are interactive).
+    assert_eq!(worker.vendor_budget_pool.as_deref(), Some("PersonalizeWorker"));
+    assert!((xl(&worker) - 0.9 * 0.8).abs() < 1e-9, "{}", xl(&worker));
+    assert!((l(&worker) - 0.2 * 0.8).abs() < 1e-9);
+    assert!(fanout.vendor_budget_pool.is_none());
     assert!((l(&fanout) - 0.2 * 0.8).abs() < 1e-9);
-    assert!((worker.vendor_budget_share - 0.225).abs() < 1e-9);
     assert_eq!(worker.bedrock_output_burndown, 5.0);
-    // The account's Bedrock quota is the sandbox's, which each container shares.
+    // The account's Bedrock quota is the sandbox's, which the containers share.
     let (rpm, tpm) = worker.bedrock_quota.expect("the worker paces to a quota");
     assert_eq!(rpm, f64::from(stack.sandbox.config().bedrock_rpm));
     assert_eq!(tpm, stack.sandbox.config().bedrock_tpm as f64);
+    stack.shutdown().await;
+}
+
+/// Units admitted per slot of `bucket`, read back from the app table.
+async fn slots_in_table(stack: &LocalStack, table: &str, bucket: &str) -> Vec<(u64, u64, Value)> {
+    let out = stack
+        .aws
+        .dynamodb()
+        .query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("BUDGET#{bucket}")),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut slots: Vec<(u64, u64, Value)> = out
+        .items()
+        .iter()
+        .map(|item| {
+            let num = |k: &str| {
+                item.get(k)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let tenants: Vec<String> = item
+                .iter()
+                .filter(|(k, _)| k.starts_with("t_"))
+                .map(|(k, v)| format!("{k}={}", v.as_n().map(String::as_str).unwrap_or("?")))
+                .collect();
+            (
+                item["sk"].as_s().unwrap().parse().unwrap(),
+                num("used"),
+                json!(tenants),
+            )
+        })
+        .collect();
+    slots.sort_by_key(|s| s.0);
+    slots
+}
+
+#[tokio::test]
+async fn pooled_containers_never_exceed_a_slot_in_dynamodb_and_share_it_between_merchants() {
+    use shared::budget::{PooledBudget, SlotPlan, SlotStore};
+    let stack = start(quiet(), HashMap::new()).await;
+    let table = stack.config("PersonalizeWorkerFunction").app_table;
+    let store: Arc<dyn SlotStore> = Arc::new(shared::aws::budget_store::DynamoSlots::new(
+        stack.aws.dynamodb(),
+        &table,
+    ));
+    let plan = SlotPlan {
+        secs: 1,
+        capacity: 12,
+    };
+    let bucket = format!("test#{:x}", rand::random::<u64>());
+    // Four containers, each with several callers, one merchant: 60 units at 12 a slot.
+    let containers: Vec<Arc<PooledBudget>> = (0..4)
+        .map(|_| Arc::new(PooledBudget::new(store.clone(), &bucket, plan)))
+        .collect();
+    let mut tasks = Vec::new();
+    for c in &containers {
+        for _ in 0..3 {
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..5 {
+                    c.acquire("", 1).await;
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let slots = slots_in_table(&stack, &table, &bucket).await;
+    assert!(slots.iter().all(|(_, used, _)| *used <= 12), "{slots:?}");
+    assert!(slots.iter().map(|s| s.1).sum::<u64>() >= 60, "{slots:?}");
+
+    // Two merchants on one pooled Bedrock-like budget: one takes all it can, the other then
+    // gets half of each slot, so its 12 units do not wait behind the first merchant's.
+    let tenants_bucket = format!("test#{:x}", rand::random::<u64>());
+    let big = Arc::new(PooledBudget::new(store.clone(), &tenants_bucket, plan).per_tenant());
+    let small = PooledBudget::new(store.clone(), &tenants_bucket, plan).per_tenant();
+    let hog = {
+        let big = big.clone();
+        tokio::spawn(async move {
+            loop {
+                big.acquire("merchantA", 1).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let started = std::time::Instant::now();
+    for _ in 0..12 {
+        small.acquire("merchantB", 1).await;
+    }
+    let waited = started.elapsed();
+    hog.abort();
+    let slots = slots_in_table(&stack, &table, &tenants_bucket).await;
+    assert!(slots.iter().all(|(_, used, _)| *used <= 12), "{slots:?}");
+    // Half of 12 a slot once B is seen waiting: two slots after the one it found full.
+    assert!(waited < Duration::from_millis(4300), "{waited:?} {slots:?}");
     stack.shutdown().await;
 }

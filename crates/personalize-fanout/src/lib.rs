@@ -9,7 +9,6 @@ use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use personalize_worker::engine::{Engine, Job};
 use serde_json::Value;
 use shared::api::{AudiencesPage, RunCreated, RunList, RunView};
-use shared::aws::catalog_store::CatalogStore;
 use shared::aws::dynamo::AppStore;
 use shared::aws::queue::Queue;
 use shared::aws::runs::RunStore;
@@ -17,7 +16,7 @@ use shared::aws::secrets::SecretStore;
 use shared::domain::{now_unix, KlaviyoApiKey, MerchantId, Vendor};
 use shared::edge::{function::parse_event, http, sqs, Function, FunctionError};
 use shared::error::ApiError;
-use shared::klaviyo::{Audience, KlaviyoClient};
+use shared::klaviyo::Audience;
 use shared::personalize::run::{FanoutRequest, Run, RunRequest, WorkBatch};
 use shared::personalize::{RunCounts, RunState, Settings};
 use shared::Config;
@@ -46,20 +45,8 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 impl Handler {
     pub async fn init(config: Config) -> Result<Self, FunctionError> {
         let aws = shared::aws::Aws::load().await;
-        let klaviyo = KlaviyoClient::with_limits(
-            shared::http_client(),
-            config.klaviyo_base_url.clone(),
-            config.klaviyo_revision.clone(),
-            config.klaviyo_limits(),
-        );
-        let bedrock = shared::bedrock::from_config(aws.config(), &config);
         Ok(Self {
-            engine: Engine::new(
-                klaviyo,
-                bedrock,
-                AppStore::from_sdk(&aws, &config.app_table),
-                CatalogStore::from_sdk(&aws, &config.catalog_table),
-            ),
+            engine: Engine::from_config(&aws, &config),
             store: AppStore::from_sdk(&aws, &config.app_table),
             runs: RunStore::from_sdk(&aws, &config.app_table),
             secrets: SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone()),
@@ -415,6 +402,7 @@ impl Handler {
                     run_id: run.run_id.clone(),
                     batch: batch_no,
                     profile_ids: ids.clone(),
+                    write_back_check: None,
                 };
                 // The merchant is the fair-queue tenant: SQS serves a quiet merchant's batches
                 // without waiting behind a busy merchant's backlog.

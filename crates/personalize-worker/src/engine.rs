@@ -153,6 +153,35 @@ impl Engine {
         }
     }
 
+    /// The container's engine as configuration says: each vendor's share of the budgets, pooled
+    /// with the function's other containers through the app table when `VENDOR_BUDGET_POOL` is
+    /// set.
+    pub fn from_config(aws: &shared::aws::Aws, config: &shared::Config) -> Self {
+        let pool: Option<Arc<dyn shared::budget::SlotStore>> =
+            config.vendor_budget_pool.as_ref().map(|_| {
+                Arc::new(shared::aws::budget_store::DynamoSlots::from_sdk(
+                    aws,
+                    &config.app_table,
+                )) as Arc<dyn shared::budget::SlotStore>
+            });
+        let mut klaviyo = KlaviyoClient::with_limits(
+            shared::http_client(),
+            config.klaviyo_base_url.clone(),
+            config.klaviyo_revision.clone(),
+            config.klaviyo_limits(),
+        );
+        if let (Some(store), Some(name)) = (&pool, &config.vendor_budget_pool) {
+            klaviyo = klaviyo.pooled(store.clone(), name);
+        }
+        let bedrock = shared::bedrock::from_config(aws.config(), config, pool);
+        Self::new(
+            klaviyo,
+            bedrock,
+            AppStore::from_sdk(aws, &config.app_table),
+            CatalogStore::from_sdk(aws, &config.catalog_table),
+        )
+    }
+
     /// The merchant's live catalog generation, indexed; cached per container until a sync
     /// swaps in a new generation.
     async fn catalog_for(&self, merchant: &MerchantId) -> Result<Arc<CachedCatalog>, EngineError> {
@@ -368,6 +397,7 @@ impl Engine {
                 tool_schema: parts.tool_schema.clone(),
                 max_tokens: 400 * pending.len() as i32 + 200,
                 temperature: 0.7,
+                tenant: job.merchant.as_str().to_owned(),
             };
             calls += 1;
             let response = match self.bedrock.converse_tool(&request).await {

@@ -12,18 +12,16 @@ use serde_json::{Map, Value};
 use shared::api::{
     Grounding, PreviewProfile, PreviewRequest, PreviewResponse, MAX_PREVIEW_PROFILES,
 };
-use shared::aws::catalog_store::CatalogStore;
-use shared::aws::dynamo::AppStore;
 use shared::aws::runs::{BatchClaim, BatchTally, RunStore};
 use shared::aws::secrets::SecretStore;
 use shared::domain::{now_unix, KlaviyoApiKey, MerchantId, Vendor};
 use shared::edge::{function::parse_event, sqs, Function, FunctionError};
 use shared::error::ApiError;
-use shared::klaviyo::{ImportStatus, KlaviyoClient, KlaviyoError};
+use shared::klaviyo::{ImportStatus, KlaviyoError};
 use shared::personalize::copy::RenderedProduct;
-use shared::personalize::run::WorkBatch;
+use shared::personalize::run::{WorkBatch, WriteBackCheck};
 use shared::personalize::{
-    holdout_properties, FailReason, Group, ModelPrices, Outcome, SkipReason,
+    holdout_group, holdout_properties, FailReason, Group, ModelPrices, Outcome, SkipReason,
 };
 use shared::Config;
 use std::collections::HashSet;
@@ -33,8 +31,11 @@ use std::time::Duration;
 const BATCH_LEASE_SECS: i64 = 600;
 /// Batches processed at once per container (each one is already concurrent inside).
 const BATCHES_IN_FLIGHT: usize = 3;
-/// How long a batch waits for its write-back job before handing it back to SQS.
+/// How long a resumed batch waits in place for its write-back job before handing it back to SQS.
 const IMPORT_WAIT_LIMIT: Duration = Duration::from_secs(150);
+/// Follow-ups that look at a write-back job before the batch is left to SQS's retries and the
+/// dead-letter queue (the delays grow to a minute: about half an hour in all).
+const WRITE_BACK_CHECKS: u32 = 40;
 
 /// How long this container's import jobs have taken to finish (creation to the poll that saw
 /// them done), as a moving average.
@@ -59,28 +60,27 @@ pub struct Handler {
     engine: Engine,
     runs: RunStore,
     secrets: SecretStore,
+    /// Where the write-back follow-ups go (the work queue itself).
+    work_queue: shared::aws::queue::Queue,
     import_duration: ImportDuration,
+}
+
+/// How far a fresh batch got.
+enum Written {
+    /// Every profile is accounted in the tally.
+    Counted(BatchTally),
+    /// Its write-back job is submitted and recorded; a follow-up counts it when the job is done.
+    Submitted,
 }
 
 impl Handler {
     pub async fn init(config: Config) -> Result<Self, FunctionError> {
         let aws = shared::aws::Aws::load().await;
-        let klaviyo = KlaviyoClient::with_limits(
-            shared::http_client(),
-            config.klaviyo_base_url.clone(),
-            config.klaviyo_revision.clone(),
-            config.klaviyo_limits(),
-        );
-        let bedrock = shared::bedrock::from_config(aws.config(), &config);
-        let engine = Engine::new(
-            klaviyo,
-            bedrock,
-            AppStore::from_sdk(&aws, &config.app_table),
-            CatalogStore::from_sdk(&aws, &config.catalog_table),
-        );
+        let engine = Engine::from_config(&aws, &config);
         Ok(Self {
             runs: RunStore::from_sdk(&aws, &config.app_table),
             secrets: SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone()),
+            work_queue: shared::aws::queue::Queue::from_sdk(&aws, &config.work_queue_url),
             engine,
             config,
             import_duration: ImportDuration(std::sync::Mutex::new(ImportDuration::FIRST_GUESS)),
@@ -110,6 +110,11 @@ impl Handler {
             tracing::info!(run_id = %batch.run_id, "run no longer exists; batch dropped");
             return Ok(());
         };
+        if let Some(check) = batch.write_back_check {
+            return self
+                .check_write_back(batch, run.holdout_percent, check, started)
+                .await;
+        }
         let claim = self
             .runs
             .claim_batch(&batch.run_id, batch.batch, BATCH_LEASE_SECS)
@@ -119,10 +124,7 @@ impl Handler {
             BatchClaim::Done => return Ok(()),
             BatchClaim::Busy => return Err("another worker holds this batch; retry later".into()),
             BatchClaim::Resume { job_id, pending } => match &key {
-                Some(key) => {
-                    self.finish_import(key, &job_id, pending, &mut Default::default())
-                        .await?
-                }
+                Some(key) => self.finish_import(key, &job_id, pending).await?,
                 None => pending_as(&batch.profile_ids, Outcome::Skipped(SkipReason::Cancelled)),
             },
             BatchClaim::Fresh if run.state.is_terminal() || key.is_none() => {
@@ -131,13 +133,37 @@ impl Handler {
             }
             BatchClaim::Fresh => {
                 let key = key.as_ref().expect("checked above");
-                self.personalize_and_write(batch, &run.brief, run.holdout_percent, key)
+                match self
+                    .personalize_and_write(batch, &run.brief, run.holdout_percent, key)
                     .await?
+                {
+                    Written::Counted(tally) => tally,
+                    Written::Submitted => {
+                        // The container moves on; the follow-up counts the batch.
+                        let first = WriteBackCheck {
+                            checks: 0,
+                            submitted_at_ms: now_ms(),
+                        };
+                        self.send_write_back_check(batch, first).await?;
+                        return Ok(());
+                    }
+                }
             }
         };
+        self.count(batch, &tally, started).await
+    }
+
+    /// Count a finished batch into its run (once), and complete the run when it is all counted.
+    async fn count(
+        &self,
+        batch: &WorkBatch,
+        tally: &BatchTally,
+        started: std::time::Instant,
+    ) -> Result<(), FunctionError> {
+        let merchant = &batch.merchant_id;
         if let Some(after) = self
             .runs
-            .complete_batch(merchant, &batch.run_id, batch.batch, &tally)
+            .complete_batch(merchant, &batch.run_id, batch.batch, tally)
             .await?
         {
             if self.runs.complete_if_accounted(merchant, &after).await? {
@@ -146,8 +172,83 @@ impl Handler {
         }
         let throttled =
             self.engine.klaviyo.usage().throttled + self.engine.bedrock.usage_totals().throttled;
-        shared::metrics::batch(&tally, throttled, started.elapsed());
+        shared::metrics::batch(tally, throttled, started.elapsed());
         Ok(())
+    }
+
+    /// Queue the next look at a batch's write-back job: the first after about as long as jobs
+    /// have been taking, the rest after a growing fraction of that (up to a minute).
+    async fn send_write_back_check(
+        &self,
+        batch: &WorkBatch,
+        check: WriteBackCheck,
+    ) -> Result<(), FunctionError> {
+        let typical = self.import_duration.typical();
+        let delay = if check.checks == 0 {
+            typical
+        } else {
+            (typical / 3)
+                .mul_f64(1.3f64.powi(check.checks as i32))
+                .clamp(Duration::from_secs(2), Duration::from_secs(60))
+        };
+        self.work_queue
+            .send_with(
+                &batch.write_back_check(check),
+                Some(batch.merchant_id.as_str()),
+                delay.as_secs_f64().ceil() as u32,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// A follow-up: look at the batch's write-back job once; count the batch when the job is
+    /// done, else look again later.
+    async fn check_write_back(
+        &self,
+        batch: &WorkBatch,
+        holdout_percent: u8,
+        check: WriteBackCheck,
+        started: std::time::Instant,
+    ) -> Result<(), FunctionError> {
+        let Some((job_id, mut pending)) =
+            self.runs.recorded_job(&batch.run_id, batch.batch).await?
+        else {
+            return Ok(()); // counted already (a redelivered follow-up)
+        };
+        let Some(key) = self.klaviyo_key(&batch.merchant_id).await? else {
+            // Disconnected meanwhile: the job may or may not have landed; nobody can look.
+            let tally = pending_as(&batch.profile_ids, Outcome::Skipped(SkipReason::Cancelled));
+            return self.count(batch, &tally, started).await;
+        };
+        *pending
+            .requests
+            .entry("klaviyo_bulk_import_job".into())
+            .or_default() += 1;
+        let job = self.engine.klaviyo.bulk_import_job(&key, &job_id).await?;
+        if !job.status.is_finished() {
+            if check.checks + 1 >= WRITE_BACK_CHECKS {
+                return Err("the Klaviyo import job did not finish in time; SQS will redeliver".into());
+            }
+            let next = WriteBackCheck {
+                checks: check.checks + 1,
+                ..check
+            };
+            return self.send_write_back_check(batch, next).await;
+        }
+        self.import_duration.observe(Duration::from_millis(
+            now_ms().saturating_sub(check.submitted_at_ms),
+        ));
+        // Any import error not for a holdout profile is for one whose copy was written.
+        let written_ids: HashSet<String> = batch
+            .profile_ids
+            .iter()
+            .filter(|id| holdout_group(&batch.run_id, id, holdout_percent) == Group::Personalized)
+            .cloned()
+            .collect();
+        let tally = self
+            .account_import(&key, &job_id, &job, pending, Some(&written_ids))
+            .await;
+        self.count(batch, &tally, started).await
     }
 
     async fn personalize_and_write(
@@ -156,7 +257,7 @@ impl Handler {
         brief: &str,
         holdout_percent: u8,
         key: &KlaviyoApiKey,
-    ) -> Result<BatchTally, FunctionError> {
+    ) -> Result<Written, FunctionError> {
         let merchant = &batch.merchant_id;
         let settings = self.runs.settings(merchant).await?.unwrap_or_default();
         let mut tally = BatchTally::default();
@@ -174,10 +275,10 @@ impl Handler {
                 return Err(Box::new(err))
             }
             Err(_) => {
-                return Ok(pending_as(
+                return Ok(Written::Counted(pending_as(
                     &batch.profile_ids,
                     Outcome::Failed(FailReason::Klaviyo),
-                ))
+                )))
             }
         };
         let found: HashSet<&str> = profiles
@@ -203,10 +304,10 @@ impl Handler {
         let generation = match self.engine.generate(&job, profiles).await {
             Ok(g) => g,
             Err(EngineError::NoCatalog) => {
-                return Ok(pending_as(
+                return Ok(Written::Counted(pending_as(
                     &batch.profile_ids,
                     Outcome::Skipped(SkipReason::NoCandidates),
-                ));
+                )));
             }
             Err(err) => return Err(Box::new(err)),
         };
@@ -217,7 +318,6 @@ impl Handler {
 
         let generated_at = now_unix();
         let mut writes: Vec<(String, Map<String, Value>)> = Vec::new();
-        let mut written_ids = HashSet::new();
         for result in &generation.results {
             match (&result.outcome, &result.copy) {
                 (Outcome::Written, Some(copy)) => {
@@ -225,7 +325,6 @@ impl Handler {
                         result.profile_id.clone(),
                         copy.to_properties(&batch.run_id, generated_at, Group::Personalized),
                     ));
-                    written_ids.insert(result.profile_id.clone());
                 }
                 (Outcome::Holdout, _) => {
                     writes.push((
@@ -237,7 +336,7 @@ impl Handler {
             }
         }
         if writes.is_empty() {
-            return Ok(tally);
+            return Ok(Written::Counted(tally));
         }
         // What the write-back will add if it succeeds, recorded with the job so a redelivery
         // finishes this job rather than writing again.
@@ -258,24 +357,21 @@ impl Handler {
             Err(err) => {
                 tracing::warn!(error = %err, "bulk import refused");
                 move_all_to_failed(&mut tally, writes.len());
-                return Ok(tally);
+                return Ok(Written::Counted(tally));
             }
         };
         self.runs
             .record_batch_job(&batch.run_id, batch.batch, &job_id, &tally)
             .await?;
-        let written_ids: HashSet<String> = written_ids;
-        self.finish_import(key, &job_id, tally, &mut Some(written_ids))
-            .await
+        Ok(Written::Submitted)
     }
 
-    /// Wait for a write-back job and move the profiles it could not write to failed(klaviyo).
+    /// Wait in place for a write-back job a previous delivery submitted, then account it.
     async fn finish_import(
         &self,
         key: &KlaviyoApiKey,
         job_id: &str,
         mut tally: BatchTally,
-        written_ids: &mut Option<HashSet<String>>,
     ) -> Result<BatchTally, FunctionError> {
         // Import jobs queue and then process for seconds to minutes, and every poll counts
         // against the account's M tier (shared with job creation): wait about as long as jobs
@@ -292,10 +388,7 @@ impl Handler {
                 .entry("klaviyo_bulk_import_job".into())
                 .or_default() += 1;
             let job = self.engine.klaviyo.bulk_import_job(key, job_id).await?;
-            if matches!(
-                job.status,
-                ImportStatus::Complete | ImportStatus::Cancelled | ImportStatus::Failed
-            ) {
+            if job.status.is_finished() {
                 self.import_duration.observe(created.elapsed());
                 break job;
             }
@@ -305,6 +398,20 @@ impl Handler {
                 );
             }
         };
+        Ok(self.account_import(key, job_id, &job, tally, None).await)
+    }
+
+    /// Move the profiles a finished write-back job could not write to failed(klaviyo).
+    /// `written_ids` tells import errors of written profiles from holdouts' (unknown: holdouts
+    /// first).
+    async fn account_import(
+        &self,
+        key: &KlaviyoApiKey,
+        job_id: &str,
+        job: &shared::klaviyo::BulkImportJob,
+        mut tally: BatchTally,
+        written_ids: Option<&HashSet<String>>,
+    ) -> BatchTally {
         let failed = match job.status {
             ImportStatus::Complete => job.failed_count,
             _ => job
@@ -324,7 +431,7 @@ impl Handler {
                     .bulk_import_errors(key, job_id)
                     .await
                     .unwrap_or_default();
-                if let Some(ids) = written_ids.as_ref() {
+                if let Some(ids) = written_ids {
                     from_written = errors
                         .iter()
                         .filter(|e| e.profile_id.as_ref().is_some_and(|id| ids.contains(id)))
@@ -342,7 +449,7 @@ impl Handler {
                 from_written + from_holdout,
             );
         }
-        Ok(tally)
+        tally
     }
 
     /// A batch in the dead-letter queue: every profile not yet counted fails with `dead_letter`.
@@ -521,6 +628,12 @@ impl Previewer<'_> {
             tokens: generation.tokens,
         })
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Every profile of a batch in one bucket.

@@ -50,6 +50,10 @@ pub struct Config {
     /// over the functions, is at most 1 (tests/e2e/template_budget.rs), so every container
     /// together stays inside the budgets.
     pub vendor_budget_share: f64,
+    /// When set (`VENDOR_BUDGET_POOL`, a name), the function's containers pool their budgets
+    /// through the app table ([`crate::budget`]) and `vendor_budget_share` is the whole
+    /// function's share, counted once (not per container) against the 100%.
+    pub vendor_budget_pool: Option<String>,
     /// Per-tier overrides of `vendor_budget_share` for Klaviyo (`KLAVIYO_TIER_SHARES`, e.g.
     /// `L=0.2`), in tier order XS, S, M, L, XL.
     pub klaviyo_tier_shares: [Option<f64>; 5],
@@ -117,6 +121,7 @@ impl Config {
                 .and_then(|v| v.parse::<f64>().ok())
                 .filter(|v| *v > 0.0 && *v <= 1.0)
                 .unwrap_or(1.0),
+            vendor_budget_pool: get("VENDOR_BUDGET_POOL"),
             klaviyo_tier_shares: tier_shares(get("KLAVIYO_TIER_SHARES").as_deref().unwrap_or("")),
             klaviyo_budget_fraction: get("KLAVIYO_BUDGET_PERCENT")
                 .and_then(|v| v.parse::<f64>().ok())

@@ -3,6 +3,7 @@
 //! events into domain calls. Lambda binaries stay thin: parse, call into here, map the result.
 
 pub mod api;
+pub mod budget;
 pub mod config;
 pub mod domain;
 pub mod edge;

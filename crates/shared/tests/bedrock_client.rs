@@ -178,6 +178,7 @@ fn personalize_request(customers: &[Customer], settings: &Settings) -> (ToolRequ
         tool_schema: parts.tool_schema.clone(),
         max_tokens: 2000,
         temperature: 0.4,
+        ..Default::default()
     };
     (request, parts)
 }
@@ -208,6 +209,7 @@ fn simple_request(system_static: String) -> ToolRequest {
         }),
         max_tokens: 1000,
         temperature: 0.5,
+        ..Default::default()
     }
 }
 

@@ -5,6 +5,8 @@
 #[cfg(feature = "dynamodb")]
 pub mod audit;
 #[cfg(feature = "dynamodb")]
+pub mod budget_store;
+#[cfg(feature = "dynamodb")]
 pub mod catalog_store;
 #[cfg(feature = "cognito")]
 pub mod cognito;

@@ -398,6 +398,26 @@ impl RunStore {
         }
     }
 
+    /// A batch's write-back job as recorded by the delivery that submitted it: `None` when the
+    /// batch is already counted or has no job.
+    pub async fn recorded_job(
+        &self,
+        run_id: &str,
+        batch: u64,
+    ) -> Result<Option<(String, BatchTally)>, AwsError> {
+        let (pk, sk) = batch_key(run_id, batch);
+        let Some(item) = get_item(&self.client, &self.table, pk, &sk).await? else {
+            return Ok(None);
+        };
+        if item.get("status").and_then(|v| v.as_s().ok()).is_some_and(|st| st == "done") {
+            return Ok(None);
+        }
+        Ok(item
+            .get("job_id")
+            .and_then(|v| v.as_s().ok())
+            .map(|job| (job.clone(), tally_from_item(&item))))
+    }
+
     /// Before waiting on a write-back job: remember it and what the batch will add, so a
     /// redelivery finishes this job instead of writing the profiles again.
     pub async fn record_batch_job(

@@ -56,6 +56,8 @@ pub struct ToolRequest {
     pub tool_schema: serde_json::Value,
     pub max_tokens: i32,
     pub temperature: f32,
+    /// Whose call this is (the merchant id): a pooled quota is shared fairly between tenants.
+    pub tenant: String,
 }
 
 /// Token usage of one call, as Bedrock reports it: `input_tokens` excludes the cached part,
@@ -269,12 +271,30 @@ pub struct Quota {
 /// `input + cache writes + output × burndown` when it ends (cache reads are released). Admission
 /// waits for room for the larger of the reservation and the expected settlement, so the
 /// settlements of admitted calls do not push the window over the quota afterwards.
-#[derive(Debug)]
+///
+/// Pooled (`BedrockClient::pooled`), the quota is the function's share over all its containers,
+/// admitted through [`crate::budget`] per merchant: the estimate is taken from the pool and
+/// never settled (a slot admits only in its own second, so giving back to it is moot).
 struct QuotaPacer {
     quota: Quota,
     burndown: f64,
     log: tokio::sync::Mutex<std::collections::VecDeque<(std::time::Instant, f64)>>,
     learned: std::sync::Mutex<Learned>,
+    pool: Option<PooledQuota>,
+}
+
+struct PooledQuota {
+    requests: crate::budget::PooledBudget,
+    tokens: crate::budget::PooledBudget,
+}
+
+impl std::fmt::Debug for QuotaPacer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuotaPacer")
+            .field("quota", &self.quota)
+            .field("pooled", &self.pool.is_some())
+            .finish()
+    }
 }
 
 /// What the pacer has learned from the answers so far.
@@ -298,7 +318,28 @@ impl QuotaPacer {
                 tokens_per_char: tokens_per_char_guess(model_id),
                 output_tokens: None,
             }),
+            pool: None,
         }
+    }
+
+    fn pooled(mut self, store: Arc<dyn crate::budget::SlotStore>, name: &str, model_id: &str) -> Self {
+        use crate::budget::{PooledBudget, SlotPlan};
+        let plan = |per_minute: f64| SlotPlan::new(per_minute, f64::INFINITY);
+        self.pool = Some(PooledQuota {
+            requests: PooledBudget::new(
+                store.clone(),
+                format!("bedrock#{name}#{model_id}#requests"),
+                plan(self.quota.requests_per_minute),
+            )
+            .per_tenant(),
+            tokens: PooledBudget::new(
+                store,
+                format!("bedrock#{name}#{model_id}#tokens"),
+                plan(self.quota.tokens_per_minute),
+            )
+            .per_tenant(),
+        });
+        self
     }
 
     /// (reservation Bedrock makes at the start, what the call is expected to settle to).
@@ -330,7 +371,12 @@ impl QuotaPacer {
     }
 
     /// Wait until one more request of `tokens` fits the window, then record it.
-    async fn reserve(&self, tokens: f64) -> std::time::Instant {
+    async fn reserve(&self, tenant: &str, tokens: f64) -> std::time::Instant {
+        if let Some(pool) = &self.pool {
+            pool.requests.acquire(tenant, 1).await;
+            pool.tokens.acquire(tenant, tokens.ceil() as u64).await;
+            return std::time::Instant::now();
+        }
         loop {
             let wait = {
                 let mut log = self.log.lock().await;
@@ -410,6 +456,21 @@ impl BedrockClient {
     /// without it, throttling is met by retries only.
     pub fn with_quota(mut self, quota: Quota, burndown: f64) -> Self {
         self.quota = Some(Arc::new(QuotaPacer::new(quota, burndown, &self.model_id)));
+        self
+    }
+
+    /// Pace to `quota` pooled with every container that uses the same `store` and `pool` name
+    /// (`quota` is then the function's share), each merchant capped by the merchants active.
+    pub fn with_pooled_quota(
+        mut self,
+        quota: Quota,
+        burndown: f64,
+        store: Arc<dyn crate::budget::SlotStore>,
+        pool: &str,
+    ) -> Self {
+        self.quota = Some(Arc::new(
+            QuotaPacer::new(quota, burndown, &self.model_id).pooled(store, pool, &self.model_id),
+        ));
         self
     }
 
@@ -498,7 +559,7 @@ impl BedrockClient {
                 Some(pacer) => {
                     let (reserved, settled) = pacer.estimate(prompt_chars, request.max_tokens);
                     let admit = reserved.max(settled);
-                    Some((pacer.reserve(admit).await, admit))
+                    Some((pacer.reserve(&request.tenant, admit).await, admit))
                 }
                 None => None,
             };
@@ -700,22 +761,30 @@ fn classify(err: SdkError<ConverseError>) -> BedrockError {
 }
 
 /// The container's client as configuration says: model, endpoint, concurrency and quota share.
-pub fn from_config(sdk: &aws_config::SdkConfig, config: &crate::Config) -> BedrockClient {
+/// `pool` is where the function's containers pool the quota when `VENDOR_BUDGET_POOL` is set.
+pub fn from_config(
+    sdk: &aws_config::SdkConfig,
+    config: &crate::Config,
+    pool: Option<Arc<dyn crate::budget::SlotStore>>,
+) -> BedrockClient {
     let client = BedrockClient::from_sdk_at(
         sdk,
         config.bedrock_model_id.clone(),
         config.bedrock_endpoint_url.as_deref(),
     )
     .with_max_concurrency(config.bedrock_max_concurrency);
-    match config.bedrock_quota {
-        Some((rpm, tpm)) => client.with_quota(
-            Quota {
-                requests_per_minute: rpm * config.vendor_budget_share,
-                tokens_per_minute: tpm * config.vendor_budget_share,
-            },
-            config.bedrock_output_burndown,
-        ),
-        None => client,
+    let Some((rpm, tpm)) = config.bedrock_quota else {
+        return client;
+    };
+    let quota = Quota {
+        requests_per_minute: rpm * config.vendor_budget_share,
+        tokens_per_minute: tpm * config.vendor_budget_share,
+    };
+    match (pool, &config.vendor_budget_pool) {
+        (Some(store), Some(name)) => {
+            client.with_pooled_quota(quota, config.bedrock_output_burndown, store, name)
+        }
+        _ => client.with_quota(quota, config.bedrock_output_burndown),
     }
 }
 
@@ -764,6 +833,7 @@ mod tests {
                 tool_schema: serde_json::json!({"type": "object"}),
                 max_tokens: 100,
                 temperature: 0.5,
+                ..Default::default()
             },
             "us.anthropic.claude-haiku-4-5-20251001-v1:0",
         )

@@ -285,6 +285,14 @@ impl KlaviyoClient {
         }
     }
 
+    /// Pool the limits with every container of the function that uses the same `store` and
+    /// `pool` name: `limits` are then the function's share of each tier, not one container's.
+    pub fn pooled(mut self, store: std::sync::Arc<dyn crate::budget::SlotStore>, pool: &str) -> Self {
+        let mode = self.limiter.mode();
+        self.limiter = Arc::new(RateLimiter::pooled(mode, store, pool));
+        self
+    }
+
     /// How many 429s a call absorbs (honouring `Retry-After`) before returning `Throttled`.
     pub fn with_throttle_retries(mut self, retries: u32) -> Self {
         self.throttle_retries = retries;

@@ -5,10 +5,13 @@
 //! *sliding* log of send times: at most `limit` sends in any interval of the window's length,
 //! which also keeps us within any fixed window the server uses. Limits are shared by every
 //! private-key app on the account, so production may scale them down (`RateLimits::Scaled`).
+//! A function whose containers pool their share (`RateLimiter::pooled`) paces through
+//! [`crate::budget`] instead, one budget per account and tier over all its containers.
 
+use crate::budget::{PooledBudget, SlotPlan, SlotStore};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Klaviyo's rate-limit tiers.
@@ -219,7 +222,16 @@ struct Windows {
 pub(crate) struct RateLimiter {
     mode: RateLimits,
     windows: Mutex<HashMap<(String, Tier), Windows>>,
+    pool: Option<Pool>,
     usage: Mutex<KlaviyoUsage>,
+}
+
+/// The limits pooled by every container of a function ([`crate::budget`]): `mode`'s factors
+/// are then the function's share, not one container's.
+struct Pool {
+    store: Arc<dyn SlotStore>,
+    name: String,
+    budgets: Mutex<HashMap<(String, Tier), Arc<PooledBudget>>>,
 }
 
 impl RateLimiter {
@@ -227,8 +239,40 @@ impl RateLimiter {
         Self {
             mode,
             windows: Mutex::new(HashMap::new()),
+            pool: None,
             usage: Mutex::new(KlaviyoUsage::default()),
         }
+    }
+
+    /// Every container built with the same `store` and `name` shares one budget per account
+    /// and tier.
+    pub(crate) fn pooled(mode: RateLimits, store: Arc<dyn SlotStore>, name: &str) -> Self {
+        Self {
+            pool: Some(Pool {
+                store,
+                name: name.to_owned(),
+                budgets: Mutex::new(HashMap::new()),
+            }),
+            ..Self::new(mode)
+        }
+    }
+
+    fn pooled_budget(&self, fingerprint: &str, tier: Tier) -> Option<Arc<PooledBudget>> {
+        let pool = self.pool.as_ref()?;
+        let factor = self.mode.factor(tier)?;
+        let mut budgets = pool.budgets.lock().unwrap();
+        let budget = budgets
+            .entry((fingerprint.to_owned(), tier))
+            .or_insert_with(|| {
+                let (burst, steady) = tier.limits();
+                let plan = SlotPlan::new(f64::from(steady) * factor, f64::from(burst) * factor);
+                Arc::new(PooledBudget::new(
+                    pool.store.clone(),
+                    format!("klaviyo#{}#{fingerprint}#{tier:?}", pool.name),
+                    plan,
+                ))
+            });
+        Some(budget.clone())
     }
 
     fn limits(&self, tier: Tier) -> Option<(usize, usize)> {
@@ -245,7 +289,12 @@ impl RateLimiter {
 
     /// Wait until both windows of (`fingerprint`, tier of `endpoint`) have room, then count the send.
     pub(crate) async fn acquire(&self, fingerprint: &str, endpoint: Endpoint) {
-        if let Some((burst, steady)) = self.limits(endpoint.tier()) {
+        if let Some(budget) = self.pooled_budget(fingerprint, endpoint.tier()) {
+            let waited = budget.acquire("", 1).await;
+            if waited > Duration::from_millis(1) {
+                self.add_wait(waited);
+            }
+        } else if let Some((burst, steady)) = self.limits(endpoint.tier()) {
             let started = Instant::now();
             loop {
                 let ready = {
@@ -287,6 +336,10 @@ impl RateLimiter {
             .requests
             .entry(endpoint.name())
             .or_default() += 1;
+    }
+
+    pub(crate) fn mode(&self) -> RateLimits {
+        self.mode
     }
 
     pub(crate) fn add_wait(&self, waited: Duration) {

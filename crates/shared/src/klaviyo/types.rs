@@ -63,6 +63,14 @@ pub enum ImportStatus {
 }
 
 impl ImportStatus {
+    /// Complete, cancelled or failed: it will not change again.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            ImportStatus::Complete | ImportStatus::Cancelled | ImportStatus::Failed
+        )
+    }
+
     pub fn parse(raw: &str) -> Self {
         match raw.trim().to_ascii_lowercase().as_str() {
             "queued" => ImportStatus::Queued,

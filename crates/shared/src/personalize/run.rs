@@ -115,6 +115,30 @@ pub struct WorkBatch {
     pub run_id: String,
     pub batch: u64,
     pub profile_ids: Vec<String>,
+    /// Set on the follow-up a worker sends once the batch's write-back job is submitted: look
+    /// at the job and count the batch when it is done, instead of holding a container while
+    /// Klaviyo imports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_back_check: Option<WriteBackCheck>,
+}
+
+/// Which look at a submitted write-back job a follow-up is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteBackCheck {
+    /// Looks before this one.
+    pub checks: u32,
+    /// When the job was submitted (Unix ms): how long jobs take, for the next first look.
+    pub submitted_at_ms: u64,
+}
+
+impl WorkBatch {
+    /// The follow-up that looks at this batch's write-back job once more.
+    pub fn write_back_check(&self, check: WriteBackCheck) -> Self {
+        Self {
+            write_back_check: Some(check),
+            ..self.clone()
+        }
+    }
 }
 
 /// A fan-out message: page the audience from `cursor` (Klaviyo's `links.next`) on.

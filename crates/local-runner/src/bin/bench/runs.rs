@@ -23,7 +23,6 @@ const BIG_RUN: u64 = 20_000;
 const SMALL_RUN: u64 = 200;
 const FANOUT_PROFILES: u64 = 200_000;
 /// Containers of the worker that process runs (the work queue's MaximumConcurrency).
-const WORK_CONTAINERS: f64 = 4.0;
 
 struct Api {
     http: reqwest::Client,
@@ -308,11 +307,24 @@ pub async fn personalization_run() -> Result<(), FunctionError> {
         };
         *per_tier.entry((klaviyo_tier(route), who)).or_default() += n;
     }
+    // How many times a function's share counts: once if its containers pool it.
+    let holders = |config: &shared::Config, containers: f64| {
+        if config.vendor_budget_pool.is_some() {
+            1.0
+        } else {
+            containers
+        }
+    };
+    let work_containers = f64::from(
+        stack.template.functions["PersonalizeWorkerFunction"]
+            .reserved_concurrency
+            .unwrap_or(1),
+    );
     for ((tier, who), n) in &per_tier {
         let (containers, config) = if *who == "fan-out" {
             (1.0, &fanout)
         } else {
-            (WORK_CONTAINERS, &worker)
+            (holders(&worker, work_containers), &worker)
         };
         let share = containers * config.klaviyo_limits().factor(*tier).unwrap_or(1.0);
         let (per_s, per_min) = tier.limits();
@@ -321,7 +333,7 @@ pub async fn personalization_run() -> Result<(), FunctionError> {
             name: format!("Klaviyo {tier:?} tier ({who})"),
             seconds: window_floor(*n as f64, per_s, per_min),
             how: format!(
-                "{n} requests at {:.3} of {}/s, {}/min ({containers} containers × their share of the {:.0}% we may use) = {per_s:.1}/s, {per_min:.0}/min",
+                "{n} requests at {:.3} of {}/s, {}/min ({containers} × the share of the {:.0}% we may use) = {per_s:.1}/s, {per_min:.0}/min",
                 share,
                 tier.limits().0,
                 tier.limits().1,
@@ -332,7 +344,7 @@ pub async fn personalization_run() -> Result<(), FunctionError> {
     let tokens = &run["tokens"];
     let t = |k: &str| tokens[k].as_u64().unwrap_or(0) as f64;
     let calls = run["requests"]["bedrock_converse"].as_f64().unwrap_or(0.0);
-    let bedrock_share = WORK_CONTAINERS * worker.vendor_budget_share;
+    let bedrock_share = holders(&worker, work_containers) * worker.vendor_budget_share;
     let quota_tokens = t("input_tokens") + t("cache_write_tokens") + burndown * t("output_tokens");
     limits.push(Limit {
         name: "Bedrock requests/min".into(),
