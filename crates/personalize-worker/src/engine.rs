@@ -275,73 +275,60 @@ impl Engine {
             }
         }
 
-        // Order history, one Get Events call per customer (profile_id filters take one id).
+        // Order history, one Get Events call per customer (profile_id filters take one id),
+        // streamed into Converse chunks as they arrive: a chunk is asked for as soon as its
+        // customers are read, so reading the rest overlaps the model's seconds per call (and the
+        // pooled events budget flows to whichever batch is still reading).
         let since = self.bounds.since(now_unix());
         let placed = metrics.placed_order.clone();
-        let histories: Vec<(String, Value, Result<Vec<Value>, KlaviyoError>)> =
-            stream::iter(to_read)
-                .map(|(id, profile)| {
-                    let placed = placed.clone();
-                    async move {
-                        let events = match placed {
-                            Some(metric) => {
-                                self.klaviyo
-                                    .profile_events(
-                                        job.key,
-                                        &id,
-                                        &metric,
-                                        Some(since),
-                                        self.bounds.max_events,
-                                    )
-                                    .await
-                            }
-                            None => Ok(Vec::new()), // no store integration: everyone gets the fallback
-                        };
-                        (id, profile, events)
+        let settled: Mutex<Vec<ProfileResult>> = Mutex::new(Vec::new());
+        let events_read = std::sync::atomic::AtomicU64::new(0);
+        let answers: Vec<(Vec<ProfileResult>, Cost, u64)> = stream::iter(to_read)
+            .map(|(id, profile)| {
+                let placed = placed.clone();
+                async move {
+                    let events = match placed {
+                        Some(metric) => {
+                            self.klaviyo
+                                .profile_events(
+                                    job.key,
+                                    &id,
+                                    &metric,
+                                    Some(since),
+                                    self.bounds.max_events,
+                                )
+                                .await
+                        }
+                        None => Ok(Vec::new()), // no store integration: everyone gets the fallback
+                    };
+                    (id, profile, events)
+                }
+            })
+            .buffer_unordered(EVENT_READS_IN_FLIGHT)
+            .filter_map(|(id, profile, events)| {
+                if placed.is_some() {
+                    events_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                let prepared = prepare(&catalog, self.bounds, k, id, &profile, events);
+                futures::future::ready(match prepared {
+                    Ok(p) => Some(p),
+                    Err(result) => {
+                        settled.lock().expect("results lock").push(result);
+                        None
                     }
                 })
-                .buffer_unordered(EVENT_READS_IN_FLIGHT)
-                .collect()
-                .await;
-
-        let mut ready = Vec::new();
-        for (id, profile, events) in histories {
-            if placed.is_some() {
-                *gen.requests.entry("klaviyo_events".into()).or_default() += 1;
-            }
-            let events = match events {
-                Ok(events) => events,
-                Err(err) => {
-                    gen.results.push(simple_result(id, klaviyo_failure(&err)));
-                    continue;
-                }
-            };
-            let history = PurchaseHistory::from_placed_orders(&events, self.bounds, now_unix());
-            let candidates = catalog.index.choose(&history, k, &id);
-            if candidates.is_empty() {
-                gen.results.push(simple_result(
-                    id,
-                    Outcome::Skipped(SkipReason::NoCandidates),
-                ));
-                continue;
-            }
-            ready.push(Prepared {
-                first_name: text(&profile, "/attributes/first_name"),
-                last_name: text(&profile, "/attributes/last_name"),
-                email: text(&profile, "/attributes/email"),
-                phone: text(&profile, "/attributes/phone_number"),
-                profile_id: id,
-                history,
-                candidates: candidates.products,
-            });
-        }
-
-        let chunks: Vec<Vec<Prepared>> = chunk(ready, PROFILES_PER_REQUEST);
-        let answers: Vec<(Vec<ProfileResult>, Cost, u64)> = stream::iter(chunks)
+            })
+            .chunks(PROFILES_PER_REQUEST)
             .map(|chunk| self.write_chunk(job, &catalog, chunk))
             .buffer_unordered(CONVERSE_IN_FLIGHT)
             .collect()
             .await;
+        gen.results
+            .extend(settled.into_inner().expect("results lock"));
+        let read = events_read.into_inner();
+        if read > 0 {
+            *gen.requests.entry("klaviyo_events".into()).or_default() += read;
+        }
         for (results, cost, calls) in answers {
             gen.results.extend(results);
             gen.tokens.add(&cost);
@@ -519,6 +506,36 @@ impl Engine {
     }
 }
 
+/// A customer whose history was read, ready for the model; or their result when they cannot go
+/// (the read failed, nothing to recommend).
+fn prepare(
+    catalog: &CachedCatalog,
+    bounds: HistoryBounds,
+    k: usize,
+    id: String,
+    profile: &Value,
+    events: Result<Vec<Value>, KlaviyoError>,
+) -> Result<Prepared, ProfileResult> {
+    let events = events.map_err(|err| simple_result(id.clone(), klaviyo_failure(&err)))?;
+    let history = PurchaseHistory::from_placed_orders(&events, bounds, now_unix());
+    let candidates = catalog.index.choose(&history, k, &id);
+    if candidates.is_empty() {
+        return Err(simple_result(
+            id,
+            Outcome::Skipped(SkipReason::NoCandidates),
+        ));
+    }
+    Ok(Prepared {
+        first_name: text(profile, "/attributes/first_name"),
+        last_name: text(profile, "/attributes/last_name"),
+        email: text(profile, "/attributes/email"),
+        phone: text(profile, "/attributes/phone_number"),
+        profile_id: id,
+        history,
+        candidates: candidates.products,
+    })
+}
+
 fn simple_result(profile_id: String, outcome: Outcome) -> ProfileResult {
     ProfileResult {
         profile_id,
@@ -551,17 +568,3 @@ fn finish(
     }
 }
 
-fn chunk<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
-    let mut out = Vec::new();
-    let mut current = Vec::with_capacity(size);
-    for item in items {
-        current.push(item);
-        if current.len() == size {
-            out.push(std::mem::replace(&mut current, Vec::with_capacity(size)));
-        }
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
-}

@@ -1,5 +1,7 @@
-//! personalize-worker: personalizes batches of profiles from the work queue and writes the copy
-//! back to Klaviyo; counts batches that died in the dead-letter queue. [`Previewer`] is the
+//! personalize-worker: personalizes batches of profiles from the work queue and submits the copy
+//! to Klaviyo as a bulk import job; a delayed follow-up message counts the batch once the job is
+//! done (so no container waits on Klaviyo's import); counts batches that died in the
+//! dead-letter queue. [`Previewer`] is the
 //! same engine writing nothing: `POST /preview`, served by the fan-out function, whose
 //! containers hold the vendor budget for interactive calls.
 
@@ -140,11 +142,8 @@ impl Handler {
                     Written::Counted(tally) => tally,
                     Written::Submitted => {
                         // The container moves on; the follow-up counts the batch.
-                        let first = WriteBackCheck {
-                            checks: 0,
-                            submitted_at_ms: now_ms(),
-                        };
-                        self.send_write_back_check(batch, first).await?;
+                        self.send_write_back_check(batch, WriteBackCheck { checks: 0 })
+                            .await?;
                         return Ok(());
                     }
                 }
@@ -225,19 +224,20 @@ impl Handler {
             .entry("klaviyo_bulk_import_job".into())
             .or_default() += 1;
         let job = self.engine.klaviyo.bulk_import_job(&key, &job_id).await?;
-        if !job.status.is_finished() {
+        if !job.status.is_final() {
             if check.checks + 1 >= WRITE_BACK_CHECKS {
                 return Err("the Klaviyo import job did not finish in time; SQS will redeliver".into());
             }
             let next = WriteBackCheck {
                 checks: check.checks + 1,
-                ..check
             };
             return self.send_write_back_check(batch, next).await;
         }
-        self.import_duration.observe(Duration::from_millis(
-            now_ms().saturating_sub(check.submitted_at_ms),
-        ));
+        // How long the job took by Klaviyo's clock, not by our look (which comes after the
+        // wait and would only ever push the next wait up).
+        if let Some(took) = job.took {
+            self.import_duration.observe(took);
+        }
         // Any import error not for a holdout profile is for one whose copy was written.
         let written_ids: HashSet<String> = batch
             .profile_ids
@@ -388,8 +388,9 @@ impl Handler {
                 .entry("klaviyo_bulk_import_job".into())
                 .or_default() += 1;
             let job = self.engine.klaviyo.bulk_import_job(key, job_id).await?;
-            if job.status.is_finished() {
-                self.import_duration.observe(created.elapsed());
+            if job.status.is_final() {
+                self.import_duration
+                    .observe(job.took.unwrap_or_else(|| created.elapsed()));
                 break job;
             }
             if std::time::Instant::now() > deadline {
@@ -628,12 +629,6 @@ impl Previewer<'_> {
             tokens: generation.tokens,
         })
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Every profile of a batch in one bucket.

@@ -209,6 +209,22 @@ fn parse_job(body: &Value) -> Result<BulkImportJob, KlaviyoError> {
         total_count: as_count(field("total_count")),
         completed_count: as_count(field("completed_count")),
         failed_count: as_count(field("failed_count")),
+        took: {
+            let at = |name: &str| {
+                field(name)
+                    .and_then(Value::as_str)
+                    .and_then(|t| {
+                        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+            };
+            match (at("created_at"), at("completed_at")) {
+                (Some(created), Some(completed)) if completed >= created => {
+                    Some((completed - created).unsigned_abs())
+                }
+                _ => None,
+            }
+        },
     })
 }
 

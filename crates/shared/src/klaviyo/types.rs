@@ -63,14 +63,6 @@ pub enum ImportStatus {
 }
 
 impl ImportStatus {
-    /// Complete, cancelled or failed: it will not change again.
-    pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            ImportStatus::Complete | ImportStatus::Cancelled | ImportStatus::Failed
-        )
-    }
-
     pub fn parse(raw: &str) -> Self {
         match raw.trim().to_ascii_lowercase().as_str() {
             "queued" => ImportStatus::Queued,
@@ -98,6 +90,8 @@ pub struct BulkImportJob {
     pub total_count: u64,
     pub completed_count: u64,
     pub failed_count: u64,
+    /// From `created_at` to `completed_at` (whole seconds), once the job is done.
+    pub took: Option<std::time::Duration>,
 }
 
 /// How [`super::KlaviyoClient::wait_bulk_import`] polls: the first wait, doubling up to

@@ -127,8 +127,6 @@ pub struct WorkBatch {
 pub struct WriteBackCheck {
     /// Looks before this one.
     pub checks: u32,
-    /// When the job was submitted (Unix ms): how long jobs take, for the next first look.
-    pub submitted_at_ms: u64,
 }
 
 impl WorkBatch {
