@@ -99,6 +99,7 @@ enum Binding {
 /// The shared AWS adapter types and what each talks to.
 const ADAPTERS: &[(&str, Binding)] = &[
     ("AppStore", Binding::Env("APP_TABLE")),
+    ("DynamoSlots", Binding::Env("APP_TABLE")),
     ("RunStore", Binding::Env("APP_TABLE")),
     ("CatalogStore", Binding::Env("CATALOG_TABLE")),
     ("AuditLog", Binding::Env("AUDIT_TABLE")),

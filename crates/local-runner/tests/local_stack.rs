@@ -902,16 +902,16 @@ async fn slots_in_table(stack: &LocalStack, table: &str, bucket: &str) -> Vec<(u
 
 #[tokio::test]
 async fn pooled_containers_never_exceed_a_slot_in_dynamodb_and_share_it_between_merchants() {
-    use shared::budget::{PooledBudget, SlotPlan, SlotStore};
+    use shared::budget::{PoolLimits, PooledBudget, SlotStore};
     let stack = start(quiet(), HashMap::new()).await;
     let table = stack.config("PersonalizeWorkerFunction").app_table;
     let store: Arc<dyn SlotStore> = Arc::new(shared::aws::budget_store::DynamoSlots::new(
         stack.aws.dynamodb(),
         &table,
     ));
-    let plan = SlotPlan {
-        secs: 1,
-        capacity: 12,
+    let plan = PoolLimits {
+        per_second: 12,
+        per_minute: 10_000,
     };
     let bucket = format!("test#{:x}", rand::random::<u64>());
     // Four containers, each with several callers, one merchant: 60 units at 12 a slot.

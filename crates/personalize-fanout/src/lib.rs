@@ -35,6 +35,7 @@ pub struct Handler {
     secrets: SecretStore,
     fanout_queue: Queue,
     work_queue: Queue,
+    express_queue: Option<Queue>,
     engine: Engine,
 }
 
@@ -52,6 +53,10 @@ impl Handler {
             secrets: SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone()),
             fanout_queue: Queue::from_sdk(&aws, &config.fanout_queue_url),
             work_queue: Queue::from_sdk(&aws, &config.work_queue_url),
+            express_queue: config
+                .express_work_queue_url
+                .as_ref()
+                .map(|url| Queue::from_sdk(&aws, url)),
             config,
         })
     }
@@ -403,12 +408,16 @@ impl Handler {
                     batch: batch_no,
                     profile_ids: ids.clone(),
                     write_back_check: None,
+                    express: is_small(&run, batch_no, next.is_none()),
                 };
                 // The merchant is the fair-queue tenant: SQS serves a quiet merchant's batches
-                // without waiting behind a busy merchant's backlog.
-                self.work_queue
-                    .send_with(&work, Some(merchant.as_str()), 0)
-                    .await?;
+                // without waiting behind a busy merchant's backlog; a small run's go on the
+                // express queue, whose containers a big run never fills.
+                let queue = match (&self.express_queue, work.express) {
+                    (Some(express), true) => express,
+                    _ => &self.work_queue,
+                };
+                queue.send_with(&work, Some(merchant.as_str()), 0).await?;
             }
             let claimed = self
                 .runs
@@ -468,6 +477,13 @@ impl Handler {
     }
 }
 
+/// A small run: capped at `EXPRESS_MAX_PROFILES`, or its whole audience in its first page.
+fn is_small(run: &Run, batch_no: u64, last_page: bool) -> bool {
+    run.profile_cap
+        .is_some_and(|cap| cap <= shared::personalize::run::EXPRESS_MAX_PROFILES)
+        || (batch_no == 1 && last_page)
+}
+
 /// Whether the run already has `window` profiles enqueued and not yet accounted for.
 fn window_full(run: &Run, window: Option<u64>) -> bool {
     window.is_some_and(|w| run.counts.outstanding() >= w)
@@ -521,6 +537,18 @@ mod tests {
             started_at: None,
             finished_at: None,
         }
+    }
+
+    #[test]
+    fn small_runs_take_the_express_queue() {
+        let mut run = run_with(0, 0);
+        assert!(!is_small(&run, 1, false), "an uncapped audience of many pages");
+        assert!(is_small(&run, 1, true), "an audience of one page");
+        assert!(!is_small(&run, 3, true), "the last page of a big audience");
+        run.profile_cap = Some(200);
+        assert!(is_small(&run, 2, false));
+        run.profile_cap = Some(20_000);
+        assert!(!is_small(&run, 2, false));
     }
 
     #[test]

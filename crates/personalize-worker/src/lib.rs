@@ -62,8 +62,9 @@ pub struct Handler {
     engine: Engine,
     runs: RunStore,
     secrets: SecretStore,
-    /// Where the write-back follow-ups go (the work queue itself).
+    /// Where the write-back follow-ups go: the queue their batch came on.
     work_queue: shared::aws::queue::Queue,
+    express_queue: Option<shared::aws::queue::Queue>,
     import_duration: ImportDuration,
 }
 
@@ -83,6 +84,10 @@ impl Handler {
             runs: RunStore::from_sdk(&aws, &config.app_table),
             secrets: SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone()),
             work_queue: shared::aws::queue::Queue::from_sdk(&aws, &config.work_queue_url),
+            express_queue: config
+                .express_work_queue_url
+                .as_ref()
+                .map(|url| shared::aws::queue::Queue::from_sdk(&aws, url)),
             engine,
             config,
             import_duration: ImportDuration(std::sync::Mutex::new(ImportDuration::FIRST_GUESS)),
@@ -190,7 +195,11 @@ impl Handler {
                 .mul_f64(1.3f64.powi(check.checks as i32))
                 .clamp(Duration::from_secs(2), Duration::from_secs(60))
         };
-        self.work_queue
+        let queue = match (&self.express_queue, batch.express) {
+            (Some(express), true) => express,
+            _ => &self.work_queue,
+        };
+        queue
             .send_with(
                 &batch.write_back_check(check),
                 Some(batch.merchant_id.as_str()),

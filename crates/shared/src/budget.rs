@@ -5,11 +5,12 @@
 //! for Klaviyo, its share of the other vendor sits unused. A pooled budget lets whichever
 //! container has work use it, so concurrency no longer decides throughput.
 //!
-//! Time is cut into slots of `secs` seconds and each slot admits at most `capacity` units over
-//! all containers (one atomic conditional add in the store). Any 60 s window meets at most
-//! `60 / secs + 1` slots, so `capacity = per_minute / (60 / secs + 1)` keeps every window inside
-//! the per-minute budget whatever boundaries the vendor's own windows have, and
-//! `capacity ≤ per_second` keeps every second inside the burst.
+//! Time is cut into one-second slots. A slot admits at most `per_second` units over all
+//! containers, and no more than the per-minute budget leaves after the 60 slots before it (one
+//! atomic conditional add in the store, after reading those slots' sum once per slot). Any 60 s
+//! window lies within 61 consecutive slots, so every window stays inside the per-minute budget
+//! whatever boundaries the vendor's own windows have, while a run may still spend a fresh
+//! minute's budget at the burst rate, as the vendor allows.
 //!
 //! Tenants: where merchants draw from one budget (our Bedrock quota), each slot caps every tenant
 //! at `capacity / k`, `k` being the tenants that drew from or waited on the previous slot, so a
@@ -20,43 +21,28 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Slot lengths that divide a minute.
-const SLOT_SECS: [u64; 12] = [1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60];
 /// After this many store errors in a row a caller goes ahead unpaced (the vendor's own 429s
 /// still protect the account) rather than stalling a run on a store outage.
 const STORE_ERRORS_BEFORE_OPEN: u32 = 3;
+/// Slots that any 60 s window can touch: it and the 60 before it.
+const WINDOW_SLOTS: u64 = 61;
 
-/// How a per-minute (and per-second) limit is cut into slots.
+/// A pooled budget's limits, in units (requests, tokens).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SlotPlan {
-    pub secs: u64,
-    pub capacity: u64,
+pub struct PoolLimits {
+    pub per_second: u64,
+    pub per_minute: u64,
 }
 
-impl SlotPlan {
-    /// The slot length that admits the most per minute while no 60 s window exceeds
-    /// `per_minute` and no second exceeds `per_second`.
+impl PoolLimits {
+    /// From a vendor's (possibly fractional) limits after our share; at least one unit each.
     pub fn new(per_minute: f64, per_second: f64) -> Self {
-        let mut best = SlotPlan {
-            secs: 60,
-            capacity: 1,
-        };
-        let mut best_rate = 0.0;
-        for secs in SLOT_SECS {
-            let windows = (60 / secs + 1) as f64;
-            let capacity = (per_minute / windows).min(per_second).floor().max(0.0) as u64;
-            let rate = capacity as f64 * 60.0 / secs as f64;
-            if capacity >= 1 && rate > best_rate {
-                best = SlotPlan { secs, capacity };
-                best_rate = rate;
-            }
+        let per_minute = per_minute.floor().max(1.0) as u64;
+        let per_second = per_second.min(per_minute as f64).floor().max(1.0) as u64;
+        Self {
+            per_second,
+            per_minute,
         }
-        best
-    }
-
-    /// Units admitted per minute at most.
-    pub fn per_minute(&self) -> f64 {
-        self.capacity as f64 * 60.0 / self.secs as f64
     }
 }
 
@@ -67,6 +53,9 @@ pub struct StoreError(pub String);
 /// Where the slots live: DynamoDB in production (`aws::budget_store`), memory in unit tests.
 #[async_trait]
 pub trait SlotStore: Send + Sync {
+    /// Units admitted in slots `first..=last` of `bucket`.
+    async fn used(&self, bucket: &str, first: u64, last: u64) -> Result<u64, StoreError>;
+
     /// Add `units` to `slot` of `bucket` (for `tenant`) if the slot's total stays within
     /// `capacity` and the tenant's part within `tenant_capacity`. Whether it was added.
     async fn take(
@@ -91,7 +80,7 @@ pub trait SlotStore: Send + Sync {
 pub struct PooledBudget {
     store: Arc<dyn SlotStore>,
     bucket: String,
-    plan: SlotPlan,
+    limits: PoolLimits,
     /// Units taken per store call when a caller needs fewer (Klaviyo requests are one unit each:
     /// taking a few at a time keeps store writes well below the request rate).
     chunk: u64,
@@ -107,8 +96,10 @@ struct Held {
     slot: u64,
     tenant: String,
     left: u64,
-    /// (slot, tenants active in it), read once per slot.
+    /// (slot, tenants active in the slot before it), read once per slot.
     active: Option<(u64, u64)>,
+    /// (slot, units the 60 slots before it admitted), read once per slot.
+    recent: Option<(u64, u64)>,
 }
 
 fn now_ms() -> u64 {
@@ -118,12 +109,12 @@ fn now_ms() -> u64 {
 }
 
 impl PooledBudget {
-    pub fn new(store: Arc<dyn SlotStore>, bucket: impl Into<String>, plan: SlotPlan) -> Self {
+    pub fn new(store: Arc<dyn SlotStore>, bucket: impl Into<String>, limits: PoolLimits) -> Self {
         Self {
             store,
             bucket: bucket.into(),
-            chunk: (plan.capacity / 8).clamp(1, 8),
-            plan,
+            chunk: (limits.per_second / 8).clamp(1, 8),
+            limits,
             per_tenant: false,
             turn: tokio::sync::Mutex::new(()),
             held: Mutex::new(Held::default()),
@@ -137,20 +128,20 @@ impl PooledBudget {
         self
     }
 
-    pub fn plan(&self) -> SlotPlan {
-        self.plan
+    pub fn limits(&self) -> PoolLimits {
+        self.limits
     }
 
     /// Wait until `units` fit a slot, then take them. A request larger than a whole slot takes a
     /// whole slot. Returns how long it waited.
     pub async fn acquire(&self, tenant: &str, units: u64) -> Duration {
         let started = std::time::Instant::now();
-        let units = units.clamp(1, self.plan.capacity);
+        let units = units.clamp(1, self.limits.per_second);
         let _turn = self.turn.lock().await;
         let mut errors = 0;
         loop {
             let now = now_ms();
-            let slot = now / 1000 / self.plan.secs;
+            let slot = now / 1000;
             {
                 let mut held = self.held.lock().expect("budget lock");
                 if held.slot == slot && held.tenant == tenant && held.left >= units {
@@ -170,7 +161,7 @@ impl PooledBudget {
                 }
             }
             // Next slot, with a little jitter so the containers do not all call at its first ms.
-            let next = (slot + 1) * self.plan.secs * 1000;
+            let next = (slot + 1) * 1000;
             let jitter = rand::random::<u64>() % 40;
             let wait = next.saturating_sub(now_ms()) + jitter;
             tokio::time::sleep(Duration::from_millis(wait)).await;
@@ -178,7 +169,14 @@ impl PooledBudget {
     }
 
     async fn try_slot(&self, slot: u64, tenant: &str, units: u64) -> Result<bool, StoreError> {
-        let capacity = self.plan.capacity;
+        let recent = self.recent_use(slot).await?;
+        let capacity = self
+            .limits
+            .per_second
+            .min(self.limits.per_minute.saturating_sub(recent));
+        if capacity < units {
+            return Ok(false);
+        }
         let tenant_capacity = if self.per_tenant {
             let active = self.active_tenants(slot).await?;
             (capacity / active).max(units)
@@ -198,6 +196,7 @@ impl PooledBudget {
                     tenant: tenant.to_owned(),
                     left: n - units,
                     active: held.active,
+                    recent: held.recent,
                 };
                 return Ok(true);
             }
@@ -209,6 +208,23 @@ impl PooledBudget {
             self.store.wanted(&self.bucket, slot, tenant).await?;
         }
         Ok(false)
+    }
+
+    /// Units the 60 slots before `slot` admitted.
+    async fn recent_use(&self, slot: u64) -> Result<u64, StoreError> {
+        let cached = self.held.lock().expect("budget lock").recent;
+        if let Some((s, n)) = cached {
+            if s == slot {
+                return Ok(n);
+            }
+        }
+        let first = slot.saturating_sub(WINDOW_SLOTS - 1);
+        let n = self
+            .store
+            .used(&self.bucket, first, slot.saturating_sub(1))
+            .await?;
+        self.held.lock().expect("budget lock").recent = Some((slot, n));
+        Ok(n)
     }
 
     /// Tenants active in the slot before `slot` (at least one: the caller).
@@ -280,6 +296,14 @@ impl MemorySlots {
 
 #[async_trait]
 impl SlotStore for MemorySlots {
+    async fn used(&self, bucket: &str, first: u64, last: u64) -> Result<u64, StoreError> {
+        let slots = self.slots.lock().expect("slots lock");
+        Ok((first..=last)
+            .filter_map(|slot| slots.get(&(bucket.to_owned(), slot)))
+            .map(|s| s.used)
+            .sum())
+    }
+
     async fn take(
         &self,
         bucket: &str,
@@ -325,60 +349,65 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plans_keep_every_minute_and_second_inside_the_limits() {
-        for (per_minute, per_second) in [
-            (3500.0 * 0.72, 350.0 * 0.72),
-            (750.0 * 0.16, 75.0 * 0.16),
-            (150.0 * 0.72, 10.0 * 0.72),
-            (15.0 * 0.72, 1.0 * 0.72),
-            (4_500_000.0, f64::INFINITY),
-            (1800.0, f64::INFINITY),
-        ] {
-            let plan = SlotPlan::new(per_minute, per_second);
-            let windows = 60 / plan.secs + 1;
-            assert!(
-                (plan.capacity * windows) as f64 <= per_minute.max(2.0),
-                "{per_minute}: {plan:?}"
-            );
-            assert!(plan.capacity as f64 <= per_second.max(1.0), "{plan:?}");
-            assert_eq!(60 % plan.secs, 0);
-        }
-        // The wide tiers pace per second and lose under 2% of the minute.
-        let xl = SlotPlan::new(2520.0, 252.0);
-        assert_eq!(xl.secs, 1);
-        assert!(xl.per_minute() >= 2520.0 * 0.97, "{xl:?}");
-        // Narrow ones take longer slots rather than round a fraction of a request down to zero.
-        let m = SlotPlan::new(108.0, 7.2);
-        assert!(m.secs > 1 && m.per_minute() >= 108.0 * 0.8, "{m:?}");
+    fn limits_are_whole_units_and_a_second_never_exceeds_the_minute() {
+        assert_eq!(
+            PoolLimits::new(3500.0 * 0.72, 350.0 * 0.72),
+            PoolLimits {
+                per_second: 252,
+                per_minute: 2520
+            }
+        );
+        // Below one unit a second (Klaviyo's XS tier at our share) still admits one.
+        assert_eq!(PoolLimits::new(10.8, 0.72).per_second, 1);
+        assert_eq!(PoolLimits::new(5.0, f64::INFINITY).per_second, 5);
+    }
+
+    /// The most any 60 s window (61 consecutive slots) admitted.
+    fn busiest_minute(history: &[(u64, u64)]) -> u64 {
+        history
+            .iter()
+            .map(|(start, _)| {
+                history
+                    .iter()
+                    .filter(|(s, _)| *s >= *start && *s < start + WINDOW_SLOTS)
+                    .map(|(_, u)| u)
+                    .sum::<u64>()
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     #[tokio::test]
-    async fn containers_sharing_a_pool_never_exceed_a_slot_and_one_busy_container_gets_it_all() {
+    async fn containers_sharing_a_pool_keep_to_both_windows_and_one_busy_container_gets_it_all() {
         let store = Arc::new(MemorySlots::default());
-        let plan = SlotPlan {
-            secs: 1,
-            capacity: 20,
+        let limits = PoolLimits {
+            per_second: 20,
+            per_minute: 50,
         };
         let containers: Vec<Arc<PooledBudget>> = (0..4)
-            .map(|_| Arc::new(PooledBudget::new(store.clone(), "acct#XL", plan)))
+            .map(|_| Arc::new(PooledBudget::new(store.clone(), "acct#XL", limits)))
             .collect();
-        // Only one container has work: it is not held to a quarter.
+        // Only one container has work: it is not held to a quarter, and a fresh minute goes at
+        // the burst rate (40 units in two or three slots, not twelve).
         let busy = containers[0].clone();
         let started = std::time::Instant::now();
-        for _ in 0..60 {
+        for _ in 0..40 {
             busy.acquire("", 1).await;
         }
-        // 60 units at 20 a slot: two or three slot boundaries, never twelve (a quarter share).
         assert!(started.elapsed() < Duration::from_millis(3200), "{:?}", started.elapsed());
-        // All four at once: no slot admits more than its capacity.
+        // All four at once: the minute's last 10 units, then nothing until slots age out.
         let mut tasks = Vec::new();
         for c in &containers {
             for _ in 0..3 {
                 let c = c.clone();
                 tasks.push(tokio::spawn(async move {
-                    for _ in 0..10 {
-                        c.acquire("", 1).await;
-                    }
+                    tokio::time::timeout(Duration::from_secs(4), async {
+                        for _ in 0..10 {
+                            c.acquire("", 1).await;
+                        }
+                    })
+                    .await
+                    .ok();
                 }));
             }
         }
@@ -387,19 +416,18 @@ mod tests {
         }
         let history = store.history("acct#XL");
         assert!(history.iter().all(|(_, used)| *used <= 20), "{history:?}");
-        // Every unit asked for was admitted (chunks may leave a few unused at a slot's end).
-        assert!(history.iter().map(|(_, u)| u).sum::<u64>() >= 60 + 120);
+        assert_eq!(busiest_minute(&history), 50, "{history:?}");
     }
 
     #[tokio::test]
     async fn a_tenant_beside_a_busy_one_gets_half_of_each_slot_from_the_next_slot_on() {
         let store = Arc::new(MemorySlots::default());
-        let plan = SlotPlan {
-            secs: 1,
-            capacity: 10,
+        let limits = PoolLimits {
+            per_second: 10,
+            per_minute: 100_000,
         };
-        let big = Arc::new(PooledBudget::new(store.clone(), "bedrock", plan).per_tenant());
-        let small = Arc::new(PooledBudget::new(store.clone(), "bedrock", plan).per_tenant());
+        let big = Arc::new(PooledBudget::new(store.clone(), "bedrock", limits).per_tenant());
+        let small = Arc::new(PooledBudget::new(store.clone(), "bedrock", limits).per_tenant());
         // The big tenant keeps asking for everything.
         let hog = {
             let big = big.clone();

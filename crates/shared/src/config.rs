@@ -19,6 +19,8 @@ pub struct Config {
     pub app_table: String,
     pub catalog_table: String,
     pub sync_queue_url: String,
+    /// Small runs' work queue, polled by containers of their own (unset: the work queue).
+    pub express_work_queue_url: Option<String>,
     pub work_queue_url: String,
     /// Every merchant secret is named `{secret_prefix}/{merchant}/{vendor}`.
     pub secret_prefix: String,
@@ -98,6 +100,7 @@ impl Config {
             catalog_table: required("CATALOG_TABLE")?,
             sync_queue_url: required("SYNC_QUEUE_URL")?,
             work_queue_url: or("WORK_QUEUE_URL", ""),
+            express_work_queue_url: get("EXPRESS_WORK_QUEUE_URL"),
             secret_prefix: or("SECRET_PREFIX", "sendpersonal"),
             secrets_kms_key_id: get("SECRETS_KMS_KEY_ID"),
             klaviyo_base_url: or("KLAVIYO_BASE_URL", "https://a.klaviyo.com"),

@@ -52,6 +52,31 @@ impl DynamoSlots {
 
 #[async_trait]
 impl SlotStore for DynamoSlots {
+    async fn used(&self, bucket: &str, first: u64, last: u64) -> Result<u64, StoreError> {
+        if first > last {
+            return Ok(0);
+        }
+        // Slots are Unix seconds, ten digits for centuries: string order is time order.
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
+            .expression_attribute_values(":pk", pk(bucket))
+            .expression_attribute_values(":first", sk(first))
+            .expression_attribute_values(":last", sk(last))
+            .projection_expression("used")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError(describe(&e)))?;
+        Ok(out
+            .items()
+            .iter()
+            .filter_map(|i| i.get("used")?.as_n().ok()?.parse::<u64>().ok())
+            .sum())
+    }
+
     async fn take(
         &self,
         bucket: &str,

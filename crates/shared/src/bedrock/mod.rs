@@ -323,8 +323,10 @@ impl QuotaPacer {
     }
 
     fn pooled(mut self, store: Arc<dyn crate::budget::SlotStore>, name: &str, model_id: &str) -> Self {
-        use crate::budget::{PooledBudget, SlotPlan};
-        let plan = |per_minute: f64| SlotPlan::new(per_minute, f64::INFINITY);
+        use crate::budget::{PoolLimits, PooledBudget};
+        // Bedrock publishes no per-second limit; a tenth of the minute a second keeps a fresh
+        // minute from going out as one burst of hundreds of calls.
+        let plan = |per_minute: f64| PoolLimits::new(per_minute, per_minute / 10.0);
         self.pool = Some(PooledQuota {
             requests: PooledBudget::new(
                 store.clone(),

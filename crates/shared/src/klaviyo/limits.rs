@@ -8,7 +8,7 @@
 //! A function whose containers pool their share (`RateLimiter::pooled`) paces through
 //! [`crate::budget`] instead, one budget per account and tier over all its containers.
 
-use crate::budget::{PooledBudget, SlotPlan, SlotStore};
+use crate::budget::{PoolLimits, PooledBudget, SlotStore};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -265,11 +265,12 @@ impl RateLimiter {
             .entry((fingerprint.to_owned(), tier))
             .or_insert_with(|| {
                 let (burst, steady) = tier.limits();
-                let plan = SlotPlan::new(f64::from(steady) * factor, f64::from(burst) * factor);
+                let limits =
+                    PoolLimits::new(f64::from(steady) * factor, f64::from(burst) * factor);
                 Arc::new(PooledBudget::new(
                     pool.store.clone(),
                     format!("klaviyo#{}#{fingerprint}#{tier:?}", pool.name),
-                    plan,
+                    limits,
                 ))
             });
         Some(budget.clone())

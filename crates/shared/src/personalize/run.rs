@@ -120,7 +120,13 @@ pub struct WorkBatch {
     /// Klaviyo imports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_back_check: Option<WriteBackCheck>,
+    /// A small run's batch, on the express queue (its follow-ups go there too).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub express: bool,
 }
+
+/// Runs capped at this many profiles (or whose audience is one page) go on the express queue.
+pub const EXPRESS_MAX_PROFILES: u64 = 1_000;
 
 /// Which look at a submitted write-back job a follow-up is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
