@@ -378,7 +378,10 @@ async fn a_redelivered_batch_is_counted_once_and_a_dead_letter_is_counted_as_fai
     // The batch ended with its write-back job submitted; the follow-up it queued counts it
     // once the job is done.
     let run = merchant.get(&format!("/runs/{run_id}")).await.body;
-    assert_eq!(run["counts"]["written"], 0, "not counted before its job is done: {run}");
+    assert_eq!(
+        run["counts"]["written"], 0,
+        "not counted before its job is done: {run}"
+    );
     let follow_up = next_work_message(&world).await;
     assert_eq!(follow_up["batch"], 1, "{follow_up}");
     assert_eq!(follow_up["write_back_check"]["checks"], 0, "{follow_up}");

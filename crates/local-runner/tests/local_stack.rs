@@ -846,7 +846,10 @@ async fn worker_containers_pool_their_share_and_fanout_containers_pace_to_theirs
     let l = |c: &shared::Config| c.klaviyo_limits().factor(shared::klaviyo::Tier::L).unwrap();
     // The worker's containers together hold 0.9 of the 80% of each tier we may use, pooled; a
     // fan-out container holds its own share (previews and review samples are interactive).
-    assert_eq!(worker.vendor_budget_pool.as_deref(), Some("PersonalizeWorker"));
+    assert_eq!(
+        worker.vendor_budget_pool.as_deref(),
+        Some("PersonalizeWorker")
+    );
     assert!((xl(&worker) - 0.9 * 0.8).abs() < 1e-9, "{}", xl(&worker));
     assert!((l(&worker) - 0.2 * 0.8).abs() < 1e-9);
     assert!(fanout.vendor_budget_pool.is_none());

@@ -542,7 +542,10 @@ mod tests {
     #[test]
     fn small_runs_take_the_express_queue() {
         let mut run = run_with(0, 0);
-        assert!(!is_small(&run, 1, false), "an uncapped audience of many pages");
+        assert!(
+            !is_small(&run, 1, false),
+            "an uncapped audience of many pages"
+        );
         assert!(is_small(&run, 1, true), "an audience of one page");
         assert!(!is_small(&run, 3, true), "the last page of a big audience");
         run.profile_cap = Some(200);

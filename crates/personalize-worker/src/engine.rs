@@ -312,8 +312,11 @@ impl Engine {
                 let prepared = prepare(&catalog, self.bounds, k, id, &profile, events);
                 futures::future::ready(match prepared {
                     Ok(p) => Some(p),
-                    Err(result) => {
-                        settled.lock().expect("results lock").push(result);
+                    Err((id, outcome)) => {
+                        settled
+                            .lock()
+                            .expect("results lock")
+                            .push(simple_result(id, outcome));
                         None
                     }
                 })
@@ -506,8 +509,8 @@ impl Engine {
     }
 }
 
-/// A customer whose history was read, ready for the model; or their result when they cannot go
-/// (the read failed, nothing to recommend).
+/// A customer whose history was read, ready for the model; or their outcome when they cannot
+/// go (the read failed, nothing to recommend).
 fn prepare(
     catalog: &CachedCatalog,
     bounds: HistoryBounds,
@@ -515,15 +518,15 @@ fn prepare(
     id: String,
     profile: &Value,
     events: Result<Vec<Value>, KlaviyoError>,
-) -> Result<Prepared, ProfileResult> {
-    let events = events.map_err(|err| simple_result(id.clone(), klaviyo_failure(&err)))?;
+) -> Result<Prepared, (String, Outcome)> {
+    let events = match events {
+        Ok(events) => events,
+        Err(err) => return Err((id, klaviyo_failure(&err))),
+    };
     let history = PurchaseHistory::from_placed_orders(&events, bounds, now_unix());
     let candidates = catalog.index.choose(&history, k, &id);
     if candidates.is_empty() {
-        return Err(simple_result(
-            id,
-            Outcome::Skipped(SkipReason::NoCandidates),
-        ));
+        return Err((id, Outcome::Skipped(SkipReason::NoCandidates)));
     }
     Ok(Prepared {
         first_name: text(profile, "/attributes/first_name"),
@@ -567,4 +570,3 @@ fn finish(
         history_summary: shared::personalize::prompt::history_summary(&p.history),
     }
 }
-

@@ -235,7 +235,9 @@ impl Handler {
         let job = self.engine.klaviyo.bulk_import_job(&key, &job_id).await?;
         if !job.status.is_final() {
             if check.checks + 1 >= WRITE_BACK_CHECKS {
-                return Err("the Klaviyo import job did not finish in time; SQS will redeliver".into());
+                return Err(
+                    "the Klaviyo import job did not finish in time; SQS will redeliver".into(),
+                );
             }
             let next = WriteBackCheck {
                 checks: check.checks + 1,

@@ -394,7 +394,11 @@ mod tests {
         for _ in 0..40 {
             busy.acquire("", 1).await;
         }
-        assert!(started.elapsed() < Duration::from_millis(3200), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(3200),
+            "{:?}",
+            started.elapsed()
+        );
         // All four at once: the minute's last 10 units, then nothing until slots age out.
         let mut tasks = Vec::new();
         for c in &containers {
@@ -445,7 +449,11 @@ mod tests {
         hog.abort();
         // Alone it would take one slot; beside the hog, half of each slot once it is seen
         // waiting: two or three slots, not starved.
-        assert!(started.elapsed() < Duration::from_millis(3300), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(3300),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(store.tenant_total("bedrock", "small"), 10);
     }
 }

@@ -409,7 +409,11 @@ impl RunStore {
         let Some(item) = get_item(&self.client, &self.table, pk, &sk).await? else {
             return Ok(None);
         };
-        if item.get("status").and_then(|v| v.as_s().ok()).is_some_and(|st| st == "done") {
+        if item
+            .get("status")
+            .and_then(|v| v.as_s().ok())
+            .is_some_and(|st| st == "done")
+        {
             return Ok(None);
         }
         Ok(item

@@ -322,7 +322,12 @@ impl QuotaPacer {
         }
     }
 
-    fn pooled(mut self, store: Arc<dyn crate::budget::SlotStore>, name: &str, model_id: &str) -> Self {
+    fn pooled(
+        mut self,
+        store: Arc<dyn crate::budget::SlotStore>,
+        name: &str,
+        model_id: &str,
+    ) -> Self {
         use crate::budget::{PoolLimits, PooledBudget};
         // Bedrock publishes no per-second limit; a tenth of the minute a second keeps a fresh
         // minute from going out as one burst of hundreds of calls.

@@ -211,12 +211,10 @@ fn parse_job(body: &Value) -> Result<BulkImportJob, KlaviyoError> {
         failed_count: as_count(field("failed_count")),
         took: {
             let at = |name: &str| {
-                field(name)
-                    .and_then(Value::as_str)
-                    .and_then(|t| {
-                        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                            .ok()
-                    })
+                field(name).and_then(Value::as_str).and_then(|t| {
+                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
             };
             match (at("created_at"), at("completed_at")) {
                 (Some(created), Some(completed)) if completed >= created => {
@@ -303,7 +301,11 @@ impl KlaviyoClient {
 
     /// Pool the limits with every container of the function that uses the same `store` and
     /// `pool` name: `limits` are then the function's share of each tier, not one container's.
-    pub fn pooled(mut self, store: std::sync::Arc<dyn crate::budget::SlotStore>, pool: &str) -> Self {
+    pub fn pooled(
+        mut self,
+        store: std::sync::Arc<dyn crate::budget::SlotStore>,
+        pool: &str,
+    ) -> Self {
         let mode = self.limiter.mode();
         self.limiter = Arc::new(RateLimiter::pooled(mode, store, pool));
         self

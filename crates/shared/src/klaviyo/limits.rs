@@ -265,8 +265,7 @@ impl RateLimiter {
             .entry((fingerprint.to_owned(), tier))
             .or_insert_with(|| {
                 let (burst, steady) = tier.limits();
-                let limits =
-                    PoolLimits::new(f64::from(steady) * factor, f64::from(burst) * factor);
+                let limits = PoolLimits::new(f64::from(steady) * factor, f64::from(burst) * factor);
                 Arc::new(PooledBudget::new(
                     pool.store.clone(),
                     format!("klaviyo#{}#{fingerprint}#{tier:?}", pool.name),

@@ -22,7 +22,6 @@ const SHOP_B: &str = "second-store.myshopify.com";
 const BIG_RUN: u64 = 20_000;
 const SMALL_RUN: u64 = 200;
 const FANOUT_PROFILES: u64 = 200_000;
-/// Containers of the worker that process runs (the work queue's MaximumConcurrency).
 
 struct Api {
     http: reqwest::Client,
