@@ -274,7 +274,10 @@ async fn tool_input_is_grounded_in_the_provided_products() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| p["product_ref"].as_str().unwrap())
+        .map(|p| {
+            p.as_str()
+                .expect("products are bare refs, as the schema says")
+        })
         .collect();
     assert!(!refs.is_empty() && refs.len() <= 3);
     for r in &refs {

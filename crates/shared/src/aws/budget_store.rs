@@ -1,7 +1,8 @@
 //! Pooled vendor budgets ([`crate::budget`]) in the app table: one item per bucket and slot,
 //! `pk = BUDGET#<bucket>`, `sk = <slot>`, holding the units admitted, each tenant's part and the
 //! tenants that waited. Items expire two minutes after their slot. Buckets name a Klaviyo
-//! account by its key's fingerprint and tenants by merchant id: no secret, no customer data.
+//! account by its key's fingerprint and tenants by a digest of the merchant id: no secret, no
+//! customer data, no merchant id.
 
 use super::{describe, dynamo::EXPIRES_AT, is_condition_failure};
 use crate::budget::{SlotStore, StoreError};
@@ -23,15 +24,10 @@ fn sk(slot: u64) -> AttributeValue {
 fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
-/// A tenant's part is an attribute of its own; names are limited to what an attribute name
-/// may safely hold.
+/// A tenant's part is an attribute of its own, named by a digest of the merchant id: a slot
+/// names no merchant, and a deleted account leaves nothing that points back at it.
 fn tenant_attr(tenant: &str) -> String {
-    let clean: String = tenant
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .take(64)
-        .collect();
-    format!("t_{clean}")
+    format!("t_{}", crate::klaviyo::limits::key_fingerprint(tenant))
 }
 fn expires(slot_end_hint: u64) -> AttributeValue {
     n(slot_end_hint + 120)
