@@ -104,6 +104,7 @@ const ADAPTERS: &[(&str, Binding)] = &[
     ("CatalogStore", Binding::Env("CATALOG_TABLE")),
     ("AuditLog", Binding::Env("AUDIT_TABLE")),
     ("UserDirectory", Binding::Env("USER_POOL_ID")),
+    ("WorkQueues", Binding::QueuesReadByCrate),
     ("Queue", Binding::QueuesReadByCrate),
     ("SecretStore", Binding::MerchantSecrets),
     ("BedrockClient", Binding::InferenceProfile),
@@ -884,9 +885,14 @@ fn needs_of(
                 adapters.reach(ty, &f.name, &mut seen, &mut reach);
             }
         }
-        for (owner, action, via) in reach {
+        // Configuration the reached adapter code reads, first: it names queues too.
+        for (_, action, _) in &reach {
             if let Some(field) = action.strip_prefix(CONFIG_READ) {
                 config_reads.insert(field.to_owned());
+            }
+        }
+        for (owner, action, via) in reach {
+            if action.starts_with(CONFIG_READ) {
                 continue;
             }
             let binding = ADAPTERS
@@ -905,6 +911,8 @@ fn needs_of(
                 Binding::QueuesReadByCrate => {
                     let vars: Vec<String> = crate_words
                         .iter()
+                        .copied()
+                        .chain(config_reads.iter().map(String::as_str))
                         .filter(|w| w.ends_with("_queue_url"))
                         .map(|w| w.to_ascii_uppercase())
                         .collect();

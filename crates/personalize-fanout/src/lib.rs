@@ -10,7 +10,7 @@ use personalize_worker::engine::{Engine, Job};
 use serde_json::Value;
 use shared::api::{AudiencesPage, RunCreated, RunList, RunView};
 use shared::aws::dynamo::AppStore;
-use shared::aws::queue::Queue;
+use shared::aws::queue::{Queue, WorkQueues};
 use shared::aws::runs::RunStore;
 use shared::aws::secrets::SecretStore;
 use shared::domain::{now_unix, KlaviyoApiKey, MerchantId, Vendor};
@@ -34,8 +34,7 @@ pub struct Handler {
     runs: RunStore,
     secrets: SecretStore,
     fanout_queue: Queue,
-    work_queue: Queue,
-    express_queue: Option<Queue>,
+    work_queues: WorkQueues,
     engine: Engine,
 }
 
@@ -52,11 +51,7 @@ impl Handler {
             runs: RunStore::from_sdk(&aws, &config.app_table),
             secrets: SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone()),
             fanout_queue: Queue::from_sdk(&aws, &config.fanout_queue_url),
-            work_queue: Queue::from_sdk(&aws, &config.work_queue_url),
-            express_queue: config
-                .express_work_queue_url
-                .as_ref()
-                .map(|url| Queue::from_sdk(&aws, url)),
+            work_queues: WorkQueues::from_config(&aws, &config),
             config,
         })
     }
@@ -410,14 +405,7 @@ impl Handler {
                     write_back_check: None,
                     express: is_small(&run, batch_no, next.is_none()),
                 };
-                // The merchant is the fair-queue tenant: SQS serves a quiet merchant's batches
-                // without waiting behind a busy merchant's backlog; a small run's go on the
-                // express queue, whose containers a big run never fills.
-                let queue = match (&self.express_queue, work.express) {
-                    (Some(express), true) => express,
-                    _ => &self.work_queue,
-                };
-                queue.send_with(&work, Some(merchant.as_str()), 0).await?;
+                self.work_queues.send(&work, 0).await?;
             }
             let claimed = self
                 .runs

@@ -63,8 +63,7 @@ pub struct Handler {
     runs: RunStore,
     secrets: SecretStore,
     /// Where the write-back follow-ups go: the queue their batch came on.
-    work_queue: shared::aws::queue::Queue,
-    express_queue: Option<shared::aws::queue::Queue>,
+    work_queues: shared::aws::queue::WorkQueues,
     import_duration: ImportDuration,
 }
 
@@ -83,11 +82,7 @@ impl Handler {
         Ok(Self {
             runs: RunStore::from_sdk(&aws, &config.app_table),
             secrets: SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone()),
-            work_queue: shared::aws::queue::Queue::from_sdk(&aws, &config.work_queue_url),
-            express_queue: config
-                .express_work_queue_url
-                .as_ref()
-                .map(|url| shared::aws::queue::Queue::from_sdk(&aws, url)),
+            work_queues: shared::aws::queue::WorkQueues::from_config(&aws, &config),
             engine,
             config,
             import_duration: ImportDuration(std::sync::Mutex::new(ImportDuration::FIRST_GUESS)),
@@ -195,14 +190,9 @@ impl Handler {
                 .mul_f64(1.3f64.powi(check.checks as i32))
                 .clamp(Duration::from_secs(2), Duration::from_secs(60))
         };
-        let queue = match (&self.express_queue, batch.express) {
-            (Some(express), true) => express,
-            _ => &self.work_queue,
-        };
-        queue
-            .send_with(
+        self.work_queues
+            .send(
                 &batch.write_back_check(check),
-                Some(batch.merchant_id.as_str()),
                 delay.as_secs_f64().ceil() as u32,
             )
             .await?;

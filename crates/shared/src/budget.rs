@@ -259,15 +259,6 @@ struct MemorySlot {
 }
 
 impl MemorySlots {
-    /// Units admitted in `slot` of `bucket`.
-    pub fn used(&self, bucket: &str, slot: u64) -> u64 {
-        self.slots
-            .lock()
-            .expect("slots lock")
-            .get(&(bucket.to_owned(), slot))
-            .map_or(0, |s| s.used)
-    }
-
     /// Every slot of `bucket` with its units, in order.
     pub fn history(&self, bucket: &str) -> Vec<(u64, u64)> {
         let mut out: Vec<(u64, u64)> = self

@@ -81,3 +81,37 @@ impl Queue {
         Ok(())
     }
 }
+
+/// The queues a run's batches go on: the shared work queue, and the express queue that small
+/// runs take (`WorkBatch::express`) so they never wait for a container behind a big run.
+#[derive(Clone)]
+pub struct WorkQueues {
+    work: Queue,
+    express: Option<Queue>,
+}
+
+impl WorkQueues {
+    pub fn from_config(aws: &super::Aws, config: &crate::Config) -> Self {
+        Self {
+            work: Queue::from_sdk(aws, &config.work_queue_url),
+            express: config
+                .express_work_queue_url
+                .as_ref()
+                .map(|url| Queue::from_sdk(aws, url)),
+        }
+    }
+
+    /// Send `batch` to its queue, with its merchant as the fair-queue tenant (SQS serves a quiet
+    /// merchant's batches without waiting behind a busy merchant's backlog).
+    pub async fn send(
+        &self,
+        batch: &crate::personalize::run::WorkBatch,
+        delay_secs: u32,
+    ) -> Result<(), AwsError> {
+        let tenant = Some(batch.merchant_id.as_str());
+        match (&self.express, batch.express) {
+            (Some(express), true) => express.send_with(batch, tenant, delay_secs).await,
+            _ => self.work.send_with(batch, tenant, delay_secs).await,
+        }
+    }
+}
