@@ -368,12 +368,13 @@ async fn a_merchant_who_leaves_leaves_no_trace() {
     let gone = checkpoint(&world, "account deletion", &[&klaviyo_key]).await;
     trace::assert_nothing_left("account deletion", &gone, &[&sub, DEMO_SHOP, "demo-store"]);
     let apps = gone.table("AppTable");
-    // Besides webhook dedupe markers, only the pooled budgets' one-second slots, which name no
-    // merchant (checked above) and expire within two minutes.
+    // Besides webhook dedupe markers, only the pooled budgets' one-second slots and the deleted
+    // account's tombstone (keyed by a hash of the id, refusing its still-valid tokens), which
+    // name no merchant (checked above) and expire.
     assert!(
-        apps.iter()
-            .all(|i| i.contains("WEBHOOK#") || (i.contains("BUDGET#") && i.contains("expires_at"))),
-        "only webhook dedupe markers and budget slots (TTL) remain: {apps:?}"
+        apps.iter().all(|i| i.contains("WEBHOOK#")
+            || ((i.contains("BUDGET#") || i.contains("DELETED#")) && i.contains("expires_at"))),
+        "only webhook dedupe markers, budget slots and the tombstone (TTL) remain: {apps:?}"
     );
     assert!(gone.table("CatalogTable").is_empty());
     let merchant_secrets: Vec<_> = gone
@@ -626,12 +627,14 @@ async fn personalize_steps(world: &World, merchant: &Merchant<'_>) -> (Vec<Strin
         )
         .await;
     assert_eq!(run.status, StatusCode::CREATED, "{:?}", run.body);
-    run.body["samples"]
+    let id = run.body["run"]["run_id"].as_str().unwrap().to_owned();
+    let samples = merchant.get(&format!("/runs/{id}/samples")).await;
+    assert_eq!(samples.status, StatusCode::OK, "{:?}", samples.body);
+    samples.body["samples"]
         .as_array()
         .unwrap()
         .iter()
         .for_each(&mut keep_copy);
-    let id = run.body["run"]["run_id"].as_str().unwrap().to_owned();
     assert_eq!(
         merchant
             .post(&format!("/runs/{id}/approve"), json!({}))
@@ -644,7 +647,7 @@ async fn personalize_steps(world: &World, merchant: &Merchant<'_>) -> (Vec<Strin
     assert_eq!(done["state"], "completed", "{done}");
     // The copy that was written now lives in Klaviyo only: read it back to scan for it.
     for p in klaviyo.get_profiles(&key, &ids).await.unwrap() {
-        if let Some(body) = p["attributes"]["properties"]["sp_body"].as_str() {
+        if let Some(body) = p["attributes"]["properties"]["sp_campaign_body"].as_str() {
             copy.push(body.to_owned());
         }
     }

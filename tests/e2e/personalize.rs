@@ -3,10 +3,8 @@
 //! profile accounted for, each model misbehaviour caught, redelivery and the DLQ.
 
 use e2e::*;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-use shared::domain::KlaviyoApiKey;
-use shared::klaviyo::KlaviyoClient;
 
 const A: &str = "0f6e2a3c-1b4d-4e5f-8a9b-7c6d5e4f3a21";
 const BRIEF: &str = "Winter sale, free shipping over $50";
@@ -15,76 +13,6 @@ async fn connected(world: &World) -> Merchant<'_> {
     let merchant = world.merchant(A).await;
     merchant.connect_demo_accounts().await;
     merchant
-}
-
-async fn audience(merchant: &Merchant<'_>, name: &str) -> Value {
-    let resp = merchant.get("/audiences").await;
-    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
-    resp.body["audiences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == name)
-        .cloned()
-        .expect("audience exists")
-}
-
-fn klaviyo(world: &World) -> (KlaviyoClient, KlaviyoApiKey) {
-    let client = KlaviyoClient::new(
-        reqwest::Client::new(),
-        world.stack.sandbox.klaviyo_base_url(),
-        "2026-07-15".into(),
-    );
-    (
-        client,
-        KlaviyoApiKey::parse(&world.stack.sandbox.full_access_klaviyo_key()).unwrap(),
-    )
-}
-
-/// The first page (up to 100) of a segment's member ids, read from Klaviyo directly.
-async fn first_page(client: &KlaviyoClient, key: &KlaviyoApiKey, segment: &Value) -> Vec<String> {
-    let id = segment["id"].as_str().unwrap();
-    client
-        .audience_page(key, shared::klaviyo::AudienceKind::Segment, id, None)
-        .await
-        .unwrap()
-        .0
-}
-
-async fn run_and_wait(world: &World, merchant: &Merchant<'_>, body: Value) -> Value {
-    let created = merchant.post("/runs", body).await;
-    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
-    world.settle().await;
-    let id = created.body["run"]["run_id"].as_str().unwrap().to_owned();
-    merchant.get(&format!("/runs/{id}")).await.body
-}
-
-fn assert_adds_up(run: &Value) {
-    let c = &run["counts"];
-    let sum = |m: &Value| {
-        m.as_object()
-            .map(|o| o.values().map(|v| v.as_u64().unwrap()).sum::<u64>())
-            .unwrap_or(0)
-    };
-    let accounted = c["written"].as_u64().unwrap()
-        + c["holdout"].as_u64().unwrap()
-        + sum(&c["skipped"])
-        + sum(&c["failed"]);
-    assert_eq!(
-        accounted,
-        c["total"].as_u64().unwrap(),
-        "total = written + holdout + skipped + failed: {run}"
-    );
-}
-
-async fn bedrock_fault(world: &World, mode: &str, count: i64) {
-    world
-        .sandbox(
-            Method::POST,
-            "/_sandbox/bedrock/faults",
-            json!({ "mode": mode, "count": count }),
-        )
-        .await;
 }
 
 #[tokio::test]
@@ -190,43 +118,130 @@ async fn a_run_writes_every_profile_back_and_its_numbers_add_up() {
     );
     assert!(run["estimated_cost_usd"].as_f64().unwrap() > 0.0);
 
-    // Read the profiles back from Klaviyo: copy for the personalized group, only the run marker
-    // for the holdout group.
+    // Read the profiles back from Klaviyo: copy for the personalized group; for every other
+    // profile of the run the set is cleared and names the run and the outcome.
     let (client, key) = klaviyo(&world);
     let ids = first_page(&client, &key, &vip).await;
     let profiles = client.get_profiles(&key, &ids).await.unwrap();
     let run_id = run["run_id"].as_str().unwrap();
+    assert_eq!(run["property_set"], "campaign", "the default set: {run}");
     let mut seen = (0, 0);
     for p in &profiles {
         let props = &p["attributes"]["properties"];
-        if props["sp_run_id"] != run_id {
+        if props["sp_campaign_run_id"] != run_id {
             continue;
         }
-        match props["sp_group"].as_str() {
+        match props["sp_campaign_outcome"].as_str() {
             Some("personalized") => {
                 seen.0 += 1;
                 assert!(
-                    props["sp_body"].as_str().is_some_and(|b| !b.is_empty()),
+                    props["sp_campaign_body"]
+                        .as_str()
+                        .is_some_and(|b| !b.is_empty()),
                     "{props}"
                 );
-                assert!(props["sp_product_1_url"]
+                assert!(props["sp_campaign_product_1_url"]
                     .as_str()
                     .is_some_and(|u| u.starts_with("http")));
             }
-            Some("holdout") => {
-                seen.1 += 1;
+            Some("holdout" | "skipped" | "failed") => {
+                seen.1 += usize::from(props["sp_campaign_outcome"] == "holdout");
                 assert!(
-                    props.get("sp_body").is_none_or(Value::is_null),
-                    "holdout profiles get no copy: {props}"
+                    props.get("sp_campaign_body").is_none_or(Value::is_null),
+                    "profiles without copy of this run have none: {props}"
                 );
             }
-            other => panic!("unexpected sp_group {other:?}"),
+            other => panic!("unexpected sp_campaign_outcome {other:?}"),
         }
     }
     assert!(
         seen.0 > 0 && seen.1 > 0,
         "both groups were written back: {seen:?}"
     );
+}
+
+/// Every profile of a run ends with this run's copy or none: a profile the second run cannot
+/// personalize loses the first run's copy and says why.
+#[tokio::test]
+async fn a_profile_a_run_cannot_personalize_keeps_no_older_copy() {
+    let world = World::start().await;
+    let merchant = connected(&world).await;
+    let vip = audience(&merchant, "VIP + Engaged").await;
+    let body = json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 12, "holdout_percent": 0 });
+    let first = run_and_wait(&world, &merchant, body.clone()).await;
+    assert_eq!(first["state"], "completed", "{first}");
+    assert!(first["counts"]["written"].as_u64().unwrap() > 0, "{first}");
+
+    // The model fails for every customer of the second run: nothing is written, and the first
+    // run's copy must not survive to be sent with the second campaign.
+    bedrock_fault(&world, "fail", -1).await;
+    let second = run_and_wait(&world, &merchant, body).await;
+    bedrock_fault(&world, "none", 0).await;
+    assert_eq!(second["state"], "completed", "{second}");
+    assert_adds_up(&second);
+    assert_eq!(second["counts"]["failed"]["bedrock"], 12, "{second}");
+
+    let (client, key) = klaviyo(&world);
+    let ids: Vec<String> = first_page(&client, &key, &vip)
+        .await
+        .into_iter()
+        .take(12)
+        .collect();
+    let second_id = second["run_id"].as_str().unwrap();
+    for p in client.get_profiles(&key, &ids).await.unwrap() {
+        let props = &p["attributes"]["properties"];
+        assert_eq!(props["sp_campaign_run_id"], second_id, "{props}");
+        assert_eq!(props["sp_campaign_outcome"], "failed", "{props}");
+        assert_eq!(props["sp_campaign_reason"], "bedrock", "{props}");
+        for k in [
+            "sp_campaign_subject",
+            "sp_campaign_body",
+            "sp_campaign_product_1_title",
+        ] {
+            assert!(
+                props.get(k).is_none_or(Value::is_null),
+                "{k} cleared: {props}"
+            );
+        }
+    }
+}
+
+/// Runs write named property sets: two live runs never share one, and different sets can be
+/// live side by side.
+#[tokio::test]
+async fn two_live_runs_never_write_the_same_property_set() {
+    let world = World::start().await;
+    let merchant = connected(&world).await;
+    let vip = audience(&merchant, "VIP + Engaged").await;
+    let body = |set: &str| json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 5, "review": true, "property_set": set });
+    let winter = merchant.post("/runs", body("winter")).await;
+    assert_eq!(winter.status, StatusCode::CREATED, "{:?}", winter.body);
+    assert_eq!(winter.body["run"]["property_set"], "winter");
+    let winter_id = winter.body["run"]["run_id"].as_str().unwrap().to_owned();
+
+    let clash = merchant.post("/runs", body("winter")).await;
+    assert_eq!(clash.status, StatusCode::CONFLICT, "{:?}", clash.body);
+    assert!(clash.problem_type().ends_with("/property-set-in-use"));
+    assert!(clash.body["detail"].as_str().unwrap().contains(&winter_id));
+
+    let other = merchant.post("/runs", body("spring")).await;
+    assert_eq!(
+        other.status,
+        StatusCode::CREATED,
+        "another set is free: {:?}",
+        other.body
+    );
+
+    let bad = merchant.post("/runs", body("Winter-Sale")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{:?}", bad.body);
+
+    // Once the holder ends, the set is free again.
+    let cancelled = merchant
+        .post(&format!("/runs/{winter_id}/cancel"), json!({}))
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK);
+    let again = merchant.post("/runs", body("winter")).await;
+    assert_eq!(again.status, StatusCode::CREATED, "{:?}", again.body);
 }
 
 #[tokio::test]
@@ -236,15 +251,24 @@ async fn review_waits_for_approval_and_a_cancelled_run_writes_nothing() {
     let vip = audience(&merchant, "VIP + Engaged").await;
     let body = json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 30, "review": true });
 
+    let before = world.sandbox_stats().await;
     let created = merchant.post("/runs", body.clone()).await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     assert_eq!(created.body["run"]["state"], "awaiting_approval");
     assert_eq!(
-        created.body["samples"].as_array().unwrap().len(),
-        3,
-        "samples to review"
+        world.sandbox_stats().await["bedrock"]["requests"],
+        before["bedrock"]["requests"],
+        "creating the run asks the model nothing"
     );
     let id = created.body["run"]["run_id"].as_str().unwrap().to_owned();
+    let samples = merchant.get(&format!("/runs/{id}/samples")).await;
+    assert_eq!(samples.status, StatusCode::OK, "{:?}", samples.body);
+    assert_eq!(
+        samples.body["samples"].as_array().unwrap().len(),
+        3,
+        "samples to review: {:?}",
+        samples.body
+    );
     world.settle().await;
     assert_eq!(
         merchant.get(&format!("/runs/{id}")).await.body["counts"]["total"],
@@ -266,6 +290,12 @@ async fn review_waits_for_approval_and_a_cancelled_run_writes_nothing() {
         .await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert!(again.problem_type().ends_with("/run-state-conflict"));
+    let late = merchant.get(&format!("/runs/{id}/samples")).await;
+    assert_eq!(
+        late.status,
+        StatusCode::CONFLICT,
+        "no samples once approved"
+    );
 
     let second = merchant.post("/runs", body).await;
     let second_id = second.body["run"]["run_id"].as_str().unwrap().to_owned();
@@ -347,7 +377,7 @@ async fn a_redelivered_batch_is_counted_once_and_a_dead_letter_is_counted_as_fai
         o.run_queues = false;
     })
     .await;
-    let merchant = connected_without_queues(&world).await;
+    let merchant = connected_without_queues(&world, A).await;
     let vip = audience(&merchant, "VIP + Engaged").await;
     let created = merchant
         .post("/runs", json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 8, "review": true }))
@@ -424,68 +454,11 @@ async fn a_redelivered_batch_is_counted_once_and_a_dead_letter_is_counted_as_fai
     assert_eq!(run["counts"]["failed"]["dead_letter"], 4, "{run}");
 }
 
-/// The next message on the work queue (queues are not delivered in these tests), deleted.
-/// A follow-up whose job is not done yet is sent on again, so the last one wins.
-async fn next_work_message(world: &World) -> Value {
-    let sqs = world.stack.aws.sqs();
-    let url = world
-        .stack
-        .resources
-        .queue_url("WorkQueue")
-        .expect("the work queue")
-        .to_owned();
-    for _ in 0..6 {
-        let out = sqs
-            .receive_message()
-            .queue_url(&url)
-            .wait_time_seconds(10)
-            .max_number_of_messages(1)
-            .send()
-            .await
-            .unwrap();
-        if let Some(m) = out.messages().first() {
-            sqs.delete_message()
-                .queue_url(&url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-            return serde_json::from_str(m.body().unwrap()).unwrap();
-        }
-    }
-    panic!("no message reached the work queue in a minute");
-}
-
-/// Connect both sides when queues are not delivered: run the first sync by hand.
-async fn connected_without_queues(world: &World) -> Merchant<'_> {
-    let merchant = world.merchant(A).await;
-    assert_eq!(
-        merchant
-            .connect_klaviyo(&world.stack.sandbox.full_access_klaviyo_key())
-            .await
-            .status,
-        StatusCode::OK
-    );
-    let callback = merchant.authorize_shopify(DEMO_SHOP).await;
-    assert_eq!(world.get_url(&callback).await.status, StatusCode::OK);
-    let sync = sqs_event(
-        "s1",
-        &json!({"merchant_id": A, "reason": "connected"}),
-        SYNC_QUEUE_ARN,
-    );
-    world
-        .stack
-        .invoke("CatalogSyncFunction", sync)
-        .await
-        .unwrap();
-    merchant
-}
-
 #[tokio::test]
 async fn a_worker_that_crashed_after_submitting_its_write_finishes_that_write_instead_of_writing_again(
 ) {
     let world = World::start_with(|o| o.run_queues = false).await;
-    let merchant = connected_without_queues(&world).await;
+    let merchant = connected_without_queues(&world, A).await;
     let vip = audience(&merchant, "VIP + Engaged").await;
     let created = merchant
         .post("/runs", json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 5, "review": true }))
@@ -505,14 +478,15 @@ async fn a_worker_that_crashed_after_submitting_its_write_finishes_that_write_in
     );
     let props: Vec<(String, serde_json::Map<String, Value>)> = ids
         .iter()
-        .map(|id| (id.clone(), json!({ "sp_run_id": run_id, "sp_group": "personalized", "sp_body": "written before the crash" }).as_object().unwrap().clone()))
+        .map(|id| (id.clone(), json!({ "sp_campaign_run_id": run_id, "sp_campaign_outcome": "personalized", "sp_campaign_body": "written before the crash" }).as_object().unwrap().clone()))
         .collect();
-    let job_id = client.start_bulk_import(&key, &props).await.unwrap();
     let mut pending = shared::aws::runs::BatchTally::default();
     pending.counts.written = 5;
-    runs.record_batch_job(&run_id, 1, &job_id, &pending)
+    runs.record_write_intent(&run_id, 1, "WWWWW", &pending)
         .await
         .unwrap();
+    let job_id = client.start_bulk_import(&key, &props).await.unwrap();
+    runs.record_write_job(&run_id, 1, &job_id).await.unwrap();
     let before = world.sandbox_stats().await;
 
     let mut event = sqs_event(
@@ -527,6 +501,24 @@ async fn a_worker_that_crashed_after_submitting_its_write_finishes_that_write_in
         .await
         .unwrap();
     assert_eq!(out["batchItemFailures"], json!([]), "{out}");
+    // The redelivery hands the recorded job to a follow-up, which counts it.
+    let follow_up = next_work_message(&world).await;
+    assert_eq!(follow_up["write_back_check"]["checks"], 0, "{follow_up}");
+    let work_queue = world
+        .stack
+        .resources
+        .arn("WorkQueue")
+        .unwrap_or_default()
+        .to_owned();
+    let checked = world
+        .stack
+        .invoke(
+            "PersonalizeWorkerFunction",
+            sqs_event("f1", &follow_up, &work_queue),
+        )
+        .await
+        .unwrap();
+    assert_eq!(checked["batchItemFailures"], json!([]), "{checked}");
 
     let after = world.sandbox_stats().await;
     assert_eq!(writes(&before), writes(&after), "no second write-back");
@@ -541,7 +533,7 @@ async fn a_worker_that_crashed_after_submitting_its_write_finishes_that_write_in
     );
     for p in client.get_profiles(&key, &ids).await.unwrap() {
         assert_eq!(
-            p["attributes"]["properties"]["sp_body"],
+            p["attributes"]["properties"]["sp_campaign_body"],
             "written before the crash"
         );
     }
@@ -588,4 +580,85 @@ async fn a_429_storm_slows_a_run_down_but_loses_no_profile() {
     assert_eq!(run["state"], "completed", "{run}");
     assert_eq!(run["counts"]["total"], 300);
     assert_adds_up(&run);
+    // Throttled reads were retried in place: nobody failed, everyone not held out was written.
+    assert_eq!(run["counts"]["failed"], json!({}), "{run}");
+    assert_eq!(run["counts"]["skipped"], json!({}), "{run}");
+    assert_eq!(
+        run["counts"]["written"].as_u64().unwrap() + run["counts"]["holdout"].as_u64().unwrap(),
+        300,
+        "{run}"
+    );
+}
+
+/// Klaviyo answers lists and segments ten a page: a merchant paging through audiences (or a
+/// console refreshing) reads them once a minute, not on every call.
+#[tokio::test]
+async fn audiences_are_read_from_klaviyo_once_then_reused_briefly() {
+    let world = World::start().await;
+    let merchant = connected(&world).await;
+    let audience_reads = |stats: &Value| -> u64 {
+        stats["klaviyo"]["requests"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| {
+                (k.contains("/api/lists") || k.contains("/api/segments"))
+                    && !k.contains("relationships")
+            })
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum()
+    };
+    let before = audience_reads(&world.sandbox_stats().await);
+    let first = merchant.get("/audiences").await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    let after_first = audience_reads(&world.sandbox_stats().await);
+    assert!(after_first > before, "the first call reads Klaviyo");
+    let second = merchant.get("/audiences").await;
+    assert_eq!(second.body, first.body, "the same audiences");
+    assert_eq!(
+        audience_reads(&world.sandbox_stats().await),
+        after_first,
+        "the second call within a minute reads nothing"
+    );
+}
+
+/// A model slower than the samples deadline costs the samples call a retryable 503, never the
+/// run: `POST /runs` answers at once and the run can still be approved.
+#[tokio::test]
+async fn a_slow_model_delays_the_samples_but_never_the_run() {
+    let world = World::start_with(|o| {
+        o.sandbox.bedrock_latency_ms = 4000;
+        o.env_overrides
+            .insert("SAMPLES_DEADLINE_MS".into(), "1000".into());
+    })
+    .await;
+    let merchant = connected(&world).await;
+    let vip = audience(&merchant, "VIP + Engaged").await;
+    let started = std::time::Instant::now();
+    let created = merchant
+        .post("/runs", json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 5, "review": true }))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(3500),
+        "POST /runs does not wait for the model"
+    );
+    let id = created.body["run"]["run_id"].as_str().unwrap().to_owned();
+    let samples = merchant.get(&format!("/runs/{id}/samples")).await;
+    assert_eq!(
+        samples.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        samples.body
+    );
+    assert!(samples.problem_type().ends_with("/samples-not-ready"));
+    assert_eq!(
+        merchant.get(&format!("/runs/{id}")).await.body["state"],
+        "awaiting_approval",
+        "the run is intact"
+    );
+    let approved = merchant
+        .post(&format!("/runs/{id}/approve"), json!({}))
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{:?}", approved.body);
 }

@@ -4,6 +4,8 @@
 use local_runner::{LocalStack, StackOptions};
 use reqwest::{redirect, Method, StatusCode};
 use serde_json::{json, Value};
+use shared::domain::KlaviyoApiKey;
+use shared::klaviyo::KlaviyoClient;
 use std::time::Duration;
 
 /// The sandbox's default shop and app secret (see crates/sandbox).
@@ -377,3 +379,151 @@ pub fn sqs_event(
 
 /// A sync-queue ARN for events that do not depend on the real queue.
 pub const SYNC_QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:sync";
+
+// Personalization runs: audiences, Klaviyo read-back, waiting for a run, its accounting.
+
+pub async fn audience(merchant: &Merchant<'_>, name: &str) -> Value {
+    let resp = merchant.get("/audiences").await;
+    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
+    resp.body["audiences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .cloned()
+        .expect("audience exists")
+}
+
+pub fn klaviyo(world: &World) -> (KlaviyoClient, KlaviyoApiKey) {
+    let client = KlaviyoClient::new(
+        reqwest::Client::new(),
+        world.stack.sandbox.klaviyo_base_url(),
+        "2026-07-15".into(),
+    );
+    (
+        client,
+        KlaviyoApiKey::parse(&world.stack.sandbox.full_access_klaviyo_key()).unwrap(),
+    )
+}
+
+/// The first page (up to 100) of a segment's member ids, read from Klaviyo directly.
+pub async fn first_page(
+    client: &KlaviyoClient,
+    key: &KlaviyoApiKey,
+    segment: &Value,
+) -> Vec<String> {
+    let id = segment["id"].as_str().unwrap();
+    client
+        .audience_page(key, shared::klaviyo::AudienceKind::Segment, id, None)
+        .await
+        .unwrap()
+        .0
+}
+
+pub async fn run_and_wait(world: &World, merchant: &Merchant<'_>, body: Value) -> Value {
+    let created = merchant.post("/runs", body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    world.settle().await;
+    let id = created.body["run"]["run_id"].as_str().unwrap().to_owned();
+    merchant.get(&format!("/runs/{id}")).await.body
+}
+
+pub fn assert_adds_up(run: &Value) {
+    let c = &run["counts"];
+    let sum = |m: &Value| {
+        m.as_object()
+            .map(|o| o.values().map(|v| v.as_u64().unwrap()).sum::<u64>())
+            .unwrap_or(0)
+    };
+    let accounted = c["written"].as_u64().unwrap()
+        + c["holdout"].as_u64().unwrap()
+        + sum(&c["skipped"])
+        + sum(&c["failed"]);
+    assert_eq!(
+        accounted,
+        c["total"].as_u64().unwrap(),
+        "total = written + holdout + skipped + failed: {run}"
+    );
+}
+
+pub async fn bedrock_fault(world: &World, mode: &str, count: i64) {
+    world
+        .sandbox(
+            Method::POST,
+            "/_sandbox/bedrock/faults",
+            json!({ "mode": mode, "count": count }),
+        )
+        .await;
+}
+
+/// The next message on the work queue (queues are not delivered in these tests), deleted.
+/// A follow-up whose job is not done yet is sent on again, so the last one wins.
+pub async fn next_work_message(world: &World) -> Value {
+    for _ in 0..6 {
+        if let Some(m) = take_messages(world, "WorkQueue", 10, 1).await.pop() {
+            return m;
+        }
+    }
+    panic!("no message reached the work queue in a minute");
+}
+
+/// Receive and delete up to `max` messages of a queue (by logical id), waiting up to `wait_secs`
+/// for the first: what a lost message looks like, or a message to deliver by hand.
+pub async fn take_messages(world: &World, queue: &str, wait_secs: i32, max: usize) -> Vec<Value> {
+    let sqs = world.stack.aws.sqs();
+    let url = world
+        .stack
+        .resources
+        .queue_url(queue)
+        .unwrap_or_else(|| panic!("no queue {queue}"))
+        .to_owned();
+    let mut taken = Vec::new();
+    while taken.len() < max {
+        let out = sqs
+            .receive_message()
+            .queue_url(&url)
+            .wait_time_seconds(if taken.is_empty() { wait_secs } else { 0 })
+            .max_number_of_messages((max - taken.len()).min(10) as i32)
+            .send()
+            .await
+            .unwrap();
+        if out.messages().is_empty() {
+            break;
+        }
+        for m in out.messages() {
+            sqs.delete_message()
+                .queue_url(&url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+            taken.push(serde_json::from_str(m.body().unwrap()).unwrap());
+        }
+    }
+    taken
+}
+
+/// Connect both sides when queues are not delivered: run the first sync by hand.
+pub async fn connected_without_queues<'w>(world: &'w World, sub: &str) -> Merchant<'w> {
+    let merchant = world.merchant(sub).await;
+    assert_eq!(
+        merchant
+            .connect_klaviyo(&world.stack.sandbox.full_access_klaviyo_key())
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let callback = merchant.authorize_shopify(DEMO_SHOP).await;
+    assert_eq!(world.get_url(&callback).await.status, StatusCode::OK);
+    let sync = sqs_event(
+        "s1",
+        &json!({"merchant_id": sub, "reason": "connected"}),
+        SYNC_QUEUE_ARN,
+    );
+    world
+        .stack
+        .invoke("CatalogSyncFunction", sync)
+        .await
+        .unwrap();
+    merchant
+}

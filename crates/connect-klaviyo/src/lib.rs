@@ -1,6 +1,7 @@
 //! connect-klaviyo: shows a merchant's connections and connects Klaviyo with a private API key.
 //!
-//! Routes: `GET /connections`, `PUT /connections/klaviyo`, `GET /openapi.json`.
+//! Routes: `GET /connections`, `PUT /connections/klaviyo`, `GET /openapi.json`. A deleted
+//! account's still-valid token is refused (`account-deleted`) before anything is read or written.
 
 use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
@@ -44,11 +45,11 @@ impl Handler {
         match http::route_key(req) {
             "GET /openapi.json" => Ok(http::json(200, &shared::api::openapi())),
             "GET /connections" => {
-                let merchant = http::merchant(req)?;
+                let merchant = http::live_merchant(req, &self.store).await?;
                 Ok(http::json(200, &self.connections(&merchant).await?))
             }
             "PUT /connections/klaviyo" => {
-                let merchant = http::merchant(req)?;
+                let merchant = http::live_merchant(req, &self.store).await?;
                 let body: PutKlaviyoKey = http::json_body(req)?;
                 let key = KlaviyoApiKey::parse(&body.api_key)
                     .map_err(|e| ApiError::InvalidKlaviyoKey(e.0))?;
@@ -90,6 +91,9 @@ impl Handler {
                 missing.into_iter().map(str::to_owned).collect(),
             ));
         }
+        // Validation took several vendor calls: look again, so an account deleted meanwhile
+        // gets no key stored.
+        http::refuse_deleted(&self.store, merchant).await?;
         let secret = serde_json::json!({ "api_key": key.expose() }).to_string();
         self.secrets
             .put(&self.config.secret_name(merchant, Vendor::Klaviyo), &secret)

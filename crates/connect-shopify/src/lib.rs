@@ -3,12 +3,20 @@
 //! Routes: `POST /connections/shopify` (returns the authorize URL), the public
 //! `GET /connections/shopify/callback` (verified by Shopify's HMAC, bound to the merchant by the
 //! one-time state), `POST /catalog/sync`, and the public `POST /webhooks/shopify` (see [`webhooks`]).
+//!
+//! A merchant has one shop at a time. Connecting a different shop than the one they had retires
+//! the old one once the new one is in place: our grant on it is revoked at Shopify
+//! (`appUninstall`), its shop → merchant mapping, refresh lock and cached catalog are deleted, so
+//! a later `app/uninstalled` or `shop/redact` of the old shop can never reach the new shop's data.
+//! A deleted account's still-valid token is refused on every route (`account-deleted`).
 
 use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use serde_json::Value;
 use shared::api::{ShopifyAuthorize, ShopifyConnected, StartShopify, SyncQueued};
+use shared::aws::catalog_store::CatalogStore;
 use shared::aws::dynamo::{AppStore, OAuthState};
+use shared::aws::purge::refresh_lock_key;
 use shared::aws::{queue::Queue, secrets::SecretStore, AwsError};
 use shared::domain::{
     now_unix, rfc3339, AppSecret, ConnectionStatus, MerchantId, ShopDomain, ShopifyConnection,
@@ -16,8 +24,12 @@ use shared::domain::{
 };
 use shared::edge::{function::parse_event, http, Function, FunctionError};
 use shared::error::ApiError;
-use shared::shopify::{oauth, ShopifyError};
+use shared::shopify::{
+    oauth, uninstall::uninstall_app, HeldTokens, ShopifyAdmin, ShopifyApp, ShopifyError,
+    ShopifyTokens,
+};
 use shared::Config;
+use std::sync::Arc;
 
 mod webhooks;
 pub use webhooks::{DEDUPE_TTL_SECS, MAX_WEBHOOK_BODY_BYTES};
@@ -30,11 +42,13 @@ const STATE_TTL_SECS: i64 = 600;
 pub struct Handler {
     config: Config,
     store: AppStore,
+    catalog: CatalogStore,
     secrets: SecretStore,
     sync_queue: Queue,
     purge_queue: Option<Queue>,
     http: reqwest::Client,
     client_secret: AppSecret,
+    app: ShopifyApp,
 }
 
 impl Handler {
@@ -44,6 +58,8 @@ impl Handler {
         let client_secret = secrets.shopify_client_secret(&config);
         Ok(Self {
             store: AppStore::from_sdk(&aws, &config.app_table),
+            catalog: CatalogStore::from_sdk(&aws, &config.catalog_table),
+            app: ShopifyApp::from_config(&config, client_secret.clone()),
             sync_queue: Queue::from_sdk(&aws, &config.sync_queue_url),
             purge_queue: config
                 .purge_queue_url
@@ -62,7 +78,7 @@ impl Handler {
     ) -> Result<ApiGatewayV2httpResponse, ApiError> {
         match http::route_key(req) {
             "POST /connections/shopify" => {
-                let merchant = http::merchant(req)?;
+                let merchant = http::live_merchant(req, &self.store).await?;
                 let body: StartShopify = http::json_body(req)?;
                 let shop =
                     ShopDomain::parse(&body.shop).map_err(|e| ApiError::InvalidShopDomain(e.0))?;
@@ -74,7 +90,7 @@ impl Handler {
             }
             "POST /webhooks/shopify" => self.webhook(req).await,
             "POST /catalog/sync" => {
-                let merchant = http::merchant(req)?;
+                let merchant = http::live_merchant(req, &self.store).await?;
                 Ok(http::json(202, &self.request_sync(&merchant).await?))
             }
             other => Err(ApiError::RouteNotFound(other.to_owned())),
@@ -151,6 +167,9 @@ impl Handler {
             return Err(ApiError::InvalidOAuthState);
         }
         let merchant = state.merchant;
+        // The install may have been started before the account was deleted: no grant is taken
+        // and nothing is written for a deleted account.
+        http::refuse_deleted(&self.store, &merchant).await?;
         let base = self.config.shopify_base_url(&shop);
         let tokens = oauth::exchange_code(
             &self.http,
@@ -161,6 +180,13 @@ impl Handler {
         )
         .await
         .map_err(shopify_error)?;
+        // A different shop than the merchant's: its token pair is read now, before the new pair
+        // replaces it in the merchant's one Shopify secret, to revoke its grant afterwards.
+        let previous = self.store.shopify(&merchant).await.map_err(internal)?;
+        let retiring = match previous.as_ref().filter(|p| p.shop != shop) {
+            Some(old) => Some((old.clone(), self.stored_tokens(&merchant).await)),
+            None => None,
+        };
         // Claimed only after Shopify accepted the code, so a failed install blocks nobody.
         if !self
             .store
@@ -181,7 +207,6 @@ impl Handler {
             .map_err(internal)?;
 
         // A reconnect keeps the cached catalog until the new sync replaces it.
-        let previous = self.store.shopify(&merchant).await.map_err(internal)?;
         let connection = ShopifyConnection {
             status: ConnectionStatus::Connected,
             shop: shop.clone(),
@@ -218,11 +243,93 @@ impl Handler {
             shop = shop.as_str(),
             "shopify connected; first sync queued"
         );
+        // Only now that the connection names the new shop: a purge for the old shop (its
+        // app/uninstalled follows the revocation) then finds a merchant on another shop and
+        // deletes only what names the old one.
+        if let Some((old, tokens)) = retiring {
+            self.retire_shop(&merchant, &old, tokens).await;
+        }
         Ok(ShopifyConnected {
             shop: shop.as_str().to_owned(),
             status: ConnectionStatus::Connected,
             catalog_sync: "queued".into(),
         })
+    }
+
+    /// The merchant's stored token pair, if it can be read (best effort: a retired shop whose
+    /// pair is gone or unreadable is still released, only its grant cannot be revoked).
+    async fn stored_tokens(&self, merchant: &MerchantId) -> Option<ShopifyTokens> {
+        let name = self.config.secret_name(merchant, Vendor::Shopify);
+        match self.secrets.get(&name).await {
+            Ok(Some(text)) => serde_json::from_str(&text).ok(),
+            Ok(None) => None,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not read the token pair of the shop being replaced");
+                None
+            }
+        }
+    }
+
+    /// Give up the shop a merchant had before the one just connected: revoke our grant on it
+    /// (with its own token pair, held in memory), then delete its shop → merchant mapping (only
+    /// if it is still this merchant's), its refresh lock and its cached catalog. Each step is
+    /// best effort and logged: the new shop is connected already, and a mapping left behind
+    /// harms nothing (a purge for the old shop leaves a merchant on another shop alone, and
+    /// deletes that mapping when the old shop's app/uninstalled arrives).
+    async fn retire_shop(
+        &self,
+        merchant: &MerchantId,
+        old: &ShopifyConnection,
+        tokens: Option<ShopifyTokens>,
+    ) {
+        let shop = &old.shop;
+        let revoked = match tokens {
+            Some(tokens) => {
+                let admin = ShopifyAdmin::new(
+                    self.http.clone(),
+                    self.app.clone(),
+                    shop.clone(),
+                    Arc::new(HeldTokens::new(tokens)),
+                );
+                match uninstall_app(&admin).await {
+                    Ok(()) => true,
+                    Err(err) => {
+                        tracing::warn!(shop = shop.as_str(), error = %err, "could not revoke the grant on the replaced shop");
+                        false
+                    }
+                }
+            }
+            None => false,
+        };
+        let released = self
+            .store
+            .release_shop(shop, merchant)
+            .await
+            .unwrap_or_else(|err| {
+                tracing::warn!(shop = shop.as_str(), error = %err, "could not release the replaced shop's mapping");
+                false
+            });
+        let (lock_pk, lock_sk) = refresh_lock_key(shop);
+        if let Err(err) = self.store.delete_key(&lock_pk, &lock_sk).await {
+            tracing::warn!(shop = shop.as_str(), error = %err, "could not delete the replaced shop's refresh lock");
+        }
+        let mut catalog_items = 0;
+        if let Some(generation) = &old.catalog_generation {
+            match self.catalog.delete_generation(merchant, generation).await {
+                Ok(n) => catalog_items = n,
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not delete the replaced shop's catalog")
+                }
+            }
+        }
+        tracing::info!(
+            merchant = merchant.as_str(),
+            shop = shop.as_str(),
+            grant_revoked = revoked,
+            mapping_released = released,
+            catalog_items,
+            "replaced shop retired"
+        );
     }
 
     async fn request_sync(&self, merchant: &MerchantId) -> Result<SyncQueued, ApiError> {

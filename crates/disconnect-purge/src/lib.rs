@@ -4,6 +4,10 @@
 //! `GET /account/export`. Queue: PurgeQueue (`app/uninstalled` and `shop/redact` from the
 //! webhook endpoint), with partial batch failures.
 //!
+//! A deleted account's still-valid token is refused on every route (`account-deleted`, from the
+//! tombstone `DELETE /account` leaves) except `DELETE /account` itself, which a merchant may
+//! retry after an interrupted deletion and which answers `nothing_to_delete` once it is done.
+//!
 //! Every purge is idempotent and ordered so that a retry after a crash finishes the job: the
 //! connection record is first marked `disconnecting` (syncs stop writing), then secrets, catalog,
 //! mappings and states are deleted, the audit record is written, and the connection record —
@@ -91,7 +95,13 @@ impl Handler {
         if !known {
             return Err(ApiError::RouteNotFound(route.to_owned()));
         }
-        let merchant = http::merchant(req)?;
+        // Deleting the account only deletes: it stays open to a deleted merchant's token, so an
+        // interrupted deletion can be retried (and a finished one answers nothing_to_delete).
+        let merchant = if route == "DELETE /account" {
+            http::merchant(req)?
+        } else {
+            http::live_merchant(req, &self.store).await?
+        };
         let report = match route {
             "DELETE /connections/klaviyo" => self.purge().klaviyo(&merchant, Trigger::Api).await,
             "DELETE /connections/shopify" => {

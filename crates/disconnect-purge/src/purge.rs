@@ -4,7 +4,8 @@
 use super::Handler;
 use shared::api::{AccountExport, CatalogSummary, PurgeReport, SecretPresence};
 use shared::aws::audit::{merchant_subject, AuditEntry};
-use shared::aws::purge::{connection_sk, key_of, merchant_pk};
+use shared::aws::dynamo::DELETED_ACCOUNT_TTL_SECS;
+use shared::aws::purge::{connection_sk, key_of, merchant_pk, refresh_lock_key};
 use shared::aws::token_vault::AwsTokenVault;
 use shared::aws::AwsError;
 use shared::domain::{
@@ -83,8 +84,12 @@ impl Purge<'_> {
             .await
     }
 
-    /// `DELETE /account`: both sides, every record under the merchant (settings, runs and their
-    /// batch markers), and last the Cognito user, so a crash leaves a user who can retry.
+    /// `DELETE /account`: first the tombstone that makes every route refuse the merchant's
+    /// still-valid tokens (so nothing new is written while, or after, everything goes), then
+    /// every Cognito session is signed out (no new tokens), then both sides, every record under
+    /// the merchant (settings, runs and their batch markers), and last the Cognito user, so a
+    /// crash leaves a user who can retry. An account that turns out not to exist keeps no
+    /// tombstone: nothing to delete changes nothing.
     pub async fn account(
         &self,
         merchant: &MerchantId,
@@ -92,7 +97,14 @@ impl Purge<'_> {
     ) -> Result<PurgeReport, AwsError> {
         let h = self.handler;
         h.audit.ready().await?;
+        let tombstoned = h
+            .store
+            .mark_account_deleted(merchant, DELETED_ACCOUNT_TTL_SECS)
+            .await?;
         let mut tally = Tally::default();
+        if let Some(users) = &h.users {
+            tally.add("session", u64::from(users.sign_out(username).await?));
+        }
         let started_shopify = self.shopify_steps(merchant, true, &mut tally).await?;
         let started_klaviyo = self.klaviyo_steps(merchant, &mut tally).await?;
         let mut keys = Vec::new();
@@ -111,6 +123,10 @@ impl Purge<'_> {
                         .delete_keys(batches.iter().filter_map(key_of).collect())
                         .await?,
                 );
+                // The watchdog's entry of a run not yet over names the merchant.
+                h.store
+                    .delete_keys(vec![shared::aws::runs::live_run_key(merchant, run_id)])
+                    .await?;
             }
             keys.push((pk, sk));
         }
@@ -121,6 +137,9 @@ impl Purge<'_> {
         if let Some(users) = &h.users {
             tally.add("user", u64::from(users.delete_user(username).await?));
         }
+        if tally.is_empty() && tombstoned {
+            h.store.unmark_account_deleted(merchant).await?;
+        }
         let started = started_shopify.min(started_klaviyo);
         self.finish(merchant, "delete_account", Trigger::Api, started, tally)
             .await
@@ -129,6 +148,10 @@ impl Purge<'_> {
     /// PurgeQueue: app/uninstalled or shop/redact for a shop. The shop → merchant map finds the
     /// merchant; for shop/redact, when the map is gone already, a connection record still naming
     /// the shop does. A shop nobody holds anything for is a no-op.
+    ///
+    /// Only a merchant whose Shopify connection is this shop loses their Shopify side. A merchant
+    /// the map still names who has moved on to another shop (a mapping left by a shop switch)
+    /// keeps their current shop's token, catalog and connection: only the mapping goes.
     pub async fn shop(&self, request: &PurgeRequest) -> Result<Vec<PurgeReport>, AwsError> {
         let h = self.handler;
         let mut merchants: Vec<MerchantId> = h
@@ -150,16 +173,33 @@ impl Purge<'_> {
         let mut reports = Vec::new();
         for merchant in &merchants {
             let mut tally = Tally::default();
-            let started = self.shopify_steps(merchant, false, &mut tally).await?;
+            let on_this_shop = h
+                .store
+                .shopify(merchant)
+                .await?
+                .is_some_and(|c| c.shop == request.shop);
+            let started = if on_this_shop {
+                self.shopify_steps(merchant, false, &mut tally).await?
+            } else {
+                tally.add(
+                    "shop_mapping",
+                    u64::from(h.store.release_shop(&request.shop, merchant).await?),
+                );
+                tracing::info!(
+                    action,
+                    shop = request.shop.as_str(),
+                    "the merchant this shop maps to is not connected to it now; only the mapping is deleted"
+                );
+                now_unix()
+            };
             reports.push(
                 self.finish(merchant, action, Trigger::Webhook, started, tally)
                     .await?,
             );
         }
         // The refresh lock is keyed by shop; it expires by itself, but need not linger.
-        h.store
-            .delete_key(&refresh_lock_pk(&request.shop), "LOCK")
-            .await?;
+        let (lock_pk, lock_sk) = refresh_lock_key(&request.shop);
+        h.store.delete_key(&lock_pk, &lock_sk).await?;
         if merchants.is_empty() {
             tracing::info!(
                 action,
@@ -246,13 +286,10 @@ impl Purge<'_> {
                 "shop_mapping",
                 u64::from(h.store.release_shop(&conn.shop, merchant).await?),
             );
+            let (lock_pk, lock_sk) = refresh_lock_key(&conn.shop);
             tally.add(
                 "lock",
-                u64::from(
-                    h.store
-                        .delete_key(&refresh_lock_pk(&conn.shop), "LOCK")
-                        .await?,
-                ),
+                u64::from(h.store.delete_key(&lock_pk, &lock_sk).await?),
             );
         }
         tally.add(
@@ -388,8 +425,4 @@ impl Purge<'_> {
                 "none: Klaviyo profiles and orders are processed in memory and never stored".into(),
         })
     }
-}
-
-fn refresh_lock_pk(shop: &ShopDomain) -> String {
-    format!("LOCK#shopify-refresh#{}", shop.as_str())
 }

@@ -8,7 +8,7 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use personalize_worker::engine::{Engine, Job};
 use serde_json::Value;
-use shared::api::{AudiencesPage, RunCreated, RunList, RunView};
+use shared::api::{AudiencesPage, RunCreated, RunList, RunSamples, RunView};
 use shared::aws::dynamo::AppStore;
 use shared::aws::queue::{Queue, WorkQueues};
 use shared::aws::runs::RunStore;
@@ -17,7 +17,7 @@ use shared::domain::{now_unix, KlaviyoApiKey, MerchantId, Vendor};
 use shared::edge::{function::parse_event, http, sqs, Function, FunctionError};
 use shared::error::ApiError;
 use shared::klaviyo::Audience;
-use shared::personalize::run::{FanoutRequest, Run, RunRequest, WorkBatch};
+use shared::personalize::run::{FanoutRequest, Run, RunRequest, Verdict, WorkBatch};
 use shared::personalize::{RunCounts, RunState, Settings};
 use shared::Config;
 use std::time::{Duration, Instant};
@@ -27,6 +27,16 @@ const REVIEW_SAMPLES: usize = 3;
 /// How soon a fan-out whose window is full looks again.
 const WINDOW_RECHECK_SECS: u32 = 3;
 const AUDIENCES_PER_PAGE: usize = 50;
+/// How long a container reuses a merchant's lists and segments: Klaviyo answers 10 a page, so
+/// paging through them (or a console refreshing) would otherwise re-read every page each call.
+const AUDIENCE_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// A merchant's audiences as read with one Klaviyo key (a reconnect with another key misses).
+struct CachedAudiences {
+    read_at: Instant,
+    key_fingerprint: String,
+    audiences: std::sync::Arc<Vec<Audience>>,
+}
 
 pub struct Handler {
     config: Config,
@@ -36,6 +46,7 @@ pub struct Handler {
     fanout_queue: Queue,
     work_queues: WorkQueues,
     engine: Engine,
+    audiences: std::sync::Mutex<std::collections::HashMap<MerchantId, CachedAudiences>>,
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -52,6 +63,7 @@ impl Handler {
             secrets: SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone()),
             fanout_queue: Queue::from_sdk(&aws, &config.fanout_queue_url),
             work_queues: WorkQueues::from_config(&aws, &config),
+            audiences: Default::default(),
             config,
         })
     }
@@ -86,7 +98,8 @@ impl Handler {
         &self,
         req: &ApiGatewayV2httpRequest,
     ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-        let merchant = http::merchant(req)?;
+        // A deleted account's still-valid token is refused before anything is read or written.
+        let merchant = http::live_merchant(req, &self.store).await?;
         let run_id = || req.path_parameters.get("id").cloned().unwrap_or_default();
         match http::route_key(req) {
             "GET /audiences" => {
@@ -139,6 +152,9 @@ impl Handler {
                         runs: runs.iter().map(|r| self.view(r)).collect(),
                     },
                 ))
+            }
+            "GET /runs/{id}/samples" => {
+                Ok(http::json(200, &self.samples(&merchant, &run_id()).await?))
             }
             "GET /runs/{id}" => Ok(http::json(
                 200,
@@ -208,18 +224,7 @@ impl Handler {
         offset: usize,
     ) -> Result<AudiencesPage, ApiError> {
         let key = self.key(merchant).await?;
-        let (lists, segments) = tokio::try_join!(
-            self.engine.klaviyo.lists(&key),
-            self.engine.klaviyo.segments(&key)
-        )
-        .map_err(ApiError::from)?;
-        let mut all: Vec<Audience> = lists.into_iter().chain(segments).collect();
-        all.sort_by(|a, b| {
-            a.name
-                .to_lowercase()
-                .cmp(&b.name.to_lowercase())
-                .then(a.id.cmp(&b.id))
-        });
+        let all = self.all_audiences(merchant, &key).await?;
         let page: Vec<Audience> = all
             .iter()
             .skip(offset)
@@ -231,6 +236,45 @@ impl Handler {
             audiences: page,
             next_cursor: (next < all.len()).then(|| next.to_string()),
         })
+    }
+
+    /// Every list and segment of the merchant, sorted by name; reused for a minute.
+    async fn all_audiences(
+        &self,
+        merchant: &MerchantId,
+        key: &KlaviyoApiKey,
+    ) -> Result<std::sync::Arc<Vec<Audience>>, ApiError> {
+        let fingerprint = shared::klaviyo::limits::key_fingerprint(key.expose());
+        let cache = || self.audiences.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hit) = cache().get(merchant).filter(|c| {
+            c.read_at.elapsed() < AUDIENCE_CACHE_TTL && c.key_fingerprint == fingerprint
+        }) {
+            return Ok(hit.audiences.clone());
+        }
+        let (lists, segments) = tokio::try_join!(
+            self.engine.klaviyo.lists(key),
+            self.engine.klaviyo.segments(key)
+        )
+        .map_err(ApiError::from)?;
+        let mut all: Vec<Audience> = lists.into_iter().chain(segments).collect();
+        all.sort_by(|a, b| {
+            a.name
+                .to_lowercase()
+                .cmp(&b.name.to_lowercase())
+                .then(a.id.cmp(&b.id))
+        });
+        let all = std::sync::Arc::new(all);
+        let mut cache = cache();
+        cache.retain(|_, c| c.read_at.elapsed() < AUDIENCE_CACHE_TTL);
+        cache.insert(
+            merchant.clone(),
+            CachedAudiences {
+                read_at: Instant::now(),
+                key_fingerprint: fingerprint,
+                audiences: all.clone(),
+            },
+        );
+        Ok(all)
     }
 
     async fn create_run(
@@ -248,9 +292,8 @@ impl Handler {
         if !has_catalog {
             return Err(ApiError::NotConnected("Shopify catalog"));
         }
-        // The audience must exist before anything is recorded (and its first page gives samples).
-        let (first_page, _) = self
-            .engine
+        // The audience must exist before anything is recorded.
+        self.engine
             .klaviyo
             .audience_page(&key, request.audience.kind, &request.audience.id, None)
             .await
@@ -268,20 +311,53 @@ impl Handler {
             holdout_percent: request.holdout_percent,
             profile_cap: request.profile_cap,
             review: request.review,
+            property_set: request.property_set.unwrap_or_default(),
             counts: RunCounts::default(),
             tokens: Default::default(),
             requests: Default::default(),
             fanout_done: false,
             batches: 0,
             fanout_cursor: None,
+            fanout_pending: None,
+            progress_at: None,
+            fanout_redrives: 0,
             created_at: now_unix(),
             started_at: None,
             finished_at: None,
         };
-        self.runs.create(merchant, &run).await.map_err(internal)?;
-        let mut samples = Vec::new();
-        if run.review {
-            // Samples are generated for the reviewer and returned once; they are never stored.
+        self.runs
+            .create(merchant, &run)
+            .await
+            .map_err(internal)?
+            .map_err(ApiError::PropertySetInUse)?;
+        if !run.review {
+            self.start_fanout(merchant, &run.run_id).await?;
+        }
+        let stored = self.run(merchant, &run.run_id).await?;
+        Ok(RunCreated {
+            run: self.view(&stored),
+        })
+    }
+
+    /// Copy for the first customers of a run awaiting approval, written now and returned once
+    /// (never stored). Off `POST /runs`: a slow model costs this call a `503 samples-not-ready`
+    /// with `Retry-After`, never the run (which stays approvable) or a gateway timeout.
+    async fn samples(&self, merchant: &MerchantId, run_id: &str) -> Result<RunSamples, ApiError> {
+        let run = self.run(merchant, run_id).await?;
+        if run.state != RunState::AwaitingApproval {
+            return Err(ApiError::RunStateConflict(format!(
+                "run {run_id} is not awaiting approval"
+            )));
+        }
+        let key = self.key(merchant).await?;
+        let budget = Duration::from_millis(self.config.samples_deadline_ms);
+        let write = async {
+            let (first_page, _) = self
+                .engine
+                .klaviyo
+                .audience_page(&key, run.audience.kind, &run.audience.id, None)
+                .await
+                .map_err(ApiError::from)?;
             let ids: Vec<String> = first_page.into_iter().take(REVIEW_SAMPLES).collect();
             let profiles = self
                 .engine
@@ -301,25 +377,27 @@ impl Handler {
                 settings: &settings,
                 brief: &run.brief,
                 run: None,
+                read_deadline: None,
             };
             let generation = self
                 .engine
                 .generate(&job, profiles)
                 .await
                 .map_err(internal)?;
-            samples = generation
-                .results
-                .iter()
-                .map(|r| personalize_worker::preview_profile(r.profile_id.clone(), r))
-                .collect();
-        } else {
-            self.start_fanout(merchant, &run.run_id).await?;
+            Ok::<_, ApiError>(RunSamples {
+                samples: generation
+                    .results
+                    .iter()
+                    .map(|r| personalize_worker::preview_profile(r.profile_id.clone(), r))
+                    .collect(),
+            })
+        };
+        match tokio::time::timeout(budget, write).await {
+            Ok(samples) => samples,
+            Err(_) => Err(ApiError::SamplesNotReady {
+                retry_after_secs: 5,
+            }),
         }
-        let stored = self.run(merchant, &run.run_id).await?;
-        Ok(RunCreated {
-            run: self.view(&stored),
-            samples,
-        })
     }
 
     async fn start_fanout(&self, merchant: &MerchantId, run_id: &str) -> Result<(), ApiError> {
@@ -341,7 +419,15 @@ impl Handler {
                 return Ok(());
             };
             if run.fanout_done {
-                return Ok(());
+                // A delivery that died after marking the fan-out done may not have moved the
+                // run on: finishing again is idempotent.
+                return self.after_fanout(merchant, &run.run_id).await;
+            }
+            if let Some(pending) = run.fanout_pending {
+                // A page claimed by a delivery that died before it knew its message was sent:
+                // send the kept ids (a duplicate message is deduplicated by batch number).
+                self.send_claimed_page(merchant, &run, pending).await?;
+                continue;
             }
             if run.state.is_terminal() {
                 // Cancelled: stop here; the total is what was enqueued so far.
@@ -380,12 +466,18 @@ impl Handler {
                 self.runs.finish_fanout(merchant, &run.run_id).await?;
                 return Ok(());
             };
+            if run.batches > 0 && run.fanout_cursor.is_none() {
+                // The last page is claimed and sent (its claim removed the cursor): a
+                // redelivery must not page the audience again from the start.
+                return self.finish(merchant, &run.run_id).await;
+            }
             let cursor = run.fanout_cursor.clone();
             let (mut ids, next) = self
                 .engine
                 .klaviyo
                 .audience_page(&key, run.audience.kind, &run.audience.id, cursor.as_deref())
                 .await?;
+            self.crash_point("fanout.page_read")?;
             let mut next = next;
             if let Some(left) = remaining_cap {
                 if ids.len() as u64 >= left {
@@ -393,20 +485,8 @@ impl Handler {
                     next = None;
                 }
             }
-            let batch_no = run.batches + 1;
-            if !ids.is_empty() {
-                // Sent before the page is claimed, with a deterministic batch number: a crash in
-                // between re-sends the same batch, which the worker deduplicates.
-                let work = WorkBatch {
-                    merchant_id: merchant.clone(),
-                    run_id: run.run_id.clone(),
-                    batch: batch_no,
-                    profile_ids: ids.clone(),
-                    write_back_check: None,
-                    express: is_small(&run, batch_no, next.is_none()),
-                };
-                self.work_queues.send(&work, 0).await?;
-            }
+            // Claimed (with its ids kept) before it is sent: a crash in between sends the same
+            // ids under the same batch number, never a re-read page.
             let claimed = self
                 .runs
                 .claim_page(
@@ -415,12 +495,28 @@ impl Handler {
                     run.batches,
                     cursor.as_deref(),
                     next.as_deref(),
-                    ids.len() as u64,
+                    &ids,
                 )
                 .await?;
             if !claimed {
                 tracing::info!(run_id = %run.run_id, "page already claimed by another delivery; stopping");
                 return Ok(());
+            }
+            self.crash_point("fanout.page_claimed")?;
+            if !ids.is_empty() {
+                let batch_no = run.batches + 1;
+                let work = WorkBatch {
+                    merchant_id: merchant.clone(),
+                    run_id: run.run_id.clone(),
+                    batch: batch_no,
+                    profile_ids: ids,
+                    write_back_check: None,
+                    express: is_small(&run, batch_no, next.is_none()),
+                };
+                self.work_queues.send(&work, 0).await?;
+                self.crash_point("fanout.batch_sent")?;
+                self.runs.page_sent(merchant, &run.run_id, batch_no).await?;
+                self.crash_point("fanout.page_sent")?;
             }
             if next.is_none() {
                 return self.finish(merchant, &run.run_id).await;
@@ -428,14 +524,50 @@ impl Handler {
             if started.elapsed() >= budget {
                 // Hand on before the Lambda time limit; the continuation reads the saved cursor.
                 self.fanout_queue.send(request).await?;
-                tracing::info!(run_id = %run.run_id, batches = batch_no, "fan-out continues in a new invocation");
+                tracing::info!(run_id = %run.run_id, batches = run.batches + 1, "fan-out continues in a new invocation");
                 return Ok(());
             }
         }
     }
 
+    /// Send the work message of a page claimed earlier, from its kept ids.
+    async fn send_claimed_page(
+        &self,
+        merchant: &MerchantId,
+        run: &Run,
+        batch_no: u64,
+    ) -> Result<(), FunctionError> {
+        if let Some(ids) = self.runs.claimed_page(&run.run_id, batch_no).await? {
+            let work = WorkBatch {
+                merchant_id: merchant.clone(),
+                run_id: run.run_id.clone(),
+                batch: batch_no,
+                profile_ids: ids,
+                write_back_check: None,
+                express: is_small(run, batch_no, run.fanout_cursor.is_none()),
+            };
+            self.work_queues.send(&work, 0).await?;
+            self.crash_point("fanout.batch_sent")?;
+        }
+        self.runs.page_sent(merchant, &run.run_id, batch_no).await?;
+        Ok(())
+    }
+
+    fn crash_point(&self, name: &str) -> Result<(), FunctionError> {
+        Ok(shared::faults::point(
+            self.config.fault_scope.as_deref(),
+            name,
+        )?)
+    }
+
     async fn finish(&self, merchant: &MerchantId, run_id: &str) -> Result<(), FunctionError> {
         self.runs.finish_fanout(merchant, run_id).await?;
+        self.crash_point("fanout.finished")?;
+        self.after_fanout(merchant, run_id).await
+    }
+
+    /// The fan-out is done: the run is running, and completed if every batch is counted.
+    async fn after_fanout(&self, merchant: &MerchantId, run_id: &str) -> Result<(), FunctionError> {
         self.runs
             .transition(
                 merchant,
@@ -457,12 +589,82 @@ impl Handler {
         Ok(())
     }
 
+    /// The run watchdog (EventBridge schedule): every live run ends. A fan-out that stopped is
+    /// re-driven from its saved cursor, then failed; a run whose batches stopped is finished
+    /// with what is outstanding counted as `failed: stalled`.
+    pub async fn watchdog(&self) -> Result<WatchdogReport, FunctionError> {
+        let limits = self.config.stall_limits();
+        let mut report = WatchdogReport::default();
+        for (merchant, run_id) in self.runs.live_runs().await? {
+            report.looked += 1;
+            let Some(run) = self.runs.get(&merchant, &run_id).await? else {
+                self.runs.forget_live(&merchant, &run_id).await?;
+                continue;
+            };
+            match run.watchdog_verdict(now_unix(), &limits) {
+                Verdict::Leave => {}
+                Verdict::Forget => self.runs.forget_live(&merchant, &run_id).await?,
+                Verdict::Complete => {
+                    if self.runs.complete_if_accounted(&merchant, &run).await? {
+                        report.completed += 1;
+                    }
+                }
+                Verdict::RedriveFanout => {
+                    // Counted first, so two watchdogs never both re-drive; a re-drive that
+                    // overlaps a live fan-out is harmless (pages are claimed conditionally).
+                    if self
+                        .runs
+                        .note_fanout_redrive(&merchant, &run_id, run.fanout_redrives)
+                        .await?
+                    {
+                        tracing::warn!(%run_id, redrives = run.fanout_redrives + 1, "fan-out stalled; re-driving it");
+                        self.start_fanout(&merchant, &run_id)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        report.redriven += 1;
+                    }
+                }
+                Verdict::Fail(reason) => {
+                    if self
+                        .runs
+                        .finish_stalled(&merchant, &run, RunState::Failed, reason)
+                        .await?
+                    {
+                        tracing::warn!(%run_id, reason, "run failed by the watchdog");
+                        report.failed += 1;
+                    }
+                }
+                Verdict::FinishStalled(reason) => {
+                    if self
+                        .runs
+                        .finish_stalled(&merchant, &run, RunState::Completed, reason)
+                        .await?
+                    {
+                        tracing::warn!(%run_id, reason, outstanding = run.counts.outstanding(), "run finished by the watchdog");
+                        report.finished += 1;
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
     async fn handle_record(&self, record: SqsMessage) -> Result<(), FunctionError> {
         let request: FanoutRequest =
             serde_json::from_str(record.body.as_deref().unwrap_or_default())
                 .map_err(|e| format!("fan-out message is not a FanoutRequest: {e}"))?;
         self.fan_out(&request).await
     }
+}
+
+/// What one watchdog pass did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct WatchdogReport {
+    pub looked: u64,
+    pub completed: u64,
+    pub redriven: u64,
+    pub failed: u64,
+    pub finished: u64,
 }
 
 /// A small run: capped at `EXPRESS_MAX_PROFILES`, or its whole audience in its first page.
@@ -486,7 +688,13 @@ impl Function for Handler {
                 sqs::for_each_record(event, 1, |record| self.handle_record(record)).await;
             return Ok(serde_json::to_value(response)?);
         }
-        let req: ApiGatewayV2httpRequest = parse_event(event, "API Gateway HTTP API or SQS")?;
+        if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
+            let report = self.watchdog().await?;
+            tracing::info!(?report, "run watchdog");
+            return Ok(serde_json::to_value(report)?);
+        }
+        let req: ApiGatewayV2httpRequest =
+            parse_event(event, "API Gateway HTTP API, SQS or a Scheduled Event")?;
         Ok(serde_json::to_value(http::respond(
             self.handle_http(&req).await,
         ))?)
@@ -511,6 +719,7 @@ mod tests {
             holdout_percent: 0,
             profile_cap: None,
             review: false,
+            property_set: Default::default(),
             counts: RunCounts {
                 total,
                 written,
@@ -521,6 +730,9 @@ mod tests {
             fanout_done: false,
             batches: 0,
             fanout_cursor: None,
+            fanout_pending: None,
+            progress_at: None,
+            fanout_redrives: 0,
             created_at: 0,
             started_at: None,
             finished_at: None,

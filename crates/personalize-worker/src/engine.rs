@@ -9,7 +9,7 @@ use shared::aws::catalog_store::CatalogStore;
 use shared::aws::dynamo::AppStore;
 use shared::bedrock::{BedrockClient, BedrockError, ToolRequest, Usage};
 use shared::domain::{now_unix, CatalogProduct, KlaviyoApiKey, MerchantId};
-use shared::klaviyo::{KlaviyoClient, KlaviyoError, OrderMetrics};
+use shared::klaviyo::{retry_read_until, KlaviyoClient, KlaviyoError, OrderMetrics};
 use shared::personalize::copy::ValidCopy;
 use shared::personalize::prompt::{profile_ref, TOOL_DESCRIPTION};
 use shared::personalize::{
@@ -49,6 +49,9 @@ pub struct Job<'a> {
     pub brief: &'a str,
     /// `(run id, holdout percent)`; a preview has no run and no holdout.
     pub run: Option<(&'a str, u8)>,
+    /// Throttled history reads are retried in place until then (a batch's share of its time
+    /// budget); `None`: no retries beyond the client's own.
+    pub read_deadline: Option<tokio::time::Instant>,
 }
 
 /// One profile's result. `copy` is set only for copy that passed the validator.
@@ -289,15 +292,19 @@ impl Engine {
                 async move {
                     let events = match placed {
                         Some(metric) => {
-                            self.klaviyo
-                                .profile_events(
+                            let read = || {
+                                self.klaviyo.profile_events(
                                     job.key,
                                     &id,
                                     &metric,
                                     Some(since),
                                     self.bounds.max_events,
                                 )
-                                .await
+                            };
+                            match job.read_deadline {
+                                Some(deadline) => retry_read_until(deadline, read).await,
+                                None => read().await,
+                            }
                         }
                         None => Ok(Vec::new()), // no store integration: everyone gets the fallback
                     };

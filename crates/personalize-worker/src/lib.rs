@@ -14,27 +14,21 @@ use serde_json::{Map, Value};
 use shared::api::{
     Grounding, PreviewProfile, PreviewRequest, PreviewResponse, MAX_PREVIEW_PROFILES,
 };
-use shared::aws::runs::{BatchClaim, BatchTally, RunStore};
+use shared::aws::runs::{BatchClaim, BatchTally, RecordedWrite, RunStore};
 use shared::aws::secrets::SecretStore;
 use shared::domain::{now_unix, KlaviyoApiKey, MerchantId, Vendor};
 use shared::edge::{function::parse_event, sqs, Function, FunctionError};
 use shared::error::ApiError;
-use shared::klaviyo::{ImportStatus, KlaviyoError};
+use shared::klaviyo::{retry_read_until, ImportStatus, KlaviyoError};
 use shared::personalize::copy::RenderedProduct;
-use shared::personalize::run::{WorkBatch, WriteBackCheck};
-use shared::personalize::{
-    holdout_group, holdout_properties, FailReason, Group, ModelPrices, Outcome, SkipReason,
-};
+use shared::personalize::run::{Run, WorkBatch, WriteBackCheck, WriteCode, WriteOutcomes};
+use shared::personalize::{FailReason, ModelPrices, Outcome, SkipReason};
 use shared::Config;
 use std::collections::HashSet;
 use std::time::Duration;
 
-/// A worker holds a batch this long before another delivery may take it over.
-const BATCH_LEASE_SECS: i64 = 600;
 /// Batches processed at once per container (each one is already concurrent inside).
 const BATCHES_IN_FLIGHT: usize = 3;
-/// How long a resumed batch waits in place for its write-back job before handing it back to SQS.
-const IMPORT_WAIT_LIMIT: Duration = Duration::from_secs(150);
 /// Follow-ups that look at a write-back job before the batch is left to SQS's retries and the
 /// dead-letter queue (the delays grow to a minute: about half an hour in all).
 const WRITE_BACK_CHECKS: u32 = 40;
@@ -93,6 +87,27 @@ impl Handler {
         &self.engine
     }
 
+    /// When a batch started at `started` must be handed back.
+    fn deadline(&self, started: std::time::Instant) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(started)
+            + Duration::from_millis(self.config.worker_time_budget_ms)
+    }
+
+    /// Until when throttled reads are retried in place: half the budget, leaving the rest for
+    /// the model and the write.
+    fn read_deadline(&self, started: std::time::Instant) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(started)
+            + Duration::from_millis(self.config.worker_time_budget_ms / 2)
+    }
+
+    /// A crash point (`shared::faults`): a no-op unless a test armed it.
+    fn crash_point(&self, name: &str) -> Result<(), FunctionError> {
+        Ok(shared::faults::point(
+            self.config.fault_scope.as_deref(),
+            name,
+        )?)
+    }
+
     async fn klaviyo_key(
         &self,
         merchant: &MerchantId,
@@ -104,7 +119,7 @@ impl Handler {
     }
 
     /// One work-queue batch. Idempotent: a batch already counted is acknowledged; one whose
-    /// write-back job was submitted by an earlier delivery is finished, not written again.
+    /// write-back an earlier delivery started is finished, never written again.
     pub async fn process_batch(&self, batch: &WorkBatch) -> Result<(), FunctionError> {
         let started = std::time::Instant::now();
         let merchant = &batch.merchant_id;
@@ -113,43 +128,93 @@ impl Handler {
             return Ok(());
         };
         if let Some(check) = batch.write_back_check {
-            return self
-                .check_write_back(batch, run.holdout_percent, check, started)
-                .await;
+            return self.check_write_back(batch, check, started).await;
         }
         let claim = self
             .runs
-            .claim_batch(&batch.run_id, batch.batch, BATCH_LEASE_SECS)
+            .claim_batch(&batch.run_id, batch.batch, self.config.batch_lease_secs)
             .await?;
+        self.crash_point("worker.batch_claimed")?;
         let key = self.klaviyo_key(merchant).await?;
         let tally = match claim {
-            BatchClaim::Done => return Ok(()),
-            BatchClaim::Busy => return Err("another worker holds this batch; retry later".into()),
-            BatchClaim::Resume { job_id, pending } => match &key {
-                Some(key) => self.finish_import(key, &job_id, pending).await?,
-                None => pending_as(&batch.profile_ids, Outcome::Skipped(SkipReason::Cancelled)),
-            },
-            BatchClaim::Fresh if run.state.is_terminal() || key.is_none() => {
-                // Cancelled (by the merchant or a Klaviyo disconnect): every profile is accounted.
-                pending_as(&batch.profile_ids, Outcome::Skipped(SkipReason::Cancelled))
+            // Counted already; whoever counted it may have died before completing the run.
+            BatchClaim::Done => return self.complete_run_if_accounted(batch).await,
+            BatchClaim::Busy => {
+                // Another delivery holds it (a duplicate message, or a redelivery while the
+                // first is alive): look again once its lease could have run out, without
+                // spending one of the message's receives on the wait.
+                let delay = self.config.batch_lease_secs.clamp(1, 900) as u32;
+                self.work_queues.send(batch, delay).await?;
+                return Ok(());
             }
-            BatchClaim::Fresh => {
-                let key = key.as_ref().expect("checked above");
-                match self
-                    .personalize_and_write(batch, &run.brief, run.holdout_percent, key)
+            BatchClaim::Resume(write) => match (&key, &write.job_id) {
+                (None, _) => {
+                    pending_as(&batch.profile_ids, Outcome::Skipped(SkipReason::Cancelled))
+                }
+                (Some(_), Some(_)) => {
+                    // The job exists: the follow-up path looks at it (and counts once).
+                    return self
+                        .send_write_back_check(batch, WriteBackCheck { checks: 0 })
+                        .await;
+                }
+                (Some(key), None) => match self
+                    .settle_uncertain_write(batch, &run, key, &write)
                     .await?
                 {
-                    Written::Counted(tally) => tally,
-                    Written::Submitted => {
-                        // The container moves on; the follow-up counts the batch.
-                        self.send_write_back_check(batch, WriteBackCheck { checks: 0 })
-                            .await?;
-                        return Ok(());
+                    Some(tally) => tally,
+                    // Nothing of it landed: no job was made. Write as a fresh batch would.
+                    None => return self.write_fresh(batch, &run, key, started).await,
+                },
+            },
+            BatchClaim::Fresh => match &key {
+                None => pending_as(&batch.profile_ids, Outcome::Skipped(SkipReason::Cancelled)),
+                Some(key) => return self.write_fresh(batch, &run, key, started).await,
+            },
+        };
+        self.count(batch, &tally, started).await
+    }
+
+    /// Personalize (or, for a cancelled run, clear) a batch and submit its write-back, holding
+    /// the batch's lease while working.
+    async fn write_fresh(
+        &self,
+        batch: &WorkBatch,
+        run: &Run,
+        key: &KlaviyoApiKey,
+        started: std::time::Instant,
+    ) -> Result<(), FunctionError> {
+        let work = self.personalize_and_write(batch, run, key, started);
+        tokio::pin!(work);
+        let renew_every = Duration::from_secs((self.config.batch_lease_secs / 3).max(1) as u64);
+        let deadline = self.deadline(started);
+        let written = loop {
+            tokio::select! {
+                result = &mut work => break result?,
+                _ = tokio::time::sleep_until(deadline) => {
+                    // Out of time before the Lambda's: give the batch back now rather than be
+                    // killed and wait out the queue's visibility timeout. Whatever it recorded
+                    // (a write intent, a job) the next delivery finishes; the lease is let go.
+                    tracing::warn!(run_id = %batch.run_id, batch = batch.batch, "batch out of time; handed back");
+                    self.runs.release_lease(&batch.run_id, batch.batch).await?;
+                    self.work_queues.send(batch, 0).await?;
+                    return Ok(());
+                }
+                _ = tokio::time::sleep(renew_every) => {
+                    if let Err(e) = self.runs.renew_lease(&batch.run_id, batch.batch, self.config.batch_lease_secs).await {
+                        tracing::warn!(error = %e, "could not renew the batch lease");
                     }
                 }
             }
         };
-        self.count(batch, &tally, started).await
+        match written {
+            Written::Counted(tally) => self.count(batch, &tally, started).await,
+            Written::Submitted => {
+                // The container moves on; the follow-up counts the batch.
+                self.send_write_back_check(batch, WriteBackCheck { checks: 0 })
+                    .await?;
+                self.crash_point("worker.follow_up_sent")
+            }
+        }
     }
 
     /// Count a finished batch into its run (once), and complete the run when it is all counted.
@@ -165,6 +230,7 @@ impl Handler {
             .complete_batch(merchant, &batch.run_id, batch.batch, tally)
             .await?
         {
+            self.crash_point("worker.batch_counted")?;
             if self.runs.complete_if_accounted(merchant, &after).await? {
                 tracing::info!(run_id = %batch.run_id, "run completed");
             }
@@ -172,6 +238,17 @@ impl Handler {
         let throttled =
             self.engine.klaviyo.usage().throttled + self.engine.bedrock.usage_totals().throttled;
         shared::metrics::batch(tally, throttled, started.elapsed());
+        Ok(())
+    }
+
+    /// A batch found counted: complete its run if that was the last one (the delivery that
+    /// counted it may have died before it could).
+    async fn complete_run_if_accounted(&self, batch: &WorkBatch) -> Result<(), FunctionError> {
+        if let Some(run) = self.runs.get(&batch.merchant_id, &batch.run_id).await? {
+            self.runs
+                .complete_if_accounted(&batch.merchant_id, &run)
+                .await?;
+        }
         Ok(())
     }
 
@@ -204,25 +281,28 @@ impl Handler {
     async fn check_write_back(
         &self,
         batch: &WorkBatch,
-        holdout_percent: u8,
         check: WriteBackCheck,
         started: std::time::Instant,
     ) -> Result<(), FunctionError> {
-        let Some((job_id, mut pending)) =
-            self.runs.recorded_job(&batch.run_id, batch.batch).await?
-        else {
-            return Ok(()); // counted already (a redelivered follow-up)
+        let Some(write) = self.runs.recorded_write(&batch.run_id, batch.batch).await? else {
+            // Counted already (a redelivered follow-up).
+            return self.complete_run_if_accounted(batch).await;
+        };
+        let Some(job_id) = write.job_id.clone() else {
+            return Err("a follow-up for a batch whose write-back job is not recorded".into());
         };
         let Some(key) = self.klaviyo_key(&batch.merchant_id).await? else {
             // Disconnected meanwhile: the job may or may not have landed; nobody can look.
             let tally = pending_as(&batch.profile_ids, Outcome::Skipped(SkipReason::Cancelled));
             return self.count(batch, &tally, started).await;
         };
+        let mut pending = write.pending.clone();
         *pending
             .requests
             .entry("klaviyo_bulk_import_job".into())
             .or_default() += 1;
         let job = self.engine.klaviyo.bulk_import_job(&key, &job_id).await?;
+        self.crash_point("worker.job_polled")?;
         if !job.status.is_final() {
             if check.checks + 1 >= WRITE_BACK_CHECKS {
                 return Err(
@@ -239,233 +319,330 @@ impl Handler {
         if let Some(took) = job.took {
             self.import_duration.observe(took);
         }
-        // Any import error not for a holdout profile is for one whose copy was written.
-        let written_ids: HashSet<String> = batch
-            .profile_ids
-            .iter()
-            .filter(|id| holdout_group(&batch.run_id, id, holdout_percent) == Group::Personalized)
+        let outcomes = WriteOutcomes::parse(&write.outcomes);
+        let tally = self
+            .account_import(&key, &job_id, &job, pending, &batch.profile_ids, &outcomes)
+            .await?;
+        self.count(batch, &tally, started).await
+    }
+
+    /// A write-back whose job creation may or may not have happened (the worker died in
+    /// between, or Klaviyo's answer was lost). Once every import job created since is final,
+    /// the profiles tell: those carrying this run's id were written. `None` when none of them
+    /// was (so no job was made and the batch may be written afresh).
+    async fn settle_uncertain_write(
+        &self,
+        batch: &WorkBatch,
+        run: &Run,
+        key: &KlaviyoApiKey,
+        write: &RecordedWrite,
+    ) -> Result<Option<BatchTally>, FunctionError> {
+        // A little slack for clock skew between our clock and Klaviyo's.
+        if self
+            .engine
+            .klaviyo
+            .import_jobs_unfinished_since(key, write.intent_at - 5)
+            .await?
+        {
+            return Err(
+                "an import job that may be this batch's is still running; retry later".into(),
+            );
+        }
+        let outcomes = WriteOutcomes::parse(&write.outcomes);
+        let ids: Vec<String> = outcomes
+            .written_ids(&batch.profile_ids)
+            .into_iter()
             .cloned()
             .collect();
-        let tally = self
-            .account_import(&key, &job_id, &job, pending, Some(&written_ids))
-            .await;
-        self.count(batch, &tally, started).await
+        let profiles = self.engine.klaviyo.get_profiles(key, &ids).await?;
+        let run_key = run.property_set.key("run_id");
+        let landed: HashSet<&str> = profiles
+            .iter()
+            .filter(|p| {
+                p.pointer("/attributes/properties")
+                    .and_then(|props| props.get(&run_key))
+                    .and_then(Value::as_str)
+                    == Some(run.run_id.as_str())
+            })
+            .filter_map(|p| p.get("id").and_then(Value::as_str))
+            .collect();
+        if landed.is_empty() {
+            tracing::info!(run_id = %batch.run_id, batch = batch.batch, "uncertain write-back never landed; writing afresh");
+            return Ok(None);
+        }
+        let mut tally = write.pending.clone();
+        for id in &ids {
+            if !landed.contains(id.as_str()) {
+                charge_import_error(&mut tally, outcomes.code_of(&batch.profile_ids, id));
+            }
+        }
+        Ok(Some(tally))
     }
 
     async fn personalize_and_write(
         &self,
         batch: &WorkBatch,
-        brief: &str,
-        holdout_percent: u8,
+        run: &Run,
         key: &KlaviyoApiKey,
+        started: std::time::Instant,
     ) -> Result<Written, FunctionError> {
         let merchant = &batch.merchant_id;
-        let settings = self.runs.settings(merchant).await?.unwrap_or_default();
         let mut tally = BatchTally::default();
-        *tally.requests.entry("klaviyo_profiles".into()).or_default() +=
-            batch.profile_ids.len().div_ceil(100) as u64;
-        let profiles = match self
-            .engine
-            .klaviyo
-            .get_profiles(key, &batch.profile_ids)
-            .await
-        {
-            Ok(p) => p,
-            // Throttled or unavailable: let SQS redeliver (the DLQ counts it if it never works).
-            Err(err @ (KlaviyoError::Throttled { .. } | KlaviyoError::Transient(_))) => {
-                return Err(Box::new(err))
-            }
-            Err(_) => {
-                return Ok(Written::Counted(pending_as(
-                    &batch.profile_ids,
-                    Outcome::Failed(FailReason::Klaviyo),
-                )))
-            }
-        };
-        let found: HashSet<&str> = profiles
-            .iter()
-            .filter_map(|p| p.get("id").and_then(Value::as_str))
-            .collect();
-        let missing = batch
+        // Each id once: an audience page can repeat a member.
+        let mut seen = HashSet::new();
+        let unique: Vec<String> = batch
             .profile_ids
             .iter()
-            .filter(|id| !found.contains(id.as_str()))
-            .count() as u64;
-        tally
-            .counts
-            .add_n(&Outcome::Skipped(SkipReason::ProfileNotFound), missing);
+            .filter(|id| seen.insert(id.as_str()))
+            .cloned()
+            .collect();
+        tally.counts.add_n(
+            &Outcome::Skipped(SkipReason::DuplicateId),
+            (batch.profile_ids.len() - unique.len()) as u64,
+        );
+        // What each profile ends as (and is written as), by id.
+        let plan: Vec<(String, Outcome, Option<&shared::personalize::ValidCopy>)>;
+        let generation;
+        if run.state.is_terminal() {
+            // Cancelled before this batch: clear the set on its profiles so no older copy stays.
+            plan = unique
+                .iter()
+                .map(|id| (id.clone(), Outcome::Skipped(SkipReason::Cancelled), None))
+                .collect();
+        } else {
+            let settings = self.runs.settings(merchant).await?.unwrap_or_default();
+            *tally.requests.entry("klaviyo_profiles".into()).or_default() +=
+                unique.len().div_ceil(100) as u64;
+            let read_deadline = self.read_deadline(started);
+            let read = || self.engine.klaviyo.get_profiles(key, &unique);
+            let profiles = match retry_read_until(read_deadline, read).await {
+                Ok(p) => p,
+                // Still throttled or unavailable at the deadline: hand it to SQS (the DLQ counts
+                // it if it never works).
+                Err(err @ (KlaviyoError::Throttled { .. } | KlaviyoError::Transient(_))) => {
+                    return Err(Box::new(err))
+                }
+                Err(_) => {
+                    tally
+                        .counts
+                        .add_n(&Outcome::Failed(FailReason::Klaviyo), unique.len() as u64);
+                    return Ok(Written::Counted(tally));
+                }
+            };
+            self.crash_point("worker.profiles_read")?;
+            // Only the ids asked for: a merged profile answers under its surviving id, which
+            // belongs to no batch of ours (the asked id is then not found).
+            let asked: HashSet<&str> = unique.iter().map(String::as_str).collect();
+            let profiles: Vec<Value> = profiles
+                .into_iter()
+                .filter(|p| {
+                    p.get("id")
+                        .and_then(Value::as_str)
+                        .is_some_and(|id| asked.contains(id))
+                })
+                .collect();
+            let found: HashSet<String> = profiles
+                .iter()
+                .filter_map(|p| p.get("id").and_then(Value::as_str).map(str::to_owned))
+                .collect();
+            let missing = unique.iter().filter(|id| !found.contains(*id)).count() as u64;
+            tally
+                .counts
+                .add_n(&Outcome::Skipped(SkipReason::ProfileNotFound), missing);
 
-        let job = Job {
-            merchant,
-            key,
-            settings: &settings,
-            brief,
-            run: Some((&batch.run_id, holdout_percent)),
-        };
-        let generation = match self.engine.generate(&job, profiles).await {
-            Ok(g) => g,
-            Err(EngineError::NoCatalog) => {
-                return Ok(Written::Counted(pending_as(
-                    &batch.profile_ids,
-                    Outcome::Skipped(SkipReason::NoCandidates),
-                )));
+            let job = Job {
+                merchant,
+                key,
+                settings: &settings,
+                brief: &run.brief,
+                run: Some((&batch.run_id, run.holdout_percent)),
+                read_deadline: Some(read_deadline),
+            };
+            generation = match self.engine.generate(&job, profiles).await {
+                Ok(g) => g,
+                Err(EngineError::NoCatalog) => {
+                    tally.counts.add_n(
+                        &Outcome::Skipped(SkipReason::NoCandidates),
+                        found.len() as u64,
+                    );
+                    return Ok(Written::Counted(tally));
+                }
+                Err(err) => return Err(Box::new(err)),
+            };
+            self.crash_point("worker.generated")?;
+            tally.tokens = generation.tokens;
+            for (k, v) in &generation.requests {
+                *tally.requests.entry(k.clone()).or_default() += v;
             }
-            Err(err) => return Err(Box::new(err)),
-        };
-        tally.tokens = generation.tokens;
-        for (k, v) in &generation.requests {
-            *tally.requests.entry(k.clone()).or_default() += v;
+            plan = generation
+                .results
+                .iter()
+                .map(|r| (r.profile_id.clone(), r.outcome, r.copy.as_ref()))
+                .collect();
         }
 
         let generated_at = now_unix();
+        let set = &run.property_set;
         let mut writes: Vec<(String, Map<String, Value>)> = Vec::new();
-        for result in &generation.results {
-            match (&result.outcome, &result.copy) {
+        let mut codes = std::collections::HashMap::new();
+        for (id, outcome, copy) in &plan {
+            let properties = match (outcome, copy) {
                 (Outcome::Written, Some(copy)) => {
-                    writes.push((
-                        result.profile_id.clone(),
-                        copy.to_properties(&batch.run_id, generated_at, Group::Personalized),
-                    ));
+                    set.copy_properties(copy, &batch.run_id, generated_at)
                 }
-                (Outcome::Holdout, _) => {
-                    writes.push((
-                        result.profile_id.clone(),
-                        holdout_properties(&batch.run_id, generated_at),
-                    ));
-                }
-                (outcome, _) => tally.counts.add(outcome),
-            }
+                (Outcome::Written, None) => continue, // cannot happen: written copy is valid copy
+                (other, _) => set.cleared_properties(&batch.run_id, generated_at, other),
+            };
+            writes.push((id.clone(), properties));
+            codes.insert(id.as_str(), WriteCode::for_outcome(outcome));
+            // Counted as planned; a failed import moves it later.
+            tally.counts.add(outcome);
         }
         if writes.is_empty() {
             return Ok(Written::Counted(tally));
         }
-        // What the write-back will add if it succeeds, recorded with the job so a redelivery
-        // finishes this job rather than writing again.
-        for result in &generation.results {
-            if matches!(result.outcome, Outcome::Written | Outcome::Holdout) {
-                tally.counts.add(&result.outcome);
+        // Positions in the batch message; a repeated id is written at its first position only.
+        let mut first = HashSet::new();
+        let outcomes = WriteOutcomes::new(batch.profile_ids.iter().map(|id| {
+            if first.insert(id.as_str()) {
+                codes
+                    .get(id.as_str())
+                    .copied()
+                    .unwrap_or(WriteCode::Nothing)
+            } else {
+                WriteCode::Nothing
             }
-        }
+        }));
         *tally
             .requests
             .entry("klaviyo_bulk_import".into())
             .or_default() += 1;
+        // What the write-back adds if it succeeds, recorded before the job exists so a later
+        // delivery finishes this write (or learns it never happened) instead of writing again.
+        self.runs
+            .record_write_intent(&batch.run_id, batch.batch, outcomes.as_str(), &tally)
+            .await?;
+        self.crash_point("worker.write_intent_recorded")?;
         let job_id = match self.engine.klaviyo.start_bulk_import(key, &writes).await {
             Ok(id) => id,
-            Err(err @ (KlaviyoError::Throttled { .. } | KlaviyoError::Transient(_))) => {
-                return Err(Box::new(err))
-            }
+            // Not made (throttled, or refused before sending), or perhaps made: either way a
+            // redelivery settles it by looking, never by writing blindly.
+            Err(
+                err @ (KlaviyoError::Throttled { .. }
+                | KlaviyoError::Transient(_)
+                | KlaviyoError::MaybeApplied(_)),
+            ) => return Err(Box::new(err)),
             Err(err) => {
                 tracing::warn!(error = %err, "bulk import refused");
-                move_all_to_failed(&mut tally, writes.len());
+                for (_, outcome, _) in &plan {
+                    charge_import_error(&mut tally, WriteCode::for_outcome(outcome));
+                }
                 return Ok(Written::Counted(tally));
             }
         };
+        self.crash_point("worker.import_created")?;
         self.runs
-            .record_batch_job(&batch.run_id, batch.batch, &job_id, &tally)
+            .record_write_job(&batch.run_id, batch.batch, &job_id)
             .await?;
+        self.crash_point("worker.import_recorded")?;
         Ok(Written::Submitted)
     }
 
-    /// Wait in place for a write-back job a previous delivery submitted, then account it.
-    async fn finish_import(
-        &self,
-        key: &KlaviyoApiKey,
-        job_id: &str,
-        mut tally: BatchTally,
-    ) -> Result<BatchTally, FunctionError> {
-        // Import jobs queue and then process for seconds to minutes, and every poll counts
-        // against the account's M tier (shared with job creation): wait about as long as jobs
-        // have been taking before the first poll, then poll at a third of that.
-        let created = std::time::Instant::now();
-        let typical = self.import_duration.typical();
-        let mut wait = typical;
-        let deadline = created + IMPORT_WAIT_LIMIT;
-        let job = loop {
-            tokio::time::sleep(wait).await;
-            wait = (typical / 3).max(Duration::from_secs(2));
-            *tally
-                .requests
-                .entry("klaviyo_bulk_import_job".into())
-                .or_default() += 1;
-            let job = self.engine.klaviyo.bulk_import_job(key, job_id).await?;
-            if job.status.is_final() {
-                self.import_duration
-                    .observe(job.took.unwrap_or_else(|| created.elapsed()));
-                break job;
-            }
-            if std::time::Instant::now() > deadline {
-                return Err(
-                    "the Klaviyo import job did not finish in time; SQS will redeliver".into(),
-                );
-            }
-        };
-        Ok(self.account_import(key, job_id, &job, tally, None).await)
-    }
-
-    /// Move the profiles a finished write-back job could not write to failed(klaviyo).
-    /// `written_ids` tells import errors of written profiles from holdouts' (unknown: holdouts
-    /// first).
+    /// Move the profiles a finished write-back job could not write to `failed: klaviyo`; a
+    /// failed clear leaves its skipped or failed profile where it was.
     async fn account_import(
         &self,
         key: &KlaviyoApiKey,
         job_id: &str,
         job: &shared::klaviyo::BulkImportJob,
         mut tally: BatchTally,
-        written_ids: Option<&HashSet<String>>,
-    ) -> BatchTally {
-        let failed = match job.status {
-            ImportStatus::Complete => job.failed_count,
-            _ => job
-                .total_count
-                .max(tally.counts.written + tally.counts.holdout),
-        };
-        if failed > 0 {
-            let mut from_written = 0;
-            if job.status == ImportStatus::Complete {
-                *tally
-                    .requests
-                    .entry("klaviyo_bulk_import_errors".into())
-                    .or_default() += 1;
-                let errors = self
-                    .engine
-                    .klaviyo
-                    .bulk_import_errors(key, job_id)
-                    .await
-                    .unwrap_or_default();
-                if let Some(ids) = written_ids {
-                    from_written = errors
-                        .iter()
-                        .filter(|e| e.profile_id.as_ref().is_some_and(|id| ids.contains(id)))
-                        .count() as u64;
-                }
-            } else {
-                from_written = tally.counts.written;
+        ids: &[String],
+        outcomes: &WriteOutcomes,
+    ) -> Result<BatchTally, FunctionError> {
+        if job.status != ImportStatus::Complete {
+            // The whole job failed or was cancelled: nothing of it landed.
+            for id in outcomes.written_ids(ids) {
+                charge_import_error(&mut tally, outcomes.code_of(ids, id));
             }
-            let from_written = from_written.min(tally.counts.written);
-            let from_holdout = (failed - from_written).min(tally.counts.holdout);
-            tally.counts.written -= from_written;
-            tally.counts.holdout -= from_holdout;
-            tally.counts.add_n(
-                &Outcome::Failed(FailReason::Klaviyo),
-                from_written + from_holdout,
-            );
+            return Ok(tally);
         }
-        tally
+        if job.failed_count == 0 {
+            return Ok(tally);
+        }
+        *tally
+            .requests
+            .entry("klaviyo_bulk_import_errors".into())
+            .or_default() += 1;
+        let errors = self.engine.klaviyo.bulk_import_errors(key, job_id).await?;
+        self.crash_point("worker.import_errors_read")?;
+        let mut unnamed = job.failed_count;
+        for error in &errors {
+            if let Some(id) = &error.profile_id {
+                charge_import_error(&mut tally, outcomes.code_of(ids, id));
+                unnamed = unnamed.saturating_sub(1);
+            }
+        }
+        // Errors that name no profile: charged to copy first, then holdouts (the worst case).
+        for _ in 0..unnamed {
+            let code = if tally.counts.written > 0 {
+                WriteCode::Copy
+            } else {
+                WriteCode::Holdout
+            };
+            charge_import_error(&mut tally, code);
+        }
+        Ok(tally)
     }
 
-    /// A batch in the dead-letter queue: every profile not yet counted fails with `dead_letter`.
+    /// A batch in the dead-letter queue: what its recorded write-back wrote is counted as such,
+    /// and every other profile fails with `dead_letter`.
     async fn dead_letter(&self, batch: &WorkBatch) -> Result<(), FunctionError> {
-        let tally = pending_as(&batch.profile_ids, Outcome::Failed(FailReason::DeadLetter));
+        let merchant = &batch.merchant_id;
+        let write = self.runs.recorded_write(&batch.run_id, batch.batch).await?;
+        let key = self.klaviyo_key(merchant).await?;
+        let tally = match (write, key) {
+            (Some(write), Some(key)) if write.job_id.is_some() => {
+                let job_id = write.job_id.clone().unwrap_or_default();
+                let job = self.engine.klaviyo.bulk_import_job(&key, &job_id).await?;
+                if !job.status.is_final() {
+                    return self
+                        .send_write_back_check(batch, WriteBackCheck { checks: 0 })
+                        .await;
+                }
+                let outcomes = WriteOutcomes::parse(&write.outcomes);
+                let tally = self
+                    .account_import(
+                        &key,
+                        &job_id,
+                        &job,
+                        write.pending.clone(),
+                        &batch.profile_ids,
+                        &outcomes,
+                    )
+                    .await?;
+                dead_letter_rest(tally, &batch.profile_ids)
+            }
+            (Some(write), Some(key)) => {
+                let Some(run) = self.runs.get(merchant, &batch.run_id).await? else {
+                    return Ok(());
+                };
+                match self
+                    .settle_uncertain_write(batch, &run, &key, &write)
+                    .await?
+                {
+                    Some(tally) => dead_letter_rest(tally, &batch.profile_ids),
+                    None => pending_as(&batch.profile_ids, Outcome::Failed(FailReason::DeadLetter)),
+                }
+            }
+            _ => pending_as(&batch.profile_ids, Outcome::Failed(FailReason::DeadLetter)),
+        };
         if let Some(after) = self
             .runs
-            .complete_batch(&batch.merchant_id, &batch.run_id, batch.batch, &tally)
+            .complete_batch(merchant, &batch.run_id, batch.batch, &tally)
             .await?
         {
-            tracing::warn!(run_id = %batch.run_id, batch = batch.batch, "batch counted as failed from the dead-letter queue");
-            self.runs
-                .complete_if_accounted(&batch.merchant_id, &after)
-                .await?;
+            tracing::warn!(run_id = %batch.run_id, batch = batch.batch, "batch counted from the dead-letter queue");
+            self.runs.complete_if_accounted(merchant, &after).await?;
         }
         Ok(())
     }
@@ -484,6 +661,30 @@ impl Handler {
         };
         tracing::Instrument::instrument(work, span).await
     }
+}
+
+/// One profile's write did not land: copy and holdouts move to `failed: klaviyo`; a failed
+/// clear leaves its skipped or failed profile where it was.
+fn charge_import_error(tally: &mut BatchTally, code: WriteCode) {
+    let bucket = match code {
+        WriteCode::Copy => &mut tally.counts.written,
+        WriteCode::Holdout => &mut tally.counts.holdout,
+        WriteCode::Cleared | WriteCode::Nothing => return,
+    };
+    if *bucket > 0 {
+        *bucket -= 1;
+        tally.counts.add(&Outcome::Failed(FailReason::Klaviyo));
+    }
+}
+
+/// A dead-lettered batch whose recorded write was settled: profiles the write did not cover
+/// (none, when the tally covers the batch) fail with `dead_letter`.
+fn dead_letter_rest(mut tally: BatchTally, ids: &[String]) -> BatchTally {
+    let rest = (ids.len() as u64).saturating_sub(tally.counts.accounted());
+    tally
+        .counts
+        .add_n(&Outcome::Failed(FailReason::DeadLetter), rest);
+    tally
 }
 
 /// What `POST /preview` needs (served by the fan-out function, whose containers hold the
@@ -573,6 +774,7 @@ impl Previewer<'_> {
             settings: &settings,
             brief: &request.brief,
             run: None,
+            read_deadline: None,
         };
         let generation = self
             .engine
@@ -637,15 +839,6 @@ fn pending_as(ids: &[String], outcome: Outcome) -> BatchTally {
     let mut tally = BatchTally::default();
     tally.counts.add_n(&outcome, ids.len() as u64);
     tally
-}
-
-/// The write-back was refused outright: nothing of the batch's writes landed.
-fn move_all_to_failed(tally: &mut BatchTally, n: usize) {
-    tally.counts.written = 0;
-    tally.counts.holdout = 0;
-    tally
-        .counts
-        .add_n(&Outcome::Failed(FailReason::Klaviyo), n as u64);
 }
 
 fn outcome_parts(outcome: &Outcome) -> (String, Option<String>) {

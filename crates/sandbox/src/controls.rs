@@ -27,6 +27,8 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/_sandbox/klaviyo/keys", post(create_key))
         .route("/_sandbox/klaviyo/accounts", post(create_account))
         .route("/_sandbox/klaviyo/keys/{key}", delete(revoke_key))
+        .route("/_sandbox/klaviyo/faults", post(klaviyo_faults))
+        .route("/_sandbox/klaviyo/profile-writes", get(profile_writes))
         .route("/_sandbox/shopify/shops", post(put_shop))
         .route("/_sandbox/shopify/{shop}/faults", post(faults))
         .route(
@@ -64,6 +66,28 @@ async fn stats(State(st): State<Arc<AppState>>) -> Json<Value> {
     let mut stats = st.stats().to_json();
     stats["bedrock"] = st.bedrock().stats_json();
     Json(stats)
+}
+
+/// `POST /_sandbox/klaviyo/faults {"lose_import_responses": n}`: the next n bulk-import job
+/// creations are accepted (the job runs) but answered 502, as when the 202 is lost on the way.
+async fn klaviyo_faults(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let body = match parse_body(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let Some(n) = body.get("lose_import_responses").and_then(Value::as_u64) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "lose_import_responses (a count) is required",
+        );
+    };
+    st.klaviyo().lose_import_responses = n as u32;
+    Json(json!({ "lose_import_responses": n })).into_response()
+}
+
+/// `GET /_sandbox/klaviyo/profile-writes`: import jobs applied to each profile id.
+async fn profile_writes(State(st): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!(st.klaviyo().imports_by_profile))
 }
 
 async fn routes() -> Json<Value> {

@@ -79,9 +79,35 @@ pub struct Config {
     pub bedrock_quota: Option<(f64, f64)>,
     /// Bedrock runtime endpoint override (unset in production: the SDK's regional endpoint).
     pub bedrock_endpoint_url: Option<String>,
+    /// How long a worker holds a fresh batch (renewed while it works); a worker that dies lets
+    /// the next delivery take the batch over after this long.
+    pub batch_lease_secs: i64,
+    /// A worker hands a batch it has not finished back to the queue after this long (ms), well
+    /// inside the Lambda timeout; throttled reads are retried in place for half of it.
+    pub worker_time_budget_ms: u64,
+    /// `GET /runs/{id}/samples` gives up after this long (ms), inside API Gateway's 30 s.
+    pub samples_deadline_ms: u64,
+    /// The watchdog re-drives a fan-out that made no progress for this long (and fails the run
+    /// after a few re-drives).
+    pub fanout_stall_secs: i64,
+    /// The watchdog finishes a run whose batches made no progress for this long, counting what
+    /// is still outstanding as `failed: stalled` (longer than SQS's redeliveries and the DLQ).
+    pub run_stall_secs: i64,
+    /// Test harnesses only: names this stack's fault-injection plan (`shared::faults`). Unset
+    /// in every deployed function, where every crash point is a no-op.
+    pub fault_scope: Option<String>,
 }
 
 impl Config {
+    /// When the run watchdog steps in (`RunWatchdog` schedule of the fan-out function).
+    pub fn stall_limits(&self) -> crate::personalize::run::StallLimits {
+        crate::personalize::run::StallLimits {
+            fanout_stall_secs: self.fanout_stall_secs,
+            max_fanout_redrives: 3,
+            run_stall_secs: self.run_stall_secs,
+        }
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -95,6 +121,12 @@ impl Config {
         let required = |name: &'static str| get(name).ok_or(ConfigError(name));
         let or =
             |name: &'static str, default: &str| get(name).unwrap_or_else(|| default.to_owned());
+        let secs = |name: &'static str, default: i64| {
+            get(name)
+                .and_then(|v| v.parse::<i64>().ok())
+                .filter(|v| *v > 0)
+                .unwrap_or(default)
+        };
         Ok(Self {
             app_table: required("APP_TABLE")?,
             catalog_table: required("CATALOG_TABLE")?,
@@ -152,6 +184,12 @@ impl Config {
             fanout_time_budget_ms: get("FANOUT_TIME_BUDGET_MS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(600_000),
+            batch_lease_secs: secs("BATCH_LEASE_SECS", 120),
+            worker_time_budget_ms: secs("WORKER_TIME_BUDGET_MS", 240_000) as u64,
+            samples_deadline_ms: secs("SAMPLES_DEADLINE_MS", 20_000) as u64,
+            fanout_stall_secs: secs("FANOUT_STALL_SECS", 900),
+            run_stall_secs: secs("RUN_STALL_SECS", 3 * 3600),
+            fault_scope: get("FAULT_SCOPE"),
         })
     }
 

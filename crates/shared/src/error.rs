@@ -9,6 +9,10 @@ pub const PROBLEM_BASE: &str = "https://sendpersonal.app/problems/";
 pub enum ApiError {
     #[error("a valid bearer token is required")]
     Unauthenticated,
+    /// The token is still valid, but the account it names was deleted (`DELETE /account`):
+    /// nothing is read or written for it any more.
+    #[error("this account was deleted and its sessions were signed out; sign up again to use SendPersonal")]
+    AccountDeleted,
     #[error("no route matches {0}")]
     RouteNotFound(String),
     #[error("{0}")]
@@ -46,6 +50,10 @@ pub enum ApiError {
     RunNotFound(String),
     #[error("{0}")]
     RunStateConflict(String),
+    #[error("the samples were not ready in time; retry after {retry_after_secs} s")]
+    SamplesNotReady { retry_after_secs: u64 },
+    #[error("run {0} is still writing this property set; wait for it to finish, cancel it, or choose another property_set")]
+    PropertySetInUse(String),
     #[error("invalid settings: {}", .0.join("; "))]
     InvalidSettings(Vec<String>),
     #[error("internal error")]
@@ -53,10 +61,22 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// When a retry may succeed, after how long (the `Retry-After` header).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ApiError::VendorThrottled {
+                retry_after_secs, ..
+            }
+            | ApiError::SamplesNotReady { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
     /// The stable slug that ends the problem `type` URI.
     pub fn slug(&self) -> &'static str {
         match self {
             ApiError::Unauthenticated => "unauthenticated",
+            ApiError::AccountDeleted => "account-deleted",
             ApiError::RouteNotFound(_) => "route-not-found",
             ApiError::InvalidRequest(_) => "invalid-request",
             ApiError::InvalidKlaviyoKey(_) => "invalid-klaviyo-key",
@@ -74,6 +94,8 @@ impl ApiError {
             ApiError::InvalidWebhookBody(_) => "invalid-webhook-body",
             ApiError::RunNotFound(_) => "run-not-found",
             ApiError::RunStateConflict(_) => "run-state-conflict",
+            ApiError::SamplesNotReady { .. } => "samples-not-ready",
+            ApiError::PropertySetInUse(_) => "property-set-in-use",
             ApiError::InvalidSettings(_) => "invalid-settings",
             ApiError::Internal(_) => "internal",
         }
@@ -82,6 +104,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::Unauthenticated
+            | ApiError::AccountDeleted
             | ApiError::InvalidOAuthSignature
             | ApiError::InvalidWebhookSignature => 401,
             ApiError::InvalidWebhookBody(_) => 400,
@@ -94,10 +117,10 @@ impl ApiError {
             ApiError::KlaviyoKeyRejected
             | ApiError::KlaviyoMissingScopes(_)
             | ApiError::ScopeNotGranted => 422,
-            ApiError::VendorThrottled { .. } => 503,
+            ApiError::VendorThrottled { .. } | ApiError::SamplesNotReady { .. } => 503,
             ApiError::VendorUnavailable(_) => 502,
             ApiError::RunNotFound(_) => 404,
-            ApiError::RunStateConflict(_) => 409,
+            ApiError::RunStateConflict(_) | ApiError::PropertySetInUse(_) => 409,
             ApiError::InvalidSettings(_) => 400,
             ApiError::Internal(_) => 500,
         }
@@ -106,6 +129,7 @@ impl ApiError {
     pub fn title(&self) -> &'static str {
         match self {
             ApiError::Unauthenticated => "Unauthenticated",
+            ApiError::AccountDeleted => "Account deleted",
             ApiError::RouteNotFound(_) => "Not found",
             ApiError::InvalidRequest(_) => "Invalid request",
             ApiError::InvalidKlaviyoKey(_) => "Malformed Klaviyo API key",
@@ -123,6 +147,8 @@ impl ApiError {
             ApiError::InvalidWebhookBody(_) => "Invalid webhook body",
             ApiError::RunNotFound(_) => "Run not found",
             ApiError::RunStateConflict(_) => "Run state conflict",
+            ApiError::SamplesNotReady { .. } => "Samples not ready",
+            ApiError::PropertySetInUse(_) => "Property set in use",
             ApiError::InvalidSettings(_) => "Invalid settings",
             ApiError::Internal(_) => "Internal error",
         }
@@ -181,7 +207,9 @@ impl From<crate::klaviyo::KlaviyoError> for ApiError {
             KlaviyoError::Invalid(summary) => {
                 ApiError::InvalidRequest(format!("Klaviyo rejected the request ({summary})"))
             }
-            KlaviyoError::Transient(_) => ApiError::VendorUnavailable("Klaviyo"),
+            KlaviyoError::Transient(_) | KlaviyoError::MaybeApplied(_) => {
+                ApiError::VendorUnavailable("Klaviyo")
+            }
         }
     }
 }

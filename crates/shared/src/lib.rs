@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod edge;
 pub mod error;
+pub mod faults;
 pub mod klaviyo;
 pub mod metrics;
 pub mod personalize;

@@ -422,10 +422,14 @@ async fn personalize(demo: &mut Demo) -> Result<(), shared::edge::FunctionError>
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    let (status, samples) = demo
+        .call(Method::GET, &format!("/runs/{run_id}/samples"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{samples}");
     println!(
         "   run {run_id} is {} with {} samples to review; the merchant approves",
         body["run"]["state"],
-        body["samples"].as_array().map_or(0, Vec::len)
+        samples["samples"].as_array().map_or(0, Vec::len)
     );
     let (status, _) = demo
         .call(Method::POST, &format!("/runs/{run_id}/approve"), None)
@@ -486,7 +490,11 @@ async fn personalize(demo: &mut Demo) -> Result<(), shared::edge::FunctionError>
     std::fs::write("target/demo/run.json", serde_json::to_string_pretty(&run)?)?;
     println!("   the full document is in target/demo/run.json");
 
-    demo.step("Three written profiles read back from Klaviyo (a template inserts {{ person.sp_body|default:'' }})");
+    demo.step("Three written profiles read back from Klaviyo");
+    println!(
+        "   a template shows this run's copy and nothing older with\n   {}",
+        run["template_snippet"].as_str().unwrap_or_default()
+    );
     let (ids, _) = klaviyo
         .audience_page(
             &key,
@@ -498,29 +506,30 @@ async fn personalize(demo: &mut Demo) -> Result<(), shared::edge::FunctionError>
     let profiles = klaviyo.get_profiles(&key, &ids).await?;
     let written = profiles.iter().filter(|p| {
         let props = &p["attributes"]["properties"];
-        props["sp_run_id"] == run_id.as_str() && props["sp_group"] == "personalized"
+        props["sp_campaign_run_id"] == run_id.as_str()
+            && props["sp_campaign_outcome"] == "personalized"
     });
     for p in written.take(3) {
         let props = &p["attributes"]["properties"];
         println!("   ── profile {}", p["id"].as_str().unwrap_or(""));
         for key in [
-            "sp_subject",
-            "sp_preheader",
-            "sp_body",
-            "sp_product_1_title",
-            "sp_product_1_price",
-            "sp_product_1_url",
-            "sp_group",
-            "sp_run_id",
-            "sp_generated_at",
+            "sp_campaign_subject",
+            "sp_campaign_preheader",
+            "sp_campaign_body",
+            "sp_campaign_product_1_title",
+            "sp_campaign_product_1_price",
+            "sp_campaign_product_1_url",
+            "sp_campaign_outcome",
+            "sp_campaign_run_id",
+            "sp_campaign_generated_at",
         ] {
             let lines = wrap(props[key].as_str().unwrap_or(""), 90);
             println!(
-                "   {key:<20} {}",
+                "   {key:<29} {}",
                 lines.first().map(String::as_str).unwrap_or("")
             );
             for line in lines.iter().skip(1) {
-                println!("   {:<20} {line}", "");
+                println!("   {:<29} {line}", "");
             }
         }
     }

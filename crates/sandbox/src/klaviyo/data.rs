@@ -185,6 +185,11 @@ pub struct KlaviyoStore {
     pub events: Vec<Event>,
     pub events_by_profile: Vec<Vec<usize>>,
     pub jobs: HashMap<String, ImportJob>,
+    /// Import jobs applied to each profile (by id): tests assert a write lands at most once.
+    pub imports_by_profile: HashMap<String, u32>,
+    /// The next this many job creations are accepted but answered 502, as when a gateway loses
+    /// Klaviyo's 202 (`POST /_sandbox/klaviyo/faults`).
+    pub lose_import_responses: u32,
     pub limiter: RateLimiter,
     pub rng: StdRng,
 }
@@ -563,6 +568,8 @@ impl KlaviyoStore {
             lists,
             segments,
             metrics,
+            imports_by_profile: HashMap::new(),
+            lose_import_responses: 0,
             orders,
             events,
             events_by_profile,

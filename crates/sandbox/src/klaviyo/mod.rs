@@ -84,6 +84,13 @@ route!(
     M
 );
 route!(
+    LIST_IMPORTS,
+    "GET",
+    "/api/profile-bulk-import-jobs",
+    ["profiles:read", "lists:read"],
+    M
+);
+route!(
     GET_IMPORT,
     "GET",
     "/api/profile-bulk-import-jobs/{job_id}",
@@ -110,6 +117,7 @@ pub const ROUTES: &[&RouteSpec] = &[
     &METRICS,
     &EVENTS,
     &CREATE_IMPORT,
+    &LIST_IMPORTS,
     &GET_IMPORT,
     &IMPORT_ERRORS,
 ];
@@ -138,7 +146,8 @@ pub fn router() -> Router<Arc<AppState>> {
         (
             "/api/profile-bulk-import-jobs",
             axum::routing::post(routes::create_import_job)
-                .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024)),
+                .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024))
+                .get(routes::list_import_jobs),
         ),
         (
             "/api/profile-bulk-import-jobs/{id}",

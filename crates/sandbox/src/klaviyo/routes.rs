@@ -1242,7 +1242,73 @@ pub async fn create_import_job(
             "links": { "self": format!("{}/api/profile-bulk-import-jobs/", ctx.base) },
         });
         store.jobs.insert(id, job);
+        if store.lose_import_responses > 0 {
+            store.lose_import_responses -= 1;
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "error",
+                "Bad gateway.",
+                "The upstream response was lost.",
+            ));
+        }
         Ok((StatusCode::ACCEPTED, body))
+    })
+}
+
+/// `GET /api/profile-bulk-import-jobs`: the account's jobs, filtered by status (`equals` or
+/// `any`), sorted by `created_at` either way (default oldest first), paged.
+pub async fn list_import_jobs(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let pairs = query_pairs(q.as_deref());
+    run(&st, &headers, &super::LIST_IMPORTS, None, |ctx| {
+        let store = st.klaviyo();
+        let size = page_size(&pairs, 20, 100)?;
+        let offset = cursor_offset(&pairs)?;
+        let mut statuses: Option<Vec<String>> = None;
+        for c in parse_filter(&pairs)? {
+            if c.field != "status" {
+                return Err(unsupported_filter(&c));
+            }
+            statuses = Some(filter_strings(&c)?);
+        }
+        let newest_first = match query_get(&pairs, "sort") {
+            None | Some("created_at") => false,
+            Some("-created_at") => true,
+            Some(other) => {
+                return Err(ApiError::invalid_param(
+                    "sort",
+                    format!("'{other}' is not a valid sort field."),
+                ))
+            }
+        };
+        let mut jobs: Vec<&ImportJob> = store
+            .jobs
+            .values()
+            .filter(|j| j.account_id == ctx.account_id)
+            .filter(|j| {
+                statuses
+                    .as_ref()
+                    .is_none_or(|s| s.iter().any(|s| s == job_status(j)))
+            })
+            .collect();
+        jobs.sort_by(|a, b| (a.created_instant, &a.id).cmp(&(b.created_instant, &b.id)));
+        if newest_first {
+            jobs.reverse();
+        }
+        let total = jobs.len();
+        let data: Vec<Value> = jobs
+            .into_iter()
+            .skip(offset)
+            .take(size)
+            .map(|j| job_json(ctx, j))
+            .collect();
+        Ok((
+            StatusCode::OK,
+            json!({ "data": data, "links": collection_links(ctx, "/api/profile-bulk-import-jobs/", &pairs, offset, size, total) }),
+        ))
     })
 }
 
@@ -1300,6 +1366,8 @@ fn complete_job(store: &mut KlaviyoStore, job_id: &str) {
         apply_profile_attributes(profile, attrs);
         apply_unset(profile, p.get("meta"));
         profile.updated = now;
+        let id = profile.id.clone();
+        *store.imports_by_profile.entry(id).or_default() += 1;
         touched.push(idx);
     }
     for list_id in &job.list_ids {

@@ -13,7 +13,7 @@ mod personalize;
 pub use account::{AccountExport, CatalogSummary, PurgeReport, SecretPresence, WebhookAck};
 pub use personalize::{
     AudiencesPage, Grounding, PreviewProfile, PreviewRequest, PreviewResponse, RunCreated, RunList,
-    RunView, MAX_PREVIEW_PROFILES,
+    RunSamples, RunView, MAX_PREVIEW_PROFILES,
 };
 
 /// `GET /connections`: the signed-in merchant's connections. Never a key or token.

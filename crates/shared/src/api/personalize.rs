@@ -72,6 +72,11 @@ pub struct RunView {
     pub holdout_percent: u8,
     pub profile_cap: Option<u64>,
     pub review: bool,
+    /// The profile properties the run writes: `sp_<property_set>_subject`, `…_body`, …
+    pub property_set: String,
+    /// A Klaviyo template snippet that shows this run's body and nothing else (not an older
+    /// run's copy, not copy of a profile this run skipped).
+    pub template_snippet: String,
     pub counts: RunCounts,
     pub tokens: Cost,
     pub estimated_cost_usd: f64,
@@ -89,11 +94,17 @@ pub struct RunList {
     pub runs: Vec<RunView>,
 }
 
-/// `POST /runs` answer: the run, and with `review` the sample copy to approve (returned once,
-/// never stored).
+/// `POST /runs` answer, at once: the run (with `review`, it waits in `awaiting_approval`, and
+/// `GET /runs/{id}/samples` writes the copy to approve).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RunCreated {
     pub run: RunView,
+}
+
+/// `GET /runs/{id}/samples`: copy for the audience's first customers, written for this request
+/// and returned once (never stored).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RunSamples {
     pub samples: Vec<PreviewProfile>,
 }
 
@@ -138,6 +149,14 @@ fn get_runs() {}
 #[allow(dead_code)]
 fn get_run() {}
 
+#[utoipa::path(get, path = "/runs/{id}/samples", tag = "personalize", params(("id" = String, Path)),
+    responses((status = 200, body = RunSamples), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "not awaiting approval", body = Problem, content_type = "application/problem+json"),
+              (status = 503, description = "the model did not finish in time; retry after Retry-After", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+#[allow(dead_code)]
+fn get_run_samples() {}
+
 #[utoipa::path(post, path = "/runs/{id}/approve", tag = "personalize", params(("id" = String, Path)),
     responses((status = 200, body = RunView), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "not awaiting approval", body = Problem, content_type = "application/problem+json")),
@@ -161,6 +180,7 @@ fn cancel_run() {}
     post_runs,
     get_runs,
     get_run,
+    get_run_samples,
     approve_run,
     cancel_run
 ))]
@@ -184,6 +204,8 @@ impl RunView {
             holdout_percent: run.holdout_percent,
             profile_cap: run.profile_cap,
             review: run.review,
+            property_set: run.property_set.as_str().to_owned(),
+            template_snippet: run.property_set.template_guard(&run.run_id),
             counts: run.counts.clone(),
             tokens: run.tokens,
             estimated_cost_usd: (run.tokens.usd(&prices) * 10_000.0).round() / 10_000.0,

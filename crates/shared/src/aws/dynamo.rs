@@ -1,6 +1,6 @@
 //! The app table: one DynamoDB table (pk/sk) holding each merchant's connection records, the
-//! shop → merchant map, one-time OAuth states and per-shop locks. No secret and no customer data
-//! is ever written here.
+//! shop → merchant map, one-time OAuth states, per-shop locks and the tombstones of deleted
+//! accounts. No secret and no customer data is ever written here.
 
 use super::{describe, is_condition_failure, written, AwsError};
 use crate::domain::{
@@ -42,6 +42,23 @@ pub fn merchant_pk(merchant: &MerchantId) -> String {
 }
 fn shop_pk(shop: &ShopDomain) -> String {
     format!("SHOP#{}", shop.as_str())
+}
+
+/// How long a deleted account's tombstone refuses its tokens: Cognito's longest access or ID
+/// token lifetime (24 h; the template sets 1 h) and an hour for clocks, so every token signed
+/// before the deletion has expired when the tombstone goes.
+pub const DELETED_ACCOUNT_TTL_SECS: i64 = 25 * 3600;
+
+/// The key of a deleted account's tombstone: a SHA-256 digest of the merchant id, never the id.
+/// Merchant ids are Cognito subs (random UUIDs), so the digest cannot be walked back to one;
+/// someone who already knows an id can at most learn that it was deleted within the last day.
+pub fn deleted_account_key(merchant: &MerchantId) -> (String, String) {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!(
+        "sendpersonal:deleted-account:{}",
+        merchant.as_str()
+    ));
+    (format!("DELETED#{}", hex::encode(digest)), "ACCOUNT".into())
 }
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -145,6 +162,18 @@ impl AppStore {
             .send()
             .await;
         written(result, "dynamodb:PutItem")
+    }
+
+    /// True when the merchant's account was deleted less than [`DELETED_ACCOUNT_TTL_SECS`] ago
+    /// (its tombstone is there and unexpired): a token of theirs must then be refused.
+    pub async fn account_deleted(&self, merchant: &MerchantId) -> Result<bool, AwsError> {
+        let (pk, sk) = deleted_account_key(merchant);
+        let expires_at = self.get(pk, &sk).await?.and_then(|item| {
+            item.get(EXPIRES_AT)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+        });
+        Ok(expires_at.is_some_and(|at| at > now_unix()))
     }
 
     pub async fn shop_owner(&self, shop: &ShopDomain) -> Result<Option<MerchantId>, AwsError> {
@@ -467,5 +496,21 @@ fn from_attr(value: AttributeValue) -> serde_json::Value {
             Value::Object(map.into_iter().map(|(k, v)| (k, from_attr(v))).collect())
         }
         _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deleted_accounts_tombstone_key_does_not_contain_the_merchant_id() {
+        let merchant = MerchantId::parse("0f6e2a3c-1b4d-4e5f-8a9b-7c6d5e4f3a21").unwrap();
+        let (pk, sk) = deleted_account_key(&merchant);
+        assert!(!pk.contains(merchant.as_str()) && !sk.contains(merchant.as_str()));
+        assert!(!pk.contains("0f6e2a3c"), "not even a part of it: {pk}");
+        assert_eq!((pk.clone(), sk), deleted_account_key(&merchant), "stable");
+        let other = MerchantId::parse("7a1c9e2b-3d4f-4a5b-9c8d-1e2f3a4b5c6d").unwrap();
+        assert_ne!(pk, deleted_account_key(&other).0, "one per merchant");
     }
 }

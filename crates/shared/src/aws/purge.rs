@@ -2,7 +2,7 @@
 //! left behind, cancelling live runs, and the webhook dedupe markers. Every operation is
 //! idempotent: deleting what is already gone counts 0 and succeeds.
 
-use super::dynamo::{from_item, AppStore, Item, EXPIRES_AT};
+use super::dynamo::{deleted_account_key, from_item, AppStore, Item, EXPIRES_AT};
 use super::{describe, is_condition_failure, written, AwsError};
 use crate::domain::{now_unix, MerchantId, ShopDomain, Vendor, TERMINAL_RUN_STATES};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
@@ -13,6 +13,15 @@ fn s(value: impl Into<String>) -> AttributeValue {
 }
 
 pub use super::dynamo::{connection_sk, merchant_pk};
+
+/// The key of a shop's token-refresh lock (`AwsTokenVault`'s lock, taken through
+/// [`AppStore::try_lock`]): it expires by itself, but a purge or a shop switch need not leave it.
+pub fn refresh_lock_key(shop: &ShopDomain) -> (String, String) {
+    (
+        format!("LOCK#shopify-refresh#{}", shop.as_str()),
+        "LOCK".into(),
+    )
+}
 
 /// The key of an item, for deleting it.
 pub fn key_of(item: &Item) -> Option<(String, String)> {
@@ -165,6 +174,37 @@ impl AppStore {
             vec![(":o", "OAUTH#".into()), (":m", merchant.as_str().into())],
         )
         .await
+    }
+
+    /// Leave the tombstone of a deleted account (no merchant id in it: the key is a digest, see
+    /// [`deleted_account_key`]) so that its still-valid tokens are refused until they expire.
+    /// The first deletion's tombstone stands: a retry neither renews nor rewrites it. Returns
+    /// whether this call wrote it.
+    pub async fn mark_account_deleted(
+        &self,
+        merchant: &MerchantId,
+        ttl_secs: i64,
+    ) -> Result<bool, AwsError> {
+        let (pk, sk) = deleted_account_key(merchant);
+        let now = now_unix();
+        let result = self
+            .client()
+            .put_item()
+            .table_name(self.table())
+            .item("pk", s(pk))
+            .item("sk", s(sk))
+            .item(EXPIRES_AT, AttributeValue::N((now + ttl_secs).to_string()))
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .send()
+            .await;
+        written(result, "dynamodb:PutItem")
+    }
+
+    /// Take back a tombstone this deletion wrote for an account that turned out not to exist.
+    pub async fn unmark_account_deleted(&self, merchant: &MerchantId) -> Result<bool, AwsError> {
+        let (pk, sk) = deleted_account_key(merchant);
+        self.delete_key(&pk, &sk).await
     }
 
     /// Merchants whose Shopify connection record names `shop` (for shop/redact after the

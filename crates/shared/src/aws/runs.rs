@@ -35,13 +35,67 @@ pub struct BatchTally {
 pub enum BatchClaim {
     /// Never started (or its last worker's lease ran out before it wrote anything).
     Fresh,
-    /// A previous delivery submitted the write-back job; finish that instead of writing again.
-    Resume { job_id: String, pending: BatchTally },
+    /// A previous delivery got as far as its write-back (it may or may not have created the
+    /// job): finish that instead of writing again.
+    Resume(RecordedWrite),
     /// Already counted: nothing to do.
     Done,
     /// Another worker holds an unexpired lease on it.
     Busy,
 }
+
+/// What a worker recorded before creating a batch's write-back job, and the job once created.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedWrite {
+    /// The job, once its creation was answered. `None`: the creation may or may not have
+    /// happened (the worker died, or the answer was lost): look before writing again.
+    pub job_id: Option<String>,
+    /// When the write was about to be submitted (unix seconds).
+    pub intent_at: i64,
+    /// One letter per profile id of the batch, in order: what the write-back does for it
+    /// ([`crate::personalize::run::WriteOutcomes`]).
+    pub outcomes: String,
+    /// What the batch adds to its run if every write lands.
+    pub pending: BatchTally,
+}
+
+impl RecordedWrite {
+    fn from_item(item: &Item) -> Option<Self> {
+        let intent_at = item
+            .get("intent_at")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())?;
+        Some(Self {
+            job_id: item.get("job_id").and_then(|v| v.as_s().ok()).cloned(),
+            intent_at,
+            outcomes: item
+                .get("outcomes")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default(),
+            pending: tally_from_item(item),
+        })
+    }
+}
+
+/// Holds the one live run of each property set of a merchant.
+fn set_lock_sk(set: &crate::personalize::PropertySet) -> String {
+    format!("PROPSET#{}", set.as_str())
+}
+/// The partition listing live runs for the watchdog (ids only).
+const LIVE_PK: &str = "LIVERUNS";
+fn live_sk(merchant: &MerchantId, run_id: &str) -> String {
+    format!("{}#{run_id}", merchant.as_str())
+}
+/// The watchdog's entry for a run (deleted with the run when the account goes).
+pub fn live_run_key(merchant: &MerchantId, run_id: &str) -> (String, String) {
+    (LIVE_PK.to_owned(), live_sk(merchant, run_id))
+}
+fn page_key(run_id: &str, batch: u64) -> (String, String) {
+    (format!("RUNBATCH#{run_id}"), format!("PAGE#{batch:010}"))
+}
+/// A claimed page's ids are kept only until its work message is sent.
+const PAGE_TTL_SECS: i64 = 24 * 3600;
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -182,22 +236,128 @@ impl RunStore {
         Ok(())
     }
 
-    pub async fn create(&self, merchant: &MerchantId, run: &Run) -> Result<(), AwsError> {
+    /// Record a new run, taking its property set: `Ok(Err(holder))` when another live run of
+    /// the merchant writes the same set (two runs must never interleave their writes).
+    pub async fn create(
+        &self,
+        merchant: &MerchantId,
+        run: &Run,
+    ) -> Result<Result<(), String>, AwsError> {
+        let pk = merchant_pk(merchant);
+        let lock_sk = set_lock_sk(&run.property_set);
+        let holder = get_item(&self.client, &self.table, pk.clone(), &lock_sk)
+            .await?
+            .and_then(|i| i.get("run_id").and_then(|v| v.as_s().ok()).cloned());
+        if let Some(holder) = &holder {
+            let live = self
+                .get(merchant, holder)
+                .await?
+                .is_some_and(|r| !r.state.is_terminal());
+            if live {
+                return Ok(Err(holder.clone()));
+            }
+        }
         let mut item = to_item(&serde_json::json!({
             "run_id": run.run_id, "state": run.state, "audience": run.audience, "brief": run.brief,
             "holdout_percent": run.holdout_percent, "profile_cap": run.profile_cap, "review": run.review,
-            "fanout_done": false, "batches": 0, "created_at": run.created_at, "c_total": 0,
+            "property_set": run.property_set, "fanout_done": false, "batches": 0,
+            "created_at": run.created_at, "progress_at": run.created_at, "c_total": 0,
         }))?;
-        item.insert("pk".into(), s(merchant_pk(merchant)));
+        item.insert("pk".into(), s(&pk));
         item.insert("sk".into(), s(run_sk(&run.run_id)));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
+        let put = |item: Item, condition: &str| {
+            aws_sdk_dynamodb::types::Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(condition)
+                .build()
+                .map_err(|e| AwsError::new("dynamodb:TransactWriteItems", e))
+        };
+        let run_put = put(item, "attribute_not_exists(pk)")?;
+        let lock_item: Item = [
+            ("pk".to_owned(), s(&pk)),
+            ("sk".to_owned(), s(&lock_sk)),
+            ("run_id".to_owned(), s(&run.run_id)),
+        ]
+        .into();
+        let lock_put = match &holder {
+            None => put(lock_item, "attribute_not_exists(pk)")?,
+            Some(prev) => aws_sdk_dynamodb::types::Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(lock_item))
+                .condition_expression("run_id = :prev")
+                .expression_attribute_values(":prev", s(prev))
+                .build()
+                .map_err(|e| AwsError::new("dynamodb:TransactWriteItems", e))?,
+        };
+        let live_item: Item = [
+            ("pk".to_owned(), s(LIVE_PK)),
+            ("sk".to_owned(), s(live_sk(merchant, &run.run_id))),
+        ]
+        .into();
+        let live_put = put(live_item, "attribute_not_exists(pk)")?;
+        let items = [run_put, lock_put, live_put]
+            .into_iter()
+            .map(|p| TransactWriteItem::builder().put(p).build())
+            .collect();
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
             .send()
             .await
-            .map_err(Self::err("dynamodb:PutItem"))?;
+        {
+            Ok(_) => Ok(Ok(())),
+            // Another run took the set between our read and our write.
+            Err(e) if is_condition_failure(&e) || describe(&e).contains("TransactionCanceled") => {
+                Ok(Err(holder.unwrap_or_default()))
+            }
+            Err(e) => Err(AwsError::new("dynamodb:TransactWriteItems", describe(&e))),
+        }
+    }
+
+    /// Every run the watchdog should look at: `(merchant, run_id)`.
+    pub async fn live_runs(&self) -> Result<Vec<(MerchantId, String)>, AwsError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(LIVE_PK))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(Self::err("dynamodb:Query"))?;
+            for item in page.items.unwrap_or_default() {
+                let Some(sk) = item.get("sk").and_then(|v| v.as_s().ok()) else {
+                    continue;
+                };
+                if let Some((m, r)) = sk.rsplit_once('#') {
+                    if let Ok(m) = MerchantId::parse(m) {
+                        out.push((m, r.to_owned()));
+                    }
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// The run is finished (or gone): the watchdog stops looking at it.
+    pub async fn forget_live(&self, merchant: &MerchantId, run_id: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(LIVE_PK))
+            .key("sk", s(live_sk(merchant, run_id)))
+            .send()
+            .await
+            .map_err(Self::err("dynamodb:DeleteItem"))?;
         Ok(())
     }
 
@@ -262,7 +422,9 @@ impl RunStore {
             request = request.expression_attribute_values(":reason", s(reason));
         }
         if to == RunState::Running || to == RunState::Fanning {
+            // Starting (or approving) moves the watchdog's clock: waiting for approval is no stall.
             sets.push("started_at = if_not_exists(started_at, :now)".into());
+            sets.push("progress_at = :now".into());
             request = request.expression_attribute_values(":now", n(now_unix()));
         }
         if to.is_terminal() {
@@ -285,11 +447,12 @@ impl RunStore {
         written(result, "dynamodb:UpdateItem")
     }
 
-    /// Claim one audience page for the fan-out: count its profiles into the total, take batch
-    /// number `batches + 1` and move the cursor on, only if nobody did so for this page yet
-    /// (the run still shows `expected_batches` and `cursor`). A redelivered fan-out message thus
-    /// never counts a page twice; its work message, sent before the claim with the same batch
-    /// number, is deduplicated by the worker.
+    /// Claim one audience page for the fan-out, before its work message is sent: count its
+    /// profiles into the total, take batch number `batches + 1`, move the cursor on and keep
+    /// the page's ids until the message is sent ([`Self::page_sent`]), only if nobody did so for
+    /// this page yet (the run still shows `expected_batches` and `cursor`). A fan-out that dies
+    /// after the claim sends the kept ids, never a re-read page, under that batch number.
+    #[allow(clippy::too_many_arguments)]
     pub async fn claim_page(
         &self,
         merchant: &MerchantId,
@@ -297,37 +460,124 @@ impl RunStore {
         expected_batches: u64,
         cursor: Option<&str>,
         next_cursor: Option<&str>,
-        profiles: u64,
+        ids: &[String],
     ) -> Result<bool, AwsError> {
-        let mut request = self
+        let batch = expected_batches + 1;
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(merchant_pk(merchant)))
+            .key("sk", s(run_sk(run_id)))
+            .expression_attribute_values(":n", n(ids.len()))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":expected", n(expected_batches))
+            .expression_attribute_values(":now", n(now_unix()));
+        let pending = if ids.is_empty() {
+            ""
+        } else {
+            update = update.expression_attribute_values(":batch", n(batch));
+            ", fanout_pending = :batch"
+        };
+        let moved = match next_cursor {
+            Some(next) => {
+                update = update.expression_attribute_values(":next", s(next));
+                format!("SET fanout_cursor = :next, progress_at = :now{pending} ADD c_total :n, batches :one")
+            }
+            None => format!(
+                "SET progress_at = :now{pending} REMOVE fanout_cursor ADD c_total :n, batches :one"
+            ),
+        };
+        let condition = match cursor {
+            Some(current) => {
+                update = update.expression_attribute_values(":cur", s(current));
+                "batches = :expected AND fanout_cursor = :cur"
+            }
+            None => "batches = :expected AND attribute_not_exists(fanout_cursor)",
+        };
+        let update = update
+            .update_expression(moved)
+            .condition_expression(condition)
+            .build()
+            .map_err(|e| AwsError::new("dynamodb:TransactWriteItems", e))?;
+        let mut items = vec![TransactWriteItem::builder().update(update).build()];
+        if !ids.is_empty() {
+            let (pk, sk) = page_key(run_id, batch);
+            let page: Item = [
+                ("pk".to_owned(), s(pk)),
+                ("sk".to_owned(), s(sk)),
+                (
+                    "profile_ids".to_owned(),
+                    AttributeValue::L(ids.iter().map(s).collect()),
+                ),
+                ("expires_at".to_owned(), n(now_unix() + PAGE_TTL_SECS)),
+            ]
+            .into();
+            let put = aws_sdk_dynamodb::types::Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(page))
+                .build()
+                .map_err(|e| AwsError::new("dynamodb:TransactWriteItems", e))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) || describe(&e).contains("TransactionCanceled") => {
+                Ok(false)
+            }
+            Err(e) => Err(AwsError::new("dynamodb:TransactWriteItems", describe(&e))),
+        }
+    }
+
+    /// The ids of a claimed page whose work message may not have been sent.
+    pub async fn claimed_page(
+        &self,
+        run_id: &str,
+        batch: u64,
+    ) -> Result<Option<Vec<String>>, AwsError> {
+        let (pk, sk) = page_key(run_id, batch);
+        Ok(get_item(&self.client, &self.table, pk, &sk)
+            .await?
+            .and_then(|item| {
+                item.get("profile_ids")
+                    .and_then(|v| v.as_l().ok())
+                    .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+            }))
+    }
+
+    /// The claimed page's work message is on the queue: forget its ids.
+    pub async fn page_sent(
+        &self,
+        merchant: &MerchantId,
+        run_id: &str,
+        batch: u64,
+    ) -> Result<(), AwsError> {
+        let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(merchant_pk(merchant)))
             .key("sk", s(run_sk(run_id)))
-            .expression_attribute_values(":n", n(profiles))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":expected", n(expected_batches));
-        let moved = match next_cursor {
-            Some(next) => {
-                request = request.expression_attribute_values(":next", s(next));
-                "SET fanout_cursor = :next ADD c_total :n, batches :one"
-            }
-            None => "REMOVE fanout_cursor ADD c_total :n, batches :one",
-        };
-        let condition = match cursor {
-            Some(current) => {
-                request = request.expression_attribute_values(":cur", s(current));
-                "batches = :expected AND fanout_cursor = :cur"
-            }
-            None => "batches = :expected AND attribute_not_exists(fanout_cursor)",
-        };
-        let result = request
-            .update_expression(moved)
-            .condition_expression(condition)
+            .update_expression("REMOVE fanout_pending")
+            .condition_expression("fanout_pending = :batch")
+            .expression_attribute_values(":batch", n(batch))
             .send()
             .await;
-        written(result, "dynamodb:UpdateItem")
+        written(result, "dynamodb:UpdateItem")?;
+        let (pk, sk) = page_key(run_id, batch);
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .send()
+            .await
+            .map_err(Self::err("dynamodb:DeleteItem"))?;
+        Ok(())
     }
 
     /// The fan-out enqueued everything: the total is final.
@@ -373,23 +623,25 @@ impl RunStore {
         match result {
             Ok(out) => {
                 let old = out.attributes.unwrap_or_default();
-                match old.get("job_id").and_then(|v| v.as_s().ok()) {
-                    Some(job_id) => Ok(BatchClaim::Resume {
-                        job_id: job_id.clone(),
-                        pending: tally_from_item(&old),
-                    }),
-                    None => Ok(BatchClaim::Fresh),
-                }
+                Ok(match RecordedWrite::from_item(&old) {
+                    Some(write) => BatchClaim::Resume(write),
+                    None => BatchClaim::Fresh,
+                })
             }
             Err(e) if is_condition_failure(&e) => {
-                let item = get_item(&self.client, &self.table, pk, &sk).await?;
+                let item = get_item(&self.client, &self.table, pk, &sk)
+                    .await?
+                    .unwrap_or_default();
                 let done = item
-                    .as_ref()
-                    .and_then(|i| i.get("status"))
+                    .get("status")
                     .and_then(|v| v.as_s().ok())
                     .is_some_and(|st| st == "done");
+                // A write already under way is finished whoever holds the lease: looking at
+                // the job (or the profiles) is safe to do twice; counting happens once.
                 Ok(if done {
                     BatchClaim::Done
+                } else if let Some(write) = RecordedWrite::from_item(&item) {
+                    BatchClaim::Resume(write)
                 } else {
                     BatchClaim::Busy
                 })
@@ -398,13 +650,56 @@ impl RunStore {
         }
     }
 
-    /// A batch's write-back job as recorded by the delivery that submitted it: `None` when the
-    /// batch is already counted or has no job.
-    pub async fn recorded_job(
+    /// Keep holding a fresh batch while it is being worked on.
+    pub async fn renew_lease(
         &self,
         run_id: &str,
         batch: u64,
-    ) -> Result<Option<(String, BatchTally)>, AwsError> {
+        lease_secs: i64,
+    ) -> Result<(), AwsError> {
+        let (pk, sk) = batch_key(run_id, batch);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .update_expression("SET lease_until = :lease")
+            .condition_expression("#status = :working")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":working", s("working"))
+            .expression_attribute_values(":lease", n(now_unix() + lease_secs))
+            .send()
+            .await;
+        written(result, "dynamodb:UpdateItem").map(|_| ())
+    }
+
+    /// Let go of a batch this delivery holds (handing it back): the next delivery may take it.
+    pub async fn release_lease(&self, run_id: &str, batch: u64) -> Result<(), AwsError> {
+        let (pk, sk) = batch_key(run_id, batch);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .update_expression("SET lease_until = :now")
+            .condition_expression("#status = :working")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":working", s("working"))
+            .expression_attribute_values(":now", n(now_unix() - 1))
+            .send()
+            .await;
+        written(result, "dynamodb:UpdateItem").map(|_| ())
+    }
+
+    /// A batch's write-back as recorded by the delivery that submitted it: `None` when the
+    /// batch is already counted or never got that far.
+    pub async fn recorded_write(
+        &self,
+        run_id: &str,
+        batch: u64,
+    ) -> Result<Option<RecordedWrite>, AwsError> {
         let (pk, sk) = batch_key(run_id, batch);
         let Some(item) = get_item(&self.client, &self.table, pk, &sk).await? else {
             return Ok(None);
@@ -416,24 +711,25 @@ impl RunStore {
         {
             return Ok(None);
         }
-        Ok(item
-            .get("job_id")
-            .and_then(|v| v.as_s().ok())
-            .map(|job| (job.clone(), tally_from_item(&item))))
+        Ok(RecordedWrite::from_item(&item))
     }
 
-    /// Before waiting on a write-back job: remember it and what the batch will add, so a
-    /// redelivery finishes this job instead of writing the profiles again.
-    pub async fn record_batch_job(
+    /// Before creating a write-back job: remember what it writes for each profile and what the
+    /// batch will add, so any later delivery finishes this write instead of starting another.
+    pub async fn record_write_intent(
         &self,
         run_id: &str,
         batch: u64,
-        job_id: &str,
+        outcomes: &str,
         pending: &BatchTally,
-    ) -> Result<(), AwsError> {
+    ) -> Result<i64, AwsError> {
         let (pk, sk) = batch_key(run_id, batch);
         let attrs = counter_attrs(pending);
-        let mut sets = vec!["job_id = :job".to_owned()];
+        let intent_at = now_unix();
+        let mut sets = vec![
+            "intent_at = :at".to_owned(),
+            "outcomes = :outcomes".to_owned(),
+        ];
         let mut request = self
             .client
             .update_item()
@@ -448,6 +744,28 @@ impl RunStore {
         }
         request
             .update_expression(format!("SET {}", sets.join(", ")))
+            .expression_attribute_values(":at", n(intent_at))
+            .expression_attribute_values(":outcomes", s(outcomes))
+            .send()
+            .await
+            .map_err(Self::err("dynamodb:UpdateItem"))?;
+        Ok(intent_at)
+    }
+
+    /// The write-back job was created: later deliveries look at it.
+    pub async fn record_write_job(
+        &self,
+        run_id: &str,
+        batch: u64,
+        job_id: &str,
+    ) -> Result<(), AwsError> {
+        let (pk, sk) = batch_key(run_id, batch);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .update_expression("SET job_id = :job")
             .expression_attribute_values(":job", s(job_id))
             .send()
             .await
@@ -485,9 +803,12 @@ impl RunStore {
                 .table_name(&self.table)
                 .key("pk", s(merchant_pk(merchant)))
                 .key("sk", s(run_sk(run_id)))
-                .update_expression(format!("ADD {expr}"))
+                .update_expression(format!("SET progress_at = :now ADD {expr}"))
+                // A run the watchdog closed has counted this batch's profiles as stalled.
+                .condition_expression("attribute_not_exists(stalled_closed)")
                 .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values))
+                .expression_attribute_values(":now", n(now_unix()))
                 .build()
                 .map_err(|e| AwsError::new("dynamodb:TransactWriteItems", e))?;
             items.push(TransactWriteItem::builder().update(add).build());
@@ -505,6 +826,76 @@ impl RunStore {
             }
             Err(e) => Err(AwsError::new("dynamodb:TransactWriteItems", describe(&e))),
         }
+    }
+
+    /// The watchdog re-drives a stalled fan-out (once per `seen_redrives`).
+    pub async fn note_fanout_redrive(
+        &self,
+        merchant: &MerchantId,
+        run_id: &str,
+        seen_redrives: u64,
+    ) -> Result<bool, AwsError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(merchant_pk(merchant)))
+            .key("sk", s(run_sk(run_id)))
+            .update_expression("SET progress_at = :now, fanout_redrives = :next")
+            .condition_expression(
+                "attribute_not_exists(fanout_redrives) OR fanout_redrives = :seen",
+            )
+            .expression_attribute_values(":now", n(now_unix()))
+            .expression_attribute_values(":next", n(seen_redrives + 1))
+            .expression_attribute_values(":seen", n(seen_redrives))
+            .send()
+            .await;
+        written(result, "dynamodb:UpdateItem")
+    }
+
+    /// End a run that stopped making progress: what is still outstanding is counted as
+    /// `failed: stalled` and the run moves to `to` with `reason`, only if nothing moved since
+    /// the watchdog looked (same total, same accounted count).
+    pub async fn finish_stalled(
+        &self,
+        merchant: &MerchantId,
+        run: &Run,
+        to: RunState,
+        reason: &str,
+    ) -> Result<bool, AwsError> {
+        let outstanding = run.counts.outstanding();
+        let state_text = |st: RunState| {
+            serde_json::to_value(st)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(merchant_pk(merchant)))
+            .key("sk", s(run_sk(&run.run_id)))
+            .update_expression(
+                "SET #state = :to, state_reason = :reason, finished_at = :now, fanout_done = :t, \
+                 stalled_closed = :t REMOVE fanout_cursor ADD c_failed_stalled :n",
+            )
+            .condition_expression(
+                "#state = :from AND c_total = :total \
+                 AND (attribute_not_exists(progress_at) OR progress_at = :seen)",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":to", s(state_text(to)))
+            .expression_attribute_values(":from", s(state_text(run.state)))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":now", n(now_unix()))
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .expression_attribute_values(":n", n(outstanding))
+            .expression_attribute_values(":total", n(run.counts.total))
+            .expression_attribute_values(":seen", n(run.progress_at.unwrap_or_default()))
+            .send()
+            .await;
+        written(result, "dynamodb:UpdateItem")
     }
 
     /// Mark the run completed when its numbers add up (called after each batch and at the end

@@ -29,6 +29,38 @@ pub fn merchant(req: &ApiGatewayV2httpRequest) -> Result<MerchantId, ApiError> {
     MerchantId::parse(sub).map_err(|_| ApiError::Unauthenticated)
 }
 
+/// The merchant named by the verified JWT, refused with [`ApiError::AccountDeleted`] when their
+/// account was deleted: a token outlives the account (API Gateway checks only its signature and
+/// expiry), so every authenticated route asks for this, one consistent GetItem, before it reads
+/// or writes anything.
+#[cfg(feature = "dynamodb")]
+pub async fn live_merchant(
+    req: &ApiGatewayV2httpRequest,
+    store: &crate::aws::dynamo::AppStore,
+) -> Result<MerchantId, ApiError> {
+    let merchant = merchant(req)?;
+    refuse_deleted(store, &merchant).await?;
+    Ok(merchant)
+}
+
+/// [`ApiError::AccountDeleted`] when `merchant`'s account was deleted. For requests that act for
+/// a merchant without their token (the OAuth callback), and for a second look just before a
+/// write that followed slow vendor calls.
+#[cfg(feature = "dynamodb")]
+pub async fn refuse_deleted(
+    store: &crate::aws::dynamo::AppStore,
+    merchant: &MerchantId,
+) -> Result<(), ApiError> {
+    match store.account_deleted(merchant).await {
+        Ok(false) => Ok(()),
+        Ok(true) => {
+            tracing::info!("request for a deleted account refused");
+            Err(ApiError::AccountDeleted)
+        }
+        Err(err) => Err(ApiError::Internal(err.to_string())),
+    }
+}
+
 pub fn body_bytes(req: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, ApiError> {
     let Some(body) = req.body.as_deref() else {
         return Ok(Vec::new());
@@ -84,12 +116,9 @@ pub fn problem(err: &ApiError) -> ApiGatewayV2httpResponse {
     }
     let text = serde_json::to_string(&err.problem()).unwrap_or_default();
     let mut resp = response(err.status(), "application/problem+json", text);
-    if let ApiError::VendorThrottled {
-        retry_after_secs, ..
-    } = err
-    {
+    if let Some(secs) = err.retry_after_secs() {
         resp.headers
-            .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
 }

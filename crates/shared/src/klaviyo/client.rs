@@ -378,7 +378,13 @@ impl KlaviyoClient {
             if let Some(payload) = &payload {
                 request = request.header(CONTENT_TYPE, JSON_API).body(payload.clone());
             }
+            // A job creation is not idempotent: once the request may have reached Klaviyo, a
+            // failure is reported as `MaybeApplied`, never retried here.
+            let once = endpoint == Endpoint::CreateBulkImport;
             let failure = match request.send().await {
+                Err(err) if once && !err.is_connect() => {
+                    return Err(KlaviyoError::MaybeApplied(err.without_url().to_string()))
+                }
                 Err(err) => KlaviyoError::network(err),
                 Ok(response) => {
                     let status = response.status().as_u16();
@@ -434,6 +440,9 @@ impl KlaviyoClient {
                         (403, Ok(_)) => KlaviyoError::Transient(
                             "Cloudflare challenge (HTTP 403, not JSON)".into(),
                         ),
+                        (500..=599, Ok(_)) if once => {
+                            return Err(KlaviyoError::MaybeApplied(format!("HTTP {status}")))
+                        }
                         (500..=599, Ok(_)) => KlaviyoError::Transient(format!("HTTP {status}")),
                         (_, Ok(text)) => {
                             let (_, summary) = error_summary(&text);
@@ -859,6 +868,39 @@ impl KlaviyoClient {
             )
             .await?;
         Ok(parse_job(&response)?.id)
+    }
+
+    /// Whether any bulk import job of the account created at or after `since` (unix seconds)
+    /// is still queued or processing: until none is, a write that may have been applied cannot
+    /// be told from one that was not by reading the profiles.
+    pub async fn import_jobs_unfinished_since(
+        &self,
+        key: &KlaviyoApiKey,
+        since: i64,
+    ) -> Result<bool, KlaviyoError> {
+        let url = self.url(
+            "/api/profile-bulk-import-jobs",
+            &[
+                ("filter", "any(status,[\"queued\",\"processing\"])"),
+                ("sort", "-created_at"),
+                ("page[size]", "100"),
+            ],
+        );
+        // The same M tier as polling one job.
+        let body = self.get(key, Endpoint::GetBulkImport, url).await?;
+        let created = |job: &Value| {
+            job.pointer("/attributes/created_at")
+                .and_then(Value::as_str)
+                .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+                .map(|t| t.unix_timestamp())
+        };
+        Ok(body
+            .get("data")
+            .and_then(Value::as_array)
+            .is_some_and(|jobs| {
+                jobs.iter()
+                    .any(|job| created(job).is_none_or(|at| at >= since))
+            }))
     }
 
     /// One poll of a bulk import job.

@@ -9,7 +9,7 @@ pub mod scrub;
 pub mod types;
 
 pub use client::KlaviyoClient;
-pub use error::KlaviyoError;
+pub use error::{retry_read_until, KlaviyoError};
 pub use limits::{Endpoint, KlaviyoUsage, RateLimits, Tier};
 pub use types::{
     Account, Audience, AudienceKind, BulkImportJob, ImportError, ImportPolling, ImportStatus,

@@ -32,6 +32,8 @@ pub enum SkipReason {
     ProfileNotFound,
     /// The run was cancelled before the profile was processed.
     Cancelled,
+    /// The id came twice in one batch (an audience page can repeat a member); written once.
+    DuplicateId,
 }
 
 impl SkipReason {
@@ -42,6 +44,7 @@ impl SkipReason {
             Self::MalformedOutput => "malformed_output",
             Self::ProfileNotFound => "profile_not_found",
             Self::Cancelled => "cancelled",
+            Self::DuplicateId => "duplicate_id",
         }
     }
 }
@@ -68,6 +71,8 @@ pub enum FailReason {
     Throttled,
     /// The batch exhausted its receives and landed in the DLQ.
     DeadLetter,
+    /// The run stopped making progress and the watchdog ended it with the profile unaccounted.
+    Stalled,
     Internal,
 }
 
@@ -78,6 +83,7 @@ impl FailReason {
             Self::Klaviyo => "klaviyo",
             Self::Throttled => "throttled",
             Self::DeadLetter => "dead_letter",
+            Self::Stalled => "stalled",
             Self::Internal => "internal",
         }
     }

@@ -2,11 +2,10 @@
 //! said (untrusted); `ValidCopy` exists only after the validator passed it, and only it can be
 //! rendered into Klaviyo profile properties.
 
-use super::accounting::Group;
 use super::text::price_text;
-use crate::domain::{rfc3339, CatalogProduct};
+use crate::domain::CatalogProduct;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashSet;
 
 /// One customer's copy as the model returned it. A slot the model left out is empty.
@@ -134,26 +133,6 @@ pub fn missing_profiles(
         .collect()
 }
 
-/// Property keys we own on a profile. Writing all of them every time (null when unused)
-/// clears what an earlier run left in a slot this run does not fill.
-pub const COPY_KEYS: [&str; 15] = [
-    "sp_subject",
-    "sp_preheader",
-    "sp_body",
-    "sp_product_1_title",
-    "sp_product_1_url",
-    "sp_product_1_image_url",
-    "sp_product_1_price",
-    "sp_product_2_title",
-    "sp_product_2_url",
-    "sp_product_2_image_url",
-    "sp_product_2_price",
-    "sp_product_3_title",
-    "sp_product_3_url",
-    "sp_product_3_image_url",
-    "sp_product_3_price",
-];
-
 /// The most recommended products a profile can carry.
 pub const MAX_PRODUCT_SLOTS: usize = 3;
 
@@ -218,60 +197,11 @@ impl ValidCopy {
     pub fn products(&self) -> &[RenderedProduct] {
         &self.products
     }
-
-    /// The flat `sp_` properties for the profile: every key of `COPY_KEYS` (null when this run
-    /// does not fill it), plus `sp_run_id`, `sp_generated_at` (RFC 3339) and `sp_group`.
-    pub fn to_properties(
-        &self,
-        run_id: &str,
-        generated_at: i64,
-        group: Group,
-    ) -> Map<String, Value> {
-        let mut m = Map::new();
-        let text = |v: &Option<String>| v.clone().map(Value::String).unwrap_or(Value::Null);
-        m.insert("sp_subject".into(), text(&self.subject));
-        m.insert("sp_preheader".into(), text(&self.preheader));
-        m.insert("sp_body".into(), text(&self.body));
-        for n in 1..=MAX_PRODUCT_SLOTS {
-            let p = self.products.get(n - 1);
-            let field = |f: fn(&RenderedProduct) -> &String| {
-                p.map(|p| Value::String(f(p).clone()))
-                    .unwrap_or(Value::Null)
-            };
-            m.insert(format!("sp_product_{n}_title"), field(|p| &p.title));
-            m.insert(format!("sp_product_{n}_url"), field(|p| &p.url));
-            m.insert(format!("sp_product_{n}_image_url"), field(|p| &p.image_url));
-            m.insert(format!("sp_product_{n}_price"), field(|p| &p.price));
-        }
-        run_keys(&mut m, run_id, generated_at, group);
-        m
-    }
-}
-
-/// The properties for a holdout profile: no copy (earlier copy cleared, so a template's
-/// `|default:''` shows nothing personal), but the run and group so uplift can be measured.
-pub fn holdout_properties(run_id: &str, generated_at: i64) -> Map<String, Value> {
-    let mut m: Map<String, Value> = COPY_KEYS
-        .iter()
-        .map(|k| ((*k).to_owned(), Value::Null))
-        .collect();
-    run_keys(&mut m, run_id, generated_at, Group::Holdout);
-    m
-}
-
-fn run_keys(m: &mut Map<String, Value>, run_id: &str, generated_at: i64, group: Group) {
-    m.insert("sp_run_id".into(), Value::String(run_id.to_owned()));
-    m.insert(
-        "sp_generated_at".into(),
-        Value::String(rfc3339(generated_at)),
-    );
-    m.insert("sp_group".into(), Value::String(group.as_str().to_owned()));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Money;
     use serde_json::json;
 
     fn refs(r: &[&str]) -> Vec<String> {
@@ -388,68 +318,5 @@ mod tests {
         let expected = refs(&["C1", "C2", "C3"]);
         let out = parse_tool_output(&input, &expected).unwrap();
         assert_eq!(missing_profiles(&out, &expected), refs(&["C1", "C3"]));
-    }
-
-    fn product(n: u64) -> CatalogProduct {
-        CatalogProduct {
-            id: format!("gid://shopify/Product/{n}"),
-            title: format!("Product {n}"),
-            description: String::new(),
-            handle: format!("product-{n}"),
-            url: format!("https://shop.example/products/product-{n}"),
-            tags: vec![],
-            product_type: "T".into(),
-            vendor: "V".into(),
-            price_min: Money {
-                amount: "19.5".into(),
-                currency: "USD".into(),
-            },
-            price_max: Money {
-                amount: "19.5".into(),
-                currency: "USD".into(),
-            },
-            image_url: Some(format!("https://cdn.example/{n}.jpg")),
-            available: true,
-            updated_at: String::new(),
-        }
-    }
-
-    #[test]
-    fn valid_copy_renders_flat_sp_properties() {
-        let (a, b) = (product(1), product(2));
-        let copy = ValidCopy::new(Some("Subject".into()), None, Some("Body".into()), &[&a, &b]);
-        let props = copy.to_properties("01JRUN", 1_767_225_600, Group::Personalized);
-        assert_eq!(props["sp_subject"], "Subject");
-        assert_eq!(
-            props["sp_preheader"],
-            Value::Null,
-            "a disabled slot is cleared"
-        );
-        assert_eq!(props["sp_body"], "Body");
-        assert_eq!(props["sp_product_1_title"], "Product 1");
-        assert_eq!(
-            props["sp_product_1_url"],
-            "https://shop.example/products/product-1"
-        );
-        assert_eq!(props["sp_product_1_image_url"], "https://cdn.example/1.jpg");
-        assert_eq!(props["sp_product_1_price"], "$19.50");
-        assert_eq!(props["sp_product_2_title"], "Product 2");
-        assert_eq!(props["sp_product_3_title"], Value::Null);
-        assert_eq!(props["sp_run_id"], "01JRUN");
-        assert_eq!(props["sp_generated_at"], "2026-01-01T00:00:00Z");
-        assert_eq!(props["sp_group"], "personalized");
-        assert_eq!(props.len(), COPY_KEYS.len() + 3);
-        assert!(COPY_KEYS.iter().all(|k| props.contains_key(*k)));
-        assert!(props
-            .keys()
-            .all(|k| k.starts_with("sp_") && !k.contains(' ')));
-    }
-
-    #[test]
-    fn holdout_properties_clear_copy_and_mark_the_group() {
-        let props = holdout_properties("01JRUN", 0);
-        assert_eq!(props["sp_group"], "holdout");
-        assert_eq!(props["sp_run_id"], "01JRUN");
-        assert!(COPY_KEYS.iter().all(|k| props[*k].is_null()));
     }
 }

@@ -6,6 +6,7 @@
 //! - `settings`: the merchant's brand voice, language and slots.
 //! - `prompt`: the Converse request content (static prefix, brief, tool schema, per profile).
 //! - `copy` + `validator`: the model's tool input → checked copy → Klaviyo `sp_` properties.
+//! - `properties`: the named property set a run writes (copy, or cleared, plus run and outcome).
 //! - `accounting`: outcomes, run counters, run states, the holdout split and the cost.
 
 pub mod accounting;
@@ -13,6 +14,7 @@ pub mod candidates;
 pub mod copy;
 pub mod orders;
 pub mod prompt;
+pub mod properties;
 pub mod run;
 pub mod settings;
 mod text;
@@ -24,13 +26,13 @@ pub use accounting::{
 };
 pub use candidates::{choose_candidates, is_eligible, Candidates, CatalogIndex, Strategy};
 pub use copy::{
-    holdout_properties, missing_profiles, parse_tool_output, GeneratedCopy, OutputError,
-    RenderedProduct, ValidCopy, COPY_KEYS,
+    missing_profiles, parse_tool_output, GeneratedCopy, OutputError, RenderedProduct, ValidCopy,
 };
 pub use orders::{
     parse_event, HistoryBounds, OrderEvent, OrderMetric, PurchaseHistory, PurchasedItem,
 };
 pub use prompt::{batch_user_message, ProductPrompt, ProfilePrompt, PromptParts, TOOL_NAME};
+pub use properties::{outcome_label, PropertySet};
 pub use settings::{BrandVoice, Settings, SlotLimit, Slots};
 pub use text::price_text;
 pub use validator::{

@@ -2,6 +2,7 @@
 //! and the messages that carry its work (ids only).
 
 use super::accounting::{Cost, RunCounts, RunState};
+use super::properties::PropertySet;
 use crate::domain::MerchantId;
 pub use crate::klaviyo::AudienceKind;
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,9 @@ pub struct Run {
     #[serde(default)]
     pub profile_cap: Option<u64>,
     pub review: bool,
+    /// The profile properties the run writes (`sp_<set>_…`).
+    #[serde(default)]
+    pub property_set: PropertySet,
     pub counts: RunCounts,
     pub tokens: Cost,
     /// Requests made, by vendor and endpoint (`klaviyo.events`, `bedrock.converse`…).
@@ -46,6 +50,15 @@ pub struct Run {
     /// Where the fan-out continues (Klaviyo's `links.next` of the last claimed page).
     #[serde(default)]
     pub fanout_cursor: Option<String>,
+    /// A page claimed (its batch number) whose work message is not yet known to be sent.
+    #[serde(default)]
+    pub fanout_pending: Option<u64>,
+    /// When the fan-out or a batch last moved the run on (the watchdog's clock).
+    #[serde(default)]
+    pub progress_at: Option<i64>,
+    /// Times the watchdog re-drove a stalled fan-out.
+    #[serde(default)]
+    pub fanout_redrives: u64,
     pub created_at: i64,
     #[serde(default)]
     pub started_at: Option<i64>,
@@ -58,6 +71,67 @@ impl Run {
     pub fn is_fully_accounted(&self) -> bool {
         self.fanout_done && self.counts.is_complete()
     }
+
+    /// What the watchdog does with this run at `now` (unix seconds).
+    pub fn watchdog_verdict(&self, now: i64, limits: &StallLimits) -> Verdict {
+        if self.state.is_terminal() {
+            return Verdict::Forget;
+        }
+        if self.is_fully_accounted() {
+            // Every profile counted, but whoever counted last died before completing the run.
+            return Verdict::Complete;
+        }
+        let idle = now - self.progress_at.unwrap_or(self.created_at);
+        match self.state {
+            // Waiting on the merchant is not a stall.
+            RunState::AwaitingApproval => Verdict::Leave,
+            _ if !self.fanout_done => {
+                if idle < limits.fanout_stall_secs {
+                    Verdict::Leave
+                } else if self.fanout_redrives < limits.max_fanout_redrives {
+                    Verdict::RedriveFanout
+                } else {
+                    Verdict::Fail(FANOUT_STALLED)
+                }
+            }
+            _ if idle >= limits.run_stall_secs => Verdict::FinishStalled(BATCHES_STALLED),
+            _ => Verdict::Leave,
+        }
+    }
+}
+
+/// A run's `state_reason` when the watchdog failed its fan-out.
+pub const FANOUT_STALLED: &str = "fanout_stalled";
+/// A run's `state_reason` when the watchdog finished it with profiles unaccounted for.
+pub const BATCHES_STALLED: &str = "batches_stalled";
+
+/// How long a run may go without progress before the watchdog steps in.
+#[derive(Clone, Copy, Debug)]
+pub struct StallLimits {
+    /// A fan-out idle this long is re-driven from its saved cursor.
+    pub fanout_stall_secs: i64,
+    /// Re-drives before the run fails.
+    pub max_fanout_redrives: u64,
+    /// A fanned-out run whose batches are idle this long (longer than SQS's redeliveries and
+    /// the dead-letter queue take) is finished, the rest counted `failed: stalled`.
+    pub run_stall_secs: i64,
+}
+
+/// The watchdog's decision for one live run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Healthy, or waiting on the merchant.
+    Leave,
+    /// Terminal: stop watching it.
+    Forget,
+    /// Accounted for but not completed: complete it.
+    Complete,
+    /// The fan-out stopped: send it a fresh message from the saved cursor.
+    RedriveFanout,
+    /// The fan-out stopped for good: fail the run with this reason.
+    Fail(&'static str),
+    /// Batches stopped: finish the run, counting what is outstanding as `failed: stalled`.
+    FinishStalled(&'static str),
 }
 
 /// `POST /runs` body, validated.
@@ -72,6 +146,10 @@ pub struct RunRequest {
     pub profile_cap: Option<u64>,
     #[serde(default)]
     pub review: bool,
+    /// The property set to write (default `campaign`): one live run per set at a time.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^[a-z](?:[a-z0-9_]{0,22}[a-z0-9])?$")]
+    pub property_set: Option<PropertySet>,
 }
 
 impl RunRequest {
@@ -145,6 +223,81 @@ impl WorkBatch {
     }
 }
 
+/// What a batch's write-back does for each of its profile ids, in order, one letter each:
+/// `W` personalized copy, `H` holdout (copy cleared), `C` copy cleared for a skipped or failed
+/// profile, `-` nothing written (not found, a duplicate id). Recorded with the write so a later
+/// delivery can charge each import error to the right bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteOutcomes(String);
+
+impl WriteOutcomes {
+    pub fn new(codes: impl IntoIterator<Item = WriteCode>) -> Self {
+        Self(codes.into_iter().map(WriteCode::letter).collect())
+    }
+
+    pub fn parse(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The code for each profile id of the batch (positions beyond the record read `-`).
+    pub fn code_of(&self, ids: &[String], id: &str) -> WriteCode {
+        ids.iter()
+            .position(|i| i == id)
+            .and_then(|i| self.0.as_bytes().get(i).copied())
+            .map_or(WriteCode::Nothing, WriteCode::from_letter)
+    }
+
+    /// The ids the write-back touches.
+    pub fn written_ids<'a>(&self, ids: &'a [String]) -> Vec<&'a String> {
+        ids.iter()
+            .zip(self.0.bytes().chain(std::iter::repeat(b'-')))
+            .filter(|(_, c)| *c != b'-')
+            .map(|(id, _)| id)
+            .collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteCode {
+    Copy,
+    Holdout,
+    Cleared,
+    Nothing,
+}
+
+impl WriteCode {
+    fn letter(self) -> char {
+        match self {
+            Self::Copy => 'W',
+            Self::Holdout => 'H',
+            Self::Cleared => 'C',
+            Self::Nothing => '-',
+        }
+    }
+
+    fn from_letter(b: u8) -> Self {
+        match b {
+            b'W' => Self::Copy,
+            b'H' => Self::Holdout,
+            b'C' => Self::Cleared,
+            _ => Self::Nothing,
+        }
+    }
+
+    /// The code for a profile's outcome (when the profile exists and is written at all).
+    pub fn for_outcome(outcome: &super::Outcome) -> Self {
+        match outcome {
+            super::Outcome::Written => Self::Copy,
+            super::Outcome::Holdout => Self::Holdout,
+            _ => Self::Cleared,
+        }
+    }
+}
+
 /// A fan-out message: page the audience from `cursor` (Klaviyo's `links.next`) on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FanoutRequest {
@@ -168,6 +321,7 @@ mod tests {
             holdout_percent: 10,
             profile_cap: None,
             review: true,
+            property_set: None,
         }
     }
 
@@ -182,6 +336,93 @@ mod tests {
         r.brief = "  ".into();
         r.holdout_percent = 90;
         assert_eq!(r.validate().unwrap_err().len(), 2);
+    }
+
+    fn live_run(state: RunState, fanout_done: bool, progress_at: i64) -> Run {
+        Run {
+            run_id: "01J".into(),
+            state,
+            state_reason: None,
+            audience: AudienceRef {
+                kind: AudienceKind::Segment,
+                id: "abc".into(),
+            },
+            brief: "b".into(),
+            holdout_percent: 0,
+            profile_cap: None,
+            review: false,
+            property_set: PropertySet::default(),
+            counts: RunCounts {
+                total: 10,
+                written: 4,
+                ..Default::default()
+            },
+            tokens: Default::default(),
+            requests: Default::default(),
+            fanout_done,
+            batches: 1,
+            fanout_cursor: None,
+            fanout_pending: None,
+            progress_at: Some(progress_at),
+            fanout_redrives: 0,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    const LIMITS: StallLimits = StallLimits {
+        fanout_stall_secs: 100,
+        max_fanout_redrives: 3,
+        run_stall_secs: 1000,
+    };
+
+    #[test]
+    fn the_watchdog_redrives_a_stalled_fan_out_then_fails_the_run() {
+        let mut run = live_run(RunState::Fanning, false, 1000);
+        assert_eq!(run.watchdog_verdict(1099, &LIMITS), Verdict::Leave);
+        assert_eq!(run.watchdog_verdict(1100, &LIMITS), Verdict::RedriveFanout);
+        run.fanout_redrives = 3;
+        assert_eq!(
+            run.watchdog_verdict(1100, &LIMITS),
+            Verdict::Fail(FANOUT_STALLED)
+        );
+    }
+
+    #[test]
+    fn the_watchdog_finishes_a_run_whose_batches_stopped_and_completes_an_accounted_one() {
+        let mut run = live_run(RunState::Running, true, 1000);
+        assert_eq!(run.watchdog_verdict(1999, &LIMITS), Verdict::Leave);
+        assert_eq!(
+            run.watchdog_verdict(2000, &LIMITS),
+            Verdict::FinishStalled(BATCHES_STALLED)
+        );
+        run.counts.written = 10;
+        assert_eq!(run.watchdog_verdict(1001, &LIMITS), Verdict::Complete);
+        run.state = RunState::Completed;
+        assert_eq!(run.watchdog_verdict(1001, &LIMITS), Verdict::Forget);
+    }
+
+    #[test]
+    fn the_watchdog_never_touches_a_run_waiting_for_approval() {
+        let run = live_run(RunState::AwaitingApproval, false, 0);
+        assert_eq!(run.watchdog_verdict(1_000_000, &LIMITS), Verdict::Leave);
+    }
+
+    #[test]
+    fn write_outcomes_name_each_position() {
+        let ids: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        let w = WriteOutcomes::new([WriteCode::Copy, WriteCode::Nothing, WriteCode::Holdout]);
+        assert_eq!(w.as_str(), "W-H");
+        assert_eq!(w.code_of(&ids, "c"), WriteCode::Holdout);
+        assert_eq!(
+            w.code_of(&ids, "d"),
+            WriteCode::Nothing,
+            "beyond the record"
+        );
+        assert_eq!(w.code_of(&ids, "zz"), WriteCode::Nothing);
+        assert_eq!(w.written_ids(&ids), vec![&ids[0], &ids[2]]);
+        assert_eq!(WriteOutcomes::parse("W-H"), w);
     }
 
     #[test]

@@ -18,4 +18,4 @@ pub use admin::{ShopifyAdmin, ShopifyApp};
 pub use catalog::{fetch_catalog, fetch_catalog_with, fetch_product, CatalogOptions};
 pub use error::ShopifyError;
 pub use graphql::{ShopifyUsage, ThrottleStatus};
-pub use tokens::{ShopifyTokens, TokenVault, VaultError};
+pub use tokens::{HeldTokens, ShopifyTokens, TokenVault, VaultError};
