@@ -482,7 +482,7 @@ async fn a_worker_that_crashed_after_submitting_its_write_finishes_that_write_in
         .collect();
     let mut pending = shared::aws::runs::BatchTally::default();
     pending.counts.written = 5;
-    runs.record_write_intent(&run_id, 1, "WWWWW", &pending)
+    runs.record_write_intent(&run_id, 1, "WWWWW", &pending, shared::domain::now_unix())
         .await
         .unwrap();
     let job_id = client.start_bulk_import(&key, &props).await.unwrap();

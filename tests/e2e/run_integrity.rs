@@ -327,3 +327,178 @@ async fn a_batch_out_of_time_is_handed_back_before_the_lambda_deadline() {
         shared::aws::runs::BatchClaim::Fresh
     );
 }
+
+#[tokio::test]
+async fn failed_profiles_of_a_finished_run_can_be_retried_as_that_run() {
+    let world = World::start().await;
+    let merchant = world.merchant(A).await;
+    merchant.connect_demo_accounts().await;
+    let vip = audience(&merchant, "VIP + Engaged").await;
+    let body = json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 12, "holdout_percent": 25 });
+    let clean = run_and_wait(&world, &merchant, body.clone()).await;
+    let clean_id = clean["run_id"].as_str().unwrap().to_owned();
+    let nothing = merchant
+        .post(&format!("/runs/{clean_id}/retry"), json!({}))
+        .await;
+    assert_eq!(
+        nothing.status,
+        StatusCode::CONFLICT,
+        "nothing failed: {:?}",
+        nothing.body
+    );
+    assert!(nothing.problem_type().ends_with("/run-state-conflict"));
+
+    // The model is down for the whole run: every profile not held out fails.
+    bedrock_fault(&world, "fail", -1).await;
+    let failed = run_and_wait(&world, &merchant, body).await;
+    bedrock_fault(&world, "none", 0).await;
+    let failed_id = failed["run_id"].as_str().unwrap().to_owned();
+    let failures = failed["counts"]["failed"]["bedrock"].as_u64().unwrap();
+    assert!(failures > 0, "{failed}");
+    assert_eq!(
+        failures + failed["counts"]["holdout"].as_u64().unwrap(),
+        12,
+        "{failed}"
+    );
+
+    let retry = merchant
+        .post(&format!("/runs/{failed_id}/retry"), json!({}))
+        .await;
+    assert_eq!(retry.status, StatusCode::CREATED, "{:?}", retry.body);
+    assert_eq!(retry.body["run"]["retry_of"], failed_id.as_str());
+    let retry_id = retry.body["run"]["run_id"].as_str().unwrap().to_owned();
+    world.settle().await;
+    let retried = merchant.get(&format!("/runs/{retry_id}")).await.body;
+    assert_eq!(retried["state"], "completed", "{retried}");
+    assert_eq!(
+        retried["counts"]["total"], failures,
+        "only the failed profiles: {retried}"
+    );
+    assert_eq!(retried["counts"]["written"], failures, "{retried}");
+    assert_eq!(
+        retried["template_snippet"], failed["template_snippet"],
+        "{retried}"
+    );
+
+    // In Klaviyo every profile of the failed run now shows its copy (or its holdout), under the
+    // failed run's id, so that run's template guard shows the retried copy.
+    let (client, key) = klaviyo(&world);
+    let ids: Vec<String> = first_page(&client, &key, &vip)
+        .await
+        .into_iter()
+        .take(12)
+        .collect();
+    let mut personalized = 0;
+    for p in client.get_profiles(&key, &ids).await.unwrap() {
+        let props = &p["attributes"]["properties"];
+        assert_eq!(props["sp_campaign_run_id"], failed_id.as_str(), "{props}");
+        match props["sp_campaign_outcome"].as_str() {
+            Some("personalized") => personalized += 1,
+            Some("holdout") => {}
+            other => panic!("{other:?}: {props}"),
+        }
+    }
+    assert_eq!(personalized, failures);
+    let again = merchant
+        .post(&format!("/runs/{retry_id}/retry"), json!({}))
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::CONFLICT,
+        "the retry left nothing failed"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_import_answer_is_settled_by_looking_never_by_writing_again() {
+    let world = World::start().await;
+    let merchant = world.merchant(A).await;
+    merchant.connect_demo_accounts().await;
+    let vip = audience(&merchant, "VIP + Engaged").await;
+    let (client, key) = klaviyo(&world);
+    let ids: Vec<String> = first_page(&client, &key, &vip)
+        .await
+        .into_iter()
+        .take(12)
+        .collect();
+    // Klaviyo accepts the next import job but its 202 is lost on the way (a 502 arrives).
+    world
+        .sandbox(
+            Method::POST,
+            "/_sandbox/klaviyo/faults",
+            json!({ "lose_import_responses": 1 }),
+        )
+        .await;
+    let before = profile_writes(&world).await;
+    let run = run_and_wait(
+        &world,
+        &merchant,
+        json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 12, "holdout_percent": 25 }),
+    )
+    .await;
+    assert_exact(&world, &run, &ids, &before, "a lost 202").await;
+    assert_eq!(
+        run["requests"]["klaviyo_bulk_import"], 1,
+        "one job, not a second one for the lost answer: {run}"
+    );
+}
+
+#[tokio::test]
+async fn a_page_with_a_repeated_or_merged_id_is_accounted_for_with_a_reason() {
+    let world = World::start_with(|o| o.run_queues = false).await;
+    let merchant = connected_without_queues(&world, A).await;
+    let vip = audience(&merchant, "VIP + Engaged").await;
+    let created = merchant
+        .post("/runs", json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 4, "review": true }))
+        .await;
+    let run_id = created.body["run"]["run_id"].as_str().unwrap().to_owned();
+    let (client, key) = klaviyo(&world);
+    let ids = first_page(&client, &key, &vip).await;
+    // A member listed twice, and one merged away (Klaviyo answers it under another id).
+    let page = vec![
+        ids[0].clone(),
+        ids[1].clone(),
+        ids[0].clone(),
+        "01MERGEDAWAY0000000000000Z".to_owned(),
+    ];
+    let work_arn = world
+        .stack
+        .resources
+        .arn("WorkQueue")
+        .unwrap_or_default()
+        .to_owned();
+    let batch = json!({ "merchant_id": A, "run_id": run_id, "batch": 1, "profile_ids": page });
+    let out = world
+        .stack
+        .invoke(
+            "PersonalizeWorkerFunction",
+            sqs_event("w1", &batch, &work_arn),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["batchItemFailures"], json!([]), "{out}");
+    let follow_up = next_work_message(&world).await;
+    world
+        .stack
+        .invoke(
+            "PersonalizeWorkerFunction",
+            sqs_event("f1", &follow_up, &work_arn),
+        )
+        .await
+        .unwrap();
+    let run = merchant.get(&format!("/runs/{run_id}")).await.body;
+    let c = &run["counts"];
+    assert_eq!(c["skipped"]["duplicate_id"], 1, "{run}");
+    assert_eq!(c["skipped"]["profile_not_found"], 1, "{run}");
+    assert_eq!(
+        c["written"].as_u64().unwrap() + c["holdout"].as_u64().unwrap(),
+        2,
+        "{run}"
+    );
+    let writes = profile_writes(&world).await;
+    assert_eq!(
+        writes.get(&ids[0]).copied(),
+        Some(1),
+        "the repeated member is written once"
+    );
+}

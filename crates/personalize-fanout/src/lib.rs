@@ -185,6 +185,10 @@ impl Handler {
                     &self.view(&self.run(&merchant, &run.run_id).await?),
                 ))
             }
+            "POST /runs/{id}/retry" => Ok(http::json(
+                201,
+                &self.retry_run(&merchant, &run_id()).await?,
+            )),
             "POST /runs/{id}/cancel" => {
                 let run = self.run(&merchant, &run_id()).await?;
                 let live = [
@@ -312,6 +316,8 @@ impl Handler {
             profile_cap: request.profile_cap,
             review: request.review,
             property_set: request.property_set.unwrap_or_default(),
+            retry_of: None,
+            written_as: None,
             counts: RunCounts::default(),
             tokens: Default::default(),
             requests: Default::default(),
@@ -400,6 +406,59 @@ impl Handler {
         }
     }
 
+    /// `POST /runs/{id}/retry`: a new run over the failed profiles of a finished one, writing
+    /// as it (its run id on the profiles, its holdout split), so the original template guard
+    /// shows the retried copy.
+    async fn retry_run(&self, merchant: &MerchantId, run_id: &str) -> Result<RunCreated, ApiError> {
+        let source = self.run(merchant, run_id).await?;
+        if !source.state.is_terminal() {
+            return Err(ApiError::RunStateConflict(format!(
+                "run {run_id} has not finished; retry it once it has"
+            )));
+        }
+        if source.counts.failed.values().sum::<u64>() == 0 {
+            return Err(ApiError::RunStateConflict(format!(
+                "run {run_id} has no failed profiles to retry"
+            )));
+        }
+        self.key(merchant).await?;
+        let run = Run {
+            run_id: ulid::Ulid::new().to_string(),
+            state: RunState::Fanning,
+            state_reason: None,
+            audience: source.audience.clone(),
+            brief: source.brief.clone(),
+            holdout_percent: source.holdout_percent,
+            profile_cap: None,
+            review: false,
+            property_set: source.property_set.clone(),
+            retry_of: Some(source.run_id.clone()),
+            written_as: Some(source.written_run_id().to_owned()),
+            counts: RunCounts::default(),
+            tokens: Default::default(),
+            requests: Default::default(),
+            fanout_done: false,
+            batches: 0,
+            fanout_cursor: None,
+            fanout_pending: None,
+            progress_at: None,
+            fanout_redrives: 0,
+            created_at: now_unix(),
+            started_at: None,
+            finished_at: None,
+        };
+        self.runs
+            .create(merchant, &run)
+            .await
+            .map_err(internal)?
+            .map_err(ApiError::PropertySetInUse)?;
+        self.start_fanout(merchant, &run.run_id).await?;
+        let stored = self.run(merchant, &run.run_id).await?;
+        Ok(RunCreated {
+            run: self.view(&stored),
+        })
+    }
+
     async fn start_fanout(&self, merchant: &MerchantId, run_id: &str) -> Result<(), ApiError> {
         let message = FanoutRequest {
             merchant_id: merchant.clone(),
@@ -472,11 +531,16 @@ impl Handler {
                 return self.finish(merchant, &run.run_id).await;
             }
             let cursor = run.fanout_cursor.clone();
-            let (mut ids, next) = self
-                .engine
-                .klaviyo
-                .audience_page(&key, run.audience.kind, &run.audience.id, cursor.as_deref())
-                .await?;
+            let (mut ids, next) = match &run.retry_of {
+                // A retry pages the failed ids its source run kept, one batch at a time.
+                Some(source) => self.runs.failed_page(source, cursor.as_deref()).await?,
+                None => {
+                    self.engine
+                        .klaviyo
+                        .audience_page(&key, run.audience.kind, &run.audience.id, cursor.as_deref())
+                        .await?
+                }
+            };
             self.crash_point("fanout.page_read")?;
             let mut next = next;
             if let Some(left) = remaining_cap {
@@ -720,6 +784,8 @@ mod tests {
             profile_cap: None,
             review: false,
             property_set: Default::default(),
+            retry_of: None,
+            written_as: None,
             counts: RunCounts {
                 total,
                 written,

@@ -355,14 +355,19 @@ impl Handler {
             .cloned()
             .collect();
         let profiles = self.engine.klaviyo.get_profiles(key, &ids).await?;
-        let run_key = run.property_set.key("run_id");
+        // This write's profiles carry the run's id and the write's own time (a retry writes as
+        // the original run, whose older write the time tells apart).
+        let (run_key, at_key) = (
+            run.property_set.key("run_id"),
+            run.property_set.key("generated_at"),
+        );
+        let at = shared::domain::rfc3339(write.intent_at);
         let landed: HashSet<&str> = profiles
             .iter()
             .filter(|p| {
-                p.pointer("/attributes/properties")
-                    .and_then(|props| props.get(&run_key))
-                    .and_then(Value::as_str)
-                    == Some(run.run_id.as_str())
+                let props = p.pointer("/attributes/properties");
+                let prop = |k: &str| props.and_then(|props| props.get(k)).and_then(Value::as_str);
+                prop(&run_key) == Some(run.written_run_id()) && prop(&at_key) == Some(at.as_str())
             })
             .filter_map(|p| p.get("id").and_then(Value::as_str))
             .collect();
@@ -373,7 +378,7 @@ impl Handler {
         let mut tally = write.pending.clone();
         for id in &ids {
             if !landed.contains(id.as_str()) {
-                charge_import_error(&mut tally, outcomes.code_of(&batch.profile_ids, id));
+                charge_import_error(&mut tally, outcomes.code_of(&batch.profile_ids, id), id);
             }
         }
         Ok(Some(tally))
@@ -426,6 +431,7 @@ impl Handler {
                     tally
                         .counts
                         .add_n(&Outcome::Failed(FailReason::Klaviyo), unique.len() as u64);
+                    tally.failed_ids.extend(unique.iter().cloned());
                     return Ok(Written::Counted(tally));
                 }
             };
@@ -455,7 +461,7 @@ impl Handler {
                 key,
                 settings: &settings,
                 brief: &run.brief,
-                run: Some((&batch.run_id, run.holdout_percent)),
+                run: Some((run.written_run_id(), run.holdout_percent)),
                 read_deadline: Some(read_deadline),
             };
             generation = match self.engine.generate(&job, profiles).await {
@@ -488,15 +494,18 @@ impl Handler {
         for (id, outcome, copy) in &plan {
             let properties = match (outcome, copy) {
                 (Outcome::Written, Some(copy)) => {
-                    set.copy_properties(copy, &batch.run_id, generated_at)
+                    set.copy_properties(copy, run.written_run_id(), generated_at)
                 }
                 (Outcome::Written, None) => continue, // cannot happen: written copy is valid copy
-                (other, _) => set.cleared_properties(&batch.run_id, generated_at, other),
+                (other, _) => set.cleared_properties(run.written_run_id(), generated_at, other),
             };
             writes.push((id.clone(), properties));
             codes.insert(id.as_str(), WriteCode::for_outcome(outcome));
             // Counted as planned; a failed import moves it later.
             tally.counts.add(outcome);
+            if matches!(outcome, Outcome::Failed(_)) {
+                tally.failed_ids.push(id.clone());
+            }
         }
         if writes.is_empty() {
             return Ok(Written::Counted(tally));
@@ -520,7 +529,13 @@ impl Handler {
         // What the write-back adds if it succeeds, recorded before the job exists so a later
         // delivery finishes this write (or learns it never happened) instead of writing again.
         self.runs
-            .record_write_intent(&batch.run_id, batch.batch, outcomes.as_str(), &tally)
+            .record_write_intent(
+                &batch.run_id,
+                batch.batch,
+                outcomes.as_str(),
+                &tally,
+                generated_at,
+            )
             .await?;
         self.crash_point("worker.write_intent_recorded")?;
         let job_id = match self.engine.klaviyo.start_bulk_import(key, &writes).await {
@@ -534,8 +549,8 @@ impl Handler {
             ) => return Err(Box::new(err)),
             Err(err) => {
                 tracing::warn!(error = %err, "bulk import refused");
-                for (_, outcome, _) in &plan {
-                    charge_import_error(&mut tally, WriteCode::for_outcome(outcome));
+                for (id, outcome, _) in &plan {
+                    charge_import_error(&mut tally, WriteCode::for_outcome(outcome), id);
                 }
                 return Ok(Written::Counted(tally));
             }
@@ -562,7 +577,7 @@ impl Handler {
         if job.status != ImportStatus::Complete {
             // The whole job failed or was cancelled: nothing of it landed.
             for id in outcomes.written_ids(ids) {
-                charge_import_error(&mut tally, outcomes.code_of(ids, id));
+                charge_import_error(&mut tally, outcomes.code_of(ids, id), id);
             }
             return Ok(tally);
         }
@@ -578,18 +593,19 @@ impl Handler {
         let mut unnamed = job.failed_count;
         for error in &errors {
             if let Some(id) = &error.profile_id {
-                charge_import_error(&mut tally, outcomes.code_of(ids, id));
+                charge_import_error(&mut tally, outcomes.code_of(ids, id), id);
                 unnamed = unnamed.saturating_sub(1);
             }
         }
-        // Errors that name no profile: charged to copy first, then holdouts (the worst case).
+        // Errors that name no profile: charged to copy first, then holdouts (the worst case);
+        // which profile failed is unknown, so a retry cannot pick it up.
         for _ in 0..unnamed {
             let code = if tally.counts.written > 0 {
                 WriteCode::Copy
             } else {
                 WriteCode::Holdout
             };
-            charge_import_error(&mut tally, code);
+            charge_import_error(&mut tally, code, "");
         }
         Ok(tally)
     }
@@ -620,7 +636,7 @@ impl Handler {
                         &outcomes,
                     )
                     .await?;
-                dead_letter_rest(tally, &batch.profile_ids)
+                dead_letter_rest(tally, &batch.profile_ids, &outcomes)
             }
             (Some(write), Some(key)) => {
                 let Some(run) = self.runs.get(merchant, &batch.run_id).await? else {
@@ -630,7 +646,11 @@ impl Handler {
                     .settle_uncertain_write(batch, &run, &key, &write)
                     .await?
                 {
-                    Some(tally) => dead_letter_rest(tally, &batch.profile_ids),
+                    Some(tally) => dead_letter_rest(
+                        tally,
+                        &batch.profile_ids,
+                        &WriteOutcomes::parse(&write.outcomes),
+                    ),
                     None => pending_as(&batch.profile_ids, Outcome::Failed(FailReason::DeadLetter)),
                 }
             }
@@ -663,9 +683,9 @@ impl Handler {
     }
 }
 
-/// One profile's write did not land: copy and holdouts move to `failed: klaviyo`; a failed
-/// clear leaves its skipped or failed profile where it was.
-fn charge_import_error(tally: &mut BatchTally, code: WriteCode) {
+/// Profile `id`'s write did not land: copy and holdouts move to `failed: klaviyo` (and may be
+/// retried); a failed clear leaves its skipped or failed profile where it was.
+fn charge_import_error(tally: &mut BatchTally, code: WriteCode, id: &str) {
     let bucket = match code {
         WriteCode::Copy => &mut tally.counts.written,
         WriteCode::Holdout => &mut tally.counts.holdout,
@@ -674,16 +694,26 @@ fn charge_import_error(tally: &mut BatchTally, code: WriteCode) {
     if *bucket > 0 {
         *bucket -= 1;
         tally.counts.add(&Outcome::Failed(FailReason::Klaviyo));
+        if !id.is_empty() {
+            tally.failed_ids.push(id.to_owned());
+        }
     }
 }
 
 /// A dead-lettered batch whose recorded write was settled: profiles the write did not cover
 /// (none, when the tally covers the batch) fail with `dead_letter`.
-fn dead_letter_rest(mut tally: BatchTally, ids: &[String]) -> BatchTally {
+fn dead_letter_rest(mut tally: BatchTally, ids: &[String], outcomes: &WriteOutcomes) -> BatchTally {
     let rest = (ids.len() as u64).saturating_sub(tally.counts.accounted());
     tally
         .counts
         .add_n(&Outcome::Failed(FailReason::DeadLetter), rest);
+    let mut seen = HashSet::new();
+    let unwritten = ids
+        .iter()
+        .filter(|id| seen.insert(id.as_str()) && outcomes.code_of(ids, id) == WriteCode::Nothing)
+        .take(rest as usize)
+        .cloned();
+    tally.failed_ids.extend(unwritten);
     tally
 }
 
@@ -838,6 +868,9 @@ impl Previewer<'_> {
 fn pending_as(ids: &[String], outcome: Outcome) -> BatchTally {
     let mut tally = BatchTally::default();
     tally.counts.add_n(&outcome, ids.len() as u64);
+    if matches!(outcome, Outcome::Failed(_)) {
+        tally.failed_ids = ids.to_vec();
+    }
     tally
 }
 

@@ -77,6 +77,8 @@ pub struct RunView {
     /// A Klaviyo template snippet that shows this run's body and nothing else (not an older
     /// run's copy, not copy of a profile this run skipped).
     pub template_snippet: String,
+    /// For a retry: the run whose failed profiles it writes (as that run: the snippet is its).
+    pub retry_of: Option<String>,
     pub counts: RunCounts,
     pub tokens: Cost,
     pub estimated_cost_usd: f64,
@@ -164,6 +166,13 @@ fn get_run_samples() {}
 #[allow(dead_code)]
 fn approve_run() {}
 
+#[utoipa::path(post, path = "/runs/{id}/retry", tag = "personalize", params(("id" = String, Path)),
+    responses((status = 201, body = RunCreated), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "not finished, nothing failed, or its property set is in use", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+#[allow(dead_code)]
+fn retry_run() {}
+
 #[utoipa::path(post, path = "/runs/{id}/cancel", tag = "personalize", params(("id" = String, Path)),
     responses((status = 200, body = RunView), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "already finished", body = Problem, content_type = "application/problem+json")),
@@ -182,6 +191,7 @@ fn cancel_run() {}
     get_run,
     get_run_samples,
     approve_run,
+    retry_run,
     cancel_run
 ))]
 pub(super) struct PersonalizeDoc;
@@ -205,7 +215,8 @@ impl RunView {
             profile_cap: run.profile_cap,
             review: run.review,
             property_set: run.property_set.as_str().to_owned(),
-            template_snippet: run.property_set.template_guard(&run.run_id),
+            template_snippet: run.property_set.template_guard(run.written_run_id()),
+            retry_of: run.retry_of.clone(),
             counts: run.counts.clone(),
             tokens: run.tokens,
             estimated_cost_usd: (run.tokens.usd(&prices) * 10_000.0).round() / 10_000.0,

@@ -28,6 +28,20 @@ pub struct BatchTally {
     pub tokens: Cost,
     /// Requests by `vendor_endpoint` (e.g. `klaviyo_events`, `bedrock_converse`).
     pub requests: BTreeMap<String, u64>,
+    /// Klaviyo ids of the batch's failed profiles (ids only), kept with the batch so the
+    /// merchant can retry them (`POST /runs/{id}/retry`).
+    pub failed_ids: Vec<String>,
+}
+
+fn ids_value(ids: &[String]) -> AttributeValue {
+    AttributeValue::L(ids.iter().map(s).collect())
+}
+
+fn ids_of_item(item: &Item, attr: &str) -> Vec<String> {
+    item.get(attr)
+        .and_then(|v| v.as_l().ok())
+        .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+        .unwrap_or_default()
 }
 
 /// How a worker finds a batch it was handed.
@@ -134,7 +148,10 @@ fn counter_attrs(tally: &BatchTally) -> Vec<(String, u64)> {
 }
 
 fn tally_from_item(item: &Item) -> BatchTally {
-    let mut tally = BatchTally::default();
+    let mut tally = BatchTally {
+        failed_ids: ids_of_item(item, "failed_ids"),
+        ..Default::default()
+    };
     for (name, value) in item {
         let Some(v) = value.as_n().ok().and_then(|v| v.parse::<u64>().ok()) else {
             continue;
@@ -260,7 +277,8 @@ impl RunStore {
         let mut item = to_item(&serde_json::json!({
             "run_id": run.run_id, "state": run.state, "audience": run.audience, "brief": run.brief,
             "holdout_percent": run.holdout_percent, "profile_cap": run.profile_cap, "review": run.review,
-            "property_set": run.property_set, "fanout_done": false, "batches": 0,
+            "property_set": run.property_set, "retry_of": run.retry_of, "written_as": run.written_as,
+            "fanout_done": false, "batches": 0,
             "created_at": run.created_at, "progress_at": run.created_at, "c_total": 0,
         }))?;
         item.insert("pk".into(), s(&pk));
@@ -533,6 +551,44 @@ impl RunStore {
         }
     }
 
+    /// For a retry's fan-out: the failed profile ids of the next batch of `run_id` after the
+    /// batch `after` (a batch sort key, the retry's cursor) that has any, with that batch's key
+    /// as the next cursor; `(empty, None)` when no batch after it has failures.
+    pub async fn failed_page(
+        &self,
+        run_id: &str,
+        after: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>), AwsError> {
+        let (pk, first) = batch_key(run_id, 0);
+        let from = after.map(str::to_owned).unwrap_or(first);
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk > :after")
+                .filter_expression("begins_with(sk, :batch) AND size(failed_ids) > :zero")
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":after", s(&from))
+                .expression_attribute_values(":batch", s("BATCH#"))
+                .expression_attribute_values(":zero", n(0))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(Self::err("dynamodb:Query"))?;
+            if let Some(item) = page.items.unwrap_or_default().into_iter().next() {
+                let sk = item.get("sk").and_then(|v| v.as_s().ok()).cloned();
+                return Ok((ids_of_item(&item, "failed_ids"), sk));
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok((Vec::new(), None)),
+            }
+        }
+    }
+
     /// The ids of a claimed page whose work message may not have been sent.
     pub async fn claimed_page(
         &self,
@@ -722,13 +778,14 @@ impl RunStore {
         batch: u64,
         outcomes: &str,
         pending: &BatchTally,
-    ) -> Result<i64, AwsError> {
+        intent_at: i64,
+    ) -> Result<(), AwsError> {
         let (pk, sk) = batch_key(run_id, batch);
         let attrs = counter_attrs(pending);
-        let intent_at = now_unix();
         let mut sets = vec![
             "intent_at = :at".to_owned(),
             "outcomes = :outcomes".to_owned(),
+            "failed_ids = :failed".to_owned(),
         ];
         let mut request = self
             .client
@@ -746,10 +803,11 @@ impl RunStore {
             .update_expression(format!("SET {}", sets.join(", ")))
             .expression_attribute_values(":at", n(intent_at))
             .expression_attribute_values(":outcomes", s(outcomes))
+            .expression_attribute_values(":failed", ids_value(&pending.failed_ids))
             .send()
             .await
             .map_err(Self::err("dynamodb:UpdateItem"))?;
-        Ok(intent_at)
+        Ok(())
     }
 
     /// The write-back job was created: later deliveries look at it.
@@ -788,10 +846,13 @@ impl RunStore {
             .table_name(&self.table)
             .key("pk", s(pk))
             .key("sk", s(sk))
-            .update_expression("SET #status = :done, expires_at = if_not_exists(expires_at, :ttl)")
+            .update_expression(
+                "SET #status = :done, expires_at = if_not_exists(expires_at, :ttl), failed_ids = :failed",
+            )
             .condition_expression("attribute_not_exists(#status) OR #status <> :done")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":done", s("done"))
+            .expression_attribute_values(":failed", ids_value(&tally.failed_ids))
             .expression_attribute_values(":ttl", n(now_unix() + BATCH_TTL_SECS))
             .build()
             .map_err(|e| AwsError::new("dynamodb:TransactWriteItems", e))?;

@@ -37,6 +37,13 @@ pub struct Run {
     /// The profile properties the run writes (`sp_<set>_…`).
     #[serde(default)]
     pub property_set: PropertySet,
+    /// A retry: the run whose failed profiles this one writes.
+    #[serde(default)]
+    pub retry_of: Option<String>,
+    /// A retry writes as the run the merchant started (its id on the profiles and in the
+    /// holdout hash), so that run's template guard shows the retried copy.
+    #[serde(default)]
+    pub written_as: Option<String>,
     pub counts: RunCounts,
     pub tokens: Cost,
     /// Requests made, by vendor and endpoint (`klaviyo.events`, `bedrock.converse`…).
@@ -67,6 +74,11 @@ pub struct Run {
 }
 
 impl Run {
+    /// The run id the profiles carry: the original run's for a retry, else this run's.
+    pub fn written_run_id(&self) -> &str {
+        self.written_as.as_deref().unwrap_or(&self.run_id)
+    }
+
     /// Complete once the fan-out is done and every profile it enqueued is accounted for.
     pub fn is_fully_accounted(&self) -> bool {
         self.fanout_done && self.counts.is_complete()
@@ -352,6 +364,8 @@ mod tests {
             profile_cap: None,
             review: false,
             property_set: PropertySet::default(),
+            retry_of: None,
+            written_as: None,
             counts: RunCounts {
                 total: 10,
                 written: 4,
