@@ -1,16 +1,80 @@
 //! Catalog sync through real events: replacement is whole and atomic, a failed sync keeps the
 //! old catalog and shows the error, the schedule covers every connected shop, large stores go
-//! through a bulk operation, and concurrent token refreshes spend the refresh token once.
+//! through a bulk operation (a 100 MB export streams through with flat memory; an export the
+//! sync gives up on is canceled; one a dead sync left running is adopted), and concurrent token
+//! refreshes spend the refresh token once.
 
 use e2e::*;
 use reqwest::{Method, StatusCode};
+use sandbox::shopify::catalog_data::{generate_catalog, ProductStatus};
 use serde_json::{json, Value};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 const A: &str = "0f6e2a3c-1b4d-4e5f-8a9b-7c6d5e4f3a21";
 const B: &str = "7a1c9e2b-3d4f-4a5b-9c8d-1e2f3a4b5c6d";
 
+// ---------- heap accounting for the flat-memory test ----------
+
+/// The system allocator, counting live heap bytes and their peak.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(bytes: usize) {
+    let now = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; the counters only observe sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = System.alloc(layout);
+        if !ptr.is_null() {
+            grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let ptr = System.alloc_zeroed(layout);
+        if !ptr.is_null() {
+            grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let moved = System.realloc(ptr, layout, new_size);
+        if !moved.is_null() {
+            if new_size >= layout.size() {
+                grew(new_size - layout.size());
+            } else {
+                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+            }
+        }
+        moved
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Tests of this file share one process: the memory test runs alone (write), the others
+/// alongside each other (read), so its heap peak is its own.
+static ALONE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 #[tokio::test]
 async fn a_resync_replaces_the_catalog_whole() {
+    let _shared = ALONE.read().await;
     let world = World::start().await;
     let merchant = world.merchant(A).await;
     assert_eq!(
@@ -54,6 +118,7 @@ async fn a_resync_replaces_the_catalog_whole() {
 
 #[tokio::test]
 async fn a_failed_sync_keeps_the_old_catalog_and_shows_the_error() {
+    let _shared = ALONE.read().await;
     let world = World::start().await;
     let merchant = world.merchant(A).await;
     assert_eq!(
@@ -110,6 +175,7 @@ async fn a_failed_sync_keeps_the_old_catalog_and_shows_the_error() {
 
 #[tokio::test]
 async fn the_schedule_queues_a_sync_for_every_connected_shop() {
+    let _shared = ALONE.read().await;
     let world = World::start().await;
     world
         .sandbox(
@@ -140,6 +206,7 @@ async fn the_schedule_queues_a_sync_for_every_connected_shop() {
 
 #[tokio::test]
 async fn a_large_store_syncs_through_a_bulk_operation() {
+    let _shared = ALONE.read().await;
     let world = World::start().await;
     world
         .sandbox(
@@ -170,6 +237,7 @@ async fn a_large_store_syncs_through_a_bulk_operation() {
 
 #[tokio::test]
 async fn concurrent_syncs_with_an_expired_token_refresh_it_once() {
+    let _shared = ALONE.read().await;
     let world = World::start().await;
     let merchant = world.merchant(A).await;
     assert_eq!(
@@ -234,4 +302,289 @@ fn refreshes(stats: &Value) -> i64 {
         }
     }
     walk(stats, false)
+}
+
+// ---------- bulk exports: size, abandonment, adoption ----------
+
+/// What the store holds that the catalog should: active and published products, and whether
+/// any of their variants is for sale (the sandbox's generator, filtered as the contract says).
+fn expected_catalog(seed: u64, count: usize) -> BTreeMap<String, bool> {
+    generate_catalog(seed, count)
+        .into_iter()
+        .filter(|p| p.status == ProductStatus::Active && p.published)
+        .map(|p| (p.gid(), p.variants.iter().any(|v| v.available)))
+        .collect()
+}
+
+async fn create_shop(world: &World, shop: &str, products: usize, seed: u64) {
+    world
+        .sandbox(
+            Method::POST,
+            "/_sandbox/shopify/shops",
+            json!({ "shop": shop, "products": products, "seed": seed }),
+        )
+        .await;
+}
+
+async fn bulk_settings(world: &World, shop: &str, settings: Value) {
+    world
+        .sandbox(
+            Method::POST,
+            &format!("/_sandbox/shopify/{shop}/bulk-settings"),
+            settings,
+        )
+        .await;
+}
+
+/// Every bulk operation of the shop (id, status, file size), oldest first, once no
+/// cancelation is still under way.
+async fn bulk_operations(world: &World, shop: &str) -> Vec<Value> {
+    let path = format!("/_sandbox/shopify/{shop}/bulk-operations");
+    let mut ops = Value::Null;
+    for _ in 0..100 {
+        ops = world.sandbox(Method::GET, &path, json!({})).await;
+        if ops
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|op| op["status"] != "CANCELING")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ops.as_array().unwrap().clone()
+}
+
+fn statuses(ops: &[Value]) -> Vec<String> {
+    ops.iter()
+        .map(|op| op["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The number of products a seed gives for the bulk path (more active ones than the threshold).
+fn bulk_sized(seed: u64) -> usize {
+    let count = 700;
+    let active = generate_catalog(seed, count)
+        .iter()
+        .filter(|p| p.status == ProductStatus::Active)
+        .count() as u64;
+    assert!(
+        active > shared::shopify::catalog::BULK_THRESHOLD,
+        "the shop must take the bulk path"
+    );
+    count
+}
+
+#[tokio::test]
+async fn a_100_mb_export_streams_into_the_catalog_with_flat_memory() {
+    let _alone = ALONE.write().await;
+    let world = World::start().await;
+    let (shop, products, seed) = ("long-descriptions.myshopify.com", 6000, 12);
+    create_shop(&world, shop, products, seed).await;
+    // ~20 KB of description per product: the export is over 100 MB, the cached catalog keeps
+    // 600 characters of each.
+    world
+        .sandbox(
+            Method::POST,
+            &format!("/_sandbox/shopify/{shop}/long-descriptions"),
+            json!({ "extra_bytes": 20_000 }),
+        )
+        .await;
+    let merchant = world.merchant(A).await;
+
+    let baseline = LIVE.load(Ordering::Relaxed);
+    PEAK.store(baseline, Ordering::Relaxed);
+    assert_eq!(merchant.connect_shopify(shop).await.status, StatusCode::OK);
+    let peak_growth = PEAK.load(Ordering::Relaxed).saturating_sub(baseline);
+
+    let ops = bulk_operations(&world, shop).await;
+    assert_eq!(statuses(&ops), ["COMPLETED"], "{ops:?}");
+    let export_bytes = ops[0]["file_size"].as_u64().unwrap();
+    assert!(
+        export_bytes >= 100_000_000,
+        "export of {export_bytes} bytes"
+    );
+    let view = merchant.connections().await;
+    assert!(view["shopify"]["last_sync_error"].is_null(), "{view}");
+
+    let cached = world.cached_catalog(A).await;
+    let got: BTreeMap<String, bool> = cached.iter().map(|p| (p.id.clone(), p.available)).collect();
+    assert_eq!(got.len(), cached.len(), "each product once");
+    assert_eq!(
+        got,
+        expected_catalog(seed, products),
+        "every product, availability included"
+    );
+    assert!(cached
+        .iter()
+        .all(|p| p.description.chars().count() <= shared::shopify::catalog::DESCRIPTION_MAX_CHARS));
+    // Holding the export (or its products' descriptions) would take over 100 MB; streaming
+    // holds a window of products, a chunk being written and a few pieces of the download.
+    assert!(
+        peak_growth < 48 * 1024 * 1024,
+        "the heap grew by {} MB during a sync of a {} MB export",
+        peak_growth / (1024 * 1024),
+        export_bytes / 1_000_000
+    );
+}
+
+#[tokio::test]
+async fn a_sync_that_fails_while_its_export_runs_cancels_it_and_the_next_sync_succeeds() {
+    let _shared = ALONE.read().await;
+    let world = World::start().await;
+    let (shop, seed) = ("stalling-export.myshopify.com", 5);
+    let products = bulk_sized(seed);
+    create_shop(&world, shop, products, seed).await;
+    let merchant = world.merchant(A).await;
+    assert_eq!(merchant.connect_shopify(shop).await.status, StatusCode::OK);
+    let generation = world.generation(A).await.expect("first generation");
+
+    // From now on an export runs ten minutes and Shopify answers every status read with a 500:
+    // each delivery of the sync gives up while its export runs.
+    bulk_settings(
+        &world,
+        shop,
+        json!({ "run_secs": 600, "status_errors": 1000 }),
+    )
+    .await;
+    assert_eq!(
+        merchant.post("/catalog/sync", json!({})).await.status,
+        StatusCode::ACCEPTED
+    );
+    world.settle().await;
+
+    let ops = bulk_operations(&world, shop).await;
+    let abandoned = &statuses(&ops)[1..];
+    assert!(
+        !abandoned.is_empty(),
+        "the failed sync started exports: {ops:?}"
+    );
+    assert!(
+        abandoned.iter().all(|s| s == "CANCELED"),
+        "every export the failed sync gave up on was canceled: {ops:?}"
+    );
+    let view = merchant.connections().await;
+    assert!(view["shopify"]["last_sync_error"].is_string(), "{view}");
+    assert_eq!(
+        world.generation(A).await.as_deref(),
+        Some(generation.as_str())
+    );
+
+    // Shopify recovers: the next sync finds every slot free and replaces the catalog.
+    bulk_settings(
+        &world,
+        shop,
+        json!({ "run_secs": null, "status_errors": 0 }),
+    )
+    .await;
+    assert_eq!(
+        merchant.post("/catalog/sync", json!({})).await.status,
+        StatusCode::ACCEPTED
+    );
+    world.settle().await;
+    let view = merchant.connections().await;
+    assert!(view["shopify"]["last_sync_error"].is_null(), "{view}");
+    assert_ne!(
+        world.generation(A).await.as_deref(),
+        Some(generation.as_str())
+    );
+    assert_eq!(
+        statuses(&bulk_operations(&world, shop).await)
+            .last()
+            .map(String::as_str),
+        Some("COMPLETED")
+    );
+    let cached: BTreeMap<String, bool> = world
+        .cached_catalog(A)
+        .await
+        .into_iter()
+        .map(|p| (p.id, p.available))
+        .collect();
+    assert_eq!(cached, expected_catalog(seed, products));
+}
+
+#[tokio::test]
+async fn a_sync_adopts_the_export_a_dead_sync_left_running() {
+    let _shared = ALONE.read().await;
+    let world = World::start().await;
+    let (shop, seed) = ("left-running.myshopify.com", 6);
+    let products = bulk_sized(seed);
+    create_shop(&world, shop, products, seed).await;
+    let merchant = world.merchant(A).await;
+    assert_eq!(merchant.connect_shopify(shop).await.status, StatusCode::OK);
+    let generation = world.generation(A).await.expect("first generation");
+
+    // A sync that died after starting its export (the Lambda was killed): the very request
+    // production sends, with the merchant's token, and nobody waiting for the result.
+    bulk_settings(&world, shop, json!({ "run_secs": 2 })).await;
+    let config = world.config();
+    let pair: Value = serde_json::from_str(
+        &world
+            .secret(&format!("{}/{A}/shopify", config.secret_prefix))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let started: Value = world
+        .http
+        .post(format!(
+            "{}/shopify/{shop}/admin/api/{}/graphql.json",
+            world.stack.sandbox.base_url, config.shopify_api_version
+        ))
+        .header(
+            "X-Shopify-Access-Token",
+            pair["access_token"].as_str().unwrap(),
+        )
+        .json(&json!({
+            "query": shared::shopify::bulk::BULK_RUN,
+            "variables": { "query": shared::shopify::catalog::BULK_PRODUCTS },
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let left = started["data"]["bulkOperationRunQuery"]["bulkOperation"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the export started: {started}"))
+        .to_owned();
+    for _ in 0..50 {
+        if statuses(&bulk_operations(&world, shop).await)
+            .last()
+            .map(String::as_str)
+            == Some("RUNNING")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    assert_eq!(
+        merchant.post("/catalog/sync", json!({})).await.status,
+        StatusCode::ACCEPTED
+    );
+    world.settle().await;
+
+    let ops = bulk_operations(&world, shop).await;
+    assert_eq!(
+        ops.iter()
+            .map(|op| op["id"].as_str().unwrap())
+            .collect::<Vec<_>>()
+            .last(),
+        Some(&left.as_str()),
+        "no export started beside the one left running: {ops:?}"
+    );
+    assert_eq!(statuses(&ops), ["COMPLETED", "COMPLETED"], "{ops:?}");
+    let view = merchant.connections().await;
+    assert!(view["shopify"]["last_sync_error"].is_null(), "{view}");
+    assert_ne!(
+        world.generation(A).await.as_deref(),
+        Some(generation.as_str())
+    );
+    assert_eq!(
+        world.cached_catalog(A).await.len(),
+        expected_catalog(seed, products).len()
+    );
 }

@@ -5,64 +5,12 @@
 
 mod trace;
 
-use aws_sdk_cognitoidentityprovider::types::AttributeType;
 use e2e::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use trace::snapshot;
 
 const ACCOUNT_DELETED: &str = "https://sendpersonal.app/problems/account-deleted";
-
-/// A user in the stack's Cognito pool (moto), and a token for them from the sandbox issuer with
-/// the same `sub` and `username`, as Cognito's access tokens carry.
-async fn cognito_merchant<'w>(world: &'w World, email: &str) -> Merchant<'w> {
-    let pool = world
-        .stack
-        .resources
-        .get("UserPool")
-        .expect("the template's user pool exists locally")
-        .name
-        .clone();
-    let cognito = aws_sdk_cognitoidentityprovider::Client::new(world.stack.aws.config());
-    let created = cognito
-        .admin_create_user()
-        .user_pool_id(&pool)
-        .username(email)
-        .user_attributes(
-            AttributeType::builder()
-                .name("email")
-                .value(email)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("AdminCreateUser");
-    let user = created.user().unwrap();
-    let username = user.username().unwrap().to_owned();
-    let sub = user
-        .attributes()
-        .iter()
-        .find(|a| a.name() == "sub")
-        .and_then(|a| a.value())
-        .unwrap()
-        .to_owned();
-    let token: Value = world
-        .http
-        .post(format!("{}/token", world.stack.sandbox.cognito_issuer()))
-        .json(&json!({ "sub": sub, "username": username, "email": email }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    Merchant {
-        world,
-        token: token["access_token"].as_str().unwrap().to_owned(),
-        sub,
-    }
-}
 
 async fn delete_account(world: &World, merchant: &Merchant<'_>) -> Response {
     world
@@ -100,7 +48,7 @@ async fn assert_refused(
 async fn after_account_deletion_every_route_refuses_the_token_and_nothing_is_written() {
     trace::logs();
     let world = World::start().await;
-    let merchant = cognito_merchant(&world, "deleted.merchant@example.org").await;
+    let (merchant, _) = cognito_merchant(&world, "deleted.merchant@example.org").await;
     let bystander = world.merchant("still-here").await;
     let key = world.stack.sandbox.full_access_klaviyo_key();
     merchant.connect_demo_accounts().await;
@@ -194,7 +142,7 @@ async fn after_account_deletion_every_route_refuses_the_token_and_nothing_is_wri
 async fn the_runs_api_refuses_a_deleted_accounts_token() {
     trace::logs();
     let world = World::start().await;
-    let merchant = cognito_merchant(&world, "deleted.runs@example.org").await;
+    let (merchant, _) = cognito_merchant(&world, "deleted.runs@example.org").await;
     let settings = merchant.get("/settings").await;
     assert_eq!(settings.status, StatusCode::OK, "{:?}", settings.body);
     let mut changed = settings.body.clone();
@@ -251,7 +199,7 @@ async fn the_runs_api_refuses_a_deleted_accounts_token() {
 async fn an_install_begun_before_the_account_was_deleted_cannot_finish() {
     trace::logs();
     let world = World::start().await;
-    let merchant = cognito_merchant(&world, "deleted.mid.install@example.org").await;
+    let (merchant, _) = cognito_merchant(&world, "deleted.mid.install@example.org").await;
     let callback = merchant.authorize_shopify(DEMO_SHOP).await;
     let table = world.config().app_table;
     let ddb = world.stack.aws.dynamodb();

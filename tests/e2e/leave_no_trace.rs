@@ -33,58 +33,6 @@ async fn checkpoint(world: &World, step: &str, forbidden: &[&str]) -> Snapshot {
     snap
 }
 
-/// A user in the stack's Cognito pool (moto), and a token for them from the sandbox issuer with
-/// the same `sub` and `username`, as Cognito's access tokens carry.
-async fn cognito_merchant<'w>(world: &'w World, email: &str) -> (Merchant<'w>, String) {
-    let pool = world
-        .stack
-        .resources
-        .get("UserPool")
-        .expect("the template's user pool exists locally")
-        .name
-        .clone();
-    let cognito = aws_sdk_cognitoidentityprovider::Client::new(world.stack.aws.config());
-    let created = cognito
-        .admin_create_user()
-        .user_pool_id(&pool)
-        .username(email)
-        .user_attributes(
-            aws_sdk_cognitoidentityprovider::types::AttributeType::builder()
-                .name("email")
-                .value(email)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("AdminCreateUser");
-    let user = created.user().unwrap();
-    let username = user.username().unwrap().to_owned();
-    let sub = user
-        .attributes()
-        .iter()
-        .find(|a| a.name() == "sub")
-        .and_then(|a| a.value())
-        .unwrap()
-        .to_owned();
-    let token: Value = world
-        .http
-        .post(format!("{}/token", world.stack.sandbox.cognito_issuer()))
-        .json(&json!({ "sub": sub, "username": username, "email": email }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let merchant = Merchant {
-        world,
-        token: token["access_token"].as_str().unwrap().to_owned(),
-        sub: sub.clone(),
-    };
-    (merchant, username)
-}
-
 async fn cognito_user_exists(world: &World, username: &str) -> bool {
     let pool = world.stack.resources.get("UserPool").unwrap().name.clone();
     let cognito = aws_sdk_cognitoidentityprovider::Client::new(world.stack.aws.config());

@@ -181,12 +181,8 @@ async fn a_profile_a_run_cannot_personalize_keeps_no_older_copy() {
     assert_adds_up(&second);
     assert_eq!(second["counts"]["failed"]["bedrock"], 12, "{second}");
 
+    let ids = first_members(&world, &vip, 12).await;
     let (client, key) = klaviyo(&world);
-    let ids: Vec<String> = first_page(&client, &key, &vip)
-        .await
-        .into_iter()
-        .take(12)
-        .collect();
     let second_id = second["run_id"].as_str().unwrap();
     for p in client.get_profiles(&key, &ids).await.unwrap() {
         let props = &p["attributes"]["properties"];
@@ -415,14 +411,7 @@ async fn a_redelivered_batch_is_counted_once_and_a_dead_letter_is_counted_as_fai
     let follow_up = next_work_message(&world).await;
     assert_eq!(follow_up["batch"], 1, "{follow_up}");
     assert_eq!(follow_up["write_back_check"]["checks"], 0, "{follow_up}");
-    let checked = world
-        .stack
-        .invoke(
-            "PersonalizeWorkerFunction",
-            sqs_event("f1", &follow_up, &work_queue),
-        )
-        .await
-        .unwrap();
+    let checked = deliver_work(&world, "WorkQueue", "f1", &follow_up).await;
     assert_eq!(checked["batchItemFailures"], json!([]), "{checked}");
     let again = world
         .stack
@@ -504,20 +493,7 @@ async fn a_worker_that_crashed_after_submitting_its_write_finishes_that_write_in
     // The redelivery hands the recorded job to a follow-up, which counts it.
     let follow_up = next_work_message(&world).await;
     assert_eq!(follow_up["write_back_check"]["checks"], 0, "{follow_up}");
-    let work_queue = world
-        .stack
-        .resources
-        .arn("WorkQueue")
-        .unwrap_or_default()
-        .to_owned();
-    let checked = world
-        .stack
-        .invoke(
-            "PersonalizeWorkerFunction",
-            sqs_event("f1", &follow_up, &work_queue),
-        )
-        .await
-        .unwrap();
+    let checked = deliver_work(&world, "WorkQueue", "f1", &follow_up).await;
     assert_eq!(checked["batchItemFailures"], json!([]), "{checked}");
 
     let after = world.sandbox_stats().await;

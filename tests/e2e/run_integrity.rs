@@ -219,12 +219,7 @@ async fn every_crash_point_of_the_fan_out_and_the_worker_is_survived() {
     let merchant = world.merchant(A).await;
     merchant.connect_demo_accounts().await;
     let vip = audience(&merchant, "VIP + Engaged").await;
-    let (client, key) = klaviyo(&world);
-    let ids: Vec<String> = first_page(&client, &key, &vip)
-        .await
-        .into_iter()
-        .take(12)
-        .collect();
+    let ids = first_members(&world, &vip, 12).await;
     let body = json!({ "audience": { "kind": "segment", "id": vip["id"] }, "brief": BRIEF, "profile_cap": 12, "holdout_percent": 25 });
 
     // Without a crash: the points a run passes.
@@ -277,29 +272,11 @@ async fn a_batch_out_of_time_is_handed_back_before_the_lambda_deadline() {
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     let run_id = created.body["run"]["run_id"].as_str().unwrap().to_owned();
-    let (client, key) = klaviyo(&world);
-    let ids: Vec<String> = first_page(&client, &key, &vip)
-        .await
-        .into_iter()
-        .take(4)
-        .collect();
+    let ids = first_members(&world, &vip, 4).await;
     let batch = json!({ "merchant_id": A, "run_id": run_id, "batch": 1, "profile_ids": ids });
-    let work_arn = world
-        .stack
-        .resources
-        .arn("WorkQueue")
-        .unwrap_or_default()
-        .to_owned();
 
     let started = std::time::Instant::now();
-    let out = world
-        .stack
-        .invoke(
-            "PersonalizeWorkerFunction",
-            sqs_event("w1", &batch, &work_arn),
-        )
-        .await
-        .unwrap();
+    let out = deliver_work(&world, "WorkQueue", "w1", &batch).await;
     let took = started.elapsed();
     assert_eq!(
         out["batchItemFailures"],
@@ -382,12 +359,8 @@ async fn failed_profiles_of_a_finished_run_can_be_retried_as_that_run() {
 
     // In Klaviyo every profile of the failed run now shows its copy (or its holdout), under the
     // failed run's id, so that run's template guard shows the retried copy.
+    let ids = first_members(&world, &vip, 12).await;
     let (client, key) = klaviyo(&world);
-    let ids: Vec<String> = first_page(&client, &key, &vip)
-        .await
-        .into_iter()
-        .take(12)
-        .collect();
     let mut personalized = 0;
     for p in client.get_profiles(&key, &ids).await.unwrap() {
         let props = &p["attributes"]["properties"];
@@ -415,12 +388,7 @@ async fn a_lost_import_answer_is_settled_by_looking_never_by_writing_again() {
     let merchant = world.merchant(A).await;
     merchant.connect_demo_accounts().await;
     let vip = audience(&merchant, "VIP + Engaged").await;
-    let (client, key) = klaviyo(&world);
-    let ids: Vec<String> = first_page(&client, &key, &vip)
-        .await
-        .into_iter()
-        .take(12)
-        .collect();
+    let ids = first_members(&world, &vip, 12).await;
     // Klaviyo accepts the next import job but its 202 is lost on the way (a 502 arrives).
     world
         .sandbox(
@@ -461,31 +429,11 @@ async fn a_page_with_a_repeated_or_merged_id_is_accounted_for_with_a_reason() {
         ids[0].clone(),
         "01MERGEDAWAY0000000000000Z".to_owned(),
     ];
-    let work_arn = world
-        .stack
-        .resources
-        .arn("WorkQueue")
-        .unwrap_or_default()
-        .to_owned();
     let batch = json!({ "merchant_id": A, "run_id": run_id, "batch": 1, "profile_ids": page });
-    let out = world
-        .stack
-        .invoke(
-            "PersonalizeWorkerFunction",
-            sqs_event("w1", &batch, &work_arn),
-        )
-        .await
-        .unwrap();
+    let out = deliver_work(&world, "WorkQueue", "w1", &batch).await;
     assert_eq!(out["batchItemFailures"], json!([]), "{out}");
     let follow_up = next_work_message(&world).await;
-    world
-        .stack
-        .invoke(
-            "PersonalizeWorkerFunction",
-            sqs_event("f1", &follow_up, &work_arn),
-        )
-        .await
-        .unwrap();
+    deliver_work(&world, "WorkQueue", "f1", &follow_up).await;
     let run = merchant.get(&format!("/runs/{run_id}")).await.body;
     let c = &run["counts"];
     assert_eq!(c["skipped"]["duplicate_id"], 1, "{run}");

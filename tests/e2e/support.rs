@@ -406,6 +406,33 @@ pub fn klaviyo(world: &World) -> (KlaviyoClient, KlaviyoApiKey) {
     )
 }
 
+/// The first `n` member ids of a segment (a run capped at `n` personalizes exactly these).
+pub async fn first_members(world: &World, segment: &Value, n: usize) -> Vec<String> {
+    let (client, key) = klaviyo(world);
+    let mut ids = first_page(&client, &key, segment).await;
+    ids.truncate(n);
+    ids
+}
+
+/// Deliver one message of a work queue (by logical id) to the worker, as its event source
+/// mapping would; returns the partial-batch response.
+pub async fn deliver_work(world: &World, queue: &str, message_id: &str, body: &Value) -> Value {
+    let arn = world
+        .stack
+        .resources
+        .arn(queue)
+        .unwrap_or_default()
+        .to_owned();
+    world
+        .stack
+        .invoke(
+            "PersonalizeWorkerFunction",
+            sqs_event(message_id, body, &arn),
+        )
+        .await
+        .unwrap()
+}
+
 /// The first page (up to 100) of a segment's member ids, read from Klaviyo directly.
 pub async fn first_page(
     client: &KlaviyoClient,
@@ -526,4 +553,56 @@ pub async fn connected_without_queues<'w>(world: &'w World, sub: &str) -> Mercha
         .await
         .unwrap();
     merchant
+}
+
+/// A user in the stack's Cognito pool (moto), and a token for them from the sandbox issuer with
+/// the same `sub` and `username`, as Cognito's access tokens carry; with the Cognito username.
+pub async fn cognito_merchant<'w>(world: &'w World, email: &str) -> (Merchant<'w>, String) {
+    let pool = world
+        .stack
+        .resources
+        .get("UserPool")
+        .expect("the template's user pool exists locally")
+        .name
+        .clone();
+    let cognito = aws_sdk_cognitoidentityprovider::Client::new(world.stack.aws.config());
+    let created = cognito
+        .admin_create_user()
+        .user_pool_id(&pool)
+        .username(email)
+        .user_attributes(
+            aws_sdk_cognitoidentityprovider::types::AttributeType::builder()
+                .name("email")
+                .value(email)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("AdminCreateUser");
+    let user = created.user().unwrap();
+    let username = user.username().unwrap().to_owned();
+    let sub = user
+        .attributes()
+        .iter()
+        .find(|a| a.name() == "sub")
+        .and_then(|a| a.value())
+        .unwrap()
+        .to_owned();
+    let token: Value = world
+        .http
+        .post(format!("{}/token", world.stack.sandbox.cognito_issuer()))
+        .json(&json!({ "sub": sub, "username": username, "email": email }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let merchant = Merchant {
+        world,
+        token: token["access_token"].as_str().unwrap().to_owned(),
+        sub: sub.clone(),
+    };
+    (merchant, username)
 }

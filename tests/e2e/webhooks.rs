@@ -248,22 +248,6 @@ async fn forged_broken_unknown_and_foreign_deliveries_get_a_clear_answer_and_cha
         Some("invalid-webhook-signature"),
     );
 
-    let mut oversized = Delivery {
-        body: Vec::new(),
-        headers: good.headers.clone(),
-    };
-    oversized.resign(
-        json!({ "id": id, "padding": "x".repeat(300 * 1024) })
-            .to_string()
-            .into_bytes(),
-    );
-    expect(
-        "oversized",
-        &oversized.send(&world).await,
-        400,
-        Some("invalid-webhook-body"),
-    );
-
     let mut truncated = Delivery {
         body: Vec::new(),
         headers: good.headers.clone(),
@@ -444,4 +428,285 @@ async fn purging_a_merchant_that_does_not_exist_answers_nothing_to_delete_and_ch
         before,
         "purging nothing changes nothing (no audit record either)"
     );
+}
+
+/// `connect_shopify::MAX_WEBHOOK_BODY_BYTES`: the largest body whose API Gateway event fits a
+/// Lambda invocation (6 MiB) even base64-encoded.
+const BODY_LIMIT: usize = 4_669_440;
+
+/// A products/update body of exactly `len` bytes for product `id`: a long description (plain
+/// letters, which JSON does not escape, so the event stays the body's size).
+fn product_body_of_len(id: u64, len: usize) -> Vec<u8> {
+    let shape = |html: &str| {
+        json!({ "id": id, "admin_graphql_api_id": format!("gid://shopify/Product/{id}"),
+                "title": "Long Description", "body_html": html })
+        .to_string()
+    };
+    let padding = len - shape("").len();
+    let body = shape(&"x".repeat(padding)).into_bytes();
+    assert_eq!(body.len(), len);
+    body
+}
+
+#[tokio::test]
+async fn a_product_at_shopifys_variant_limit_is_accepted_and_updates_the_catalog() {
+    let world = start().await;
+    let merchant = world.merchant("wh-many-variants").await;
+    merchant.connect_shopify(DEMO_SHOP).await;
+    let product = world.cached_catalog(&merchant.sub).await[0].clone();
+    let id = numeric(&product.id);
+
+    // The merchant gives the product every size, colour and style: 2,048 variants.
+    world
+        .sandbox(
+            Method::POST,
+            &format!("/_sandbox/shopify/{DEMO_SHOP}/products/{id}/update"),
+            json!({ "title": "Every Size, Colour and Style", "variants": 2048 }),
+        )
+        .await;
+    let delivery = Delivery::from_sandbox(
+        &world,
+        DEMO_SHOP,
+        json!({ "topic": "products/update", "product_id": id }),
+    )
+    .await;
+    let payload: Value = serde_json::from_slice(&delivery.body).unwrap();
+    assert_eq!(payload["variants"].as_array().unwrap().len(), 2048);
+    assert!(
+        delivery.body.len() > 1024 * 1024,
+        "a product at the variant limit is over a megabyte ({} bytes): over the old 256 KB \
+         limit and the local gateway's old 1 MiB",
+        delivery.body.len()
+    );
+
+    let resp = delivery.send(&world).await;
+    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
+    assert_eq!(resp.body["status"], "queued");
+    world.settle().await;
+    let after = world.cached_catalog(&merchant.sub).await;
+    assert_eq!(
+        after.iter().find(|p| p.id == product.id).unwrap().title,
+        "Every Size, Colour and Style"
+    );
+}
+
+#[tokio::test]
+async fn a_signed_body_over_the_limit_gets_413_and_changes_nothing_and_one_at_the_limit_is_taken() {
+    let world = start().await;
+    let merchant = world.merchant("wh-body-limit").await;
+    merchant.connect_shopify(DEMO_SHOP).await;
+    let id = numeric(&world.cached_catalog(&merchant.sub).await[0].id);
+    let template = Delivery::from_sandbox(
+        &world,
+        DEMO_SHOP,
+        json!({ "topic": "products/update", "product_id": id }),
+    )
+    .await;
+    let delivery = |body: Vec<u8>| {
+        let mut d = Delivery {
+            body: Vec::new(),
+            headers: template.headers.clone(),
+        };
+        d.set_header("X-Shopify-Event-Id", &trace::event_id());
+        d.resign(body);
+        d
+    };
+    let before = snapshot(&world).await;
+
+    // One byte over: Shopify signed it, it reached the function, and the function says why it
+    // will not take it.
+    let over = delivery(product_body_of_len(id, BODY_LIMIT + 1));
+    let resp = over.send(&world).await;
+    assert_eq!(
+        resp.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{:?}",
+        resp.body
+    );
+    assert_eq!(
+        resp.problem_type(),
+        "https://sendpersonal.app/problems/payload-too-large"
+    );
+    let detail = resp.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("webhook body") && detail.contains(&BODY_LIMIT.to_string()),
+        "the function's own answer, naming the limit: {detail}"
+    );
+
+    // The signature still comes first: a forged body of that size is a 401.
+    let mut forged = delivery(product_body_of_len(id, BODY_LIMIT + 1));
+    forged.set_header(
+        "X-Shopify-Hmac-Sha256",
+        &sandbox::shopify_webhook_hmac("not-the-app-secret", &forged.body),
+    );
+    let resp = forged.send(&world).await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{:?}", resp.body);
+    assert!(resp.problem_type().ends_with("/invalid-webhook-signature"));
+
+    // Too big for a Lambda invocation at all: the gateway answers 413, no function runs.
+    let huge = delivery(product_body_of_len(id, 7 * 1024 * 1024));
+    let resp = huge.send(&world).await;
+    assert_eq!(
+        resp.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{:?}",
+        resp.body
+    );
+    assert_eq!(
+        resp.problem_type(),
+        "https://sendpersonal.app/problems/payload-too-large"
+    );
+
+    world.settle().await;
+    assert_eq!(
+        snapshot(&world).await,
+        before,
+        "no refused delivery changed anything"
+    );
+
+    // At the limit exactly: taken and queued like any product update.
+    let at = delivery(product_body_of_len(id, BODY_LIMIT));
+    let resp = at.send(&world).await;
+    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
+    assert_eq!(resp.body["status"], "queued");
+    world.settle().await;
+}
+
+/// A client secret the app had before the sandbox's current one.
+const PREVIOUS_SECRET: &str = "the-previous-shopify-client-secret";
+
+/// The operator's step of a rotation: the app secret becomes `{current, previous, rotated_at}`
+/// (the current one is the sandbox's, which signs its deliveries and callbacks). Done before
+/// anything has read the secret.
+async fn store_rotation(world: &World, rotated_secs_ago: i64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let doc = json!({ "current": SANDBOX_CLIENT_SECRET, "previous": PREVIOUS_SECRET,
+                      "rotated_at": now - rotated_secs_ago });
+    world
+        .stack
+        .aws
+        .secrets()
+        .put_secret_value()
+        .secret_id(world.config().shopify_client_secret_id)
+        .secret_string(doc.to_string())
+        .send()
+        .await
+        .expect("store the rotated secret");
+}
+
+/// The install, with the callback as Shopify would have signed it with `secret`.
+async fn callback_signed_with(merchant: &Merchant<'_>, secret: &str) -> Response {
+    let callback = merchant.authorize_shopify(DEMO_SHOP).await;
+    let query = query_of(&callback);
+    merchant
+        .world
+        .get_url(&with_query(&callback, &resign(&query, secret)))
+        .await
+}
+
+/// A products/update delivery built by the sandbox, signed with `secret`.
+async fn product_update_signed_with(world: &World, id: u64, secret: &str) -> Delivery {
+    let mut delivery = Delivery::from_sandbox(
+        world,
+        DEMO_SHOP,
+        json!({ "topic": "products/update", "product_id": id }),
+    )
+    .await;
+    let signature = sandbox::shopify_webhook_hmac(secret, &delivery.body);
+    delivery.set_header("X-Shopify-Hmac-Sha256", &signature);
+    delivery
+}
+
+#[tokio::test]
+async fn within_a_rotations_grace_the_previous_secret_still_verifies_deliveries_and_callbacks() {
+    let world = start().await;
+    store_rotation(&world, 3600).await;
+    let merchant = world.merchant("wh-rotation-grace").await;
+
+    // A callback signed with the previous secret connects (the code is exchanged with the
+    // current one: the sandbox's Shopify accepts no other).
+    let connected = callback_signed_with(&merchant, PREVIOUS_SECRET).await;
+    assert_eq!(connected.status, StatusCode::OK, "{:?}", connected.body);
+    world.settle().await;
+    let product = world.cached_catalog(&merchant.sub).await[0].clone();
+    let id = numeric(&product.id);
+
+    world
+        .sandbox(
+            Method::POST,
+            &format!("/_sandbox/shopify/{DEMO_SHOP}/products/{id}/update"),
+            json!({ "title": "Signed Before The Rotation" }),
+        )
+        .await;
+    let old = product_update_signed_with(&world, id, PREVIOUS_SECRET).await;
+    let resp = old.send(&world).await;
+    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
+    assert_eq!(resp.body["status"], "queued");
+    world.settle().await;
+    assert_eq!(
+        world
+            .cached_catalog(&merchant.sub)
+            .await
+            .iter()
+            .find(|p| p.id == product.id)
+            .unwrap()
+            .title,
+        "Signed Before The Rotation"
+    );
+
+    let new = product_update_signed_with(&world, id, SANDBOX_CLIENT_SECRET).await;
+    assert_eq!(new.send(&world).await.body["status"], "queued");
+    world.settle().await;
+
+    let before = snapshot(&world).await;
+    let forged = product_update_signed_with(&world, id, "some-other-secret").await;
+    let resp = forged.send(&world).await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{:?}", resp.body);
+    assert!(resp.problem_type().ends_with("/invalid-webhook-signature"));
+    world.settle().await;
+    assert_eq!(snapshot(&world).await, before);
+}
+
+#[tokio::test]
+async fn after_a_rotations_grace_the_previous_secret_is_refused_and_the_current_one_accepted() {
+    let world = start().await;
+    // Rotated a day and ten minutes ago: the default grace (24 h) is over.
+    store_rotation(&world, 24 * 3600 + 600).await;
+    let merchant = world.merchant("wh-rotation-over").await;
+
+    let refused = callback_signed_with(&merchant, PREVIOUS_SECRET).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNAUTHORIZED,
+        "{:?}",
+        refused.body
+    );
+    assert!(refused.problem_type().ends_with("/invalid-oauth-signature"));
+    assert!(merchant.connections().await["shopify"].is_null());
+
+    let connected = callback_signed_with(&merchant, SANDBOX_CLIENT_SECRET).await;
+    assert_eq!(connected.status, StatusCode::OK, "{:?}", connected.body);
+    world.settle().await;
+    let id = numeric(&world.cached_catalog(&merchant.sub).await[0].id);
+
+    let before = snapshot(&world).await;
+    let old = product_update_signed_with(&world, id, PREVIOUS_SECRET).await;
+    let resp = old.send(&world).await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{:?}", resp.body);
+    assert!(resp.problem_type().ends_with("/invalid-webhook-signature"));
+    world.settle().await;
+    assert_eq!(
+        snapshot(&world).await,
+        before,
+        "a delivery signed with the retired secret changes nothing"
+    );
+
+    let new = product_update_signed_with(&world, id, SANDBOX_CLIENT_SECRET).await;
+    let resp = new.send(&world).await;
+    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
+    assert_eq!(resp.body["status"], "queued");
+    world.settle().await;
 }

@@ -1,6 +1,11 @@
 //! catalog-sync: reads a merchant's active, published products from Shopify and replaces the
 //! cached catalog whole. Triggered by the sync queue (on connect and `POST /catalog/sync`) and by
 //! the EventBridge schedule, which queues one sync per connected shop.
+//!
+//! Products stream into the new generation chunk by chunk as Shopify delivers them (a page, or
+//! a bulk export's JSONL as it downloads), so memory stays flat whatever the store's size. A
+//! queued sync runs against the invocation's time budget; one that gives up (an error, the poll
+//! limit, the budget) cancels its bulk export at Shopify and deletes what it wrote.
 
 use async_trait::async_trait;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
@@ -14,7 +19,7 @@ use shared::domain::{
     now_unix, ConnectionStatus, MerchantId, SyncMessage, SyncReason, SyncRequest, Vendor,
 };
 use shared::edge::{function::parse_event, sqs, Function, FunctionError};
-use shared::shopify::catalog::{self, CatalogOptions};
+use shared::shopify::catalog::{self, CatalogOptions, CatalogRead, CatalogSink, ReadError};
 use shared::shopify::{ShopifyAdmin, ShopifyApp, ShopifyError, ShopifyUsage};
 use shared::Config;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,6 +41,12 @@ pub struct Handler {
 
 /// How often a running sync writes its progress to the connection record.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// How long the syncs of one invocation may run: the function's 900 s timeout (template.yaml)
+/// less room to cancel an abandoned export, delete a partial generation and record the error.
+pub const SYNC_TIME_BUDGET: Duration = Duration::from_secs(780);
+/// A queued sync does not start with less than this left of the budget: it goes back to the
+/// queue instead of being abandoned half-way.
+pub const MIN_TIME_TO_START: Duration = Duration::from_secs(120);
 
 /// What one sync did and what it cost: the benchmark prints these.
 #[derive(Debug, Clone)]
@@ -44,6 +55,8 @@ pub struct SyncReport {
     pub shopify: ShopifyUsage,
     pub ddb_requests: u64,
     pub elapsed: Duration,
+    /// How the catalog was read (paged or bulk, products read and kept).
+    pub read: CatalogRead,
 }
 
 impl SyncReport {
@@ -53,7 +66,25 @@ impl SyncReport {
             shopify: ShopifyUsage::default(),
             ddb_requests: 0,
             elapsed: Duration::ZERO,
+            read: CatalogRead::default(),
         }
+    }
+}
+
+/// Writes a sync's products into its new generation as they are read.
+struct GenerationWriter<'a> {
+    catalog: &'a CatalogStore,
+    merchant: &'a MerchantId,
+    generation: &'a str,
+}
+
+#[async_trait]
+impl CatalogSink for GenerationWriter<'_> {
+    type Error = AwsError;
+    async fn accept(&mut self, products: Vec<CatalogProduct>) -> Result<(), AwsError> {
+        self.catalog
+            .write_generation(self.merchant, self.generation, &products)
+            .await
     }
 }
 
@@ -117,6 +148,8 @@ impl Handler {
         self.sync_with(merchant, &CatalogOptions::default()).await
     }
 
+    /// Sync with explicit read options (the queue handler sets the invocation's deadline; the
+    /// benchmark forces the paged read).
     pub async fn sync_with(
         &self,
         merchant: &MerchantId,
@@ -131,44 +164,41 @@ impl Handler {
         let admin = self.admin_for(merchant, &connection.shop);
         let generation = ulid::Ulid::new().to_string();
 
-        let fetched = self.fetch_showing_progress(merchant, &admin, options).await;
+        let mut writer = GenerationWriter {
+            catalog: &self.catalog,
+            merchant,
+            generation: &generation,
+        };
+        let read = self
+            .read_showing_progress(merchant, &admin, options, &mut writer)
+            .await;
         let mut report = SyncReport::new(SyncOutcome::NotConnected);
         report.shopify = admin.usage();
-        let products = match fetched {
-            Ok(products) => products,
+        let read = match read {
+            Ok(read) => read,
             Err(err) => {
+                // Part of the new generation may be written: invisible to readers, so remove it.
+                self.discard(merchant, &generation).await;
+                let (message, err): (String, FunctionError) = match err {
+                    ReadError::Shopify(err) => (sync_error_message(&err), Box::new(err)),
+                    ReadError::Sink(err) => (
+                        "could not store the catalog; it will be retried".to_owned(),
+                        Box::new(err),
+                    ),
+                };
                 self.store
-                    .record_sync_error(merchant, &sync_error_message(&err), now_unix())
+                    .record_sync_error(merchant, &message, now_unix())
                     .await?;
                 tracing::warn!(merchant = merchant.as_str(), error = %err, "catalog sync failed; previous catalog kept");
-                return Err(Box::new(err));
+                return Err(err);
             }
         };
-        if let Err(err) = self
-            .catalog
-            .write_generation(merchant, &generation, &products)
-            .await
-        {
-            self.discard(merchant, &generation).await;
-            self.store
-                .record_sync_error(
-                    merchant,
-                    "could not store the catalog; it will be retried",
-                    now_unix(),
-                )
-                .await?;
-            return Err(Box::new(err));
-        }
+        let products = read.kept;
+        report.read = read;
         let old = connection.catalog_generation.as_deref();
         let swapped = self
             .store
-            .swap_catalog_generation(
-                merchant,
-                old,
-                &generation,
-                products.len() as u64,
-                now_unix(),
-            )
+            .swap_catalog_generation(merchant, old, &generation, products as u64, now_unix())
             .await?;
         report.outcome = if swapped {
             if let Some(old) = old {
@@ -176,12 +206,13 @@ impl Handler {
             }
             tracing::info!(
                 merchant = merchant.as_str(),
-                products = products.len(),
+                products,
+                bulk = report.read.bulk,
                 "catalog replaced"
             );
             SyncOutcome::Replaced {
                 generation,
-                products: products.len(),
+                products,
             }
         } else {
             self.discard(merchant, &generation).await;
@@ -192,16 +223,18 @@ impl Handler {
         Ok(report)
     }
 
-    /// Read the catalog while a ticker shows the count read so far on the connection record.
-    async fn fetch_showing_progress(
+    /// Read the catalog into `sink` while a ticker shows the count read so far on the
+    /// connection record.
+    async fn read_showing_progress<S: CatalogSink>(
         &self,
         merchant: &MerchantId,
         admin: &ShopifyAdmin,
         options: &CatalogOptions,
-    ) -> Result<Vec<CatalogProduct>, ShopifyError> {
+        sink: &mut S,
+    ) -> Result<CatalogRead, ReadError<S::Error>> {
         let read = AtomicUsize::new(0);
         let progress = |n: usize| read.store(n, Ordering::Relaxed);
-        let fetch = catalog::fetch_catalog_with(admin, options, &progress);
+        let fetch = catalog::read_catalog(admin, options, &progress, sink);
         tokio::pin!(fetch);
         let started_at = now_unix();
         let mut ticker = tokio::time::interval(PROGRESS_EVERY);
@@ -242,7 +275,12 @@ impl Handler {
         Ok(requests.len())
     }
 
-    async fn handle_record(&self, record: SqsMessage) -> Result<(), FunctionError> {
+    /// One queued message; `deadline` ends the invocation's time budget.
+    async fn handle_record(
+        &self,
+        record: SqsMessage,
+        deadline: Instant,
+    ) -> Result<(), FunctionError> {
         let message: SyncMessage = serde_json::from_str(record.body.as_deref().unwrap_or_default())
             .map_err(|e| {
                 format!("sync queue body is not a SyncRequest or a product signal: {e}")
@@ -251,8 +289,18 @@ impl Handler {
             SyncMessage::Full(request) => request,
             SyncMessage::Product(signal) => return self.handle_product_signal(&signal).await,
         };
+        if deadline.saturating_duration_since(Instant::now()) < MIN_TIME_TO_START {
+            // Earlier syncs of this batch used the time: SQS delivers this one again.
+            return Err(
+                "too little of the invocation's time budget is left to start a sync".into(),
+            );
+        }
+        let options = CatalogOptions {
+            deadline: Some(deadline),
+            ..CatalogOptions::default()
+        };
         let started = Instant::now();
-        let outcome = self.sync(&request.merchant_id).await;
+        let outcome = self.sync_with(&request.merchant_id, &options).await;
         emit_sync_metrics(&outcome, started.elapsed());
         match outcome {
             Ok(_) => Ok(()),
@@ -305,6 +353,9 @@ fn sync_error_message(err: &ShopifyError) -> String {
         ShopifyError::Throttled { .. } => {
             "Shopify rate limited the sync; it will be retried".to_owned()
         }
+        ShopifyError::Bulk(_) => {
+            "Shopify's catalog export failed or took too long; it will be retried".to_owned()
+        }
         _ => "Shopify was unavailable during the sync; it will be retried".to_owned(),
     }
 }
@@ -313,10 +364,11 @@ fn sync_error_message(err: &ShopifyError) -> String {
 impl Function for Handler {
     async fn invoke(&self, event: Value) -> Result<Value, FunctionError> {
         if event.get("Records").is_some() {
+            let deadline = Instant::now() + SYNC_TIME_BUDGET;
             let event: SqsEvent = parse_event(event, "SQS")?;
             // One sync at a time per container: each one is already paced against Shopify.
             let response =
-                sqs::for_each_record(event, 1, |record| self.handle_record(record)).await;
+                sqs::for_each_record(event, 1, |record| self.handle_record(record, deadline)).await;
             return Ok(serde_json::to_value(response)?);
         }
         if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
@@ -325,5 +377,48 @@ impl Function for Handler {
             return Ok(serde_json::json!({ "queued": queued }));
         }
         Err("expected an SQS event or an EventBridge Scheduled Event".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_export_that_failed_or_ran_out_of_time_is_shown_as_retried_without_internals() {
+        let message = sync_error_message(&ShopifyError::Bulk(
+            "bulk operation still RUNNING after 720s".into(),
+        ));
+        assert!(message.contains("will be retried"), "{message}");
+        assert!(!message.contains("RUNNING"), "{message}");
+    }
+
+    #[test]
+    fn only_rejected_access_is_permanent() {
+        assert!(is_permanent(&ShopifyError::Unauthorized));
+        assert!(is_permanent(&ShopifyError::ScopeNotGranted));
+        assert!(!is_permanent(&ShopifyError::Bulk("export canceled".into())));
+        assert!(!is_permanent(&ShopifyError::Transient("stalled".into())));
+    }
+
+    /// The budget must end early enough that a sync giving up can still cancel its export and
+    /// delete its partial generation before Lambda stops the invocation.
+    #[test]
+    fn the_sync_budget_ends_well_before_the_function_timeout() {
+        let template = include_str!("../../../template.yaml");
+        let section = &template[template
+            .find("\n  CatalogSyncFunction:")
+            .expect("the function is declared")..];
+        let timeout: u64 = section
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Timeout:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("the function declares its timeout");
+        let cleanup = shared::shopify::bulk::CANCEL_WITHIN + Duration::from_secs(60);
+        assert!(
+            SYNC_TIME_BUDGET + cleanup <= Duration::from_secs(timeout),
+            "budget {SYNC_TIME_BUDGET:?} + cleanup {cleanup:?} > timeout {timeout} s"
+        );
+        assert!(MIN_TIME_TO_START < SYNC_TIME_BUDGET);
     }
 }

@@ -131,13 +131,19 @@ impl Handler {
         })
     }
 
-    /// Shopify's redirect back. Checked in order: signature (nothing else is trusted before it),
-    /// freshness, shop format, then the one-time state, which must name the same shop.
+    /// Shopify's redirect back. Checked in order: signature (nothing else is trusted before it;
+    /// the client secret, or the one it replaced while that rotation's grace lasts), freshness,
+    /// shop format, then the one-time state, which must name the same shop.
     async fn callback(&self, query: &[(String, String)]) -> Result<ShopifyConnected, ApiError> {
-        let client_secret = self.client_secret.get().await?;
-        if !oauth::verify_query_hmac(client_secret.expose(), query) {
+        let accepted = self
+            .client_secret
+            .accepted_at(now_unix(), self.config.shopify_secret_grace_secs)
+            .await?;
+        if oauth::verify_query_hmac_any(accepted.iter().map(|s| s.expose()), query).is_none() {
             return Err(ApiError::InvalidOAuthSignature);
         }
+        // The code is exchanged with the current secret only.
+        let client_secret = self.client_secret.get().await?;
         let param = |name: &str| {
             query
                 .iter()

@@ -1,8 +1,11 @@
 //! `POST /webhooks/shopify`: Shopify's deliveries, verified before anything else.
 //!
 //! Order of checks, each answering at once:
-//! 1. `X-Shopify-Hmac-Sha256` over the raw body bytes (constant time) → 401 problem+json.
-//! 2. Body size, UTF-8 and JSON → 400 problem+json (a signed but broken delivery).
+//! 1. `X-Shopify-Hmac-Sha256` over the raw body bytes (constant time), with the app's client
+//!    secret or, during a rotation's grace, the previous one → 401 problem+json.
+//! 2. Size: a signed body over [`MAX_WEBHOOK_BODY_BYTES`] → 413 problem+json (not processed;
+//!    the 6-hourly catalog re-sync covers a product change). Then UTF-8 and one complete JSON
+//!    object → 400 problem+json (a signed but broken delivery).
 //! 3. Topic: the compliance topics about customers are acknowledged (we hold no customer data);
 //!    an unknown topic is acknowledged and ignored (a non-2xx only makes Shopify retry for 4 h).
 //! 4. Shop: a shop no merchant owns gets 200 and nothing happens (so Shopify stops retrying);
@@ -16,6 +19,7 @@
 use super::{internal, Handler};
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use base64::Engine;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use shared::api::WebhookAck;
 use shared::domain::{
     now_unix, product_gid, MerchantId, ProductSignal, ProductSignalKind, PurgeReason, PurgeRequest,
@@ -25,9 +29,22 @@ use shared::edge::http;
 use shared::error::ApiError;
 use shared::shopify::oauth;
 
-/// Our limit for a webhook body (API Gateway's own is 1 MB). Product payloads with many
-/// variants are the largest we subscribe to; they stay far below this.
-pub const MAX_WEBHOOK_BODY_BYTES: usize = 256 * 1024;
+/// Lambda's limit on a synchronous invocation's request: the whole API Gateway event (6 MiB;
+/// API Gateway's own body limit, 10 MB, is higher, so this one binds).
+pub const LAMBDA_REQUEST_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+/// What the event spends besides the body: headers, request context, JSON framing.
+pub const EVENT_ENVELOPE_BYTES: usize = 64 * 1024;
+/// Our limit for a webhook body: the largest whose API Gateway event still fits a Lambda
+/// invocation when the body travels base64-encoded (4 bytes for every 3), 4,669,440 bytes. As
+/// text the same limit holds while at most a third of the bytes are quotes or backslashes (JSON
+/// escapes those in the event); Shopify's REST JSON has about a ninth. A product at Shopify's
+/// variant limit (2,048 variants, with options and `variant_gids`) is about 1.3 MB, so this
+/// leaves room for long descriptions, metafields and media lists.
+pub const MAX_WEBHOOK_BODY_BYTES: usize =
+    (LAMBDA_REQUEST_PAYLOAD_BYTES - EVENT_ENVELOPE_BYTES) / 4 * 3;
+const _: () = assert!(
+    MAX_WEBHOOK_BODY_BYTES.div_ceil(3) * 4 + EVENT_ENVELOPE_BYTES <= LAMBDA_REQUEST_PAYLOAD_BYTES
+);
 /// How long a delivery's event id is remembered: longer than Shopify's 4 h of retries, with room
 /// for a manual re-send from the Dev Dashboard.
 pub const DEDUPE_TTL_SECS: i64 = 3 * 24 * 3600;
@@ -82,39 +99,94 @@ fn bad_body(detail: &str) -> ApiError {
     ApiError::InvalidWebhookBody(detail.to_owned())
 }
 
+/// What the handler reads of a delivery: that the body is one complete JSON object, and its
+/// top-level numeric `id` (products). Everything else streams past unread, so a product of
+/// several megabytes is checked without building a tree of it.
+#[derive(Debug, PartialEq)]
+struct Payload {
+    id: Option<u64>,
+}
+
+impl<'de> serde::Deserialize<'de> for Payload {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectWithId;
+        impl<'de> Visitor<'de> for ObjectWithId {
+            type Value = Payload;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Payload, A::Error> {
+                let mut id = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "id" && id.is_none() {
+                        id = map.next_value::<serde_json::Value>()?.as_u64();
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Payload { id })
+            }
+        }
+        deserializer.deserialize_map(ObjectWithId)
+    }
+}
+
+/// The body as a [`Payload`], or why it is not one.
+fn parse_payload(raw: &[u8]) -> Result<Payload, ApiError> {
+    std::str::from_utf8(raw).map_err(|_| bad_body("the body is not UTF-8"))?;
+    serde_json::from_slice(raw).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => bad_body("the body is not a JSON object"),
+        _ => bad_body("the body is not a complete JSON document"),
+    })
+}
+
 impl Handler {
     pub(crate) async fn webhook(
         &self,
         req: &ApiGatewayV2httpRequest,
     ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-        // 1. The signature, over the exact bytes, before anything is parsed or trusted.
+        // 1. The signature, over the exact bytes, before anything is parsed or trusted: the
+        //    client secret, or the one it replaced while that rotation's grace lasts.
         let signature = header(req, "x-shopify-hmac-sha256").unwrap_or_default();
         let Some(raw) = raw_body(req) else {
             return Err(ApiError::InvalidWebhookSignature);
         };
-        if signature.is_empty()
-            || !oauth::verify_webhook_hmac(
-                self.client_secret.get().await?.expose(),
-                &raw,
-                signature,
-            )
-        {
+        let signed_with = match signature {
+            "" => None,
+            given => {
+                let secrets = self
+                    .client_secret
+                    .accepted_at(now_unix(), self.config.shopify_secret_grace_secs)
+                    .await?;
+                oauth::verify_webhook_hmac_any(secrets.iter().map(|s| s.expose()), &raw, given)
+            }
+        };
+        let Some(signed_with) = signed_with else {
             tracing::warn!("webhook rejected: missing or invalid X-Shopify-Hmac-Sha256");
             return Err(ApiError::InvalidWebhookSignature);
+        };
+        if signed_with > 0 {
+            tracing::info!("webhook signed with the previous client secret (rotation grace)");
         }
 
-        // 2. A signed body must still be one we can read.
+        // 2. A signed body must still be one we take and can read.
         if raw.len() > MAX_WEBHOOK_BODY_BYTES {
-            return Err(bad_body(&format!(
-                "the body exceeds {MAX_WEBHOOK_BODY_BYTES} bytes"
-            )));
+            tracing::warn!(
+                topic = header(req, "x-shopify-topic")
+                    .and_then(WebhookTopic::parse)
+                    .map_or("unknown", WebhookTopic::as_str),
+                bytes = raw.len(),
+                limit = MAX_WEBHOOK_BODY_BYTES,
+                "signed webhook over the body limit refused with 413"
+            );
+            // Shopify retries it (8 times over 4 h) and then drops the event; the 6-hourly
+            // re-sync brings the catalog up to date.
+            return Err(ApiError::PayloadTooLarge {
+                limit: MAX_WEBHOOK_BODY_BYTES,
+                bytes: raw.len(),
+            });
         }
-        let text = std::str::from_utf8(&raw).map_err(|_| bad_body("the body is not UTF-8"))?;
-        let payload: serde_json::Value = serde_json::from_str(text)
-            .map_err(|_| bad_body("the body is not a complete JSON document"))?;
-        if !payload.is_object() {
-            return Err(bad_body("the body is not a JSON object"));
-        }
+        let payload = parse_payload(&raw)?;
 
         // 3. Topic and shop.
         let topic_header =
@@ -215,13 +287,12 @@ impl Handler {
         topic: WebhookTopic,
         merchant: &MerchantId,
         shop: &ShopDomain,
-        payload: &serde_json::Value,
+        payload: &Payload,
         triggered_at_ms: i64,
     ) -> Result<(), ApiError> {
         let product = |kind| -> Result<ProductSignal, ApiError> {
             let id = payload
-                .get("id")
-                .and_then(serde_json::Value::as_u64)
+                .id
                 .ok_or_else(|| bad_body("a product webhook needs a numeric id"))?;
             Ok(ProductSignal {
                 kind,
@@ -267,5 +338,56 @@ impl Handler {
         self.purge_queue
             .as_ref()
             .ok_or_else(|| ApiError::Internal("PURGE_QUEUE_URL is not configured".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_complete_json_object_is_a_payload_and_its_numeric_id_is_read() {
+        let ok = |body: &str| parse_payload(body.as_bytes()).unwrap();
+        assert_eq!(
+            ok(r#"{"id": 7, "variants": [{"id": 9}]}"#),
+            Payload { id: Some(7) }
+        );
+        assert_eq!(
+            ok(r#"{"variants": [{"id": 9}], "id": 7}"#),
+            Payload { id: Some(7) }
+        );
+        assert_eq!(ok(r#"{"shop_id": 1}"#), Payload { id: None });
+        assert_eq!(ok(r#"{"id": "7"}"#), Payload { id: None });
+        for (body, detail) in [
+            (&b"[1, 2]"[..], "not a JSON object"),
+            (b"\"text\"", "not a JSON object"),
+            (br#"{"id": 7"#, "not a complete JSON document"),
+            (br#"{"id": 7} {}"#, "not a complete JSON document"),
+            (b"{\"t\": \"Caf\xe9\"}", "not UTF-8"),
+        ] {
+            let err = parse_payload(body).unwrap_err();
+            assert!(err.to_string().contains(detail), "{err} for {body:?}");
+        }
+    }
+
+    #[test]
+    fn an_oversized_body_is_answered_with_a_413_problem_naming_the_limit() {
+        let resp = http::problem(&ApiError::PayloadTooLarge {
+            limit: MAX_WEBHOOK_BODY_BYTES,
+            bytes: MAX_WEBHOOK_BODY_BYTES + 1,
+        });
+        assert_eq!(resp.status_code, 413);
+        assert_eq!(resp.headers["content-type"], "application/problem+json");
+        let body = match resp.body {
+            Some(aws_lambda_events::encodings::Body::Text(t)) => t,
+            other => panic!("a text body, not {other:?}"),
+        };
+        let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            problem["type"],
+            "https://sendpersonal.app/problems/payload-too-large"
+        );
+        assert_eq!(problem["status"], 413);
+        assert!(problem["detail"].as_str().unwrap().contains("4669440"));
     }
 }

@@ -17,8 +17,13 @@ use crate::invoker::Invoker;
 use crate::template::{HttpRouteDef, RouteAuth};
 
 pub const PROBLEM_BASE: &str = "https://sendpersonal.app/problems/";
-/// Requests with a larger body are refused with 413 before any function runs.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Requests with a larger body are refused with 413 before any function runs: API Gateway HTTP
+/// API's payload quota, 10 MB (it answers "HTTP content length exceeded 10485760 bytes").
+pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// Lambda's limit on a synchronous invocation's request (6 MiB): a body under
+/// [`MAX_BODY_BYTES`] whose event (headers, context, the body escaped as a JSON string or
+/// base64-encoded) is larger never reaches the function, and API Gateway answers 413.
+pub const LAMBDA_REQUEST_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Segment {
@@ -323,6 +328,18 @@ async fn dispatch(api: &Api, peer: SocketAddr, req: Request) -> Response {
         protocol: format!("{:?}", parts.version),
     };
     let event = build_event(&incoming, route, &path_params, claims.as_ref());
+    let event_bytes = invocation_bytes(&event);
+    if event_bytes > LAMBDA_REQUEST_PAYLOAD_BYTES {
+        return problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Payload too large",
+            format!(
+                "the request's event ({event_bytes} bytes) exceeds Lambda's \
+                 {LAMBDA_REQUEST_PAYLOAD_BYTES}-byte invocation payload"
+            ),
+        );
+    }
     match api.invoker.invoke(&route.function, event).await {
         Ok(output) => to_http(output).unwrap_or_else(|detail| {
             tracing::error!(function = %route.function, %detail, "malformed function response");
@@ -375,6 +392,23 @@ pub struct Incoming<'a> {
     pub source_ip: String,
     /// `HTTP/1.1`
     pub protocol: String,
+}
+
+/// The size of the invocation request Lambda would receive for `event` (its JSON text).
+pub fn invocation_bytes(event: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, event);
+    count.0
 }
 
 /// The payload format 2.0 event API Gateway sends for this request.
@@ -733,6 +767,32 @@ mod tests {
         assert_eq!(resp.headers()["set-cookie"], "s=1; HttpOnly");
         let body = axum::body::to_bytes(resp.into_body(), 100).await.unwrap();
         assert_eq!(&body[..], b"hi");
+    }
+
+    #[test]
+    fn an_event_counts_its_body_as_lambda_receives_it_escaped_or_base64_encoded() {
+        let r = route("POST", "/webhooks/shopify", RouteAuth::Public);
+        let headers = HeaderMap::new();
+        let event_of = |body: &[u8]| {
+            let inc = Incoming {
+                method: "POST",
+                raw_path: "/webhooks/shopify",
+                raw_query: "",
+                headers: &headers,
+                body,
+                source_ip: "127.0.0.1".into(),
+                protocol: "HTTP/1.1".into(),
+            };
+            invocation_bytes(&build_event(&inc, &r, &BTreeMap::new(), None))
+        };
+        let plain = vec![b'x'; 3_000_000];
+        assert_eq!(event_of(&plain) - event_of(b"x"), plain.len() - 1);
+        // Every quote is escaped: a 3.5 MB body of quotes is a 7 MB event, over Lambda's limit.
+        let quotes = vec![b'"'; 3_500_000];
+        assert!(event_of(&quotes) > LAMBDA_REQUEST_PAYLOAD_BYTES);
+        // Not UTF-8: base64, 4 bytes for 3.
+        let binary = vec![0xff; 3_000_000];
+        assert_eq!(event_of(&binary) - event_of(&[0xff; 3]), 4_000_000 - 4);
     }
 
     #[test]

@@ -528,7 +528,7 @@ async fn oversized_body_is_refused_with_413() {
     let resp = reqwest::Client::new()
         .put(format!("{}/connections/klaviyo", stack.api_url))
         .bearer_auth(token)
-        .body(vec![b'x'; 1024 * 1024 + 1])
+        .body(vec![b'x'; local_runner::api::MAX_BODY_BYTES + 1])
         .send()
         .await
         .unwrap();

@@ -18,7 +18,7 @@ use shared::edge::{function::parse_event, http, sqs, Function, FunctionError};
 use shared::error::ApiError;
 use shared::klaviyo::Audience;
 use shared::personalize::run::{FanoutRequest, Run, RunRequest, Verdict, WorkBatch};
-use shared::personalize::{RunCounts, RunState, Settings};
+use shared::personalize::{RunState, Settings};
 use shared::Config;
 use std::time::{Duration, Instant};
 
@@ -302,35 +302,29 @@ impl Handler {
             .audience_page(&key, request.audience.kind, &request.audience.id, None)
             .await
             .map_err(ApiError::from)?;
-        let run = Run {
-            run_id: ulid::Ulid::new().to_string(),
-            state: if request.review {
-                RunState::AwaitingApproval
-            } else {
-                RunState::Fanning
-            },
-            state_reason: None,
-            audience: request.audience,
-            brief: request.brief.trim().to_owned(),
-            holdout_percent: request.holdout_percent,
-            profile_cap: request.profile_cap,
-            review: request.review,
-            property_set: request.property_set.unwrap_or_default(),
-            retry_of: None,
-            written_as: None,
-            counts: RunCounts::default(),
-            tokens: Default::default(),
-            requests: Default::default(),
-            fanout_done: false,
-            batches: 0,
-            fanout_cursor: None,
-            fanout_pending: None,
-            progress_at: None,
-            fanout_redrives: 0,
-            created_at: now_unix(),
-            started_at: None,
-            finished_at: None,
+        let state = if request.review {
+            RunState::AwaitingApproval
+        } else {
+            RunState::Fanning
         };
+        let run = Run::new(
+            state,
+            request.audience,
+            request.brief.trim().to_owned(),
+            request.holdout_percent,
+            request.profile_cap,
+            request.property_set.unwrap_or_default(),
+        );
+        self.record_and_start(merchant, run).await
+    }
+
+    /// Record a new run (taking its property set) and, unless it waits for review, start its
+    /// fan-out.
+    async fn record_and_start(
+        &self,
+        merchant: &MerchantId,
+        run: Run,
+    ) -> Result<RunCreated, ApiError> {
         self.runs
             .create(merchant, &run)
             .await
@@ -423,40 +417,18 @@ impl Handler {
         }
         self.key(merchant).await?;
         let run = Run {
-            run_id: ulid::Ulid::new().to_string(),
-            state: RunState::Fanning,
-            state_reason: None,
-            audience: source.audience.clone(),
-            brief: source.brief.clone(),
-            holdout_percent: source.holdout_percent,
-            profile_cap: None,
-            review: false,
-            property_set: source.property_set.clone(),
             retry_of: Some(source.run_id.clone()),
             written_as: Some(source.written_run_id().to_owned()),
-            counts: RunCounts::default(),
-            tokens: Default::default(),
-            requests: Default::default(),
-            fanout_done: false,
-            batches: 0,
-            fanout_cursor: None,
-            fanout_pending: None,
-            progress_at: None,
-            fanout_redrives: 0,
-            created_at: now_unix(),
-            started_at: None,
-            finished_at: None,
+            ..Run::new(
+                RunState::Fanning,
+                source.audience.clone(),
+                source.brief.clone(),
+                source.holdout_percent,
+                None,
+                source.property_set.clone(),
+            )
         };
-        self.runs
-            .create(merchant, &run)
-            .await
-            .map_err(internal)?
-            .map_err(ApiError::PropertySetInUse)?;
-        self.start_fanout(merchant, &run.run_id).await?;
-        let stored = self.run(merchant, &run.run_id).await?;
-        Ok(RunCreated {
-            run: self.view(&stored),
-        })
+        self.record_and_start(merchant, run).await
     }
 
     async fn start_fanout(&self, merchant: &MerchantId, run_id: &str) -> Result<(), ApiError> {
@@ -688,24 +660,18 @@ impl Handler {
                         report.redriven += 1;
                     }
                 }
-                Verdict::Fail(reason) => {
+                verdict @ (Verdict::Fail(reason) | Verdict::FinishStalled(reason)) => {
+                    let (to, counter) = match verdict {
+                        Verdict::Fail(_) => (RunState::Failed, &mut report.failed),
+                        _ => (RunState::Completed, &mut report.finished),
+                    };
                     if self
                         .runs
-                        .finish_stalled(&merchant, &run, RunState::Failed, reason)
+                        .finish_stalled(&merchant, &run, to, reason)
                         .await?
                     {
-                        tracing::warn!(%run_id, reason, "run failed by the watchdog");
-                        report.failed += 1;
-                    }
-                }
-                Verdict::FinishStalled(reason) => {
-                    if self
-                        .runs
-                        .finish_stalled(&merchant, &run, RunState::Completed, reason)
-                        .await?
-                    {
-                        tracing::warn!(%run_id, reason, outstanding = run.counts.outstanding(), "run finished by the watchdog");
-                        report.finished += 1;
+                        tracing::warn!(%run_id, reason, ?to, outstanding = run.counts.outstanding(), "run ended by the watchdog");
+                        *counter += 1;
                     }
                 }
             }
@@ -769,6 +735,7 @@ impl Function for Handler {
 mod tests {
     use super::*;
     use shared::personalize::run::AudienceRef;
+    use shared::personalize::RunCounts;
 
     fn run_with(total: u64, written: u64) -> Run {
         Run {

@@ -499,3 +499,263 @@ async fn bulk_operation_completes_with_jsonl_children_carrying_parent_ids() {
         "INVALID"
     );
 }
+
+// ---------- bulk operations: cancel, list, streamed results ----------
+
+const BULK_RUN: &str = "mutation($q: String!) { bulkOperationRunQuery(query: $q, groupObjects: false) { bulkOperation { id status } userErrors { field message code } } }";
+const BULK_CANCEL: &str = "mutation($id: ID!) { bulkOperationCancel(id: $id) { bulkOperation { id status } userErrors { field message } } }";
+const BULK_STATUS: &str =
+    "query($id: ID!) { bulkOperation(id: $id) { id status objectCount fileSize url } }";
+const INNER: &str = r#"{ products(query: "status:active") { edges { node { id title description variants { edges { node { id availableForSale } } } } } } }"#;
+
+/// A fresh shop with `products` products, installed; returns its access token.
+async fn bulk_shop(sb: &sandbox::Sandbox, shop: &str, products: u64) -> String {
+    let resp = client()
+        .post(format!("{}/_sandbox/shopify/shops", sb.base_url))
+        .json(&json!({ "shop": shop, "products": products, "seed": 11 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    install(sb, shop).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn control(sb: &sandbox::Sandbox, path: &str, body: Value) -> Value {
+    let resp = client()
+        .post(format!("{}{path}", sb.base_url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    resp.json().await.unwrap()
+}
+
+async fn start_bulk(sb: &sandbox::Sandbox, shop: &str, token: &str) -> Value {
+    let (status, body) = graphql(sb, shop, token, BULK_RUN, json!({ "q": INNER })).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]["bulkOperationRunQuery"].clone()
+}
+
+async fn bulk_status(sb: &sandbox::Sandbox, shop: &str, token: &str, id: &str) -> Value {
+    let (status, body) = graphql(sb, shop, token, BULK_STATUS, json!({ "id": id })).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]["bulkOperation"].clone()
+}
+
+async fn wait_for_status(
+    sb: &sandbox::Sandbox,
+    shop: &str,
+    token: &str,
+    id: &str,
+    wanted: &str,
+) -> Value {
+    let mut op = Value::Null;
+    for _ in 0..100 {
+        op = bulk_status(sb, shop, token, id).await;
+        if op["status"] == wanted {
+            return op;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("operation never became {wanted}: {op}");
+}
+
+#[tokio::test]
+async fn bulk_cancel_ends_a_running_operation_and_frees_its_slot() {
+    let sb = start(small_config()).await;
+    let shop = "slots.myshopify.com";
+    let token = bulk_shop(&sb, shop, 30).await;
+    // Exports of this shop run for a minute: long enough to still run when canceled.
+    control(
+        &sb,
+        &format!("/_sandbox/shopify/{shop}/bulk-settings"),
+        json!({ "run_secs": 60 }),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let run = start_bulk(&sb, shop, &token).await;
+        assert_eq!(run["userErrors"], json!([]), "{run}");
+        ids.push(run["bulkOperation"]["id"].as_str().unwrap().to_owned());
+    }
+    let sixth = start_bulk(&sb, shop, &token).await;
+    assert_eq!(sixth["userErrors"][0]["code"], "LIMIT_REACHED", "{sixth}");
+    wait_for_status(&sb, shop, &token, &ids[0], "RUNNING").await;
+
+    let (_, body) = graphql(&sb, shop, &token, BULK_CANCEL, json!({ "id": ids[0] })).await;
+    let payload = &body["data"]["bulkOperationCancel"];
+    assert_eq!(payload["userErrors"], json!([]), "{body}");
+    assert_eq!(payload["bulkOperation"]["id"], ids[0].as_str());
+    assert_eq!(payload["bulkOperation"]["status"], "CANCELING");
+
+    let canceled = wait_for_status(&sb, shop, &token, &ids[0], "CANCELED").await;
+    assert!(
+        canceled["url"].is_null(),
+        "a canceled export has no result: {canceled}"
+    );
+    let again = start_bulk(&sb, shop, &token).await;
+    assert_eq!(
+        again["userErrors"],
+        json!([]),
+        "the canceled slot is free: {again}"
+    );
+}
+
+#[tokio::test]
+async fn bulk_cancel_answers_unknown_and_finished_operations_with_user_errors() {
+    let sb = start(small_config()).await;
+    let shop = "finished.myshopify.com";
+    let token = bulk_shop(&sb, shop, 10).await;
+
+    let unknown = "gid://shopify/BulkOperation/1";
+    let (_, body) = graphql(&sb, shop, &token, BULK_CANCEL, json!({ "id": unknown })).await;
+    assert_eq!(
+        body["data"]["bulkOperationCancel"],
+        json!({
+            "bulkOperation": null,
+            "userErrors": [{ "field": ["id"], "message": "Bulk operation does not exist" }],
+        })
+    );
+
+    let run = start_bulk(&sb, shop, &token).await;
+    let id = run["bulkOperation"]["id"].as_str().unwrap().to_owned();
+    wait_for_status(&sb, shop, &token, &id, "COMPLETED").await;
+    let (_, body) = graphql(&sb, shop, &token, BULK_CANCEL, json!({ "id": id })).await;
+    let payload = &body["data"]["bulkOperationCancel"];
+    assert_eq!(payload["bulkOperation"]["status"], "COMPLETED");
+    assert_eq!(
+        payload["userErrors"],
+        json!([{ "field": null, "message": "A bulk operation cannot be canceled when it is completed" }])
+    );
+    // The finished operation is untouched.
+    assert_eq!(
+        bulk_status(&sb, shop, &token, &id).await["status"],
+        "COMPLETED"
+    );
+}
+
+#[tokio::test]
+async fn bulk_operations_lists_running_queries_newest_first() {
+    let sb = start(small_config()).await;
+    let shop = "listing.myshopify.com";
+    let token = bulk_shop(&sb, shop, 10).await;
+    let done = start_bulk(&sb, shop, &token).await["bulkOperation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for_status(&sb, shop, &token, &done, "COMPLETED").await;
+    control(
+        &sb,
+        &format!("/_sandbox/shopify/{shop}/bulk-settings"),
+        json!({ "run_secs": 60 }),
+    )
+    .await;
+    let older = start_bulk(&sb, shop, &token).await["bulkOperation"]["id"].clone();
+    let newer = start_bulk(&sb, shop, &token).await["bulkOperation"]["id"].clone();
+    wait_for_status(&sb, shop, &token, newer.as_str().unwrap(), "RUNNING").await;
+    wait_for_status(&sb, shop, &token, older.as_str().unwrap(), "RUNNING").await;
+
+    let list = "query { bulkOperations(first: 10, query: \"status:running operation_type:query\") { nodes { id status query } pageInfo { hasNextPage } } }";
+    let (_, body) = graphql(&sb, shop, &token, list, json!({})).await;
+    let nodes = &body["data"]["bulkOperations"]["nodes"];
+    assert_eq!(
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].clone())
+            .collect::<Vec<_>>(),
+        vec![newer, older],
+        "{body}"
+    );
+    assert_eq!(nodes[0]["query"], INNER);
+    assert_eq!(
+        body["data"]["bulkOperations"]["pageInfo"]["hasNextPage"],
+        false
+    );
+
+    let (_, body) = graphql(
+        &sb,
+        shop,
+        &token,
+        "query { bulkOperations { nodes { id } } }",
+        json!({}),
+    )
+    .await;
+    assert!(
+        body["errors"].is_array(),
+        "first or last is required: {body}"
+    );
+}
+
+#[tokio::test]
+async fn a_bulk_result_is_streamed_with_its_file_size_and_long_descriptions() {
+    let sb = start(small_config()).await;
+    let shop = "long-text.myshopify.com";
+    let token = bulk_shop(&sb, shop, 40).await;
+    control(
+        &sb,
+        &format!("/_sandbox/shopify/{shop}/long-descriptions"),
+        json!({ "extra_bytes": 5000 }),
+    )
+    .await;
+    let id = start_bulk(&sb, shop, &token).await["bulkOperation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let op = wait_for_status(&sb, shop, &token, &id, "COMPLETED").await;
+    let url = op["url"].as_str().unwrap();
+    assert!(!url.contains(&token), "a result URL carries no token");
+    let body = client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(op["fileSize"], body.len().to_string());
+    assert_eq!(op["objectCount"], body.lines().count().to_string());
+    let products: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l.get("__parentId").is_none())
+        .collect();
+    assert!(!products.is_empty());
+    for p in &products {
+        assert!(p["description"].as_str().unwrap().len() > 5000, "{p}");
+    }
+    // Pages read the same long description.
+    let (_, page) = graphql(
+        &sb,
+        shop,
+        &token,
+        "query($id: ID!) { product(id: $id) { description } }",
+        json!({ "id": products[0]["id"] }),
+    )
+    .await;
+    assert_eq!(
+        page["data"]["product"]["description"],
+        products[0]["description"]
+    );
+    // A second download is the same file; an unknown object is a 404.
+    let again = client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(again, body);
+    let missing = client()
+        .get(format!("{}x", url.trim_end_matches(".jsonl")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}

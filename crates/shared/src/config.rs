@@ -87,6 +87,9 @@ pub struct Config {
     pub worker_time_budget_ms: u64,
     /// `GET /runs/{id}/samples` gives up after this long (ms), inside API Gateway's 30 s.
     pub samples_deadline_ms: u64,
+    /// After a Shopify client-secret rotation, the previous secret still verifies webhooks and
+    /// OAuth callbacks for this long (a secret document's own `grace_secs` wins).
+    pub shopify_secret_grace_secs: i64,
     /// The watchdog re-drives a fan-out that made no progress for this long (and fails the run
     /// after a few re-drives).
     pub fanout_stall_secs: i64,
@@ -187,6 +190,10 @@ impl Config {
             batch_lease_secs: secs("BATCH_LEASE_SECS", 120),
             worker_time_budget_ms: secs("WORKER_TIME_BUDGET_MS", 240_000) as u64,
             samples_deadline_ms: secs("SAMPLES_DEADLINE_MS", 20_000) as u64,
+            shopify_secret_grace_secs: secs(
+                "SHOPIFY_SECRET_GRACE_SECS",
+                crate::shopify::oauth::DEFAULT_SECRET_GRACE_SECS,
+            ),
             fanout_stall_secs: secs("FANOUT_STALL_SECS", 900),
             run_stall_secs: secs("RUN_STALL_SECS", 3 * 3600),
             fault_scope: get("FAULT_SCOPE"),

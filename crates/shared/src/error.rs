@@ -50,6 +50,8 @@ pub enum ApiError {
     RunNotFound(String),
     #[error("{0}")]
     RunStateConflict(String),
+    #[error("a webhook body may have at most {limit} bytes (what a Lambda invocation holds); this one has {bytes}, so it was not processed. A product change reaches the catalog with the next scheduled sync (every 6 hours)")]
+    PayloadTooLarge { limit: usize, bytes: usize },
     #[error("the samples were not ready in time; retry after {retry_after_secs} s")]
     SamplesNotReady { retry_after_secs: u64 },
     #[error("run {0} is still writing this property set; wait for it to finish, cancel it, or choose another property_set")]
@@ -95,6 +97,7 @@ impl ApiError {
             ApiError::RunNotFound(_) => "run-not-found",
             ApiError::RunStateConflict(_) => "run-state-conflict",
             ApiError::SamplesNotReady { .. } => "samples-not-ready",
+            ApiError::PayloadTooLarge { .. } => "payload-too-large",
             ApiError::PropertySetInUse(_) => "property-set-in-use",
             ApiError::InvalidSettings(_) => "invalid-settings",
             ApiError::Internal(_) => "internal",
@@ -118,6 +121,7 @@ impl ApiError {
             | ApiError::KlaviyoMissingScopes(_)
             | ApiError::ScopeNotGranted => 422,
             ApiError::VendorThrottled { .. } | ApiError::SamplesNotReady { .. } => 503,
+            ApiError::PayloadTooLarge { .. } => 413,
             ApiError::VendorUnavailable(_) => 502,
             ApiError::RunNotFound(_) => 404,
             ApiError::RunStateConflict(_) | ApiError::PropertySetInUse(_) => 409,
@@ -148,6 +152,7 @@ impl ApiError {
             ApiError::RunNotFound(_) => "Run not found",
             ApiError::RunStateConflict(_) => "Run state conflict",
             ApiError::SamplesNotReady { .. } => "Samples not ready",
+            ApiError::PayloadTooLarge { .. } => "Payload too large",
             ApiError::PropertySetInUse(_) => "Property set in use",
             ApiError::InvalidSettings(_) => "Invalid settings",
             ApiError::Internal(_) => "Internal error",

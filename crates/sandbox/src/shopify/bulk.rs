@@ -1,6 +1,10 @@
 //! Bulk query operations: validated like Shopify's (1–5 connections, nesting depth ≤ 2, parents
-//! of nested connections must select `id`), run in the background, and written as JSONL where
-//! each nested connection node is its own line carrying `__parentId`.
+//! of nested connections must select `id`), run in the background over a snapshot of the shop's
+//! products, and served as JSONL where each nested connection node is its own line carrying
+//! `__parentId`. The file is never held: [`Export::write`] generates it piece by piece, once to
+//! count it when the operation completes and again for each download ([`super::storage`]).
+//! `bulkOperationCancel` moves a CREATED or RUNNING operation to CANCELING and, a moment later,
+//! CANCELED, which frees its slot.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,20 +12,41 @@ use std::time::Duration;
 use graphql_parser::query as q;
 use serde_json::{json, Map, Value};
 
+use super::catalog_data::Product;
 use super::graphql::{select_operation, Exec, OpKind};
 use super::model::product_model;
 use super::schema::{self, Ty};
 use super::search;
 use super::ShopifyStore;
 use crate::state::AppState;
-use crate::util::{now_unix, shopify_time};
+use crate::util::{now_unix, random_hex, shopify_time};
 
 /// Concurrent bulk queries allowed per app and shop (2026-01 and later).
 const MAX_CONCURRENT: usize = 5;
 const MAX_CONNECTIONS: usize = 5;
 const MAX_DEPTH: usize = 2;
+/// How long CANCELING lasts before CANCELED, at the vendors' own time.
+const CANCEL_DELAY: Duration = Duration::from_millis(200);
+/// Pieces of a result file handed to a download (or counted) at a time.
+pub const PIECE_BYTES: usize = 64 * 1024;
 
-#[derive(Debug, Clone)]
+/// What a completed operation exports: the query and the products as they were when it ran.
+pub struct Export {
+    pub query: String,
+    pub shop: String,
+    pub description_padding: usize,
+    pub products: Vec<Product>,
+}
+
+/// What [`Export::write`] wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportCounts {
+    pub objects: u64,
+    pub roots: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone)]
 pub struct BulkOp {
     pub id: u64,
     pub shop: String,
@@ -31,7 +56,29 @@ pub struct BulkOp {
     pub completed_at: Option<i64>,
     pub object_count: u64,
     pub root_object_count: u64,
+    /// Always `None`: results are no longer held in memory but streamed from the storage
+    /// endpoint (kept so older readers of this struct still compile).
     pub jsonl: Option<Arc<String>>,
+    pub file_size: Option<u64>,
+    /// The result's object name at the storage endpoint (random, like a signed URL's path).
+    pub object_key: String,
+    /// The result's download URL, once completed with at least one object.
+    pub result_url: Option<String>,
+    pub export: Option<Arc<Export>>,
+    /// How long it runs (captured from the shop's settings when it started).
+    pub run_secs: Option<f64>,
+}
+
+impl std::fmt::Debug for BulkOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkOp")
+            .field("id", &self.id)
+            .field("shop", &self.shop)
+            .field("status", &self.status)
+            .field("object_count", &self.object_count)
+            .field("file_size", &self.file_size)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BulkOp {
@@ -39,10 +86,17 @@ impl BulkOp {
         format!("gid://shopify/BulkOperation/{}", self.id)
     }
 
-    pub fn model(&self, base_url: &str) -> Value {
+    pub fn is_active(&self) -> bool {
+        matches!(self.status, "CREATED" | "RUNNING" | "CANCELING")
+    }
+
+    pub fn model(&self) -> Value {
         let done = self.status == "COMPLETED";
-        let url = (done && self.object_count > 0)
-            .then(|| format!("{base_url}/_sandbox/bulk/{}.jsonl", self.id));
+        let url = if done && self.object_count > 0 {
+            self.result_url.clone()
+        } else {
+            None
+        };
         json!({
             "__typename": "BulkOperation",
             "id": self.gid(),
@@ -51,7 +105,7 @@ impl BulkOp {
             // UnsignedInt64 scalars are strings on the wire.
             "objectCount": self.object_count.to_string(),
             "rootObjectCount": self.root_object_count.to_string(),
-            "fileSize": self.jsonl.as_ref().map(|j| j.len().to_string()),
+            "fileSize": self.file_size.filter(|_| done).map(|n| n.to_string()),
             "url": url,
             "partialDataUrl": null,
             "createdAt": shopify_time(self.created_at),
@@ -79,10 +133,11 @@ pub fn start(
     _base_url: &str,
 ) -> Result<u64, Vec<Value>> {
     validate(query)?;
+    // CANCELING still holds its slot; CANCELED frees it.
     let running = store
         .bulk_ops
         .values()
-        .filter(|op| op.shop == shop && matches!(op.status, "CREATED" | "RUNNING"))
+        .filter(|op| op.shop == shop && op.is_active())
         .count();
     if running >= MAX_CONCURRENT {
         return Err(vec![user_error(
@@ -93,6 +148,8 @@ pub fn start(
     }
     let id = store.next_bulk_id;
     store.next_bulk_id += 1;
+    let object_key = random_hex(&mut store.rng, 16);
+    let run_secs = store.shops.get(shop).and_then(|s| s.bulk_run_secs);
     store.bulk_ops.insert(
         id,
         BulkOp {
@@ -105,9 +162,63 @@ pub fn start(
             object_count: 0,
             root_object_count: 0,
             jsonl: None,
+            file_size: None,
+            object_key,
+            result_url: None,
+            export: None,
+            run_secs,
         },
     );
     Ok(id)
+}
+
+/// `bulkOperationCancel(id:)`: the payload's `bulkOperation` and `userErrors` (Shopify's
+/// answers, as captured: unknown ids and finished operations are user errors), and whether a
+/// cancelation started (the caller then spawns [`finish_cancel`]).
+pub fn cancel(store: &mut ShopifyStore, shop: &str, gid: &str) -> (Value, Vec<Value>, Option<u64>) {
+    let op = gid
+        .strip_prefix("gid://shopify/BulkOperation/")
+        .and_then(|n| n.parse::<u64>().ok())
+        .and_then(|id| store.bulk_ops.get_mut(&id))
+        .filter(|op| op.shop == shop);
+    let Some(op) = op else {
+        let error = json!({
+            "__typename": "UserError",
+            "field": ["id"],
+            "message": "Bulk operation does not exist",
+        });
+        return (Value::Null, vec![error], None);
+    };
+    match op.status {
+        "CREATED" | "RUNNING" => {
+            op.status = "CANCELING";
+            (op.model(), Vec::new(), Some(op.id))
+        }
+        "CANCELING" => (op.model(), Vec::new(), None),
+        finished => {
+            let error = json!({
+                "__typename": "UserError",
+                "field": null,
+                "message": format!(
+                    "A bulk operation cannot be canceled when it is {}",
+                    finished.to_ascii_lowercase()
+                ),
+            });
+            (op.model(), vec![error], None)
+        }
+    }
+}
+
+/// CANCELING → CANCELED after a short delay (scaled like every vendor duration).
+pub async fn finish_cancel(st: Arc<AppState>, id: u64) {
+    tokio::time::sleep(CANCEL_DELAY.mul_f64(st.config.vendor_time_scale)).await;
+    let mut store = st.shopify();
+    if let Some(op) = store.bulk_ops.get_mut(&id) {
+        if op.status == "CANCELING" {
+            op.status = "CANCELED";
+            op.completed_at = Some(now_unix());
+        }
+    }
 }
 
 fn invalid(message: impl Into<String>) -> Vec<Value> {
@@ -276,47 +387,69 @@ fn emit<'a>(
     }
 }
 
-/// Produces the JSONL for `query` over a snapshot of the shop's products.
-fn generate(
-    query: &str,
-    products: &[super::catalog_data::Product],
-    shop: &str,
-) -> (String, u64, u64) {
-    let Ok(doc) = graphql_parser::parse_query::<String>(query) else {
-        return (String::new(), 0, 0);
-    };
-    let Ok((_, sel, defs)) = select_operation(&doc, None) else {
-        return (String::new(), 0, 0);
-    };
-    let mut exec = Exec::new(&doc, defs, Map::new(), shop, "");
-    exec.bulk = true;
-    let mut roots = Vec::new();
-    exec.collect_fields("QueryRoot", sel, &mut roots);
-    let Some(root) = roots.into_iter().find(|f| f.name == "products") else {
-        return (String::new(), 0, 0);
-    };
-    let filter = exec
-        .arg(root, "query")
-        .and_then(|v| v.as_str().map(search::parse))
-        .unwrap_or_default();
-    let node_sels = node_selections(&root.selection_set);
-    let Some(node_sel) = node_sels.first() else {
-        return (String::new(), 0, 0);
-    };
-    let mut out = String::new();
-    let mut count = 0;
-    let mut roots_count = 0;
-    for p in products.iter().filter(|p| filter.matches(p)) {
-        let model = product_model(p, shop);
-        emit(
-            &mut exec, &model, "Product", node_sel, None, &mut out, &mut count,
-        );
-        roots_count += 1;
+impl Export {
+    /// Generates the JSONL, handing it to `sink` in pieces of about `piece` bytes (each piece
+    /// ends at a line end); stops early when `sink` returns false. The same export always
+    /// writes the same bytes.
+    pub fn write(&self, piece: usize, mut sink: impl FnMut(&[u8]) -> bool) -> ExportCounts {
+        let mut counts = ExportCounts::default();
+        let Ok(doc) = graphql_parser::parse_query::<String>(&self.query) else {
+            return counts;
+        };
+        let Ok((_, sel, defs)) = select_operation(&doc, None) else {
+            return counts;
+        };
+        let mut exec = Exec::new(&doc, defs, Map::new(), &self.shop, "");
+        exec.bulk = true;
+        let mut roots = Vec::new();
+        exec.collect_fields("QueryRoot", sel, &mut roots);
+        let Some(root) = roots.into_iter().find(|f| f.name == "products") else {
+            return counts;
+        };
+        let filter = exec
+            .arg(root, "query")
+            .and_then(|v| v.as_str().map(search::parse))
+            .unwrap_or_default();
+        let node_sels = node_selections(&root.selection_set);
+        let Some(node_sel) = node_sels.first() else {
+            return counts;
+        };
+        let mut out = String::with_capacity(piece + 4096);
+        for p in self.products.iter().filter(|p| filter.matches(p)) {
+            let model = product_model(p, &self.shop, self.description_padding);
+            emit(
+                &mut exec,
+                &model,
+                "Product",
+                node_sel,
+                None,
+                &mut out,
+                &mut counts.objects,
+            );
+            counts.roots += 1;
+            if out.len() >= piece {
+                counts.bytes += out.len() as u64;
+                if !sink(out.as_bytes()) {
+                    return counts;
+                }
+                out.clear();
+            }
+        }
+        if !out.is_empty() {
+            counts.bytes += out.len() as u64;
+            sink(out.as_bytes());
+        }
+        counts
     }
-    (out, count, roots_count)
 }
 
-/// Background task: CREATED → RUNNING → COMPLETED, taking time roughly proportional to size.
+fn status_of(st: &AppState, id: u64) -> Option<&'static str> {
+    st.shopify().bulk_ops.get(&id).map(|op| op.status)
+}
+
+/// Background task: CREATED → RUNNING → COMPLETED over a snapshot of the shop's products,
+/// taking time roughly proportional to size (or the shop's `bulk_run_secs`). A cancelation
+/// meanwhile wins: the operation never completes.
 pub async fn run(st: Arc<AppState>, id: u64) {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let snapshot = {
@@ -324,31 +457,53 @@ pub async fn run(st: Arc<AppState>, id: u64) {
         let Some(op) = store.bulk_ops.get_mut(&id) else {
             return;
         };
+        if op.status != "CREATED" {
+            return;
+        }
         op.status = "RUNNING";
-        let (query, shop) = (op.query.clone(), op.shop.clone());
-        store
-            .shops
-            .get(&shop)
-            .map(|s| (query, shop, s.products.clone()))
+        let (query, shop, run_secs) = (op.query.clone(), op.shop.clone(), op.run_secs);
+        store.shops.get(&shop).map(|s| {
+            let export = Export {
+                query,
+                description_padding: s.description_padding,
+                products: s.products.clone(),
+                shop,
+            };
+            (Arc::new(export), run_secs)
+        })
     };
-    let Some((query, shop, products)) = snapshot else {
+    let Some((export, run_secs)) = snapshot else {
         return;
     };
     let began = std::time::Instant::now();
-    let generated = tokio::task::spawn_blocking(move || generate(&query, &products, &shop)).await;
-    let (jsonl, objects, roots) = generated.unwrap_or_default();
-    // Finish roughly in proportion to size (~0.1 s minimum, 1.5 s at most), counting the
-    // time generation itself took.
-    let target = Duration::from_millis((100 + objects / 10).min(1_500));
-    if let Some(rest) = target.checked_sub(began.elapsed()) {
-        tokio::time::sleep(rest).await;
+    let counting = export.clone();
+    let counts = tokio::task::spawn_blocking(move || counting.write(PIECE_BYTES, |_| true))
+        .await
+        .unwrap_or_default();
+    // Finish roughly in proportion to size (~0.1 s minimum, 1.5 s at most), counting the time
+    // generation itself took, unless the shop says how long its exports take.
+    let target = match run_secs {
+        Some(secs) => Duration::from_secs_f64(secs),
+        None => Duration::from_millis((100 + counts.objects / 10).min(1_500)),
+    };
+    while let Some(rest) = target.checked_sub(began.elapsed()) {
+        if status_of(&st, id) != Some("RUNNING") {
+            return;
+        }
+        tokio::time::sleep(rest.min(Duration::from_millis(50))).await;
     }
+    let storage = super::storage::ensure_started(&st);
     let mut store = st.shopify();
     if let Some(op) = store.bulk_ops.get_mut(&id) {
+        if op.status != "RUNNING" {
+            return;
+        }
         op.status = "COMPLETED";
         op.completed_at = Some(now_unix());
-        op.object_count = objects;
-        op.root_object_count = roots;
-        op.jsonl = Some(Arc::new(jsonl));
+        op.object_count = counts.objects;
+        op.root_object_count = counts.roots;
+        op.file_size = Some(counts.bytes);
+        op.result_url = storage.map(|base| format!("{base}/{}.jsonl", op.object_key));
+        op.export = Some(export);
     }
 }

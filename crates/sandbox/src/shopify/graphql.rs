@@ -144,6 +144,8 @@ pub struct Exec<'d, 'a> {
     pub shop: String,
     pub base_url: String,
     pub started_bulk_ops: Vec<u64>,
+    /// Operations this request moved to CANCELING (the handler finishes them afterwards).
+    pub canceled_bulk_ops: Vec<u64>,
 }
 
 impl<'d, 'a> Exec<'d, 'a> {
@@ -182,6 +184,7 @@ impl<'d, 'a> Exec<'d, 'a> {
             shop: shop.to_string(),
             base_url: base_url.to_string(),
             started_bulk_ops: Vec::new(),
+            canceled_bulk_ops: Vec::new(),
         }
     }
 
@@ -730,6 +733,7 @@ impl<'d, 'a> Exec<'d, 'a> {
             return Value::Null;
         };
         let shop_domain = shop.domain.clone();
+        let padding = shop.description_padding;
         match f.name.as_str() {
             "products" => {
                 let query = self
@@ -772,7 +776,7 @@ impl<'d, 'a> Exec<'d, 'a> {
                     Ok(mut page) => {
                         for (m, _) in page.items.iter_mut() {
                             let i = m.as_u64().unwrap_or(0) as usize;
-                            *m = product_model(&shop.products[i], &shop_domain);
+                            *m = product_model(&shop.products[i], &shop_domain, padding);
                         }
                         self.project_connection(page, "Product", &f.selection_set)
                     }
@@ -798,7 +802,7 @@ impl<'d, 'a> Exec<'d, 'a> {
                 match found {
                     Some(i) => {
                         self.actual_cost += 1;
-                        let m = product_model(&shop.products[i], &shop_domain);
+                        let m = product_model(&shop.products[i], &shop_domain, padding);
                         self.project(&m, "Product", &f.selection_set)
                     }
                     None => Value::Null,
@@ -843,20 +847,69 @@ impl<'d, 'a> Exec<'d, 'a> {
                 };
                 let results: Vec<Value> = ids
                     .iter()
-                    .map(
-                        |gid| match node_model(store, &self.shop, gid, &self.base_url) {
-                            Some(m) => {
-                                self.actual_cost += 1;
-                                self.project(&m, "Node", &f.selection_set)
-                            }
-                            None => Value::Null,
-                        },
-                    )
+                    .map(|gid| match node_model(store, &self.shop, gid) {
+                        Some(m) => {
+                            self.actual_cost += 1;
+                            self.project(&m, "Node", &f.selection_set)
+                        }
+                        None => Value::Null,
+                    })
                     .collect();
                 if f.name == "nodes" {
                     Value::Array(results)
                 } else {
                     results.into_iter().next().unwrap_or(Value::Null)
+                }
+            }
+            "bulkOperations" => {
+                let filter = self
+                    .arg(f, "query")
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let wanted = |key: &str| -> Vec<String> {
+                    filter
+                        .split_whitespace()
+                        .filter_map(|term| term.split_once(':'))
+                        .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+                        .map(|(_, v)| {
+                            v.trim_matches(|c| c == '"' || c == '\'')
+                                .to_ascii_uppercase()
+                        })
+                        .collect()
+                };
+                let (statuses, types) = (wanted("status"), wanted("operation_type"));
+                let reverse = self
+                    .arg(f, "reverse")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false);
+                // Newest first by default (ids grow with creation, so CREATED_AT and ID agree).
+                let mut ops: Vec<&super::bulk::BulkOp> = store
+                    .bulk_ops
+                    .values()
+                    .filter(|op| op.shop == self.shop)
+                    .filter(|op| statuses.is_empty() || statuses.iter().any(|s| s == op.status))
+                    .filter(|_| types.is_empty() || types.iter().any(|t| t == "QUERY"))
+                    .collect();
+                let newest_first = !reverse;
+                ops.sort_by(|a, b| {
+                    let o = a.id.cmp(&b.id);
+                    if newest_first {
+                        o.reverse()
+                    } else {
+                        o
+                    }
+                });
+                let keys: Vec<(SortVal, u64)> = ops
+                    .iter()
+                    .map(|op| (SortVal::Num(op.id as i64), op.id))
+                    .collect();
+                let models: Vec<Value> = ops.iter().map(|op| op.model()).collect();
+                match self.page(&keys, models, f, newest_first) {
+                    Ok(page) => self.project_connection(page, "BulkOperation", &f.selection_set),
+                    Err(e) => {
+                        self.errors.push(gql_error(e, Some(f.position), None));
+                        Value::Null
+                    }
                 }
             }
             "bulkOperation" | "currentBulkOperation" => {
@@ -872,7 +925,7 @@ impl<'d, 'a> Exec<'d, 'a> {
                         .filter(|op| op.shop == self.shop)
                         .max_by_key(|op| op.id)
                 };
-                match op.map(|op| op.model(&self.base_url)) {
+                match op.map(|op| op.model()) {
                     Some(m) => {
                         self.actual_cost += 1;
                         self.project(&m, "BulkOperation", &f.selection_set)
@@ -901,7 +954,7 @@ impl<'d, 'a> Exec<'d, 'a> {
                 let payload = match result {
                     Ok(id) => {
                         self.started_bulk_ops.push(id);
-                        let model = store.bulk_ops.get(&id).map(|op| op.model(&self.base_url));
+                        let model = store.bulk_ops.get(&id).map(|op| op.model());
                         json!({ "__typename": "BulkOperationRunQueryPayload", "bulkOperation": model, "userErrors": [] })
                     }
                     Err(errors) => json!({
@@ -913,6 +966,23 @@ impl<'d, 'a> Exec<'d, 'a> {
                 let cost_before = self.actual_cost;
                 let v = self.project(&payload, "BulkOperationRunQueryPayload", &f.selection_set);
                 // Mutations cost a flat 10 however much they select.
+                self.actual_cost = cost_before + 10;
+                v
+            }
+            "bulkOperationCancel" => {
+                let id = self
+                    .arg(f, "id")
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let (op, user_errors, started) = bulk::cancel(store, &self.shop, &id);
+                self.canceled_bulk_ops.extend(started);
+                let payload = json!({
+                    "__typename": "BulkOperationCancelPayload",
+                    "bulkOperation": op,
+                    "userErrors": user_errors,
+                });
+                let cost_before = self.actual_cost;
+                let v = self.project(&payload, "BulkOperationCancelPayload", &f.selection_set);
                 self.actual_cost = cost_before + 10;
                 v
             }
@@ -972,17 +1042,17 @@ fn const_value(v: &q::Value<'_, String>) -> Value {
     }
 }
 
-fn node_model(store: &ShopifyStore, shop: &str, gid: &str, base_url: &str) -> Option<Value> {
+fn node_model(store: &ShopifyStore, shop: &str, gid: &str) -> Option<Value> {
     let shop_ref = store.shops.get(shop)?;
     let n = gid_number(gid)?;
     let kind = gid.strip_prefix("gid://shopify/")?.split('/').next()?;
     match kind {
         "Product" => shop_ref
             .product_index(n)
-            .map(|i| product_model(&shop_ref.products[i], shop)),
+            .map(|i| product_model(&shop_ref.products[i], shop, shop_ref.description_padding)),
         "ProductVariant" => shop_ref
             .product_index(n / 100)
-            .map(|i| product_model(&shop_ref.products[i], shop))
+            .map(|i| product_model(&shop_ref.products[i], shop, shop_ref.description_padding))
             .and_then(|p| {
                 p["variants"]
                     .as_array()?
@@ -994,7 +1064,7 @@ fn node_model(store: &ShopifyStore, shop: &str, gid: &str, base_url: &str) -> Op
             .bulk_ops
             .get(&n)
             .filter(|op| op.shop == shop)
-            .map(|op| op.model(base_url)),
+            .map(|op| op.model()),
         "Shop" => (shop_ref.id == n).then(|| shop_model(shop_ref)),
         _ => None,
     }
@@ -1126,6 +1196,24 @@ pub async fn handle(
         return json_response(StatusCode::OK, json!({ "errors": exec.errors }));
     }
 
+    // Fault injection for bulk status reads: the request fails as a whole, like a 500.
+    let mut roots = Vec::new();
+    exec.collect_fields(root_ty, sel, &mut roots);
+    if roots.iter().any(|f| f.name == "bulkOperation") {
+        if let Some(s) = store.shops.get_mut(&shop) {
+            if s.bulk_status_faults > 0 {
+                s.bulk_status_faults -= 1;
+                return json_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"errors": [{
+                        "message": "Internal error. Looks like something went wrong on our end.",
+                        "extensions": { "code": "INTERNAL_SERVER_ERROR" },
+                    }]}),
+                );
+            }
+        }
+    }
+
     let requested = exec.requested_cost(root_ty, sel);
     if requested > MAX_QUERY_COST {
         return json_response(
@@ -1175,6 +1263,7 @@ pub async fn handle(
         None => Value::Null,
     };
     let started = std::mem::take(&mut exec.started_bulk_ops);
+    let canceled = std::mem::take(&mut exec.canceled_bulk_ops);
     drop(store);
     {
         let mut stats = st.stats();
@@ -1185,6 +1274,9 @@ pub async fn handle(
     }
     for id in started {
         tokio::spawn(bulk::run(st.clone(), id));
+    }
+    for id in canceled {
+        tokio::spawn(bulk::finish_cancel(st.clone(), id));
     }
 
     let mut body = json!({

@@ -1,5 +1,6 @@
 //! Shopify Admin emulation under `/shopify/{shop}/admin/...`: OAuth (authorization code with
-//! expiring offline tokens), GraphQL with cost-based throttling, and bulk operations.
+//! expiring offline tokens), GraphQL with cost-based throttling, and bulk operations whose
+//! results are streamed from a storage endpoint of their own ([`storage`]).
 
 pub mod bulk;
 pub mod catalog_data;
@@ -8,6 +9,7 @@ pub mod model;
 pub mod oauth;
 pub mod schema;
 pub mod search;
+pub mod storage;
 pub mod throttle;
 pub mod webhooks;
 
@@ -15,9 +17,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Json, Router};
 use rand::{rngs::StdRng, SeedableRng};
+use serde_json::{json, Value};
 
 use self::bulk::BulkOp;
 use self::catalog_data::{generate_catalog, Product};
@@ -34,6 +41,14 @@ pub struct Shop {
     pub bucket: Bucket,
     /// Remaining GraphQL requests to fail with HTTP 500 (fault injection).
     pub faults: u32,
+    /// Extra bytes of prose appended to every product description when it is read (a shop of
+    /// long descriptions, for large bulk exports); generated on each read, never stored.
+    pub description_padding: usize,
+    /// How long this shop's next bulk queries run before completing (`None`: in proportion
+    /// to their size, 1.5 s at most).
+    pub bulk_run_secs: Option<f64>,
+    /// Remaining `bulkOperation(id:)` reads to fail with HTTP 500 (fault injection).
+    pub bulk_status_faults: u32,
 }
 
 impl Shop {
@@ -62,6 +77,9 @@ impl Shop {
             products,
             bucket: Bucket::new(config.shopify_bucket_size, config.shopify_restore_rate),
             faults: 0,
+            description_padding: 0,
+            bulk_run_secs: None,
+            bulk_status_faults: 0,
         }
     }
 
@@ -100,6 +118,8 @@ pub struct ShopifyStore {
     pub refresh_tokens: HashMap<String, RefreshToken>,
     pub bulk_ops: HashMap<u64, BulkOp>,
     pub next_bulk_id: u64,
+    /// Base URL of the storage endpoint serving bulk results, once started.
+    pub storage_base: Option<String>,
     pub rng: StdRng,
 }
 
@@ -117,6 +137,7 @@ impl ShopifyStore {
             refresh_tokens: HashMap::new(),
             bulk_ops: HashMap::new(),
             next_bulk_id: 4_400_000_000,
+            storage_base: None,
             rng: StdRng::seed_from_u64(config.seed ^ 0x0a07_4e11),
         }
     }
@@ -143,5 +164,112 @@ pub fn router() -> Router<Arc<AppState>> {
             "/shopify/{shop}/admin/api/{version}/graphql.json",
             post(graphql::handle),
         )
+        .route(
+            "/_sandbox/shopify/{shop}/long-descriptions",
+            post(long_descriptions),
+        )
+        .route(
+            "/_sandbox/shopify/{shop}/bulk-settings",
+            post(bulk_settings),
+        )
+        .route(
+            "/_sandbox/shopify/{shop}/bulk-operations",
+            get(bulk_operations),
+        )
         .merge(webhooks::router())
+}
+
+fn control_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// The JSON body of a control (empty means `{}`), or the message for a 400.
+fn control_body(body: &Bytes) -> Result<Value, String> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|e| format!("body must be JSON: {e}"))
+}
+
+/// `POST /_sandbox/shopify/{shop}/long-descriptions {"extra_bytes": n}`: every product read from
+/// now on (pages, `product(id:)`, bulk exports) has `n` more bytes of description.
+async fn long_descriptions(
+    State(st): State<Arc<AppState>>,
+    Path(shop): Path<String>,
+    body: Bytes,
+) -> Response {
+    let req = match control_body(&body) {
+        Ok(v) => v,
+        Err(message) => return control_error(StatusCode::BAD_REQUEST, &message),
+    };
+    let Some(extra) = req.get("extra_bytes").and_then(Value::as_u64) else {
+        return control_error(
+            StatusCode::BAD_REQUEST,
+            "'extra_bytes' (a count) is required",
+        );
+    };
+    match st.shopify().shops.get_mut(&shop) {
+        Some(s) => {
+            s.description_padding = extra as usize;
+            Json(json!({ "shop": shop, "extra_bytes": extra })).into_response()
+        }
+        None => control_error(StatusCode::NOT_FOUND, "unknown shop"),
+    }
+}
+
+/// `POST /_sandbox/shopify/{shop}/bulk-settings {"run_secs": s | null, "status_errors": n}`:
+/// how long the shop's next bulk queries run (null: in proportion to size), and how many of the
+/// next `bulkOperation(id:)` reads fail with HTTP 500. Omitted keys keep their value.
+async fn bulk_settings(
+    State(st): State<Arc<AppState>>,
+    Path(shop): Path<String>,
+    body: Bytes,
+) -> Response {
+    let req = match control_body(&body) {
+        Ok(v) => v,
+        Err(message) => return control_error(StatusCode::BAD_REQUEST, &message),
+    };
+    let mut store = st.shopify();
+    let Some(s) = store.shops.get_mut(&shop) else {
+        return control_error(StatusCode::NOT_FOUND, "unknown shop");
+    };
+    if let Some(run) = req.get("run_secs") {
+        s.bulk_run_secs = run.as_f64().filter(|v| v.is_finite() && *v >= 0.0);
+    }
+    if let Some(n) = req.get("status_errors").and_then(Value::as_u64) {
+        s.bulk_status_faults = n as u32;
+    }
+    Json(json!({
+        "shop": shop,
+        "run_secs": s.bulk_run_secs,
+        "status_errors": s.bulk_status_faults,
+    }))
+    .into_response()
+}
+
+/// `GET /_sandbox/shopify/{shop}/bulk-operations`: every bulk operation of the shop, oldest
+/// first (`id`, `status`, `query`, `file_size`), to see what a client left behind.
+async fn bulk_operations(State(st): State<Arc<AppState>>, Path(shop): Path<String>) -> Response {
+    let store = st.shopify();
+    if !store.shops.contains_key(&shop) {
+        return control_error(StatusCode::NOT_FOUND, "unknown shop");
+    }
+    let mut ops: Vec<&BulkOp> = store
+        .bulk_ops
+        .values()
+        .filter(|op| op.shop == shop)
+        .collect();
+    ops.sort_by_key(|op| op.id);
+    let list: Vec<Value> = ops
+        .iter()
+        .map(|op| {
+            json!({
+                "id": op.gid(),
+                "status": op.status,
+                "query": op.query,
+                "file_size": op.file_size,
+            })
+        })
+        .collect();
+    Json(Value::Array(list)).into_response()
 }

@@ -21,7 +21,42 @@ fn image_model(p: &Product, url: &str) -> Value {
     })
 }
 
-pub fn product_model(p: &Product, shop: &str) -> Value {
+/// Sentences a long description is padded with (see [`Shop::description_padding`]).
+const FILLER: &[&str] = &[
+    "Every seam is taped and every zipper is tested before it leaves the workshop.",
+    "We source our fabrics from mills that publish their water and energy use.",
+    "Care: wash cold, hang dry, and it will outlast most of the trips you plan.",
+    "Sizing runs true; if you are between sizes, choose the larger one for layering.",
+    "Repairs are free for the life of the product at any of our partner shops.",
+];
+
+/// `extra` bytes of deterministic prose (ASCII), as a merchant's long description would add.
+fn filler(extra: usize) -> String {
+    let mut out = String::with_capacity(extra);
+    for sentence in FILLER.iter().cycle() {
+        if out.len() + 1 >= extra {
+            break;
+        }
+        out.push(' ');
+        out.push_str(sentence);
+    }
+    out.truncate(extra);
+    out
+}
+
+/// The product as the API returns it. `description_padding` extra bytes are appended to its
+/// description (and, as a paragraph, to its HTML), generated here on every read so a shop of
+/// long descriptions costs no memory.
+pub fn product_model(p: &Product, shop: &str, description_padding: usize) -> Value {
+    let (description, description_html) = if description_padding == 0 {
+        (p.description.clone(), p.description_html.clone())
+    } else {
+        let extra = filler(description_padding);
+        (
+            format!("{}{extra}", p.description),
+            format!("{}<p>{}</p>", p.description_html, extra.trim_start()),
+        )
+    };
     let image = p.image_url().map(|url| image_model(p, &url));
     let media = image.as_ref().map(|img| {
         json!({
@@ -73,9 +108,9 @@ pub fn product_model(p: &Product, shop: &str) -> Value {
         "legacyResourceId": p.id.to_string(),
         "title": p.title,
         "handle": p.handle,
-        "description": p.description,
-        "descriptionHtml": p.description_html,
-        "bodyHtml": p.description_html,
+        "description": description,
+        "bodyHtml": description_html,
+        "descriptionHtml": description_html,
         "productType": p.product_type,
         "vendor": p.vendor,
         "tags": p.tags,

@@ -43,9 +43,14 @@ pub fn field_type(parent: &str, field: &str) -> Option<Ty> {
         ("QueryRoot", "node") => Object("Node"),
         ("QueryRoot", "bulkOperation") => Object("BulkOperation"),
         ("QueryRoot", "currentBulkOperation") => Object("BulkOperation"),
+        ("QueryRoot", "bulkOperations") => Connection("BulkOperation"),
 
         ("Mutation", "bulkOperationRunQuery") => Object("BulkOperationRunQueryPayload"),
         ("Mutation", "appUninstall") => Object("AppUninstallPayload"),
+        ("Mutation", "bulkOperationCancel") => Object("BulkOperationCancelPayload"),
+        ("BulkOperationCancelPayload", "bulkOperation") => Object("BulkOperation"),
+        ("BulkOperationCancelPayload", "userErrors") => List("UserError"),
+        ("UserError", "field" | "message") => Scalar,
         ("AppUninstallPayload", "app") => Object("App"),
         ("AppUninstallPayload", "userErrors") => List("AppUninstallAppUninstallError"),
         ("AppUninstallAppUninstallError", "field" | "message" | "code") => Scalar,
@@ -159,6 +164,7 @@ fn edge_type(node: &str) -> &'static str {
         "Product" => "Edge:Product",
         "ProductVariant" => "Edge:ProductVariant",
         "Media" => "Edge:Media",
+        "BulkOperation" => "Edge:BulkOperation",
         _ => "Edge:Unknown",
     }
 }
@@ -190,6 +196,8 @@ const KNOWN_TYPES: &[&str] = &[
     "BulkOperation",
     "BulkOperationRunQueryPayload",
     "BulkOperationUserError",
+    "BulkOperationCancelPayload",
+    "UserError",
     "AppUninstallPayload",
     "AppUninstallAppUninstallError",
     "App",

@@ -100,7 +100,8 @@ fn export_account() {}
     responses(
         (status = 200, body = WebhookAck),
         (status = 400, description = "signed, but the body or headers are unusable", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "missing or invalid signature", body = Problem, content_type = "application/problem+json")))]
+        (status = 401, description = "missing or invalid signature", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "signed, but larger than a Lambda invocation holds", body = Problem, content_type = "application/problem+json")))]
 #[allow(dead_code)]
 fn shopify_webhooks() {}
 

@@ -51,7 +51,7 @@ pub enum BatchClaim {
     Fresh,
     /// A previous delivery got as far as its write-back (it may or may not have created the
     /// job): finish that instead of writing again.
-    Resume(RecordedWrite),
+    Resume(Box<RecordedWrite>),
     /// Already counted: nothing to do.
     Done,
     /// Another worker holds an unexpired lease on it.
@@ -110,6 +110,14 @@ fn page_key(run_id: &str, batch: u64) -> (String, String) {
 }
 /// A claimed page's ids are kept only until its work message is sent.
 const PAGE_TTL_SECS: i64 = 24 * 3600;
+
+/// A run state as stored (`"running"`…).
+fn state_text(st: RunState) -> String {
+    serde_json::to_value(st)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -318,6 +326,16 @@ impl RunStore {
             .into_iter()
             .map(|p| TransactWriteItem::builder().put(p).build())
             .collect();
+        // Refused: another run took the set between our read and our write.
+        Ok(if self.transact(items).await? {
+            Ok(())
+        } else {
+            Err(holder.unwrap_or_default())
+        })
+    }
+
+    /// One transaction: `false` when a condition refused it (nothing was written).
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, AwsError> {
         match self
             .client
             .transact_write_items()
@@ -325,10 +343,9 @@ impl RunStore {
             .send()
             .await
         {
-            Ok(_) => Ok(Ok(())),
-            // Another run took the set between our read and our write.
+            Ok(_) => Ok(true),
             Err(e) if is_condition_failure(&e) || describe(&e).contains("TransactionCanceled") => {
-                Ok(Err(holder.unwrap_or_default()))
+                Ok(false)
             }
             Err(e) => Err(AwsError::new("dynamodb:TransactWriteItems", describe(&e))),
         }
@@ -420,12 +437,6 @@ impl RunStore {
         to: RunState,
         reason: Option<&str>,
     ) -> Result<bool, AwsError> {
-        let state_text = |st: RunState| {
-            serde_json::to_value(st)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        };
         let mut sets = vec!["#state = :to".to_owned()];
         let mut request = self
             .client
@@ -536,19 +547,7 @@ impl RunStore {
                 .map_err(|e| AwsError::new("dynamodb:TransactWriteItems", e))?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) || describe(&e).contains("TransactionCanceled") => {
-                Ok(false)
-            }
-            Err(e) => Err(AwsError::new("dynamodb:TransactWriteItems", describe(&e))),
-        }
+        self.transact(items).await
     }
 
     /// For a retry's fan-out: the failed profile ids of the next batch of `run_id` after the
@@ -680,7 +679,7 @@ impl RunStore {
             Ok(out) => {
                 let old = out.attributes.unwrap_or_default();
                 Ok(match RecordedWrite::from_item(&old) {
-                    Some(write) => BatchClaim::Resume(write),
+                    Some(write) => BatchClaim::Resume(Box::new(write)),
                     None => BatchClaim::Fresh,
                 })
             }
@@ -697,7 +696,7 @@ impl RunStore {
                 Ok(if done {
                     BatchClaim::Done
                 } else if let Some(write) = RecordedWrite::from_item(&item) {
-                    BatchClaim::Resume(write)
+                    BatchClaim::Resume(Box::new(write))
                 } else {
                     BatchClaim::Busy
                 })
@@ -713,25 +712,15 @@ impl RunStore {
         batch: u64,
         lease_secs: i64,
     ) -> Result<(), AwsError> {
-        let (pk, sk) = batch_key(run_id, batch);
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(pk))
-            .key("sk", s(sk))
-            .update_expression("SET lease_until = :lease")
-            .condition_expression("#status = :working")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":working", s("working"))
-            .expression_attribute_values(":lease", n(now_unix() + lease_secs))
-            .send()
-            .await;
-        written(result, "dynamodb:UpdateItem").map(|_| ())
+        self.set_lease(run_id, batch, now_unix() + lease_secs).await
     }
 
     /// Let go of a batch this delivery holds (handing it back): the next delivery may take it.
     pub async fn release_lease(&self, run_id: &str, batch: u64) -> Result<(), AwsError> {
+        self.set_lease(run_id, batch, now_unix() - 1).await
+    }
+
+    async fn set_lease(&self, run_id: &str, batch: u64, until: i64) -> Result<(), AwsError> {
         let (pk, sk) = batch_key(run_id, batch);
         let result = self
             .client
@@ -739,11 +728,11 @@ impl RunStore {
             .table_name(&self.table)
             .key("pk", s(pk))
             .key("sk", s(sk))
-            .update_expression("SET lease_until = :now")
+            .update_expression("SET lease_until = :until")
             .condition_expression("#status = :working")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":working", s("working"))
-            .expression_attribute_values(":now", n(now_unix() - 1))
+            .expression_attribute_values(":until", n(until))
             .send()
             .await;
         written(result, "dynamodb:UpdateItem").map(|_| ())
@@ -874,18 +863,10 @@ impl RunStore {
                 .map_err(|e| AwsError::new("dynamodb:TransactWriteItems", e))?;
             items.push(TransactWriteItem::builder().update(add).build());
         }
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => self.get(merchant, run_id).await,
-            Err(e) if is_condition_failure(&e) || describe(&e).contains("TransactionCanceled") => {
-                Ok(None)
-            }
-            Err(e) => Err(AwsError::new("dynamodb:TransactWriteItems", describe(&e))),
+        if self.transact(items).await? {
+            self.get(merchant, run_id).await
+        } else {
+            Ok(None)
         }
     }
 
@@ -925,12 +906,6 @@ impl RunStore {
         reason: &str,
     ) -> Result<bool, AwsError> {
         let outstanding = run.counts.outstanding();
-        let state_text = |st: RunState| {
-            serde_json::to_value(st)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        };
         let result = self
             .client
             .update_item()

@@ -74,6 +74,42 @@ pub struct Run {
 }
 
 impl Run {
+    /// A new run (a fresh id, no counts yet) in `state`.
+    pub fn new(
+        state: RunState,
+        audience: AudienceRef,
+        brief: String,
+        holdout_percent: u8,
+        profile_cap: Option<u64>,
+        property_set: PropertySet,
+    ) -> Self {
+        Self {
+            run_id: ulid::Ulid::new().to_string(),
+            state,
+            state_reason: None,
+            audience,
+            brief,
+            holdout_percent,
+            profile_cap,
+            review: state == RunState::AwaitingApproval,
+            property_set,
+            retry_of: None,
+            written_as: None,
+            counts: RunCounts::default(),
+            tokens: Cost::default(),
+            requests: BTreeMap::new(),
+            fanout_done: false,
+            batches: 0,
+            fanout_cursor: None,
+            fanout_pending: None,
+            progress_at: None,
+            fanout_redrives: 0,
+            created_at: crate::domain::now_unix(),
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
     /// The run id the profiles carry: the original run's for a retry, else this run's.
     pub fn written_run_id(&self) -> &str {
         self.written_as.as_deref().unwrap_or(&self.run_id)

@@ -2,14 +2,23 @@
 //! bulk operation (large shops). Both paths map through [`to_catalog_product`], so a product
 //! looks the same whichever way it was read. Only ACTIVE products with an online-store URL
 //! (published) are kept.
+//!
+//! Products are handed to a [`CatalogSink`] in chunks as they are read, so memory stays flat
+//! whatever the size of the store: a page at a time, or, for a bulk export, the JSONL streamed
+//! line by line ([`BulkAssembler`] keeps a short window of products so their variant lines can
+//! still arrive). A bulk export the read gives up on is canceled.
 
 use super::admin::ShopifyAdmin;
-use super::bulk::{self, BulkPolling};
+use super::bulk::{self, BulkDownload, BulkPolling, JsonlLines};
 use super::error::ShopifyError;
 use crate::domain::{CatalogProduct, Money};
+use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Instant;
 
 pub const PRODUCTS_COUNT: &str = include_str!("queries/products_count.graphql");
 pub const PRODUCTS_PAGE: &str = include_str!("queries/products_page.graphql");
@@ -29,6 +38,12 @@ pub const VARIANTS_PER_PRODUCT: u32 = 10;
 pub const PAGE_SIZE: u32 = max_page_size(VARIANTS_PER_PRODUCT);
 /// Descriptions are cut to about this many characters (at a word boundary) for prompts.
 pub const DESCRIPTION_MAX_CHARS: usize = 600;
+/// Products handed to the sink at once (a multiple of DynamoDB's 25-item batches).
+pub const CHUNK_SIZE: usize = 400;
+/// Products of a bulk export held back until this many more have arrived, so that variant
+/// lines following their product (not necessarily at once: `groupObjects: false`) decide its
+/// availability before it is written.
+pub const BULK_WINDOW: usize = 256;
 
 /// Shopify's requested cost of `products_page.graphql`: a connection costs 2 plus `first` times
 /// its node; objects cost 1, scalars 0. Per product: the product, featuredMedia, image,
@@ -53,13 +68,21 @@ const _: () = assert!(page_cost(PAGE_SIZE, VARIANTS_PER_PRODUCT) <= MAX_QUERY_CO
 const _: () = assert!(page_cost(PAGE_SIZE + 1, VARIANTS_PER_PRODUCT) > MAX_QUERY_COST);
 const _: () = assert!(PAGE_SIZE >= 40);
 
-/// Knobs for [`fetch_catalog_with`]; [`fetch_catalog`] uses the defaults.
+/// Knobs for [`read_catalog`]; [`fetch_catalog`] uses the defaults.
 #[derive(Clone, Debug)]
 pub struct CatalogOptions {
     pub bulk_threshold: u64,
     pub page_size: u32,
     pub variants_per_product: u32,
     pub bulk_polling: BulkPolling,
+    pub bulk_download: BulkDownload,
+    /// Products per [`CatalogSink::accept`] call.
+    pub chunk_size: usize,
+    /// Products of a bulk export held back for their variant lines ([`BULK_WINDOW`]).
+    pub bulk_window: usize,
+    /// Give up at this instant (a Lambda's time budget): the read fails with
+    /// `ShopifyError::Bulk` and a bulk export still running is canceled.
+    pub deadline: Option<Instant>,
 }
 
 impl Default for CatalogOptions {
@@ -69,8 +92,51 @@ impl Default for CatalogOptions {
             page_size: PAGE_SIZE,
             variants_per_product: VARIANTS_PER_PRODUCT,
             bulk_polling: BulkPolling::default(),
+            bulk_download: BulkDownload::default(),
+            chunk_size: CHUNK_SIZE,
+            bulk_window: BULK_WINDOW,
+            deadline: None,
         }
     }
+}
+
+/// Where a catalog read puts its products, chunk by chunk (a new DynamoDB generation; a `Vec`
+/// for [`fetch_catalog`]).
+#[async_trait]
+pub trait CatalogSink: Send {
+    type Error: std::error::Error + Send + Sync + 'static;
+    async fn accept(&mut self, products: Vec<CatalogProduct>) -> Result<(), Self::Error>;
+}
+
+#[async_trait]
+impl CatalogSink for Vec<CatalogProduct> {
+    type Error = Infallible;
+    async fn accept(&mut self, products: Vec<CatalogProduct>) -> Result<(), Infallible> {
+        self.extend(products);
+        Ok(())
+    }
+}
+
+/// Why a catalog read failed: Shopify, or the sink.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError<E> {
+    #[error(transparent)]
+    Shopify(#[from] ShopifyError),
+    #[error("could not store the catalog: {0}")]
+    Sink(E),
+}
+
+/// What a catalog read did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CatalogRead {
+    /// Products read from Shopify (before filtering).
+    pub read: usize,
+    /// Products handed to the sink (active, published).
+    pub kept: usize,
+    /// Read with a bulk export (else paged).
+    pub bulk: bool,
+    /// The bulk export was one a dead sync left running.
+    pub adopted: bool,
 }
 
 /// A product as both documents select it (page node, bulk line, `product(id:)`).
@@ -190,7 +256,20 @@ pub fn to_catalog_product(node: ProductNode, any_variant_for_sale: bool) -> Opti
 /// Collapse whitespace and cut to at most `max` characters, at a word boundary when there is one
 /// in the second half, marking the cut with an ellipsis.
 pub fn trim_description(text: &str, max: usize) -> String {
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Collapse only as far as matters: max + 1 characters say whether and where to cut.
+    let mut collapsed = String::with_capacity(text.len().min(max * 4 + 8));
+    let mut chars = 0usize;
+    for word in text.split_whitespace() {
+        if chars > max {
+            break;
+        }
+        if !collapsed.is_empty() {
+            collapsed.push(' ');
+            chars += 1;
+        }
+        collapsed.push_str(word);
+        chars += word.chars().count();
+    }
     if collapsed.chars().count() <= max {
         return collapsed;
     }
@@ -259,7 +338,8 @@ pub async fn count_active_products(admin: &ShopifyAdmin) -> Result<u64, ShopifyE
     Ok(data.products_count.map(|c| c.count).unwrap_or(0))
 }
 
-/// Read the whole active, published catalog with default options.
+/// Read the whole active, published catalog into memory with default options (small stores,
+/// tests; a sync streams with [`read_catalog`] instead).
 pub async fn fetch_catalog(
     admin: &ShopifyAdmin,
     progress: &(dyn Fn(usize) + Send + Sync),
@@ -267,24 +347,60 @@ pub async fn fetch_catalog(
     fetch_catalog_with(admin, &CatalogOptions::default(), progress).await
 }
 
-/// Read the whole active, published catalog: paged when the shop has at most
-/// `options.bulk_threshold` active products, else through one bulk operation. `progress` gets
-/// the number of products read so far (before filtering).
+/// [`read_catalog`] into a `Vec`.
 pub async fn fetch_catalog_with(
     admin: &ShopifyAdmin,
     options: &CatalogOptions,
     progress: &(dyn Fn(usize) + Send + Sync),
 ) -> Result<Vec<CatalogProduct>, ShopifyError> {
-    let count = count_active_products(admin).await?;
+    let mut products = Vec::new();
+    match read_catalog(admin, options, progress, &mut products).await {
+        Ok(_) => Ok(products),
+        Err(ReadError::Shopify(err)) => Err(err),
+        Err(ReadError::Sink(never)) => match never {},
+    }
+}
+
+/// Read the whole active, published catalog into `sink`, chunk by chunk: paged when the shop
+/// has at most `options.bulk_threshold` active products, else through one bulk export (adopted
+/// if a dead sync left ours running). `progress` gets the number of products read so far
+/// (before filtering). Past `options.deadline` the read fails, canceling its bulk export.
+pub async fn read_catalog<S: CatalogSink>(
+    admin: &ShopifyAdmin,
+    options: &CatalogOptions,
+    progress: &(dyn Fn(usize) + Send + Sync),
+    sink: &mut S,
+) -> Result<CatalogRead, ReadError<S::Error>> {
+    let count = within(options.deadline, count_active_products(admin)).await?;
     tracing::info!(
         shop = admin.shop().as_str(),
         count,
         "reading the Shopify catalog"
     );
     if count > options.bulk_threshold {
-        fetch_bulk(admin, options, progress).await
+        read_bulk(admin, options, progress, sink).await
     } else {
-        fetch_paged(admin, options, progress).await
+        within(options.deadline, read_paged(admin, options, progress, sink)).await
+    }
+}
+
+/// `work`, unless the deadline passes first.
+async fn within<T, E>(
+    deadline: Option<Instant>,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, E>
+where
+    E: From<ShopifyError>,
+{
+    let Some(deadline) = deadline else {
+        return work.await;
+    };
+    match tokio::time::timeout_at(deadline.into(), work).await {
+        Ok(result) => result,
+        Err(_) => Err(ShopifyError::Bulk(
+            "the catalog read ran out of time; it will be retried".into(),
+        )
+        .into()),
     }
 }
 
@@ -324,14 +440,15 @@ async fn any_for_sale(
     }
 }
 
-async fn fetch_paged(
+async fn read_paged<S: CatalogSink>(
     admin: &ShopifyAdmin,
     options: &CatalogOptions,
     progress: &(dyn Fn(usize) + Send + Sync),
-) -> Result<Vec<CatalogProduct>, ShopifyError> {
-    let mut products = Vec::new();
+    sink: &mut S,
+) -> Result<CatalogRead, ReadError<S::Error>> {
+    let mut outcome = CatalogRead::default();
     let mut after: Option<String> = None;
-    let mut read = 0usize;
+    let mut chunk = Vec::new();
     loop {
         let variables = json!({
             "first": options.page_size,
@@ -339,16 +456,22 @@ async fn fetch_paged(
             "variantsFirst": options.variants_per_product,
         });
         let page: PageData = admin.query(PRODUCTS_PAGE, variables).await?;
-        read += page.products.nodes.len();
+        outcome.read += page.products.nodes.len();
         for mut node in page.products.nodes {
             let variants = node.variants.take();
             if node.status != "ACTIVE" || node.online_store_url.is_none() {
                 continue;
             }
             let available = any_for_sale(admin, &node.id, variants.as_ref()).await?;
-            products.extend(to_catalog_product(node, available));
+            chunk.extend(to_catalog_product(node, available));
         }
-        progress(read);
+        progress(outcome.read);
+        if chunk.len() >= options.chunk_size {
+            outcome.kept += chunk.len();
+            sink.accept(std::mem::take(&mut chunk))
+                .await
+                .map_err(ReadError::Sink)?;
+        }
         match page.products.page_info {
             PageInfo {
                 has_next_page: true,
@@ -357,56 +480,173 @@ async fn fetch_paged(
             _ => break,
         }
     }
-    Ok(products)
+    if !chunk.is_empty() {
+        outcome.kept += chunk.len();
+        sink.accept(chunk).await.map_err(ReadError::Sink)?;
+    }
+    Ok(outcome)
 }
 
-async fn fetch_bulk(
+/// One export: adopt or start it, wait for it (canceling it if we stop waiting), then stream
+/// its lines into the sink. Everything runs against the deadline.
+async fn read_bulk<S: CatalogSink>(
     admin: &ShopifyAdmin,
     options: &CatalogOptions,
     progress: &(dyn Fn(usize) + Send + Sync),
-) -> Result<Vec<CatalogProduct>, ShopifyError> {
-    let id = bulk::start(admin, BULK_PRODUCTS).await?;
-    let op = bulk::wait(admin, &id, &options.bulk_polling).await?;
+    sink: &mut S,
+) -> Result<CatalogRead, ReadError<S::Error>> {
+    let export = within(options.deadline, bulk::start_or_adopt(admin, BULK_PRODUCTS)).await?;
+    let waited = within(
+        options.deadline,
+        bulk::wait(admin, &export.id, &options.bulk_polling),
+    )
+    .await;
+    let op = match waited {
+        Ok(op) => op,
+        Err(err) => {
+            // Not finished, and we stop waiting: free the shop's slot.
+            bulk::abandon(admin, &export.id).await;
+            return Err(err.into());
+        }
+    };
+    let mut outcome = CatalogRead {
+        bulk: true,
+        adopted: export.adopted,
+        ..CatalogRead::default()
+    };
     let Some(url) = op.url else {
         // COMPLETED with no objects: Shopify gives no URL.
         progress(0);
-        return Ok(Vec::new());
+        return Ok(outcome);
     };
-    // Lines come parent first, then its variants (`__parentId`); with groupObjects:false the
-    // order is not guaranteed, so collect availability by parent and map at the end.
-    let mut nodes: Vec<ProductNode> = Vec::new();
-    let mut available: HashMap<String, bool> = HashMap::new();
-    let mut read = 0usize;
-    bulk::for_each_line(admin.http(), &url, |line| {
+    // COMPLETED: nothing left to cancel; the download and the writes still race the deadline.
+    let stream = stream_bulk(&url, options, progress, sink, &mut outcome);
+    within(options.deadline, stream).await?;
+    Ok(outcome)
+}
+
+async fn stream_bulk<S: CatalogSink>(
+    url: &str,
+    options: &CatalogOptions,
+    progress: &(dyn Fn(usize) + Send + Sync),
+    sink: &mut S,
+    outcome: &mut CatalogRead,
+) -> Result<(), ReadError<S::Error>> {
+    let mut lines = JsonlLines::open(url, &options.bulk_download).await?;
+    let mut assembler = BulkAssembler::new(options.bulk_window);
+    while let Some(line) = lines.next::<Value>().await? {
         if let Some(parent) = line.get("__parentId").and_then(Value::as_str) {
             let for_sale = line
                 .get("availableForSale")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-            let entry = available.entry(parent.to_owned()).or_insert(false);
-            *entry = *entry || for_sale;
-            return Ok(());
+            assembler.variant(parent, for_sale);
+            continue;
         }
         let node: ProductNode = serde_json::from_value(line)
             .map_err(|e| ShopifyError::Bulk(format!("unexpected product line: {e}")))?;
-        read += 1;
-        if read.is_multiple_of(250) {
-            progress(read);
+        outcome.read += 1;
+        if outcome.read.is_multiple_of(250) {
+            progress(outcome.read);
         }
-        if node.status == "ACTIVE" && node.online_store_url.is_some() {
-            nodes.push(node);
+        assembler.product(node);
+        if let Some(chunk) = assembler.take_ready(options.chunk_size) {
+            outcome.kept += chunk.len();
+            sink.accept(chunk).await.map_err(ReadError::Sink)?;
         }
-        Ok(())
-    })
-    .await?;
-    progress(read);
-    Ok(nodes
-        .into_iter()
-        .filter_map(|node| {
-            let for_sale = available.get(&node.id).copied().unwrap_or(false);
-            to_catalog_product(node, for_sale)
-        })
-        .collect())
+    }
+    progress(outcome.read);
+    for chunk in assembler.finish().chunks(options.chunk_size.max(1)) {
+        outcome.kept += chunk.len();
+        sink.accept(chunk.to_vec()).await.map_err(ReadError::Sink)?;
+    }
+    Ok(())
+}
+
+/// A product's key in the assembler: the GID's number (or a hash for any other GID form).
+fn gid_key(gid: &str) -> u64 {
+    match gid.rsplit('/').next().and_then(|n| n.parse().ok()) {
+        Some(n) => n,
+        None => {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            gid.hash(&mut hasher);
+            hasher.finish()
+        }
+    }
+}
+
+/// Turns the lines of a bulk export into catalog products as they arrive. Without grouping,
+/// a product's variant lines come after it but not necessarily right after, and whether one is
+/// for sale decides the product's `available`. So each product (already mapped: its long
+/// description cut) waits in a window of the last `window` products; one leaving the window
+/// with a variant for sale is ready to write, one without is held until the end (sold out, or
+/// its variants still to come). Memory: the window, the products held, and one flag per
+/// product seen.
+pub struct BulkAssembler {
+    window_size: usize,
+    window: VecDeque<(u64, CatalogProduct)>,
+    held: Vec<(u64, CatalogProduct)>,
+    ready: Vec<CatalogProduct>,
+    /// Per product: whether a variant for sale was seen (variants may come before the product).
+    for_sale: HashMap<u64, bool>,
+}
+
+impl BulkAssembler {
+    pub fn new(window_size: usize) -> Self {
+        Self {
+            window_size,
+            window: VecDeque::new(),
+            held: Vec::new(),
+            ready: Vec::new(),
+            for_sale: HashMap::new(),
+        }
+    }
+
+    /// A product line. Inactive and unpublished products are dropped at once.
+    pub fn product(&mut self, node: ProductNode) {
+        let key = gid_key(&node.id);
+        self.for_sale.entry(key).or_insert(false);
+        let Some(product) = to_catalog_product(node, false) else {
+            return;
+        };
+        self.window.push_back((key, product));
+        while self.window.len() > self.window_size {
+            if let Some(entry) = self.window.pop_front() {
+                self.settle(entry);
+            }
+        }
+    }
+
+    /// A variant line of product `parent`.
+    pub fn variant(&mut self, parent: &str, available_for_sale: bool) {
+        let seen = self.for_sale.entry(gid_key(parent)).or_insert(false);
+        *seen = *seen || available_for_sale;
+    }
+
+    fn settle(&mut self, (key, mut product): (u64, CatalogProduct)) {
+        if self.for_sale.get(&key).copied().unwrap_or(false) {
+            product.available = true;
+            self.ready.push(product);
+        } else {
+            self.held.push((key, product));
+        }
+    }
+
+    /// The products ready to write, once there are at least `min`.
+    pub fn take_ready(&mut self, min: usize) -> Option<Vec<CatalogProduct>> {
+        (self.ready.len() >= min.max(1)).then(|| std::mem::take(&mut self.ready))
+    }
+
+    /// At the end of the file: every product not written yet, availability now final.
+    pub fn finish(mut self) -> Vec<CatalogProduct> {
+        let mut rest = std::mem::take(&mut self.ready);
+        for (key, mut product) in self.window.drain(..).chain(self.held.drain(..)) {
+            product.available = self.for_sale.get(&key).copied().unwrap_or(false);
+            rest.push(product);
+        }
+        rest
+    }
 }
 
 /// Re-read one product by GID (webhooks are only signals). `None` when it no longer exists or is
@@ -495,6 +735,164 @@ mod tests {
         let mut n = node("ACTIVE", Some("https://x/p"));
         n.featured_media = serde_json::from_value(json!({})).unwrap();
         assert_eq!(to_catalog_product(n, false).unwrap().image_url, None);
+    }
+
+    fn bulk_node(n: u64) -> ProductNode {
+        let mut node = node("ACTIVE", Some("https://x/p"));
+        node.id = format!("gid://shopify/Product/{n}");
+        node
+    }
+
+    fn variant_of(n: u64) -> String {
+        format!("gid://shopify/Product/{n}")
+    }
+
+    fn availability(products: &[CatalogProduct]) -> Vec<(String, bool)> {
+        let mut out: Vec<(String, bool)> = products
+            .iter()
+            .map(|p| (p.id.clone(), p.available))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn variants_decide_availability_wherever_they_arrive_within_the_window() {
+        let mut assembler = BulkAssembler::new(2);
+        assembler.variant(&variant_of(1), true); // before its product
+        assembler.product(bulk_node(1));
+        assembler.product(bulk_node(2));
+        assembler.product(bulk_node(3));
+        assembler.variant(&variant_of(2), false);
+        assembler.variant(&variant_of(2), true); // one of several, a product later
+        assembler.product(bulk_node(4));
+        assembler.variant(&variant_of(4), false);
+        let ready = assembler.take_ready(1).unwrap();
+        assert_eq!(
+            availability(&ready),
+            vec![(variant_of(1), true), (variant_of(2), true)],
+            "products leave the window once for sale"
+        );
+        assert_eq!(
+            availability(&assembler.finish()),
+            vec![(variant_of(3), false), (variant_of(4), false)]
+        );
+    }
+
+    #[test]
+    fn a_product_without_a_variant_for_sale_waits_for_late_variants() {
+        let mut assembler = BulkAssembler::new(1);
+        assembler.product(bulk_node(1));
+        assembler.product(bulk_node(2)); // 1 leaves the window with nothing for sale: held
+        assembler.product(bulk_node(3));
+        assert!(
+            assembler.take_ready(1).is_none(),
+            "nothing ready: none for sale yet"
+        );
+        assembler.variant(&variant_of(1), true); // far behind its product
+        assert_eq!(
+            availability(&assembler.finish()),
+            vec![
+                (variant_of(1), true),
+                (variant_of(2), false),
+                (variant_of(3), false)
+            ]
+        );
+    }
+
+    #[test]
+    fn ready_products_wait_for_a_full_chunk() {
+        let mut assembler = BulkAssembler::new(0);
+        for n in 1..=3 {
+            assembler.variant(&variant_of(n), true);
+            assembler.product(bulk_node(n));
+        }
+        assert!(assembler.take_ready(4).is_none());
+        assert_eq!(assembler.take_ready(3).map(|c| c.len()), Some(3));
+        assert!(assembler.finish().is_empty());
+    }
+
+    #[test]
+    fn inactive_or_unpublished_bulk_products_are_dropped() {
+        let mut assembler = BulkAssembler::new(0);
+        let mut draft = bulk_node(1);
+        draft.status = "DRAFT".into();
+        let mut unpublished = bulk_node(2);
+        unpublished.online_store_url = None;
+        assembler.product(draft);
+        assembler.product(unpublished);
+        assert!(assembler.finish().is_empty());
+    }
+
+    #[test]
+    fn a_very_long_description_is_cut_after_collapsing_its_whitespace() {
+        let long = format!("Soft   linen.\n{}", "Breathable and light. ".repeat(5000));
+        let cut = trim_description(&long, DESCRIPTION_MAX_CHARS);
+        assert!(
+            cut.starts_with("Soft linen. Breathable and light. Breathable"),
+            "{cut}"
+        );
+        assert!(
+            cut.ends_with("light.…") || cut.ends_with("and…") || cut.ends_with("Breathable…"),
+            "{cut}"
+        );
+        let chars = cut.chars().count();
+        assert!(
+            chars <= DESCRIPTION_MAX_CHARS && chars > DESCRIPTION_MAX_CHARS - 25,
+            "{chars}"
+        );
+        assert!(!cut.contains("  "));
+    }
+
+    /// A bulk export still running at the deadline: the read fails and the export is canceled.
+    #[tokio::test]
+    async fn a_read_past_its_deadline_cancels_its_running_export() {
+        let shop = crate::shopify::bulk::tests::Shop::start(30).await;
+        shop.control("bulk-settings", json!({ "run_secs": 60 }))
+            .await;
+        let options = CatalogOptions {
+            bulk_threshold: 0,
+            deadline: Some(Instant::now() + std::time::Duration::from_millis(800)),
+            ..CatalogOptions::default()
+        };
+        let mut sink: Vec<CatalogProduct> = Vec::new();
+
+        let result = read_catalog(&shop.admin, &options, &|_| {}, &mut sink).await;
+
+        assert!(
+            matches!(&result, Err(ReadError::Shopify(ShopifyError::Bulk(m))) if m.contains("out of time")),
+            "{result:?}"
+        );
+        let ops = shop.settled_operations().await;
+        assert_eq!(ops.len(), 1, "{ops:?}");
+        assert_eq!(ops[0].1, "CANCELED");
+    }
+
+    /// A failed poll (Shopify answering 500s) abandons the export: it is canceled, not left to
+    /// hold one of the shop's slots.
+    #[tokio::test]
+    async fn a_read_whose_polling_fails_cancels_its_export() {
+        let shop = crate::shopify::bulk::tests::Shop::start(30).await;
+        shop.control(
+            "bulk-settings",
+            json!({ "run_secs": 60, "status_errors": 1000 }),
+        )
+        .await;
+        let options = CatalogOptions {
+            bulk_threshold: 0,
+            ..CatalogOptions::default()
+        };
+        let mut sink: Vec<CatalogProduct> = Vec::new();
+
+        let result = read_catalog(&shop.admin, &options, &|_| {}, &mut sink).await;
+
+        assert!(
+            matches!(&result, Err(ReadError::Shopify(ShopifyError::Transient(_)))),
+            "{result:?}"
+        );
+        let ops = shop.settled_operations().await;
+        assert_eq!(ops.len(), 1, "{ops:?}");
+        assert_eq!(ops[0].1, "CANCELED");
     }
 
     #[test]

@@ -23,6 +23,14 @@ pub const CALLBACK_MAX_AGE_SECS: i64 = 300;
 /// Shopify's own Node library allows).
 pub const CALLBACK_MAX_SKEW_SECS: i64 = 90;
 
+/// How long after a client-secret rotation (`rotated_at` in the app secret, see
+/// [`crate::domain::AppSecret`]) a webhook or OAuth callback signed with the previous
+/// secret is still accepted, unless the rotation sets its own `grace_secs`. Shopify signs
+/// webhooks with the app's oldest unrevoked secret and retries a failed delivery for 4 h with the
+/// original payload, so deliveries signed before the old secret was revoked keep arriving for
+/// that long; a day covers them and a revocation done later the same day.
+pub const DEFAULT_SECRET_GRACE_SECS: i64 = 24 * 3600;
+
 /// The exact message Shopify signs for a query: every pair except `hmac` and `signature`, sorted
 /// by key, `k=v` joined with `&`; `%` and `&` escaped in keys and values, `=` also in keys.
 pub fn query_hmac_message(pairs: &[(String, String)]) -> String {
@@ -61,28 +69,62 @@ pub fn hex_hmac(secret: &str, message: &str) -> String {
 /// Verify the `hmac` parameter of an install or callback query (decoded pairs, any order).
 /// Exactly one `hmac` pair must be present; the comparison is constant-time.
 pub fn verify_query_hmac(client_secret: &str, pairs: &[(String, String)]) -> bool {
+    verify_query_hmac_any([client_secret], pairs).is_some()
+}
+
+/// [`verify_query_hmac`] with each secret that may have signed the query (the current client
+/// secret, and the previous one during a rotation's grace): the position of the one that did.
+/// Every secret is checked, each comparison constant-time.
+pub fn verify_query_hmac_any<'s>(
+    secrets: impl IntoIterator<Item = &'s str>,
+    pairs: &[(String, String)],
+) -> Option<usize> {
     let mut given = pairs.iter().filter(|(k, _)| k == "hmac");
     let (Some((_, given_hex)), None) = (given.next(), given.next()) else {
-        return false;
+        return None;
     };
-    let Ok(given_bytes) = hex::decode(given_hex.trim()) else {
-        return false;
-    };
-    let mut mac =
-        HmacSha256::new_from_slice(client_secret.as_bytes()).expect("HMAC accepts any key length");
-    mac.update(query_hmac_message(pairs).as_bytes());
-    mac.verify_slice(&given_bytes).is_ok()
+    let given_bytes = hex::decode(given_hex.trim()).ok()?;
+    let message = query_hmac_message(pairs);
+    first_match(secrets, message.as_bytes(), &given_bytes)
 }
 
 /// Verify `X-Shopify-Hmac-Sha256` (base64) over the raw request body, before any parsing.
 pub fn verify_webhook_hmac(secret: &str, raw_body: &[u8], header_b64: &str) -> bool {
-    let Ok(given) = base64::engine::general_purpose::STANDARD.decode(header_b64.trim()) else {
-        return false;
-    };
-    let mut mac =
-        HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
-    mac.update(raw_body);
-    mac.verify_slice(&given).is_ok()
+    verify_webhook_hmac_any([secret], raw_body, header_b64).is_some()
+}
+
+/// [`verify_webhook_hmac`] with each secret that may have signed the body (the current client
+/// secret, and the previous one during a rotation's grace): the position of the one that did.
+/// Every secret is checked, each comparison constant-time.
+pub fn verify_webhook_hmac_any<'s>(
+    secrets: impl IntoIterator<Item = &'s str>,
+    raw_body: &[u8],
+    header_b64: &str,
+) -> Option<usize> {
+    let given = base64::engine::general_purpose::STANDARD
+        .decode(header_b64.trim())
+        .ok()?;
+    first_match(secrets, raw_body, &given)
+}
+
+/// The position of the first secret whose HMAC-SHA256 of `message` is `given`. No early exit:
+/// how long the check takes does not depend on which secret matched, or whether one did.
+fn first_match<'s>(
+    secrets: impl IntoIterator<Item = &'s str>,
+    message: &[u8],
+    given: &[u8],
+) -> Option<usize> {
+    let mut found = None;
+    for (i, secret) in secrets.into_iter().enumerate() {
+        let mut mac =
+            HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
+        mac.update(message);
+        let matches = mac.verify_slice(given).is_ok();
+        if matches && found.is_none() {
+            found = Some(i);
+        }
+    }
+    found
 }
 
 /// Whether a signed query's `timestamp` (unix seconds) is recent enough: at most
@@ -341,6 +383,39 @@ mod tests {
             br#"{"foo": "bar"}"#,
             "not base64!"
         ));
+    }
+
+    #[test]
+    fn w1_verifies_with_any_accepted_secret_and_names_the_one_that_signed() {
+        let header = "B23tXN681gZ0qIWNRrgtzBE9XSDo5yaUu6wfmhu3a7g=";
+        let body = br#"{"foo": "bar"}"#;
+        assert_eq!(
+            verify_webhook_hmac_any(["test_secret_key", "other"], body, header),
+            Some(0)
+        );
+        assert_eq!(
+            verify_webhook_hmac_any(["new_secret", "test_secret_key"], body, header),
+            Some(1)
+        );
+        assert_eq!(verify_webhook_hmac_any(["a", "b"], body, header), None);
+        assert_eq!(verify_webhook_hmac_any([], body, header), None);
+        assert_eq!(
+            verify_webhook_hmac_any(["test_secret_key"], br#"{"foo":"bar"}"#, header),
+            None
+        );
+    }
+
+    #[test]
+    fn q1_verifies_with_the_previous_secret_when_it_is_still_accepted() {
+        let q1 = pairs(&[
+            ("code", "0907a61c0c8d55e99db179b68161bc00"),
+            ("hmac", Q1_HEX),
+            ("shop", "some-shop.myshopify.com"),
+            ("state", "0.6784241404160823"),
+            ("timestamp", "1337178173"),
+        ]);
+        assert_eq!(verify_query_hmac_any(["new", "hush"], &q1), Some(1));
+        assert_eq!(verify_query_hmac_any(["new"], &q1), None);
     }
 
     #[test]
