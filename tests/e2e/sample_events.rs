@@ -101,6 +101,15 @@ async fn the_functions_answer_their_sample_events() {
         schedule["queued"], 0,
         "no shop is connected yet: {schedule}"
     );
+    let watchdog = world
+        .stack
+        .invoke(
+            "PersonalizeFanoutFunction",
+            event("personalize-fanout", "run-watchdog"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(watchdog["looked"], 0, "no run is live yet: {watchdog}");
     let sync = world
         .stack
         .invoke(

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -39,7 +39,6 @@ pub fn router() -> Router<Arc<AppState>> {
             "/_sandbox/shopify/{shop}/expire-access-tokens",
             post(expire_tokens),
         )
-        .route("/_sandbox/bulk/{file}", get(bulk_file))
         .route(
             "/_sandbox/bedrock/faults",
             post(crate::bedrock::set_faults).get(crate::bedrock::get_faults),
@@ -271,25 +270,4 @@ async fn product_status(
 async fn expire_tokens(State(st): State<Arc<AppState>>, Path(shop): Path<String>) -> Response {
     let n = crate::shopify::oauth::expire_access_tokens(&mut st.shopify(), &shop);
     Json(json!({ "shop": shop, "expired": n })).into_response()
-}
-
-async fn bulk_file(State(st): State<Arc<AppState>>, Path(file): Path<String>) -> Response {
-    let id = file
-        .strip_suffix(".jsonl")
-        .and_then(|n| n.parse::<u64>().ok());
-    let jsonl = id.and_then(|id| {
-        st.shopify()
-            .bulk_ops
-            .get(&id)
-            .and_then(|op| op.jsonl.clone())
-    });
-    match jsonl {
-        Some(body) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/jsonl")],
-            body.as_str().to_owned(),
-        )
-            .into_response(),
-        None => error(StatusCode::NOT_FOUND, "no such bulk operation result"),
-    }
 }

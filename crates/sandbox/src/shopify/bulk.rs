@@ -56,9 +56,6 @@ pub struct BulkOp {
     pub completed_at: Option<i64>,
     pub object_count: u64,
     pub root_object_count: u64,
-    /// Always `None`: results are no longer held in memory but streamed from the storage
-    /// endpoint (kept so older readers of this struct still compile).
-    pub jsonl: Option<Arc<String>>,
     pub file_size: Option<u64>,
     /// The result's object name at the storage endpoint (random, like a signed URL's path).
     pub object_key: String,
@@ -161,7 +158,6 @@ pub fn start(
             completed_at: None,
             object_count: 0,
             root_object_count: 0,
-            jsonl: None,
             file_size: None,
             object_key,
             result_url: None,
