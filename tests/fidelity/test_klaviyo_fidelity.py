@@ -204,6 +204,9 @@ def recipes(sandbox_url, full_key, ids):
         ("GET", "/api/metrics"): get(lambda: "/api/metrics"),
         ("GET", "/api/events"): get(lambda: "/api/events?page[size]=50&sort=-datetime"),
         ("POST", "/api/profile-bulk-import-jobs"): lambda: ("POST", "/api/profile-bulk-import-jobs", bulk_job_body()),
+        ("GET", "/api/profile-bulk-import-jobs"): get(
+            lambda: '/api/profile-bulk-import-jobs?filter=any(status,["queued","processing"])&sort=-created_at&page[size]=100'
+        ),
         ("GET", "/api/profile-bulk-import-jobs/{job_id}"): get(lambda: f"/api/profile-bulk-import-jobs/{job_id()}"),
         ("GET", "/api/profile-bulk-import-jobs/{id}/import-errors"): get(
             lambda: f"/api/profile-bulk-import-jobs/{job_id()}/import-errors"

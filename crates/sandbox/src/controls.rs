@@ -67,21 +67,38 @@ async fn stats(State(st): State<Arc<AppState>>) -> Json<Value> {
     Json(stats)
 }
 
-/// `POST /_sandbox/klaviyo/faults {"lose_import_responses": n}`: the next n bulk-import job
-/// creations are accepted (the job runs) but answered 502, as when the 202 is lost on the way.
+/// `POST /_sandbox/klaviyo/faults {"lose_import_responses": n, "vanish_import_profiles": m}`:
+/// the next n bulk-import job creations are accepted (the job runs) but answered 502, as when
+/// the 202 is lost on the way; the next m profiles sent to an import are refused as gone (merged
+/// or deleted since they were read). Either count may be left out.
 async fn klaviyo_faults(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     let body = match parse_body(&body) {
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let Some(n) = body.get("lose_import_responses").and_then(Value::as_u64) else {
+    let count = |k: &str| body.get(k).and_then(Value::as_u64).map(|n| n as u32);
+    let (lose, vanish) = (
+        count("lose_import_responses"),
+        count("vanish_import_profiles"),
+    );
+    if lose.is_none() && vanish.is_none() {
         return error(
             StatusCode::BAD_REQUEST,
-            "lose_import_responses (a count) is required",
+            "lose_import_responses or vanish_import_profiles (a count) is required",
         );
-    };
-    st.klaviyo().lose_import_responses = n as u32;
-    Json(json!({ "lose_import_responses": n })).into_response()
+    }
+    let mut store = st.klaviyo();
+    if let Some(n) = lose {
+        store.lose_import_responses = n;
+    }
+    if let Some(n) = vanish {
+        store.vanish_import_profiles = n;
+    }
+    Json(json!({
+        "lose_import_responses": store.lose_import_responses,
+        "vanish_import_profiles": store.vanish_import_profiles,
+    }))
+    .into_response()
 }
 
 /// `GET /_sandbox/klaviyo/profile-writes`: import jobs applied to each profile id.

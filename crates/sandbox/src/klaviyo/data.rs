@@ -190,6 +190,9 @@ pub struct KlaviyoStore {
     /// The next this many job creations are accepted but answered 502, as when a gateway loses
     /// Klaviyo's 202 (`POST /_sandbox/klaviyo/faults`).
     pub lose_import_responses: u32,
+    /// The next this many profiles sent to a bulk import are refused as gone (as when a
+    /// profile is merged or deleted between our read and our write).
+    pub vanish_import_profiles: u32,
     pub limiter: RateLimiter,
     pub rng: StdRng,
 }
@@ -570,6 +573,7 @@ impl KlaviyoStore {
             metrics,
             imports_by_profile: HashMap::new(),
             lose_import_responses: 0,
+            vanish_import_profiles: 0,
             orders,
             events,
             events_by_profile,

@@ -1191,8 +1191,11 @@ pub async fn create_import_job(
                     .filter(|e| !plausible_email(e));
                 if id.is_none() && !has_identifier(attrs) {
                     Some("One of email, phone_number, external_id or id is required.".to_string())
-                } else if let Some(id) = id.filter(|id| !store.profile_index.contains_key(*id)) {
+                } else if let Some(id) = id.filter(|id| {
+                    !store.profile_index.contains_key(*id) || store.vanish_import_profiles > 0
+                }) {
                     // An id must name an existing profile (how live Klaviyo reports this is unverified).
+                    store.vanish_import_profiles = store.vanish_import_profiles.saturating_sub(1);
                     Some(format!("A profile with id {id} does not exist."))
                 } else {
                     // Echo the rejected address, as a live error detail may: clients must scrub details.
