@@ -53,9 +53,9 @@ async fn the_watchdog_redrives_a_lost_fan_out_and_finishes_a_run_whose_batches_w
     let run_id = create_run(&merchant, &vip, 5).await;
 
     // The fan-out's message is lost: without the watchdog the run would stay `fanning`.
+    // (That it leaves a run alone before the limit is `Run::watchdog_verdict`'s unit test: here
+    // a slow machine can take the limit's two seconds to get this far.)
     assert_eq!(take_messages(&world, "FanoutQueue", 5, 10).await.len(), 1);
-    let report = watchdog(&world).await;
-    assert_eq!(report["redriven"], 0, "not stalled yet: {report}");
     stall().await;
     let report = watchdog(&world).await;
     assert_eq!(report["redriven"], 1, "{report}");
@@ -303,8 +303,8 @@ async fn every_crash_point_of_the_fan_out_and_the_worker_is_survived() {
 async fn a_batch_out_of_time_is_handed_back_before_the_lambda_deadline() {
     let world = World::start_with(|o| {
         o.run_queues = false;
-        // Every model call takes 3 s; the worker's budget is 1 s.
-        o.sandbox.bedrock_latency_ms = 3000;
+        // Every model call takes 6 s; the worker's budget is 1 s.
+        o.sandbox.bedrock_latency_ms = 6000;
         o.env_overrides
             .insert("WORKER_TIME_BUDGET_MS".into(), "1000".into());
     })
@@ -328,7 +328,7 @@ async fn a_batch_out_of_time_is_handed_back_before_the_lambda_deadline() {
         "handed back, not failed: {out}"
     );
     assert!(
-        took < Duration::from_millis(2900),
+        took < Duration::from_millis(5000),
         "stopped at its budget, not the model's pace: {took:?}"
     );
     let handed_back = next_work_message(&world).await;
