@@ -429,16 +429,27 @@ async fn a_100_mb_export_streams_into_the_catalog_with_flat_memory() {
     );
 }
 
+/// Merchant A connected to a new shop big enough for the bulk path: its product count and
+/// the first catalog generation.
+async fn connected_to_bulk_sized_shop<'w>(
+    world: &'w World,
+    shop: &str,
+    seed: u64,
+) -> (Merchant<'w>, usize, String) {
+    let products = bulk_sized(seed);
+    create_shop(world, shop, products, seed).await;
+    let merchant = world.merchant(A).await;
+    assert_eq!(merchant.connect_shopify(shop).await.status, StatusCode::OK);
+    let generation = world.generation(A).await.expect("first generation");
+    (merchant, products, generation)
+}
+
 #[tokio::test]
 async fn a_sync_that_fails_while_its_export_runs_cancels_it_and_the_next_sync_succeeds() {
     let _shared = ALONE.read().await;
     let world = World::start().await;
     let (shop, seed) = ("stalling-export.myshopify.com", 5);
-    let products = bulk_sized(seed);
-    create_shop(&world, shop, products, seed).await;
-    let merchant = world.merchant(A).await;
-    assert_eq!(merchant.connect_shopify(shop).await.status, StatusCode::OK);
-    let generation = world.generation(A).await.expect("first generation");
+    let (merchant, products, generation) = connected_to_bulk_sized_shop(&world, shop, seed).await;
 
     // From now on an export runs ten minutes and Shopify answers every status read with a 500:
     // each delivery of the sync gives up while its export runs.
@@ -509,11 +520,7 @@ async fn a_sync_adopts_the_export_a_dead_sync_left_running() {
     let _shared = ALONE.read().await;
     let world = World::start().await;
     let (shop, seed) = ("left-running.myshopify.com", 6);
-    let products = bulk_sized(seed);
-    create_shop(&world, shop, products, seed).await;
-    let merchant = world.merchant(A).await;
-    assert_eq!(merchant.connect_shopify(shop).await.status, StatusCode::OK);
-    let generation = world.generation(A).await.expect("first generation");
+    let (merchant, products, generation) = connected_to_bulk_sized_shop(&world, shop, seed).await;
 
     // A sync that died after starting its export (the Lambda was killed): the very request
     // production sends, with the merchant's token, and nobody waiting for the result.

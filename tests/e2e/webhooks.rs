@@ -41,6 +41,21 @@ fn numeric(gid: &str) -> u64 {
     gid.rsplit('/').next().unwrap().parse().unwrap()
 }
 
+/// A merchant connected to the demo shop, its first product's numeric id, and a signed
+/// `products/update` delivery for it from the sandbox.
+async fn connected_with_update<'w>(world: &'w World, sub: &str) -> (Merchant<'w>, u64, Delivery) {
+    let merchant = world.merchant(sub).await;
+    merchant.connect_shopify(DEMO_SHOP).await;
+    let id = numeric(&world.cached_catalog(&merchant.sub).await[0].id);
+    let delivery = Delivery::from_sandbox(
+        world,
+        DEMO_SHOP,
+        json!({ "topic": "products/update", "product_id": id }),
+    )
+    .await;
+    (merchant, id, delivery)
+}
+
 #[tokio::test]
 async fn product_webhooks_keep_the_live_catalog_current_and_never_resurrect_a_deleted_product() {
     let world = start().await;
@@ -147,15 +162,7 @@ async fn product_webhooks_keep_the_live_catalog_current_and_never_resurrect_a_de
 #[tokio::test]
 async fn a_replayed_delivery_is_acknowledged_and_changes_nothing() {
     let world = start().await;
-    let merchant = world.merchant("wh-replay").await;
-    merchant.connect_shopify(DEMO_SHOP).await;
-    let id = numeric(&world.cached_catalog(&merchant.sub).await[0].id);
-    let delivery = Delivery::from_sandbox(
-        &world,
-        DEMO_SHOP,
-        json!({ "topic": "products/update", "product_id": id }),
-    )
-    .await;
+    let (_, _, delivery) = connected_with_update(&world, "wh-replay").await;
     assert_eq!(delivery.send(&world).await.body["status"], "queued");
     world.settle().await;
 
@@ -174,15 +181,7 @@ async fn a_replayed_delivery_is_acknowledged_and_changes_nothing() {
 #[tokio::test]
 async fn forged_broken_unknown_and_foreign_deliveries_get_a_clear_answer_and_change_nothing() {
     let world = start().await;
-    let merchant = world.merchant("wh-bad-input").await;
-    merchant.connect_shopify(DEMO_SHOP).await;
-    let id = numeric(&world.cached_catalog(&merchant.sub).await[0].id);
-    let good = Delivery::from_sandbox(
-        &world,
-        DEMO_SHOP,
-        json!({ "topic": "products/update", "product_id": id }),
-    )
-    .await;
+    let (_, _, good) = connected_with_update(&world, "wh-bad-input").await;
     world
         .sandbox(
             Method::POST,
@@ -493,15 +492,7 @@ async fn a_product_at_shopifys_variant_limit_is_accepted_and_updates_the_catalog
 #[tokio::test]
 async fn a_signed_body_over_the_limit_gets_413_and_changes_nothing_and_one_at_the_limit_is_taken() {
     let world = start().await;
-    let merchant = world.merchant("wh-body-limit").await;
-    merchant.connect_shopify(DEMO_SHOP).await;
-    let id = numeric(&world.cached_catalog(&merchant.sub).await[0].id);
-    let template = Delivery::from_sandbox(
-        &world,
-        DEMO_SHOP,
-        json!({ "topic": "products/update", "product_id": id }),
-    )
-    .await;
+    let (_, id, template) = connected_with_update(&world, "wh-body-limit").await;
     let delivery = |body: Vec<u8>| {
         let mut d = Delivery {
             body: Vec::new(),
