@@ -72,6 +72,16 @@ static ALLOCATOR: Counting = Counting;
 /// alongside each other (read), so its heap peak is its own.
 static ALONE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
+/// `POST /catalog/sync` (accepted), the queues drained: the merchant's connections after it.
+async fn sync_now(world: &World, merchant: &Merchant<'_>) -> Value {
+    assert_eq!(
+        merchant.post("/catalog/sync", json!({})).await.status,
+        StatusCode::ACCEPTED
+    );
+    world.settle().await;
+    merchant.connections().await
+}
+
 #[tokio::test]
 async fn a_resync_replaces_the_catalog_whole() {
     let _shared = ALONE.read().await;
@@ -136,13 +146,7 @@ async fn a_failed_sync_keeps_the_old_catalog_and_shows_the_error() {
             json!({ "graphql_errors": 1000 }),
         )
         .await;
-    assert_eq!(
-        merchant.post("/catalog/sync", json!({})).await.status,
-        StatusCode::ACCEPTED
-    );
-    world.settle().await;
-
-    let view = merchant.connections().await;
+    let view = sync_now(&world, &merchant).await;
     assert!(
         view["shopify"]["last_sync_error"].is_string(),
         "the error shows: {view}"
@@ -163,12 +167,7 @@ async fn a_failed_sync_keeps_the_old_catalog_and_shows_the_error() {
             json!({ "graphql_errors": 0 }),
         )
         .await;
-    assert_eq!(
-        merchant.post("/catalog/sync", json!({})).await.status,
-        StatusCode::ACCEPTED
-    );
-    world.settle().await;
-    let view = merchant.connections().await;
+    let view = sync_now(&world, &merchant).await;
     assert!(view["shopify"]["last_sync_error"].is_null(), "{view}");
     assert_ne!(world.generation(A).await, generation);
 }
@@ -459,11 +458,7 @@ async fn a_sync_that_fails_while_its_export_runs_cancels_it_and_the_next_sync_su
         json!({ "run_secs": 600, "status_errors": 1000 }),
     )
     .await;
-    assert_eq!(
-        merchant.post("/catalog/sync", json!({})).await.status,
-        StatusCode::ACCEPTED
-    );
-    world.settle().await;
+    sync_now(&world, &merchant).await;
 
     let ops = bulk_operations(&world, shop).await;
     let abandoned = &statuses(&ops)[1..];
@@ -489,12 +484,7 @@ async fn a_sync_that_fails_while_its_export_runs_cancels_it_and_the_next_sync_su
         json!({ "run_secs": null, "status_errors": 0 }),
     )
     .await;
-    assert_eq!(
-        merchant.post("/catalog/sync", json!({})).await.status,
-        StatusCode::ACCEPTED
-    );
-    world.settle().await;
-    let view = merchant.connections().await;
+    let view = sync_now(&world, &merchant).await;
     assert!(view["shopify"]["last_sync_error"].is_null(), "{view}");
     assert_ne!(
         world.generation(A).await.as_deref(),
@@ -568,11 +558,7 @@ async fn a_sync_adopts_the_export_a_dead_sync_left_running() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    assert_eq!(
-        merchant.post("/catalog/sync", json!({})).await.status,
-        StatusCode::ACCEPTED
-    );
-    world.settle().await;
+    sync_now(&world, &merchant).await;
 
     let ops = bulk_operations(&world, shop).await;
     assert_eq!(

@@ -540,18 +540,8 @@ impl Handler {
             }
             self.crash_point("fanout.page_claimed")?;
             if !ids.is_empty() {
-                let batch_no = run.batches + 1;
-                let work = WorkBatch {
-                    merchant_id: merchant.clone(),
-                    run_id: run.run_id.clone(),
-                    batch: batch_no,
-                    profile_ids: ids,
-                    write_back_check: None,
-                    express: is_small(&run, batch_no, next.is_none()),
-                };
-                self.work_queues.send(&work, 0).await?;
-                self.crash_point("fanout.batch_sent")?;
-                self.runs.page_sent(merchant, &run.run_id, batch_no).await?;
+                self.send_page(merchant, &run, run.batches + 1, ids, next.is_none())
+                    .await?;
                 self.crash_point("fanout.page_sent")?;
             }
             if next.is_none() {
@@ -573,18 +563,35 @@ impl Handler {
         run: &Run,
         batch_no: u64,
     ) -> Result<(), FunctionError> {
-        if let Some(ids) = self.runs.claimed_page(&run.run_id, batch_no).await? {
-            let work = WorkBatch {
-                merchant_id: merchant.clone(),
-                run_id: run.run_id.clone(),
-                batch: batch_no,
-                profile_ids: ids,
-                write_back_check: None,
-                express: is_small(run, batch_no, run.fanout_cursor.is_none()),
-            };
-            self.work_queues.send(&work, 0).await?;
-            self.crash_point("fanout.batch_sent")?;
+        match self.runs.claimed_page(&run.run_id, batch_no).await? {
+            Some(ids) => {
+                let last_page = run.fanout_cursor.is_none();
+                self.send_page(merchant, run, batch_no, ids, last_page)
+                    .await
+            }
+            None => Ok(self.runs.page_sent(merchant, &run.run_id, batch_no).await?),
         }
+    }
+
+    /// Queue a claimed page's ids as work batch `batch_no`, then forget the kept ids.
+    async fn send_page(
+        &self,
+        merchant: &MerchantId,
+        run: &Run,
+        batch_no: u64,
+        ids: Vec<String>,
+        last_page: bool,
+    ) -> Result<(), FunctionError> {
+        let work = WorkBatch {
+            merchant_id: merchant.clone(),
+            run_id: run.run_id.clone(),
+            batch: batch_no,
+            profile_ids: ids,
+            write_back_check: None,
+            express: is_small(run, batch_no, last_page),
+        };
+        self.work_queues.send(&work, 0).await?;
+        self.crash_point("fanout.batch_sent")?;
         self.runs.page_sent(merchant, &run.run_id, batch_no).await?;
         Ok(())
     }

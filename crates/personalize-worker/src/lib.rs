@@ -875,12 +875,13 @@ fn pending_as(ids: &[String], outcome: Outcome) -> BatchTally {
 }
 
 fn outcome_parts(outcome: &Outcome) -> (String, Option<String>) {
-    match outcome {
-        Outcome::Written => ("written".into(), None),
-        Outcome::Holdout => ("holdout".into(), None),
-        Outcome::Skipped(r) => ("skipped".into(), Some(r.as_str().into())),
-        Outcome::Failed(r) => ("failed".into(), Some(r.as_str().into())),
-    }
+    let label = match outcome {
+        Outcome::Written => "written",
+        Outcome::Holdout => "holdout",
+        Outcome::Skipped(_) => "skipped",
+        Outcome::Failed(_) => "failed",
+    };
+    (label.into(), outcome.reason().map(str::to_owned))
 }
 
 pub fn preview_profile(requested: String, r: &ProfileResult) -> PreviewProfile {

@@ -49,12 +49,12 @@ pub fn router() -> Router<Arc<AppState>> {
         )
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
 /// The JSON body (empty means `{}`), or a message for a 400.
-fn parse_body(body: &Bytes) -> Result<Value, String> {
+pub(crate) fn parse_body(body: &Bytes) -> Result<Value, String> {
     if body.is_empty() {
         return Ok(json!({}));
     }

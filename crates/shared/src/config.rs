@@ -124,7 +124,8 @@ impl Config {
         let required = |name: &'static str| get(name).ok_or(ConfigError(name));
         let or =
             |name: &'static str, default: &str| get(name).unwrap_or_else(|| default.to_owned());
-        let secs = |name: &'static str, default: i64| {
+        // A positive whole number (seconds or milliseconds, as the name says), else the default.
+        let positive = |name: &'static str, default: i64| {
             get(name)
                 .and_then(|v| v.parse::<i64>().ok())
                 .filter(|v| *v > 0)
@@ -187,15 +188,15 @@ impl Config {
             fanout_time_budget_ms: get("FANOUT_TIME_BUDGET_MS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(600_000),
-            batch_lease_secs: secs("BATCH_LEASE_SECS", 120),
-            worker_time_budget_ms: secs("WORKER_TIME_BUDGET_MS", 240_000) as u64,
-            samples_deadline_ms: secs("SAMPLES_DEADLINE_MS", 20_000) as u64,
-            shopify_secret_grace_secs: secs(
+            batch_lease_secs: positive("BATCH_LEASE_SECS", 120),
+            worker_time_budget_ms: positive("WORKER_TIME_BUDGET_MS", 240_000) as u64,
+            samples_deadline_ms: positive("SAMPLES_DEADLINE_MS", 20_000) as u64,
+            shopify_secret_grace_secs: positive(
                 "SHOPIFY_SECRET_GRACE_SECS",
                 crate::shopify::oauth::DEFAULT_SECRET_GRACE_SECS,
             ),
-            fanout_stall_secs: secs("FANOUT_STALL_SECS", 900),
-            run_stall_secs: secs("RUN_STALL_SECS", 3 * 3600),
+            fanout_stall_secs: positive("FANOUT_STALL_SECS", 900),
+            run_stall_secs: positive("RUN_STALL_SECS", 3 * 3600),
             fault_scope: get("FAULT_SCOPE"),
         })
     }

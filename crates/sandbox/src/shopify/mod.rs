@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 use self::bulk::BulkOp;
 use self::catalog_data::{generate_catalog, Product};
 use self::throttle::Bucket;
+use crate::controls::{error, parse_body};
 use crate::state::AppState;
 use crate::SandboxConfig;
 
@@ -179,18 +180,6 @@ pub fn router() -> Router<Arc<AppState>> {
         .merge(webhooks::router())
 }
 
-fn control_error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
-}
-
-/// The JSON body of a control (empty means `{}`), or the message for a 400.
-fn control_body(body: &Bytes) -> Result<Value, String> {
-    if body.is_empty() {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(body).map_err(|e| format!("body must be JSON: {e}"))
-}
-
 /// `POST /_sandbox/shopify/{shop}/long-descriptions {"extra_bytes": n}`: every product read from
 /// now on (pages, `product(id:)`, bulk exports) has `n` more bytes of description.
 async fn long_descriptions(
@@ -198,12 +187,12 @@ async fn long_descriptions(
     Path(shop): Path<String>,
     body: Bytes,
 ) -> Response {
-    let req = match control_body(&body) {
+    let req = match parse_body(&body) {
         Ok(v) => v,
-        Err(message) => return control_error(StatusCode::BAD_REQUEST, &message),
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let Some(extra) = req.get("extra_bytes").and_then(Value::as_u64) else {
-        return control_error(
+        return error(
             StatusCode::BAD_REQUEST,
             "'extra_bytes' (a count) is required",
         );
@@ -213,7 +202,7 @@ async fn long_descriptions(
             s.description_padding = extra as usize;
             Json(json!({ "shop": shop, "extra_bytes": extra })).into_response()
         }
-        None => control_error(StatusCode::NOT_FOUND, "unknown shop"),
+        None => error(StatusCode::NOT_FOUND, "unknown shop"),
     }
 }
 
@@ -225,13 +214,13 @@ async fn bulk_settings(
     Path(shop): Path<String>,
     body: Bytes,
 ) -> Response {
-    let req = match control_body(&body) {
+    let req = match parse_body(&body) {
         Ok(v) => v,
-        Err(message) => return control_error(StatusCode::BAD_REQUEST, &message),
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let mut store = st.shopify();
     let Some(s) = store.shops.get_mut(&shop) else {
-        return control_error(StatusCode::NOT_FOUND, "unknown shop");
+        return error(StatusCode::NOT_FOUND, "unknown shop");
     };
     if let Some(run) = req.get("run_secs") {
         s.bulk_run_secs = run.as_f64().filter(|v| v.is_finite() && *v >= 0.0);
@@ -252,7 +241,7 @@ async fn bulk_settings(
 async fn bulk_operations(State(st): State<Arc<AppState>>, Path(shop): Path<String>) -> Response {
     let store = st.shopify();
     if !store.shops.contains_key(&shop) {
-        return control_error(StatusCode::NOT_FOUND, "unknown shop");
+        return error(StatusCode::NOT_FOUND, "unknown shop");
     }
     let mut ops: Vec<&BulkOp> = store
         .bulk_ops

@@ -26,6 +26,7 @@ use serde_json::{json, Map, Value};
 use super::catalog_data::{money, Product, Variant};
 use super::model::gid_number;
 use super::{Shop, ShopifyStore};
+use crate::controls::error;
 use crate::state::AppState;
 use crate::util::{now_unix, shopify_time, uuid_like};
 
@@ -70,10 +71,6 @@ pub fn router() -> Router<Arc<AppState>> {
             "/_sandbox/shopify/{shop}/uninstall",
             post(uninstall_control),
         )
-}
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
 /// Revoke every access and refresh token of the app on `shop` (uninstall). Returns how many.

@@ -533,10 +533,7 @@ impl RunStore {
             let page: Item = [
                 ("pk".to_owned(), s(pk)),
                 ("sk".to_owned(), s(sk)),
-                (
-                    "profile_ids".to_owned(),
-                    AttributeValue::L(ids.iter().map(s).collect()),
-                ),
+                ("profile_ids".to_owned(), ids_value(ids)),
                 ("expires_at".to_owned(), n(now_unix() + PAGE_TTL_SECS)),
             ]
             .into();
@@ -597,11 +594,8 @@ impl RunStore {
         let (pk, sk) = page_key(run_id, batch);
         Ok(get_item(&self.client, &self.table, pk, &sk)
             .await?
-            .and_then(|item| {
-                item.get("profile_ids")
-                    .and_then(|v| v.as_l().ok())
-                    .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
-            }))
+            .filter(|item| item.contains_key("profile_ids"))
+            .map(|item| ids_of_item(&item, "profile_ids")))
     }
 
     /// The claimed page's work message is on the queue: forget its ids.

@@ -99,6 +99,17 @@ pub enum Outcome {
     Failed(FailReason),
 }
 
+impl Outcome {
+    /// Why a profile was skipped or failed (`None` when written or held out).
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Skipped(r) => Some(r.as_str()),
+            Self::Failed(r) => Some(r.as_str()),
+            Self::Written | Self::Holdout => None,
+        }
+    }
+}
+
 /// A run's counters. Maps are keyed by the reasons' snake_case names so the document reads
 /// the same in DynamoDB, in `GET /runs/{id}` and in logs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -64,14 +64,6 @@ pub fn outcome_label(outcome: &Outcome) -> &'static str {
     }
 }
 
-fn reason(outcome: &Outcome) -> Option<&'static str> {
-    match outcome {
-        Outcome::Skipped(r) => Some(r.as_str()),
-        Outcome::Failed(r) => Some(r.as_str()),
-        Outcome::Written | Outcome::Holdout => None,
-    }
-}
-
 impl PropertySet {
     pub fn as_str(&self) -> &str {
         &self.0
@@ -170,7 +162,8 @@ impl PropertySet {
         );
         m.insert(
             self.key("reason"),
-            reason(outcome)
+            outcome
+                .reason()
                 .map(|r| Value::String(r.to_owned()))
                 .unwrap_or(Value::Null),
         );
