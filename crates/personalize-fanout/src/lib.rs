@@ -311,6 +311,7 @@ impl Handler {
             state,
             request.audience,
             request.brief.trim().to_owned(),
+            request.offer,
             request.holdout_percent,
             request.profile_cap,
             request.property_set.unwrap_or_default(),
@@ -376,6 +377,7 @@ impl Handler {
                 key: &key,
                 settings: &settings,
                 brief: &run.brief,
+                offer: &run.offer,
                 run: None,
                 read_deadline: None,
             };
@@ -423,6 +425,7 @@ impl Handler {
                 RunState::Fanning,
                 source.audience.clone(),
                 source.brief.clone(),
+                source.offer.clone(),
                 source.holdout_percent,
                 None,
                 source.property_set.clone(),
@@ -754,6 +757,7 @@ mod tests {
             )
             .unwrap(),
             brief: "b".into(),
+            offer: Default::default(),
             holdout_percent: 0,
             profile_cap: None,
             review: false,

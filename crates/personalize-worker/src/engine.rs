@@ -11,10 +11,10 @@ use shared::bedrock::{BedrockClient, BedrockError, ToolRequest, Usage};
 use shared::domain::{now_unix, CatalogProduct, KlaviyoApiKey, MerchantId};
 use shared::klaviyo::{retry_read_until, KlaviyoClient, KlaviyoError, OrderMetrics};
 use shared::personalize::copy::ValidCopy;
-use shared::personalize::prompt::{profile_ref, TOOL_DESCRIPTION};
+use shared::personalize::prompt::{max_output_tokens, profile_ref, TOOL_DESCRIPTION};
 use shared::personalize::{
     holdout_group, parse_tool_output, repair_message, validate, CatalogIndex, Cost, FailReason,
-    Finding, Group, HistoryBounds, Outcome, PersonalData, ProfilePrompt, PromptParts,
+    Finding, Group, HistoryBounds, Offer, Outcome, PersonalData, ProfilePrompt, PromptParts,
     PurchaseHistory, Settings, SkipReason, TitleIndex, ValidationContext, TOOL_NAME,
 };
 use std::collections::{BTreeMap, HashMap};
@@ -47,6 +47,8 @@ pub struct Job<'a> {
     pub key: &'a KlaviyoApiKey,
     pub settings: &'a Settings,
     pub brief: &'a str,
+    /// The only offer the copy may state.
+    pub offer: &'a Offer,
     /// `(run id, holdout percent)`; a preview has no run and no holdout.
     pub run: Option<(&'a str, u8)>,
     /// Throttled history reads are retried in place until then (a batch's share of its time
@@ -84,6 +86,7 @@ struct CachedCatalog {
 }
 
 /// A customer ready for the model.
+#[derive(Clone)]
 struct Prepared {
     profile_id: String,
     first_name: Option<String>,
@@ -348,8 +351,18 @@ impl Engine {
     }
 
     /// One Converse request for up to `PROFILES_PER_REQUEST` customers, then one repair request
-    /// for those whose copy failed the validator or was missing.
-    async fn write_chunk(
+    /// for those whose copy failed the gate or was missing. An answer cut off at `max_tokens`
+    /// is not asked again as it was: its customers are split in two requests.
+    fn write_chunk<'s>(
+        &'s self,
+        job: &'s Job<'s>,
+        catalog: &'s CachedCatalog,
+        chunk: Vec<Prepared>,
+    ) -> futures::future::BoxFuture<'s, (Vec<ProfileResult>, Cost, u64)> {
+        Box::pin(self.write_chunk_inner(job, catalog, chunk))
+    }
+
+    async fn write_chunk_inner(
         &self,
         job: &Job<'_>,
         catalog: &CachedCatalog,
@@ -374,10 +387,16 @@ impl Engine {
         let mut last_findings: HashMap<usize, Vec<Finding>> = HashMap::new();
         let mut repair_note = String::new();
 
+        let currency = chunk
+            .iter()
+            .find_map(|p| p.candidates.first())
+            .map(|c| c.price_min.currency.clone());
         for attempt in 0..2 {
             let parts = PromptParts::new(
                 job.settings,
                 job.brief,
+                job.offer,
+                currency.as_deref(),
                 pending.iter().map(|&i| prompts[i].clone()).collect(),
             );
             let mut user_message = parts.user_message();
@@ -392,7 +411,7 @@ impl Engine {
                 tool_name: TOOL_NAME.to_owned(),
                 tool_description: TOOL_DESCRIPTION.to_owned(),
                 tool_schema: parts.tool_schema.clone(),
-                max_tokens: 400 * pending.len() as i32 + 200,
+                max_tokens: max_output_tokens(job.settings, pending.len()),
                 temperature: 0.7,
                 tenant: job.merchant.as_str().to_owned(),
             };
@@ -408,6 +427,29 @@ impl Engine {
                         profiles = pending.len(),
                         "Converse call failed"
                     );
+                    if matches!(err, BedrockError::Truncated { .. }) && pending.len() > 1 {
+                        let (left, right) = pending.split_at(pending.len() / 2);
+                        let halves = [left, right]
+                            .map(|half| half.iter().map(|&i| chunk[i].clone()).collect::<Vec<_>>());
+                        let [a, b] = halves;
+                        let (ra, rb) = futures::join!(
+                            self.write_chunk(job, catalog, a),
+                            self.write_chunk(job, catalog, b)
+                        );
+                        for (found, c, n) in [ra, rb] {
+                            cost.add(&c);
+                            calls += n;
+                            for r in found {
+                                let i = chunk
+                                    .iter()
+                                    .position(|p| p.profile_id == r.profile_id)
+                                    .expect("a split answers for its own customers");
+                                results[i] = Some(r);
+                            }
+                        }
+                        pending.clear();
+                        break;
+                    }
                     let outcome = bedrock_failure(&err);
                     let malformed = outcome == Outcome::Skipped(SkipReason::MalformedOutput);
                     if malformed && attempt == 0 {
@@ -462,9 +504,20 @@ impl Engine {
                     email: p.email.as_deref(),
                     phone_number: p.phone.as_deref(),
                 };
-                let ctx = ValidationContext::new(&p.candidates, job.brief, job.settings, person)
-                    .with_catalog_titles(&catalog.titles)
-                    .with_purchases(&p.history);
+                let others = pending
+                    .iter()
+                    .filter(|&&o| o != i)
+                    .filter_map(|&o| chunk[o].first_name.clone());
+                let ctx = ValidationContext::new(
+                    &p.candidates,
+                    job.brief,
+                    job.offer,
+                    job.settings,
+                    person,
+                )
+                .with_catalog_titles(&catalog.titles)
+                .with_purchases(&p.history)
+                .with_others(others);
                 match by_ref.get(reference).map(|copy| validate(copy, &ctx)) {
                     Some(Ok(valid)) => {
                         results[i] = Some(finish(

@@ -461,6 +461,7 @@ impl Handler {
                 key,
                 settings: &settings,
                 brief: &run.brief,
+                offer: &run.offer,
                 run: Some((run.written_run_id(), run.holdout_percent)),
                 read_deadline: Some(read_deadline),
             };
@@ -740,6 +741,9 @@ impl Previewer<'_> {
                 "brief must be 1 to 500 characters".into(),
             ));
         }
+        if let Err(errors) = request.offer.validate() {
+            return Err(ApiError::InvalidRequest(errors.join("; ")));
+        }
         if request.profiles.is_empty() || request.profiles.len() > MAX_PREVIEW_PROFILES {
             return Err(ApiError::InvalidRequest(format!(
                 "name 1 to {MAX_PREVIEW_PROFILES} profiles"
@@ -803,6 +807,7 @@ impl Previewer<'_> {
             key: &key,
             settings: &settings,
             brief: &request.brief,
+            offer: &request.offer,
             run: None,
             read_deadline: None,
         };

@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use shared::bedrock::{BedrockClient, BedrockError, RetryPolicy, ToolRequest};
 use shared::domain::{CatalogProduct, Money};
 use shared::personalize::{
-    parse_tool_output, validate, PersonalData, ProfilePrompt, PromptParts, PurchaseHistory,
-    PurchasedItem, Settings, ValidationContext, TOOL_NAME,
+    parse_tool_output, validate, Offer, OfferKind, PersonalData, ProfilePrompt, PromptParts,
+    PurchaseHistory, PurchasedItem, Settings, ValidationContext, TOOL_NAME,
 };
 
 const HAIKU: &str = "us.anthropic.claude-haiku-4-5-20251001-v1:0";
@@ -147,6 +147,14 @@ fn customers() -> Vec<Customer> {
 
 const BRIEF: &str = "Winter sale: free shipping over $50 this week.";
 
+fn offer() -> Offer {
+    Offer {
+        kind: OfferKind::FreeShipping,
+        min_spend: Some("50.00".into()),
+        ..Offer::default()
+    }
+}
+
 fn settings() -> Settings {
     Settings {
         sign_off: "The Northwind team".into(),
@@ -168,7 +176,7 @@ fn personalize_request(customers: &[Customer], settings: &Settings) -> (ToolRequ
             )
         })
         .collect();
-    let parts = PromptParts::new(settings, BRIEF, profiles);
+    let parts = PromptParts::new(settings, BRIEF, &offer(), Some("USD"), profiles);
     let request = ToolRequest {
         system_static: parts.system_blocks().join("\n\n"),
         cache_system: true,
@@ -231,9 +239,11 @@ fn findings(
                 .find(|(r, _)| *r == profile_ref)
                 .expect("an entry per customer")
                 .1;
+            let offer = offer();
             let ctx = ValidationContext::new(
                 &c.candidates,
                 BRIEF,
+                &offer,
                 settings,
                 PersonalData {
                     first_name: c.first_name,

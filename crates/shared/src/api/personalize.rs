@@ -4,7 +4,7 @@ use crate::error::Problem;
 use crate::klaviyo::Audience;
 use crate::personalize::copy::{RenderedProduct, ValidCopy};
 use crate::personalize::run::{AudienceRef, RunRequest};
-use crate::personalize::{Cost, RunCounts, RunState, Settings};
+use crate::personalize::{Cost, Offer, RunCounts, RunState, Settings};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{OpenApi, ToSchema};
@@ -23,7 +23,12 @@ pub struct AudiencesPage {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewRequest {
+    /// Theme and tone; it grants no offer.
+    #[schema(min_length = 1, max_length = 500)]
     pub brief: String,
+    /// The only offer the copy may state; absent: none.
+    #[serde(default)]
+    pub offer: Offer,
     /// Up to 10 Klaviyo profile ids or email addresses.
     pub profiles: Vec<String>,
 }
@@ -69,6 +74,7 @@ pub struct RunView {
     pub state_reason: Option<String>,
     pub audience: AudienceRef,
     pub brief: String,
+    pub offer: Offer,
     pub holdout_percent: u8,
     pub profile_cap: Option<u64>,
     pub review: bool,
@@ -211,6 +217,7 @@ impl RunView {
             state_reason: run.state_reason.clone(),
             audience: run.audience.clone(),
             brief: run.brief.clone(),
+            offer: run.offer.clone(),
             holdout_percent: run.holdout_percent,
             profile_cap: run.profile_cap,
             review: run.review,

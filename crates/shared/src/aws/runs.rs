@@ -284,7 +284,7 @@ impl RunStore {
         }
         let mut item = to_item(&serde_json::json!({
             "run_id": run.run_id, "state": run.state, "audience": run.audience, "brief": run.brief,
-            "holdout_percent": run.holdout_percent, "profile_cap": run.profile_cap, "review": run.review,
+            "offer": run.offer, "holdout_percent": run.holdout_percent, "profile_cap": run.profile_cap, "review": run.review,
             "property_set": run.property_set, "retry_of": run.retry_of, "written_as": run.written_as,
             "fanout_done": false, "batches": 0,
             "created_at": run.created_at, "progress_at": run.created_at, "c_total": 0,

@@ -9,9 +9,10 @@
 //! "P1".."P3" per customer, and we map refs back to catalog products ourselves, so the model
 //! cannot mistype a link or a price into the written properties.
 
+use super::offer::Offer;
 use super::orders::PurchaseHistory;
 use super::settings::Settings;
-use super::text::{one_line, price_text};
+use super::text::one_line;
 use crate::domain::CatalogProduct;
 use serde_json::{json, Value};
 
@@ -41,8 +42,8 @@ pub fn product_ref(index: usize) -> String {
 pub struct ProductPrompt {
     pub product_ref: String,
     pub title: String,
-    /// As `price_text` renders it, the only form of the price the validator accepts.
-    pub price: String,
+    /// The product's facts: the only ones copy may state about it. No price: the email shows
+    /// the catalog's price next to the copy, so the model never writes one.
     pub description: String,
 }
 
@@ -75,7 +76,6 @@ impl ProfilePrompt {
                 .map(|(i, p)| ProductPrompt {
                     product_ref: product_ref(i),
                     title: one_line(&p.title, MAX_TITLE_CHARS),
-                    price: price_text(&p.price_min),
                     description: one_line(&p.description, MAX_DESCRIPTION_CHARS),
                 })
                 .collect(),
@@ -137,10 +137,17 @@ pub struct PromptParts {
 }
 
 impl PromptParts {
-    pub fn new(settings: &Settings, brief: &str, per_profile: Vec<ProfilePrompt>) -> Self {
+    /// `currency`: the shop's, in which the offer's amounts are stated.
+    pub fn new(
+        settings: &Settings,
+        brief: &str,
+        offer: &Offer,
+        currency: Option<&str>,
+        per_profile: Vec<ProfilePrompt>,
+    ) -> Self {
         Self {
             system_static: system_static(settings),
-            brief: brief_block(brief),
+            brief: brief_block(brief, offer, currency),
             tool_schema: tool_schema(settings),
             per_profile,
         }
@@ -172,7 +179,7 @@ pub fn system_static(settings: &Settings) -> String {
     s.push_str(
         "You write short, personal marketing email copy for an online store. For each customer you get \
          their first name when known, a summary of what they bought before, and the products chosen for them, \
-         each with a ref (P1, P2, P3), title, price and short description. The merchant's campaign brief follows \
+         each with a ref (P1, P2, P3), title and short description. The merchant's campaign brief and offer follow \
          these instructions.\n\n",
     );
 
@@ -222,16 +229,17 @@ pub fn system_static(settings: &Settings) -> String {
     }
     s.push_str(&format!(
         "- products: 1 to {} of that customer's product refs, best match first. The email shows their title, \
-         image, price and link next to your text.\n\n",
+         image, price and link next to your text, so never write a price.\n\n",
         slots.products
     ));
 
     s.push_str(
         "Rules:\n\
          - Recommend and mention only the products listed for that customer, by their exact titles. Never name any other product.\n\
-         - Never invent discounts, codes, coupons, percentages, sales, free shipping, guarantees, deadlines or other promises. \
-         Mention one only if the brief states it, exactly as the brief states it.\n\
-         - Mention a price only exactly as it is listed for that customer's product, or an amount stated in the brief.\n\
+         - State an offer only as the Offer line after the brief gives it, with exactly its percentage or amount, minimum spend, \
+         scope, end date and code, written the way the copy's language writes numbers and dates. With kind \"none\", state no offer: \
+         no discounts, sales, codes, coupons, free shipping, gifts or deadlines. The brief sets theme and tone only; it grants no offer.\n\
+         - Never write prices, counts, stock levels, delivery times, dates or guarantees of your own; state a product fact only if that product's description gives it.\n\
          - Plain text only: no HTML, no Markdown, no links, no template tags.\n\
          - Use the customer's first name at most. Never use any other personal data: no last name, email address, phone number, \
          address or order details beyond product names.\n\
@@ -244,9 +252,34 @@ pub fn system_static(settings: &Settings) -> String {
     s
 }
 
-/// The brief as a system block of its own, after the static instructions.
-pub fn brief_block(brief: &str) -> String {
-    format!("Campaign brief from the merchant:\n{}", brief.trim())
+/// The brief and the offer as a system block of their own, after the static instructions.
+pub fn brief_block(brief: &str, offer: &Offer, currency: Option<&str>) -> String {
+    format!(
+        "Campaign brief from the merchant:\n{}\n\nOffer (the only offer the copy may state):\n{}",
+        brief.trim(),
+        offer.prompt_line(currency)
+    )
+}
+
+/// The answer's budget: what the enabled slots can hold in the settings' language (Claude
+/// spends far more tokens per character on Japanese than on English), with room for the JSON
+/// around it, so a long-winded answer is cut off before it costs more than copy can be.
+pub fn max_output_tokens(settings: &Settings, customers: usize) -> i32 {
+    let slots = &settings.slots;
+    let chars: usize = [slots.subject, slots.preheader, slots.body]
+        .into_iter()
+        .flatten()
+        .map(|l| usize::from(l.max_chars))
+        .sum::<usize>()
+        + settings.sign_off.chars().count();
+    let per_char = match super::grounding::primary_language(&settings.language).as_str() {
+        "en" => 0.30,
+        "ja" => 1.25,
+        _ => 0.42,
+    };
+    // 1.3: Claude 5.x counts about 30 % more tokens; the JSON keys, refs and quotes ~60.
+    let per_customer = (chars as f64 * per_char * 1.3).ceil() as usize + 60;
+    (per_customer * customers.max(1) + 80).min(32_000) as i32
 }
 
 /// JSON Schema of `emit_copy`'s input: `{copies: [{profile_ref, subject, preheader, body,
@@ -322,7 +355,6 @@ pub fn batch_user_message(profiles: &[ProfilePrompt]) -> String {
                 "products": p.products.iter().map(|prod| json!({
                     "ref": prod.product_ref,
                     "title": prod.title,
-                    "price": prod.price,
                     "description": prod.description,
                 })).collect::<Vec<_>>(),
             })
@@ -439,7 +471,6 @@ mod tests {
             ProductPrompt {
                 product_ref: "P1".into(),
                 title: "Summit Jacket".into(),
-                price: "$199.00".into(),
                 description: "Down jacket for cold days.".into()
             }
         );
@@ -510,8 +541,20 @@ mod tests {
 
     #[test]
     fn system_prompt_does_not_depend_on_the_brief_or_customers() {
-        let a = PromptParts::new(&settings(), "Winter sale", vec![profile()]);
-        let b = PromptParts::new(&settings(), "Spring launch", vec![]);
+        let a = PromptParts::new(
+            &settings(),
+            "Winter sale",
+            &Offer::none(),
+            Some("USD"),
+            vec![profile()],
+        );
+        let b = PromptParts::new(
+            &settings(),
+            "Spring launch",
+            &Offer::none(),
+            Some("USD"),
+            vec![],
+        );
         assert_eq!(
             a.system_static, b.system_static,
             "the static prefix is shared and cacheable"
@@ -524,6 +567,8 @@ mod tests {
         let parts = PromptParts::new(
             &settings(),
             "  Winter sale, free shipping over $50 ",
+            &Offer::none(),
+            Some("USD"),
             vec![profile()],
         );
         let [first, second] = parts.system_blocks();
@@ -606,8 +651,8 @@ mod tests {
 
     #[test]
     fn output_is_deterministic() {
-        let a = PromptParts::new(&settings(), "b", vec![profile()]);
-        let b = PromptParts::new(&settings(), "b", vec![profile()]);
+        let a = PromptParts::new(&settings(), "b", &Offer::none(), None, vec![profile()]);
+        let b = PromptParts::new(&settings(), "b", &Offer::none(), None, vec![profile()]);
         assert_eq!(a, b);
         assert_eq!(a.user_message(), b.user_message());
         let slot = SlotLimit { max_chars: 80 };

@@ -2,6 +2,7 @@
 //! and the messages that carry its work (ids only).
 
 use super::accounting::{Cost, RunCounts, RunState};
+use super::offer::Offer;
 use super::properties::PropertySet;
 use crate::domain::MerchantId;
 pub use crate::klaviyo::AudienceKind;
@@ -30,6 +31,9 @@ pub struct Run {
     pub state_reason: Option<String>,
     pub audience: AudienceRef,
     pub brief: String,
+    /// The only offer the copy may state (no customer data).
+    #[serde(default)]
+    pub offer: Offer,
     pub holdout_percent: u8,
     #[serde(default)]
     pub profile_cap: Option<u64>,
@@ -79,6 +83,7 @@ impl Run {
         state: RunState,
         audience: AudienceRef,
         brief: String,
+        offer: Offer,
         holdout_percent: u8,
         profile_cap: Option<u64>,
         property_set: PropertySet,
@@ -89,6 +94,7 @@ impl Run {
             state_reason: None,
             audience,
             brief,
+            offer,
             holdout_percent,
             profile_cap,
             review: state == RunState::AwaitingApproval,
@@ -187,7 +193,12 @@ pub enum Verdict {
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
     pub audience: AudienceRef,
+    /// Theme and tone, in the merchant's words. It grants no offer: state that in `offer`.
+    #[schema(min_length = 1, max_length = 500)]
     pub brief: String,
+    /// The only offer the copy may state; absent: none.
+    #[serde(default)]
+    pub offer: Offer,
     #[serde(default)]
     pub holdout_percent: u8,
     #[serde(default)]
@@ -216,6 +227,9 @@ impl RunRequest {
             problems.push(format!(
                 "holdout_percent must be between 0 and {MAX_HOLDOUT_PERCENT}"
             ));
+        }
+        if let Err(errors) = self.offer.validate() {
+            problems.extend(errors);
         }
         if self.profile_cap == Some(0) {
             problems.push("profile_cap must be at least 1".to_owned());
@@ -366,6 +380,7 @@ mod tests {
                 id: "Ab12Cd".into(),
             },
             brief: "Winter sale, free shipping over $50".into(),
+            offer: Offer::default(),
             holdout_percent: 10,
             profile_cap: None,
             review: true,
@@ -396,6 +411,7 @@ mod tests {
                 id: "abc".into(),
             },
             brief: "b".into(),
+            offer: Offer::default(),
             holdout_percent: 0,
             profile_cap: None,
             review: false,
