@@ -512,7 +512,7 @@ mod tests {
             "- body: one short paragraph, at most 500 characters including the sign-off, ending with the sign-off \"The Northwind team\" on its own line.\n",
             "- products: 1 to 3 of that customer's product refs",
             "Recommend and mention only the products listed for that customer",
-            "Never invent discounts, codes, coupons, percentages, sales, free shipping, guarantees",
+            "State an offer only as the Offer line after the brief gives it",
             "Plain text only: no HTML",
             "Use the customer's first name at most.",
             "Call the emit_copy tool exactly once",
@@ -575,7 +575,7 @@ mod tests {
         assert_eq!(first, parts.system_static);
         assert_eq!(
             second,
-            "Campaign brief from the merchant:\nWinter sale, free shipping over $50"
+            "Campaign brief from the merchant:\nWinter sale, free shipping over $50\n\nOffer (the only offer the copy may state):\n{\"kind\":\"none\"}"
         );
         assert_eq!(parts.expected_refs(), vec!["C1"]);
     }
@@ -624,11 +624,14 @@ mod tests {
         );
         assert_eq!(
             doc["profiles"][0]["products"][0],
-            json!({"ref": "P1", "title": "Summit Jacket", "price": "$199.00", "description": "Down jacket for cold days."})
+            json!({"ref": "P1", "title": "Summit Jacket", "description": "Down jacket for cold days."})
         );
         assert_eq!(doc["profiles"][0]["products"][1]["title"], "Wool Beanie");
         assert_eq!(doc["profiles"][1]["first_name"], Value::Null);
-        assert_eq!(doc["profiles"][1]["products"][0]["price"], "$25.50");
+        assert!(
+            doc["profiles"][1]["products"][0].get("price").is_none(),
+            "the model never sees a price to copy"
+        );
     }
 
     #[test]

@@ -19,20 +19,48 @@ const OURS: &[(Lang, &str)] = &[
 /// Below this many letters the guess is not worth a finding.
 const MIN_LETTERS: usize = 30;
 
-/// The language the text is written in (primary subtag), among ours, when the detector is
-/// confident; `None` for text too short or too mixed to tell.
+/// The language the text is written in when the detector is confident: the primary subtag of
+/// one of ours, or whatlang's code for any other ("nob", "ces", "cmn"); `None` for text too
+/// short or too mixed to tell.
 pub fn detect(text: &str) -> Option<&'static str> {
     if text.chars().filter(|c| c.is_alphabetic()).count() < MIN_LETTERS {
         return None;
     }
-    let detector = Detector::with_allowlist(OURS.iter().map(|(l, _)| *l).collect());
-    let info = detector.detect(text)?;
-    if !info.is_reliable() && info.confidence() < 0.5 {
-        return None;
+    // Japanese is told by its kana: ideographs alone are Chinese.
+    let kana = text
+        .chars()
+        .filter(|c| matches!(*c as u32, 0x3040..=0x30FF))
+        .count();
+    let han = text
+        .chars()
+        .filter(|c| matches!(*c as u32, 0x4E00..=0x9FFF))
+        .count();
+    if han > 0 || kana > 0 {
+        return Some(if kana * 10 >= han { "ja" } else { "cmn" });
     }
-    OURS.iter()
-        .find(|(l, _)| *l == info.lang())
-        .map(|(_, c)| *c)
+    // Among our languages first: a near neighbour (Norwegian beside Swedish, Czech beside
+    // Polish) must be more likely than the one of ours to count.
+    let ours = Detector::with_allowlist(OURS.iter().map(|(l, _)| *l).collect()).detect(text)?;
+    let ours_code = OURS
+        .iter()
+        .find(|(l, _)| *l == ours.lang())
+        .map(|(_, c)| *c)?;
+    // Afrikaans reads as Dutch, Galician as Portuguese: neighbours too close to call.
+    const TOO_CLOSE: &[Lang] = &[Lang::Afr];
+    match Detector::new()
+        .detect(text)
+        .filter(|a| !TOO_CLOSE.contains(&a.lang()))
+    {
+        Some(any)
+            if any.lang() != ours.lang()
+                && !OURS.iter().any(|(l, _)| *l == any.lang())
+                && any.confidence() > 0.2 =>
+        {
+            Some(any.lang().code())
+        }
+        _ if ours.is_reliable() || ours.confidence() >= 0.5 => Some(ours_code),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

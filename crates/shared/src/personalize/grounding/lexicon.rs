@@ -200,6 +200,10 @@ const EN: Entries = &[
             "two for one",
             "2-for-1",
             "buy * get *",
+            "pay for two",
+            "pay for 2",
+            "3 for 2",
+            "three for two",
         ],
     ),
     (
@@ -279,7 +283,8 @@ const DE: Entries = &[
     (
         Scarcity,
         &[
-            "nur noch",
+            "nur noch wenige",
+            "nur noch * stück",
             "wieder da",
             "wieder vorrätig",
             "wieder auf lager",
@@ -331,6 +336,8 @@ const DE: Entries = &[
             "zwei für eins",
             "kaufe * bekomme *",
             "nimm * zahl *",
+            "3 für 2",
+            "drei für zwei",
         ],
     ),
     (
@@ -379,6 +386,10 @@ const FR: Entries = &[
             "cadeau offert",
             "sans frais",
             "à nos frais",
+            "offerte",
+            "offertes",
+            "est offert",
+            "sont offerts",
         ],
     ),
     (
@@ -608,7 +619,10 @@ const IT: Entries = &[
     (
         Discount,
         &[
-            "scont*",
+            "sconto",
+            "sconti",
+            "scontat*",
+            "scontistica",
             "saldi",
             "offerta*",
             "offerte",
@@ -642,7 +656,15 @@ const IT: Entries = &[
     (FreeShipping, &[]),
     (
         Code,
-        &["codice", "codici", "coupon", "buono", "buoni", "voucher"],
+        &[
+            "codice",
+            "codici",
+            "coupon",
+            "buono sconto",
+            "buoni sconto",
+            "buono regalo",
+            "voucher",
+        ],
     ),
     (
         Scarcity,
@@ -949,6 +971,9 @@ const SV: Entries = &[
             "nästan slutsåld*",
             "begränsat lager",
             "så länge lagret räcker",
+            "snart slutsåld*",
+            "slutsåld*",
+            "tar slut",
             "få kvar",
             "bara * kvar",
             "går åt snabbt",
@@ -978,7 +1003,15 @@ const SV: Entries = &[
     ),
     (
         Bundle,
-        &["köp * betala för *", "2 för 1", "ta * betala för *"],
+        &[
+            "köp * betala för *",
+            "2 för 1",
+            "ta * betala för *",
+            "betala för två",
+            "betala för 2",
+            "3 för 2",
+            "tre för två",
+        ],
     ),
     (
         Everything,
@@ -1206,7 +1239,9 @@ const NEGATIONS: &[(&str, &[&str])] = &[
     ),
     (
         "it",
-        &["senza", "nessun", "nessuna", "nessuno", "non", "né", "mai"],
+        &[
+            "senza", "niente", "nessun", "nessuna", "nessuno", "non", "né", "mai",
+        ],
     ),
     ("nl", &["geen", "zonder", "niet", "nooit"]),
     ("pt", &["sem", "nenhum", "nenhuma", "não", "nem", "nunca"]),
@@ -1218,7 +1253,15 @@ const NEGATIONS: &[(&str, &[&str])] = &[
 ];
 
 /// After a Japanese match, these negate it ("クーポン不要").
-const JA_NEGATIONS_AFTER: &[&str] = &["不要", "なし", "無し", "はありません", "はございません"];
+const JA_NEGATIONS_AFTER: &[&str] = &[
+    "不要",
+    "なし",
+    "無し",
+    "ありません",
+    "ございません",
+    "ではなく",
+    "じゃなく",
+];
 
 fn entries(language: &str) -> Entries {
     match language {
@@ -1263,7 +1306,6 @@ pub fn find(folded: &str, language: &str) -> Vec<Hit> {
             find_ja(sentence, sentence_index, &mut hits);
             continue;
         }
-        let tokens = tokens(sentence);
         let negations = NEGATIONS
             .iter()
             .find(|(l, _)| *l == language)
@@ -1272,20 +1314,32 @@ pub fn find(folded: &str, language: &str) -> Vec<Hit> {
         if language != "en" {
             lists.push(LOANWORDS);
         }
-        for list in lists {
-            for (concept, patterns) in list {
+        // A negation holds to the end of its clause: "pas de code promo ni de réduction",
+        // "ohne Gutschein oder Rabatt – nur gute Ausrüstung". Phrases match across clauses
+        // ("buy one, get one").
+        let mut tokens = Vec::new();
+        let mut negated = Vec::new();
+        for clause in sentence.split([',', ';', ':', '–', '—', '(', ')']) {
+            let mut inside = false;
+            for t in self::tokens(clause) {
+                inside |= negations.contains(&t.as_str());
+                negated.push(inside);
+                tokens.push(t);
+            }
+        }
+        for list in &lists {
+            for (concept, patterns) in *list {
                 for pattern in *patterns {
-                    if let Some(at) = match_tokens(&tokens, pattern) {
-                        let negated = tokens[at.saturating_sub(2)..at]
-                            .iter()
-                            .any(|t| negations.contains(&t.as_str()));
-                        if !negated && !idiom(&tokens, at, pattern) {
-                            hits.push(Hit {
-                                concept: *concept,
-                                phrase: pattern.replace('*', ""),
-                                sentence: sentence_index,
-                            });
-                        }
+                    let Some(at) = match_tokens(&tokens, pattern) else {
+                        continue;
+                    };
+                    let is_negation = negations.contains(&tokens[at].as_str());
+                    if (!negated[at] || is_negation) && !idiom(&tokens, at, pattern) {
+                        hits.push(Hit {
+                            concept: *concept,
+                            phrase: pattern.replace('*', ""),
+                            sentence: sentence_index,
+                        });
                     }
                 }
             }
@@ -1324,10 +1378,10 @@ fn find_ja(sentence: &str, sentence_index: usize, hits: &mut Vec<Hit>) {
             let Some(at) = sentence.find(pattern) else {
                 continue;
             };
+            // Negated when the rest of its clause says so: "クーポンや割引のご案内ではなく".
             let after = &sentence[at + pattern.len()..];
-            let negated = JA_NEGATIONS_AFTER
-                .iter()
-                .any(|n| after.trim_start_matches(['は', 'が', 'も']).starts_with(n));
+            let clause = after.split(['、', '，', ',']).next().unwrap_or(after);
+            let negated = JA_NEGATIONS_AFTER.iter().any(|n| clause.contains(n));
             if !negated {
                 hits.push(Hit {
                     concept: *concept,

@@ -90,7 +90,7 @@ const GREETINGS: &[&str] = &[
 const TITLES: &[&str] = &[
     "mr", "mrs", "ms", "miss", "mx", "herr", "frau", "monsieur", "madame", "mme", "mlle", "señor",
     "señora", "sr", "sra", "signor", "signora", "sig", "dhr", "mevr", "meneer", "mevrouw",
-    "senhor", "senhora", "pan", "pani", "panie",
+    "senhor", "senhora", "pan", "pani", "panie", "dr", "prof",
 ];
 
 /// Words after a greeting that address no one in particular.
@@ -138,6 +138,8 @@ struct Token {
     folded: String,
     capitalised: bool,
     sentence_start: bool,
+    /// Only spaces since the previous token ("Hallo Lena", not "Hallo, wir").
+    joined: bool,
 }
 
 fn tokens(text: &str) -> Vec<Token> {
@@ -145,14 +147,17 @@ fn tokens(text: &str) -> Vec<Token> {
     let mut current = String::new();
     let mut sentence_start = true;
     let mut next_starts = true;
+    let mut punctuated = false;
+    let mut joined = false;
     let chars: Vec<char> = text.chars().collect();
-    let push = |current: &mut String, starts: bool, out: &mut Vec<Token>| {
+    let push = |current: &mut String, starts: bool, joined: bool, out: &mut Vec<Token>| {
         if !current.is_empty() {
             let text = std::mem::take(current);
             out.push(Token {
                 folded: fold(&text),
                 capitalised: text.chars().next().is_some_and(char::is_uppercase),
                 sentence_start: starts,
+                joined,
                 text,
             });
         }
@@ -165,21 +170,46 @@ fn tokens(text: &str) -> Vec<Token> {
             if current.is_empty() {
                 sentence_start = next_starts;
                 next_starts = false;
+                joined = !punctuated;
+                punctuated = false;
             }
             current.push(c);
         } else {
-            push(&mut current, sentence_start, &mut out);
-            if matches!(c, '.' | '!' | '?' | '\n' | '¡' | '¿' | ':') {
-                next_starts = true;
+            let was_word = !current.is_empty();
+            push(&mut current, sentence_start, joined, &mut out);
+            // "Mr. Frost", "Sra. Rosa": a title's period ends no sentence.
+            let title_dot = c == '.'
+                && was_word
+                && out
+                    .last()
+                    .is_some_and(|t| TITLES.contains(&t.folded.as_str()));
+            if !title_dot {
+                punctuated |= !c.is_whitespace();
+                if matches!(c, '.' | '!' | '?' | '\n' | '¡' | '¿' | ':') {
+                    next_starts = true;
+                }
             }
         }
     }
-    push(&mut current, sentence_start, &mut out);
+    push(&mut current, sentence_start, joined, &mut out);
     out
 }
 
 fn same(a: &str, b: &str) -> bool {
     fold(a) == fold(b)
+}
+
+/// The same first name, also in another grammatical case ("Anna" addressed as "Anno",
+/// "Piotr" as "Piotrze"): the stem before the case ending agrees.
+fn same_first_name(a: &str, b: &str) -> bool {
+    let (a, b) = (fold(a), fold(b));
+    if a == b {
+        return true;
+    }
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let shorter = a.len().min(b.len());
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    shorter >= 3 && a.len().abs_diff(b.len()) <= 2 && common >= 3 && common + 1 >= shorter
 }
 
 /// Every name problem in one slot's text (NFKC, case kept).
@@ -211,18 +241,20 @@ pub fn check(text: &str, people: &People) -> Vec<NameProblem> {
     let toks = tokens(text);
     for (i, t) in toks.iter().enumerate() {
         let prev = i.checked_sub(1).map(|p| &toks[p]);
-        let after_greeting = prev.is_some_and(|p| {
-            GREETINGS.contains(&p.folded.as_str()) || TITLES.contains(&p.folded.as_str())
-        });
-        let after_first = prev.is_some_and(|p| first.is_some_and(|f| same(&p.text, f)));
+        let after_greeting = t.joined
+            && prev.is_some_and(|p| {
+                GREETINGS.contains(&p.folded.as_str()) || TITLES.contains(&p.folded.as_str())
+            });
+        let after_first =
+            t.joined && prev.is_some_and(|p| first.is_some_and(|f| same_first_name(&p.text, f)));
         if after_greeting && t.capitalised && !NOT_NAMES.contains(&t.folded.as_str()) {
             let is_title = TITLES.contains(&t.folded.as_str());
             if !is_title {
-                let problem = if first.is_some_and(|f| same(&t.text, f)) {
+                let problem = if first.is_some_and(|f| same_first_name(&t.text, f)) {
                     None
                 } else if last_words.iter().any(|l| same(l, &t.text)) {
                     Some(NameProblem::Surname)
-                } else if others.iter().any(|o| same(o, &t.text)) {
+                } else if others.iter().any(|o| same_first_name(o, &t.text)) {
                     Some(NameProblem::OtherCustomer)
                 } else if first.is_none() {
                     Some(NameProblem::NameWhenUnknown)
@@ -236,7 +268,7 @@ pub fn check(text: &str, people: &People) -> Vec<NameProblem> {
         if !t.capitalised {
             continue;
         }
-        if others.iter().any(|o| same(o, &t.text)) {
+        if others.iter().any(|o| same_first_name(o, &t.text)) {
             out.push(NameProblem::OtherCustomer);
         }
         if last_words.iter().any(|l| same(l, &t.text)) {

@@ -4,11 +4,18 @@
 
 use unicode_normalization::UnicodeNormalization;
 
-/// What a masked phrase leaves behind: a symbol no check reads as a word or a number.
+/// What a phrase masked for the name check leaves behind.
 pub const MASK: &str = " ◊ ";
 
 pub fn fold(text: &str) -> String {
     text.nfkc().collect::<String>().to_lowercase()
+}
+
+/// Letters without their accents ("ogród" → "ogrod"), to compare inflected forms.
+pub fn strip_accents(text: &str) -> String {
+    text.nfd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .collect()
 }
 
 /// NFKC only, case kept (names are told apart by their capital letter).
@@ -16,19 +23,33 @@ pub fn nfkc(text: &str) -> String {
     text.nfkc().collect()
 }
 
-/// `folded` with every occurrence of each phrase (folded the same way) replaced by `MASK`;
-/// longer phrases first, so a title inside another title does not split it. Occurrences must
-/// start and end on word boundaries.
+/// The marker a masked phrase leaves: a private-use character per phrase index, which no check
+/// reads as a word or a number, but which tells which product a sentence names.
+pub fn marker(index: usize) -> char {
+    char::from_u32(0xE000 + index.min(0x17FF) as u32).unwrap_or('\u{E000}')
+}
+
+/// The phrase index a marker stands for.
+pub fn marked(c: char) -> Option<usize> {
+    (0xE000..0xF800)
+        .contains(&(c as u32))
+        .then(|| c as usize - 0xE000)
+}
+
+/// `folded` with every occurrence of each phrase (folded the same way) replaced by its
+/// `marker`; longer phrases first, so a title inside another title does not split it.
+/// Occurrences must start and end on word boundaries.
 pub fn mask<'a>(folded: &str, phrases: impl IntoIterator<Item = &'a str>) -> String {
-    let mut phrases: Vec<String> = phrases
+    let mut phrases: Vec<(usize, String)> = phrases
         .into_iter()
         .map(fold)
         .map(|p| p.trim().to_owned())
-        .filter(|p| p.chars().count() >= 2)
+        .enumerate()
+        .filter(|(_, p)| p.chars().count() >= 2)
         .collect();
-    phrases.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    phrases.sort_by_key(|(_, p)| std::cmp::Reverse(p.len()));
     let mut out = folded.to_owned();
-    for phrase in phrases {
+    for (index, phrase) in phrases {
         let mut result = String::with_capacity(out.len());
         let mut rest = out.as_str();
         while let Some(at) = rest.find(&phrase) {
@@ -43,7 +64,9 @@ pub fn mask<'a>(folded: &str, phrases: impl IntoIterator<Item = &'a str>) -> Str
                 .is_none_or(|c| !c.is_alphanumeric() || is_cjk(c));
             result.push_str(&rest[..at]);
             if starts_word && ends_word {
-                result.push_str(MASK);
+                result.push(' ');
+                result.push(marker(index));
+                result.push(' ');
             } else {
                 result.push_str(&phrase);
             }

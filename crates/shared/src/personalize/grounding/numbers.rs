@@ -129,18 +129,15 @@ pub fn scan(folded: &str, language: &str) -> Vec<Number> {
         let mut end = i;
         while end < chars.len() {
             let c = chars[end];
-            if c.is_ascii_digit() {
-                end += 1;
-            } else if is_separator(c)
-                && chars.get(end + 1).is_some_and(char::is_ascii_digit)
-                && (c != ' ' || space_groups(&chars, end + 1))
-            {
-                end += 1;
-            } else {
+            let continues = c.is_ascii_digit()
+                || is_separator(c)
+                    && chars.get(end + 1).is_some_and(char::is_ascii_digit)
+                    && (c != ' ' || space_groups(&chars, end + 1));
+            if !continues {
                 break;
             }
+            end += 1;
         }
-        // Digits running on into letters ("2-day" is split by '-', "3l" is a unit): keep the number.
         let raw: String = chars[start..end].iter().collect();
         let before: String = chars[start.saturating_sub(5)..start].iter().collect();
         let after: String = chars[end..(end + 12).min(chars.len())].iter().collect();
@@ -151,6 +148,11 @@ pub fn scan(folded: &str, language: &str) -> Vec<Number> {
             .filter_map(|g| g.parse().ok())
             .collect();
         let cents = parse_amount(&raw, comma);
+        // "5,000" is the one number 5000, not 5 and 0.
+        let groups = match cents {
+            Some(c) if !raw.contains('/') && c % 100 == 0 => vec![(c / 100) as u64],
+            _ => groups,
+        };
         let decimal = if comma { ',' } else { '.' };
         let has_decimals = raw
             .rfind(decimal)
@@ -200,7 +202,9 @@ fn unit_of(before: &str, after: &str) -> Unit {
     }
     for (sign, c) in CURRENCY_AFTER {
         if let Some(rest) = after.strip_prefix(sign) {
-            let ends_word = sign.chars().all(|ch| !ch.is_alphabetic())
+            let ends_word = sign
+                .chars()
+                .all(|ch| !ch.is_alphabetic() || super::normalize::is_cjk(ch))
                 || rest.chars().next().is_none_or(|ch| !ch.is_alphanumeric());
             if ends_word {
                 return Unit::Money(c);
