@@ -47,6 +47,7 @@ pub fn router() -> Router<Arc<AppState>> {
             "/_sandbox/bedrock/requests",
             get(crate::bedrock::recent_requests),
         )
+        .merge(crate::klaviyo::flows::router())
 }
 
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -124,10 +124,19 @@ pub struct Order {
     pub source: &'static str,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum EventKind {
-    PlacedOrder { order: usize },
-    OrderedProduct { order: usize, line: usize },
+    PlacedOrder {
+        order: usize,
+    },
+    OrderedProduct {
+        order: usize,
+        line: usize,
+    },
+    /// Tracked after seeding (e.g. a flow's triggering event), stored as sent.
+    Recorded {
+        properties: Value,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +147,8 @@ pub struct Event {
     pub profile: usize,
     pub ts: i64,
     pub kind: EventKind,
+    /// Hidden from Get Events until then (ingest lag); seeded history is always readable.
+    pub readable_at: Option<std::time::Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +206,8 @@ pub struct KlaviyoStore {
     pub vanish_import_profiles: u32,
     pub limiter: RateLimiter,
     pub rng: StdRng,
+    /// Flows with a webhook action (`/_sandbox/klaviyo/flows`), by flow id.
+    pub flows: HashMap<String, super::flows::Flow>,
 }
 
 const FIRST_NAMES: &[&str] = &[
@@ -464,6 +477,7 @@ impl KlaviyoStore {
                         profile: pi,
                         ts,
                         kind: EventKind::PlacedOrder { order: order_idx },
+                        readable_at: None,
                     });
                     for line in 0..orders[order_idx].lines.len() {
                         events.push(Event {
@@ -476,6 +490,7 @@ impl KlaviyoStore {
                                 order: order_idx,
                                 line,
                             },
+                            readable_at: None,
                         });
                     }
                     profile.last_event_date =
@@ -580,6 +595,7 @@ impl KlaviyoStore {
             jobs: HashMap::new(),
             limiter: RateLimiter::new(limits),
             rng,
+            flows: HashMap::new(),
         }
     }
 
@@ -598,6 +614,7 @@ impl KlaviyoStore {
             EventKind::OrderedProduct { order, line } => {
                 self.ordered_product_properties(&self.orders[order], line)
             }
+            EventKind::Recorded { ref properties } => properties.clone(),
         }
     }
 

@@ -1,7 +1,9 @@
 //! Klaviyo REST (JSON:API) emulation served at the root (`/api/...`).
 
 pub mod data;
+mod django;
 pub mod filter;
+pub(crate) mod flows;
 pub mod limits;
 mod routes;
 

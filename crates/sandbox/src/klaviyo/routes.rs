@@ -902,8 +902,13 @@ pub async fn get_events(
                 .collect()
         });
         let mut selected = Vec::with_capacity(candidates.len());
+        let now = Instant::now();
         for ei in candidates {
             let e = &store.events[ei];
+            // Freshly tracked events take a while to become readable (ingest lag).
+            if e.readable_at.is_some_and(|at| at > now) {
+                continue;
+            }
             if metric_idx.as_ref().is_some_and(|m| !m.contains(&e.metric)) {
                 continue;
             }
