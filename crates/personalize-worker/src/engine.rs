@@ -121,6 +121,7 @@ fn usage_cost(usage: &Usage) -> Cost {
         output_tokens: usage.output_tokens,
         cache_read_tokens: usage.cache_read_tokens,
         cache_write_tokens: usage.cache_write_tokens,
+        ..Cost::default()
     }
 }
 

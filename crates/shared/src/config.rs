@@ -79,6 +79,9 @@ pub struct Config {
     pub bedrock_quota: Option<(f64, f64)>,
     /// Bedrock runtime endpoint override (unset in production: the SDK's regional endpoint).
     pub bedrock_endpoint_url: Option<String>,
+    /// A Bedrock guardrail (id, version) every copy passes through `ApplyGuardrail` before it
+    /// may be written (`BEDROCK_GUARDRAIL_ID`, `BEDROCK_GUARDRAIL_VERSION`); unset: none.
+    pub bedrock_guardrail: Option<(String, String)>,
     /// How long a worker holds a fresh batch (renewed while it works); a worker that dies lets
     /// the next delivery take the batch over after this long.
     pub batch_lease_secs: i64,
@@ -175,6 +178,10 @@ impl Config {
                 .filter(|v| *v > 0)
                 .unwrap_or(8),
             bedrock_endpoint_url: get("BEDROCK_ENDPOINT_URL"),
+            bedrock_guardrail: get("BEDROCK_GUARDRAIL_ID").map(|id| {
+                let version = get("BEDROCK_GUARDRAIL_VERSION").unwrap_or_else(|| "DRAFT".into());
+                (id, version)
+            }),
             bedrock_quota: match (
                 get("BEDROCK_REQUESTS_PER_MINUTE").and_then(|v| v.parse::<f64>().ok()),
                 get("BEDROCK_TOKENS_PER_MINUTE").and_then(|v| v.parse::<f64>().ok()),

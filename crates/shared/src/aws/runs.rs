@@ -143,6 +143,8 @@ fn counter_attrs(tally: &BatchTally) -> Vec<(String, u64)> {
         ("t_output".to_owned(), tally.tokens.output_tokens),
         ("t_cache_read".to_owned(), tally.tokens.cache_read_tokens),
         ("t_cache_write".to_owned(), tally.tokens.cache_write_tokens),
+        ("t_gr_content".to_owned(), tally.tokens.guardrail_content_units),
+        ("t_gr_grounding".to_owned(), tally.tokens.guardrail_grounding_units),
     ];
     attrs.extend(
         c.skipped
@@ -172,6 +174,8 @@ fn tally_from_item(item: &Item) -> BatchTally {
             "t_output" => tally.tokens.output_tokens = v,
             "t_cache_read" => tally.tokens.cache_read_tokens = v,
             "t_cache_write" => tally.tokens.cache_write_tokens = v,
+            "t_gr_content" => tally.tokens.guardrail_content_units = v,
+            "t_gr_grounding" => tally.tokens.guardrail_grounding_units = v,
             other => {
                 if let Some(reason) = other.strip_prefix("c_skipped_") {
                     tally.counts.skipped.insert(reason.to_owned(), v);

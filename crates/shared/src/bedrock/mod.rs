@@ -15,6 +15,9 @@
 //! Errors say what kind of failure happened, never what was in the prompt.
 
 mod document;
+mod guardrail;
+
+pub use guardrail::{GuardrailCheck, GuardrailRef, GuardrailVerdict};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,7 +26,8 @@ use std::time::Duration;
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
 use aws_sdk_bedrockruntime::config::timeout::TimeoutConfig;
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
+use aws_sdk_bedrockruntime::config::http::HttpResponse;
+use aws_sdk_bedrockruntime::operation::converse::ConverseOutput;
 use aws_sdk_bedrockruntime::types::{
     CachePointBlock, CachePointType, ContentBlock, ConversationRole, ConverseOutput as Output,
     InferenceConfiguration, Message, SpecificToolChoice, StopReason, SystemContentBlock, Tool,
@@ -730,26 +734,28 @@ fn read_output(out: &ConverseOutput, tool_name: &str) -> Result<ToolResponse, Be
     }
 }
 
-/// Maps an SDK failure onto what the caller should do about it.
-fn classify(err: SdkError<ConverseError>) -> BedrockError {
+/// Maps an SDK failure (of Converse or ApplyGuardrail: they share the error codes) onto what
+/// the caller should do about it.
+fn classify<E>(err: SdkError<E, HttpResponse>) -> BedrockError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
     match &err {
         SdkError::ServiceError(ctx) => {
             let e = ctx.err();
             let status = ctx.raw().status().as_u16();
             let message = e.message().unwrap_or("").to_owned();
             let code = e.code().unwrap_or("unknown").to_owned();
-            match e {
-                ConverseError::ThrottlingException(_) => BedrockError::Throttled,
-                ConverseError::ModelTimeoutException(_)
-                | ConverseError::ServiceUnavailableException(_)
-                | ConverseError::InternalServerException(_)
-                | ConverseError::ModelNotReadyException(_) => {
-                    BedrockError::Transient(format!("{code}: {message}"))
-                }
-                ConverseError::ValidationException(_) => BedrockError::Invalid(message),
-                ConverseError::AccessDeniedException(_) => BedrockError::AccessDenied(message),
-                ConverseError::ResourceNotFoundException(_) => BedrockError::NotFound(message),
-                ConverseError::ModelErrorException(_) => BedrockError::ModelError(message),
+            match code.as_str() {
+                "ThrottlingException" => BedrockError::Throttled,
+                "ModelTimeoutException"
+                | "ServiceUnavailableException"
+                | "InternalServerException"
+                | "ModelNotReadyException" => BedrockError::Transient(format!("{code}: {message}")),
+                "ValidationException" => BedrockError::Invalid(message),
+                "AccessDeniedException" => BedrockError::AccessDenied(message),
+                "ResourceNotFoundException" => BedrockError::NotFound(message),
+                "ModelErrorException" => BedrockError::ModelError(message),
                 _ if status == 429 => BedrockError::Throttled,
                 _ if status == 408 || status >= 500 => {
                     BedrockError::Transient(format!("{code} (HTTP {status}): {message}"))

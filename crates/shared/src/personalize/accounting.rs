@@ -34,6 +34,8 @@ pub enum SkipReason {
     Cancelled,
     /// The id came twice in one batch (an audience page can repeat a member); written once.
     DuplicateId,
+    /// The Bedrock guardrail intervened on copy that had passed our own gate.
+    GuardrailIntervened,
 }
 
 impl SkipReason {
@@ -45,6 +47,7 @@ impl SkipReason {
             Self::ProfileNotFound => "profile_not_found",
             Self::Cancelled => "cancelled",
             Self::DuplicateId => "duplicate_id",
+            Self::GuardrailIntervened => "guardrail_intervened",
         }
     }
 }
@@ -261,7 +264,15 @@ pub struct Cost {
     pub output_tokens: u64,
     pub cache_read_tokens: u64,
     pub cache_write_tokens: u64,
+    /// Bedrock Guardrails text units (1 per up to 1,000 characters) of the content filters.
+    pub guardrail_content_units: u64,
+    /// … and of contextual grounding.
+    pub guardrail_grounding_units: u64,
 }
+
+/// Guardrails list prices per 1,000 text units (content filters, contextual grounding).
+pub const GUARDRAIL_CONTENT_USD_PER_1K_UNITS: f64 = 0.15;
+pub const GUARDRAIL_GROUNDING_USD_PER_1K_UNITS: f64 = 0.10;
 
 impl Cost {
     pub fn add(&mut self, other: &Cost) {
@@ -269,15 +280,24 @@ impl Cost {
         self.output_tokens += other.output_tokens;
         self.cache_read_tokens += other.cache_read_tokens;
         self.cache_write_tokens += other.cache_write_tokens;
+        self.guardrail_content_units += other.guardrail_content_units;
+        self.guardrail_grounding_units += other.guardrail_grounding_units;
     }
 
-    /// Estimated US dollars at list prices.
+    /// Estimated US dollars at list prices: the model's tokens and the guardrail's units.
     pub fn usd(&self, prices: &ModelPrices) -> f64 {
         let per = |tokens: u64, usd_per_mtok: f64| tokens as f64 * usd_per_mtok / 1_000_000.0;
         per(self.input_tokens, prices.input_per_mtok)
             + per(self.output_tokens, prices.output_per_mtok)
             + per(self.cache_read_tokens, prices.cache_read_per_mtok)
             + per(self.cache_write_tokens, prices.cache_write_per_mtok)
+            + self.guardrail_usd()
+    }
+
+    /// What the guardrail's text units cost at list prices.
+    pub fn guardrail_usd(&self) -> f64 {
+        self.guardrail_content_units as f64 * GUARDRAIL_CONTENT_USD_PER_1K_UNITS / 1000.0
+            + self.guardrail_grounding_units as f64 * GUARDRAIL_GROUNDING_USD_PER_1K_UNITS / 1000.0
     }
 }
 
