@@ -963,7 +963,7 @@ async fn converse(
     let mut precise_cut = false;
     let tool_use_id = format!("tooluse_{}", &request_id(seed).replace('-', "")[..22]);
     let (mut content, output_text) = if let Some(s) = scripted {
-        let text = serde_json::to_string(&s.input).unwrap_or_default();
+        let text = writer::model_json(&s.input);
         precise_cut = true;
         if s.max_tokens {
             cut_at = Some(text.chars().count() * 2 / 3);
@@ -980,7 +980,7 @@ async fn converse(
         precise_cut = true;
         cut_at = written.cut_at;
         st.bedrock().injected.extend(written.injected);
-        let text = serde_json::to_string(&written.input).unwrap_or_default();
+        let text = writer::model_json(&written.input);
         (
             json!({ "toolUse": { "toolUseId": tool_use_id, "name": name, "input": written.input } }),
             text,

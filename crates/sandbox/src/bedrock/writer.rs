@@ -690,9 +690,16 @@ fn body(ctx: &Context, plan: &EntryPlan<'_>, max: Option<usize>, rng: &mut Rng) 
             keep: 4,
         });
     }
+    // A different frame for each further product.
+    let mut frames: Vec<&str> = bank.more.to_vec();
     for p in plan.picks.iter().skip(1) {
+        let frame = if frames.len() > 1 {
+            frames.remove(rng.below(frames.len()))
+        } else {
+            frames[0]
+        };
         middle.push(Sentence {
-            text: fill(rng.pick(bank.more), &[("{p}", &p.title)]),
+            text: fill(frame, &[("{p}", &p.title)]),
             keep: must,
         });
     }
@@ -1197,7 +1204,14 @@ pub fn write(prompt: &Prompt<'_>, schema: &Value, cfg: &WriterConfig, call: u64)
                         // Runs on past the limit: extra sentences before the sign-off.
                         let m = max.unwrap_or(500);
                         let mut added = String::new();
-                        let mut pool: Vec<&str> = plan.lang.bank().extra.to_vec();
+                        let mut pool: Vec<&str> = plan
+                            .lang
+                            .bank()
+                            .extra
+                            .iter()
+                            .copied()
+                            .filter(|x| !text.contains(x))
+                            .collect();
                         while char_len(&text) + char_len(&added) <= m + 20 && !pool.is_empty() {
                             added.push_str(plan.lang.sep());
                             added.push_str(pool.remove(rng.below(pool.len())));
@@ -1272,7 +1286,7 @@ pub fn write(prompt: &Prompt<'_>, schema: &Value, cfg: &WriterConfig, call: u64)
     // A run-on answer that uses up the output budget: cut inside that customer's body.
     let mut cut_at = None;
     if let Some(idx) = truncate_entry {
-        let text = serde_json::to_string(&input).unwrap_or_default();
+        let text = model_json(&input);
         let entry = &input[&list_key][idx];
         let body_key = entry
             .as_object()
@@ -1319,6 +1333,44 @@ pub fn write(prompt: &Prompt<'_>, schema: &Value, cfg: &WriterConfig, call: u64)
         input,
         injected,
         cut_at,
+    }
+}
+
+/// The JSON text as the model writes it: each entry's keys in the order the slots are asked
+/// for (ref, subject, preheader, body, products, then the rest), which decides what a cut-off
+/// answer still holds.
+pub fn model_json(v: &Value) -> String {
+    fn rank(k: &str) -> u8 {
+        match slot_of(k) {
+            "profile_ref" => 0,
+            "subject" => 1,
+            "preheader" => 2,
+            "body" => 3,
+            "products" => 4,
+            _ => 5,
+        }
+    }
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_by_key(|k| (rank(k), k.as_str()));
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        serde_json::to_string(k).unwrap_or_default(),
+                        model_json(&m[k.as_str()])
+                    )
+                })
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(items) => {
+            let parts: Vec<String> = items.iter().map(model_json).collect();
+            format!("[{}]", parts.join(","))
+        }
+        other => other.to_string(),
     }
 }
 
