@@ -29,7 +29,7 @@ async fn configure(sb: &Sandbox, body: Value) -> (u16, Value) {
 async fn standard(sb: &Sandbox) {
     let (status, v) = configure(
         sb,
-        json!({"id": GUARDRAIL, "version": "1", "content_filters": true,
+        json!({"id": GUARDRAIL, "version": "1", "content_filters": true, "tier": "STANDARD",
                "grounding_threshold": 0.7, "relevance_threshold": 0.5,
                "blocked_output_message": "Blocked by the sandbox guardrail."}),
     )
@@ -205,6 +205,38 @@ async fn content_filters_block_insults_in_any_language() {
         filter(&r, "contentPolicy", "PROMPT_ATTACK")["detected"],
         true
     );
+}
+
+#[tokio::test]
+async fn a_classic_tier_guardrail_misses_languages_it_does_not_support() {
+    let sb = start(fast()).await;
+    let (status, v) = configure(
+        &sb,
+        json!({"id": "classic1", "version": "1", "grounding_threshold": 0.7}),
+    )
+    .await;
+    assert_eq!((status, v["tier"].clone()), (201, json!("CLASSIC")));
+    let check = |text: &str| json!({"source": "OUTPUT", "content": [{"text": {"text": text}}]});
+    let (_, _, en) = apply(
+        &sb,
+        "classic1",
+        "1",
+        &check("Only an idiot would miss this."),
+    )
+    .await;
+    assert_eq!(en["action"], "GUARDRAIL_INTERVENED");
+    let (_, _, de) = apply(
+        &sb,
+        "classic1",
+        "1",
+        &check("Nur ein Vollidiot verpasst das, und du weißt es."),
+    )
+    .await;
+    assert_eq!(
+        de["action"], "NONE",
+        "CLASSIC supports en, fr, es only: {de}"
+    );
+    assert_eq!(de["usage"]["contentPolicyUnits"], 1, "still billed");
 }
 
 #[tokio::test]

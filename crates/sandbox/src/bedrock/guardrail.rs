@@ -7,6 +7,11 @@
 //! text, after lower-casing and folding accents and full-width forms). Usage is in text units
 //! (one per started 1,000 characters, per policy evaluated); the account quotas (50 requests/s,
 //! 200 content-filter and 106 contextual-grounding text units/s) answer `ThrottlingException`.
+//!
+//! Tiers: the `CLASSIC` tier (the default here) supports English, French and Spanish only, and
+//! AWS says guardrails are ineffective in unsupported languages; so for text the sandbox reads as
+//! another language, a `CLASSIC` guardrail's content filters detect nothing and its grounding
+//! scores are noise (seeded by the text). The `STANDARD` tier supports all ten languages we write.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -32,6 +37,8 @@ pub struct GuardrailConfig {
     pub id: String,
     pub version: String,
     pub content_filters: bool,
+    /// `CLASSIC` (en, fr, es) or `STANDARD` (every language we write).
+    pub standard_tier: bool,
     pub grounding_threshold: Option<f64>,
     pub relevance_threshold: Option<f64>,
     pub blocked_input_message: String,
@@ -46,6 +53,7 @@ impl GuardrailConfig {
             "content_filters": self.content_filters,
             "grounding_threshold": self.grounding_threshold,
             "relevance_threshold": self.relevance_threshold,
+            "tier": if self.standard_tier { "STANDARD" } else { "CLASSIC" },
             "blocked_input_message": self.blocked_input_message,
             "blocked_output_message": self.blocked_output_message,
         })
@@ -169,7 +177,13 @@ pub async fn put_guardrail(State(st): State<Arc<AppState>>, body: Bytes) -> Resp
             .unwrap_or(DEFAULT_BLOCKED_MESSAGE)
             .to_owned()
     };
+    let standard_tier = match req.get("tier").and_then(Value::as_str) {
+        None | Some("CLASSIC") => false,
+        Some("STANDARD") => true,
+        Some(_) => return super::control_error("'tier' must be CLASSIC or STANDARD"),
+    };
     let config = GuardrailConfig {
+        standard_tier,
         id: id.to_owned(),
         version: version.clone(),
         content_filters: req
@@ -461,6 +475,86 @@ fn filter_hits(text: &str, source_input: bool) -> Vec<(&'static str, usize)> {
         .collect()
 }
 
+/// A rough guess at a text's language from its script and function words: "en", "fr", "es",
+/// "de", "it", "nl", "pt", "sv", "pl", "ja" (ties and short texts count as English).
+pub fn guess_language(text: &str) -> &'static str {
+    if text
+        .chars()
+        .any(|c| ('\u{3040}'..='\u{30ff}').contains(&c) || ('\u{4e00}'..='\u{9fff}').contains(&c))
+    {
+        return "ja";
+    }
+    let lower = text.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_alphabetic())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let table: [(&str, &[&str]); 9] = [
+        (
+            "en",
+            &[
+                "the", "and", "you", "your", "with", "for", "is", "of", "to", "it",
+            ],
+        ),
+        (
+            "fr",
+            &[
+                "le", "la", "les", "et", "vous", "votre", "avec", "pour", "est", "des", "une",
+            ],
+        ),
+        (
+            "es",
+            &[
+                "el", "los", "las", "y", "tu", "con", "para", "es", "del", "una", "que",
+            ],
+        ),
+        (
+            "de",
+            &[
+                "der", "die", "das", "und", "du", "dich", "dein", "mit", "für", "ist", "ein", "zu",
+            ],
+        ),
+        (
+            "it",
+            &[
+                "il", "di", "e", "ti", "con", "per", "che", "della", "un", "una", "è",
+            ],
+        ),
+        (
+            "nl",
+            &[
+                "de", "het", "een", "en", "je", "jij", "jouw", "met", "voor", "is", "van",
+            ],
+        ),
+        (
+            "pt",
+            &[
+                "o", "os", "e", "você", "com", "para", "não", "do", "da", "um", "uma",
+            ],
+        ),
+        (
+            "sv",
+            &[
+                "och", "att", "du", "dig", "din", "med", "för", "är", "en", "ett", "på",
+            ],
+        ),
+        (
+            "pl",
+            &[
+                "i", "w", "na", "z", "dla", "się", "jest", "nie", "do", "ciebie", "twój",
+            ],
+        ),
+    ];
+    let mut best = ("en", 0usize);
+    for (lang, stop) in table {
+        let n = words.iter().filter(|w| stop.contains(w)).count();
+        if n > best.1 {
+            best = (lang, n);
+        }
+    }
+    best.0
+}
+
 fn units(chars: usize) -> u64 {
     chars.div_ceil(1000) as u64
 }
@@ -611,6 +705,15 @@ pub async fn apply(
     let total_chars: usize = blocks.iter().map(|b| b.text.chars().count()).sum();
     let guarded_chars: usize = guarded.iter().map(|b| b.text.chars().count()).sum();
 
+    // A CLASSIC guardrail does not understand text in other languages than en, fr, es.
+    let understood = config.standard_tier
+        || blocks
+            .iter()
+            .all(|b| matches!(guess_language(&b.text), "en" | "fr" | "es"));
+    let noise = |salt: u64| {
+        let h = super::generate::hash_bytes(format!("{salt}{guarded_text}").as_bytes());
+        ((h % 101) as f64) / 100.0
+    };
     let grounding_on = (config.grounding_threshold.is_some()
         || config.relevance_threshold.is_some())
         && !is_input
@@ -681,7 +784,10 @@ pub async fn apply(
     // Content filters.
     let mut blocked = false;
     let content_policy = config.content_filters.then(|| {
-        let hits = filter_hits(&guarded_text, is_input);
+        let mut hits = filter_hits(&guarded_text, is_input);
+        if !understood {
+            hits.iter_mut().for_each(|(_, n)| *n = 0);
+        }
         let filters: Vec<Value> = hits
             .iter()
             .filter(|(_, n)| full_scope || *n > 0)
@@ -703,8 +809,14 @@ pub async fn apply(
     // Contextual grounding.
     let grounding_policy = grounding_on.then(|| {
         let guard_words = content_words(&guarded_text);
-        let grounding = coverage(&guard_words, &content_words(&source));
-        let relevance = coverage(&content_words(&query), &guard_words);
+        let (grounding, relevance) = if understood {
+            (
+                coverage(&guard_words, &content_words(&source)),
+                coverage(&content_words(&query), &guard_words),
+            )
+        } else {
+            (noise(1), noise(2))
+        };
         let mut filters = Vec::new();
         for (kind, threshold, score) in [
             ("GROUNDING", config.grounding_threshold, grounding),
@@ -802,6 +914,24 @@ mod tests {
             Some("abc123")
         );
         assert!(valid_version("DRAFT") && valid_version("1") && !valid_version("01"));
+    }
+
+    #[test]
+    fn languages_are_told_apart_by_script_and_function_words() {
+        assert_eq!(
+            guess_language("Hallo Ana! Unser Tipp für dich und deine Freunde."),
+            "de"
+        );
+        assert_eq!(
+            guess_language("Bonjour ! Voici votre sélection pour les fêtes."),
+            "fr"
+        );
+        assert_eq!(guess_language("防水ジャケットです"), "ja");
+        assert_eq!(
+            guess_language("Hej! Vårt tips till dig och din familj."),
+            "sv"
+        );
+        assert_eq!(guess_language("Storm Shell Jacket"), "en");
     }
 
     #[test]

@@ -659,9 +659,20 @@ fn body(ctx: &Context, plan: &EntryPlan<'_>, max: Option<usize>, rng: &mut Rng) 
     };
     let mut lead: Vec<Sentence> = Vec::new();
     let mut middle: Vec<Sentence> = Vec::new();
-    let first = plan.picks.first()?;
+    // Without products to name, the copy opens with a general line.
+    let no_product = Product {
+        product_ref: String::new(),
+        title: String::new(),
+        price: String::new(),
+        fact: None,
+    };
+    let first = plan.picks.first().copied().unwrap_or(&no_product);
     let lead_s = Sentence {
-        text: fill(rng.pick(bank.lead), &[("{p}", &first.title)]),
+        text: if plan.picks.is_empty() {
+            rng.pick(bank.extra).to_owned()
+        } else {
+            fill(rng.pick(bank.lead), &[("{p}", &first.title)])
+        },
         keep: must,
     };
     let history = plan
@@ -680,7 +691,11 @@ fn body(ctx: &Context, plan: &EntryPlan<'_>, max: Option<usize>, rng: &mut Rng) 
         });
     }
     lead.push(lead_s);
-    let fact_product = plan.picks[rng.below(plan.picks.len())];
+    let fact_product = plan
+        .picks
+        .get(rng.below(plan.picks.len()))
+        .copied()
+        .unwrap_or(&no_product);
     if let Some(f) = &fact_product.fact {
         middle.push(Sentence {
             text: fill(
@@ -964,6 +979,14 @@ fn wrong_price(lang: Lang, listed: &str, currency: &str, rng: &mut Rng) -> Strin
 /// Writes the answer to the forced tool's `schema` (see the module docs).
 pub fn write(prompt: &Prompt<'_>, schema: &Value, cfg: &WriterConfig, call: u64) -> Written {
     let ctx = Context::read(prompt);
+    if ctx.customers.is_empty() {
+        // No customers document to write for: the template answer, which fits the schema.
+        return Written {
+            input: generate::tool_input(prompt, schema, generate::Distortion::None),
+            injected: Vec::new(),
+            cut_at: None,
+        };
+    }
     let mut rng = Rng(cfg.seed ^ hash_bytes(&call.to_le_bytes()).rotate_left(17) ^ prompt.seed);
     let Some((list_key, item_schema)) = generate::list_property(schema) else {
         // Not the per-customer shape: a plain schema-conforming answer.
@@ -1506,6 +1529,59 @@ mod tests {
         assert_eq!(
             offer_text(Lang::En, &fs, "USD", false).unwrap().0,
             "free shipping on orders over $50.00"
+        );
+    }
+
+    fn schema() -> Value {
+        json!({"type": "object", "required": ["copies"], "properties": {"copies": {"type": "array",
+            "items": {"type": "object", "required": ["profile_ref", "subject", "body", "products"],
+                "properties": {"profile_ref": {"type": "string"},
+                    "subject": {"type": "string", "maxLength": 60},
+                    "body": {"type": "string", "maxLength": 300},
+                    "products": {"type": "array", "maxItems": 3, "items": {"type": "string"}}}}}}})
+    }
+
+    #[test]
+    fn a_customer_without_products_still_gets_copy() {
+        let user = "```json\n{\"profiles\": [{\"profile_ref\": \"C1\", \"first_name\": \"Ana\", \"products\": []}]}\n```";
+        let system = vec!["Language: \"sv\"".to_owned()];
+        let p = Prompt {
+            system: &system,
+            user,
+            seed: 1,
+        };
+        let cfg = WriterConfig {
+            enabled: true,
+            seed: 1,
+            rates: BTreeMap::new(),
+        };
+        let w = write(&p, &schema(), &cfg, 1);
+        let body = w.input["copies"][0]["body"].as_str().unwrap();
+        assert!(
+            body.contains("Ana") && body.chars().count() <= 300,
+            "{body}"
+        );
+        assert_eq!(w.input["copies"][0]["products"], json!([]));
+    }
+
+    #[test]
+    fn without_customers_the_answer_still_fits_the_schema() {
+        let p = Prompt {
+            system: &[],
+            user: "hello",
+            seed: 1,
+        };
+        let cfg = WriterConfig::new(true, 1);
+        let w = write(&p, &schema(), &cfg, 1);
+        assert_eq!(w.input["copies"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_model_writes_the_ref_first_and_the_products_last() {
+        let v = json!({"products": ["P1"], "body": "b", "subject": "s", "profile_ref": "C1", "zeta": 1});
+        assert_eq!(
+            model_json(&v),
+            r#"{"profile_ref":"C1","subject":"s","body":"b","products":["P1"],"zeta":1}"#
         );
     }
 
