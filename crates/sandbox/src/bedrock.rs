@@ -38,6 +38,8 @@ use self::writer::{DefectKind, Injected, WriterConfig};
 use crate::state::AppState;
 use crate::util::{query_get, query_pairs};
 
+/// Mistakes kept for `GET /_sandbox/bedrock/injected` (the oldest go first).
+const INJECTED_LOG_CAPACITY: usize = 100_000;
 /// Requests kept for `GET /_sandbox/bedrock/requests`.
 const REQUEST_LOG_CAPACITY: usize = 50;
 const CACHE_TTL: Duration = Duration::from_secs(300);
@@ -979,7 +981,12 @@ async fn converse(
         let written = writer::write(&prompt, schema, cfg, call_no);
         precise_cut = true;
         cut_at = written.cut_at;
-        st.bedrock().injected.extend(written.injected);
+        {
+            let mut b = st.bedrock();
+            b.injected.extend(written.injected);
+            let over = b.injected.len().saturating_sub(INJECTED_LOG_CAPACITY);
+            b.injected.drain(..over);
+        }
         let text = writer::model_json(&written.input);
         (
             json!({ "toolUse": { "toolUseId": tool_use_id, "name": name, "input": written.input } }),

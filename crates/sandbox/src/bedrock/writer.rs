@@ -1332,14 +1332,14 @@ pub fn write(prompt: &Prompt<'_>, schema: &Value, cfg: &WriterConfig, call: u64)
                     let n = char_len(kept);
                     kept.chars().skip(n.saturating_sub(24)).collect()
                 };
+                // Mistakes the cut removed are not in the answer: drop their labels.
+                let kept = partial[&list_key].as_array().cloned().unwrap_or_default();
                 injected.retain(|i| {
-                    serde_json::to_string(&partial)
-                        .unwrap_or_default()
-                        .contains(
-                            serde_json::to_string(&i.fragment)
-                                .unwrap_or_default()
-                                .trim_matches('"'),
-                        )
+                    let fragment = serde_json::to_string(&i.fragment).unwrap_or_default();
+                    kept.iter().any(|e| {
+                        e.get("profile_ref").and_then(Value::as_str) == Some(i.profile_ref.as_str())
+                            && e.to_string().contains(fragment.trim_matches('"'))
+                    })
                 });
                 injected.push(Injected {
                     call,
