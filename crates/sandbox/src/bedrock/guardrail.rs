@@ -883,7 +883,14 @@ pub async fn apply(
     if blocked {
         out["actionReason"] = json!("Guardrail blocked.");
     }
-    Json(out).into_response()
+    let mut resp = Json(out).into_response();
+    if let Ok(v) =
+        axum::http::HeaderValue::from_str(&super::request_id(latency ^ total_chars as u64))
+    {
+        resp.headers_mut()
+            .insert(axum::http::HeaderName::from_static("x-amzn-requestid"), v);
+    }
+    resp
 }
 
 #[cfg(test)]

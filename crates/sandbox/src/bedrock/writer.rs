@@ -531,8 +531,15 @@ impl Context {
 // ---------------------------------------------------------------------------------------------
 // Offers in words
 
-/// The offer in `lang`: `full` with date and code, `short` with kind and scope only.
-fn offer_text(lang: Lang, o: &Offer, currency: &str, widen: bool) -> Option<(String, String)> {
+/// The offer in `lang`: `full` with date and code (the code first when `code_first`), `short`
+/// with kind and scope only.
+fn offer_text(
+    lang: Lang,
+    o: &Offer,
+    currency: &str,
+    widen: bool,
+    code_first: bool,
+) -> Option<(String, String)> {
     let w = &lang.bank().offer_words;
     let cur = o.currency.as_deref().unwrap_or(currency);
     let core = match o.kind.as_str() {
@@ -577,7 +584,12 @@ fn offer_text(lang: Lang, o: &Offer, currency: &str, widen: bool) -> Option<(Str
         None => core,
     };
     let mut full = short.clone();
-    for part in [until, code].into_iter().flatten() {
+    let parts = if code_first {
+        [code, until]
+    } else {
+        [until, code]
+    };
+    for part in parts.into_iter().flatten() {
         full.push(' ');
         full.push_str(&part);
     }
@@ -588,7 +600,7 @@ fn offer_text(lang: Lang, o: &Offer, currency: &str, widen: bool) -> Option<(Str
 /// percentage or amount when it has no scope.
 fn widened_offer(lang: Lang, o: &Offer, currency: &str, rng: &mut Rng) -> Option<String> {
     if o.scope.is_some() || (o.kind == "free_shipping" && o.min_spend.is_some()) {
-        return offer_text(lang, o, currency, true).map(|(_, short)| short);
+        return offer_text(lang, o, currency, true, false).map(|(_, short)| short);
     }
     let mut bigger = o.clone();
     match o.kind.as_str() {
@@ -600,7 +612,7 @@ fn widened_offer(lang: Lang, o: &Offer, currency: &str, rng: &mut Rng) -> Option
         }
         _ => return None,
     }
-    offer_text(lang, &bigger, currency, false).map(|(_, short)| short)
+    offer_text(lang, &bigger, currency, false, false).map(|(_, short)| short)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -730,10 +742,11 @@ fn body(ctx: &Context, plan: &EntryPlan<'_>, max: Option<usize>, rng: &mut Rng) 
             keep: 1,
         });
     }
+    let code_first = rng.chance(0.4);
     if let Some((full, _)) = ctx
         .offer
         .as_ref()
-        .and_then(|o| offer_text(plan.lang, o, &ctx.currency, false))
+        .and_then(|o| offer_text(plan.lang, o, &ctx.currency, false, code_first))
     {
         let s = Sentence {
             text: fill(rng.pick(bank.offer), &[("{offer}", &full)]),
@@ -827,7 +840,7 @@ fn subject(ctx: &Context, plan: &EntryPlan<'_>, max: Option<usize>, rng: &mut Rn
     if let Some((_, short)) = ctx
         .offer
         .as_ref()
-        .and_then(|o| offer_text(plan.lang, o, &ctx.currency, false))
+        .and_then(|o| offer_text(plan.lang, o, &ctx.currency, false, false))
     {
         if rng.chance(0.4) {
             options.push(fill(rng.pick(bank.subject_offer), &[("{offer}", &short)]));
@@ -862,7 +875,7 @@ fn preheader(ctx: &Context, plan: &EntryPlan<'_>, max: Option<usize>, rng: &mut 
     if let Some((_, short)) = ctx
         .offer
         .as_ref()
-        .and_then(|o| offer_text(plan.lang, o, &ctx.currency, false))
+        .and_then(|o| offer_text(plan.lang, o, &ctx.currency, false, false))
     {
         if rng.chance(0.3) {
             options.push(fill(rng.pick(bank.preheader_offer), &[("{offer}", &short)]));
@@ -1497,7 +1510,7 @@ mod tests {
         ];
         let o = read_offer(&system).unwrap();
         assert_eq!(o.percent, Some(20));
-        let (full, short) = offer_text(Lang::De, &o, "EUR", false).unwrap();
+        let (full, short) = offer_text(Lang::De, &o, "EUR", false, false).unwrap();
         assert_eq!(
             full,
             "20 % Rabatt auf Oberbekleidung bis 24.12.2026 mit dem Code SNOW20"
@@ -1517,7 +1530,7 @@ mod tests {
             ..Offer::default()
         };
         assert_eq!(
-            offer_text(Lang::Fr, &o, "EUR", false).unwrap().0,
+            offer_text(Lang::Fr, &o, "EUR", false, false).unwrap().0,
             "10,00 € de réduction"
         );
         let fs = Offer {
@@ -1527,7 +1540,7 @@ mod tests {
             ..Offer::default()
         };
         assert_eq!(
-            offer_text(Lang::En, &fs, "USD", false).unwrap().0,
+            offer_text(Lang::En, &fs, "USD", false, false).unwrap().0,
             "free shipping on orders over $50.00"
         );
     }
