@@ -11,9 +11,15 @@
 //!   5 minutes after, and `inputTokens` excludes the cached part, as Bedrock reports it;
 //! - per-model requests- and tokens-per-minute quotas over a sliding 60 s window answer
 //!   `ThrottlingException` when exceeded;
-//! - `/_sandbox/bedrock/faults` makes the next calls misbehave (see [`FaultMode`]).
+//! - `/_sandbox/bedrock/faults` makes the next calls misbehave (see [`FaultMode`]);
+//! - `/_sandbox/bedrock/writer` switches to a model that writes varied copy in the requested
+//!   language and makes labelled mistakes at set rates (see [`writer`]);
+//! - `/_sandbox/bedrock/script` queues exact tool inputs for the next calls;
+//! - `ApplyGuardrail` at `/bedrock/guardrail/{id}/version/{v}/apply` (see [`guardrail`]).
 
 mod generate;
+pub mod guardrail;
+pub mod writer;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -28,9 +34,12 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use self::generate::{Distortion, Prompt};
+use self::writer::{DefectKind, Injected, WriterConfig};
 use crate::state::AppState;
 use crate::util::{query_get, query_pairs};
 
+/// Mistakes kept for `GET /_sandbox/bedrock/injected` (the oldest go first).
+const INJECTED_LOG_CAPACITY: usize = 100_000;
 /// Requests kept for `GET /_sandbox/bedrock/requests`.
 const REQUEST_LOG_CAPACITY: usize = 50;
 const CACHE_TTL: Duration = Duration::from_secs(300);
@@ -42,7 +51,12 @@ const DEFAULT_MAX_TOKENS: u64 = 4_096;
 const MAX_CACHE_POINTS: usize = 4;
 
 pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/bedrock/model/{model_id}/converse", post(converse))
+    Router::new()
+        .route("/bedrock/model/{model_id}/converse", post(converse))
+        .route(
+            "/bedrock/guardrail/{guardrail_id}/version/{guardrail_version}/apply",
+            post(guardrail::apply),
+        )
 }
 
 /// How the next converse calls misbehave.
@@ -219,11 +233,22 @@ struct BedrockStats {
     latencies_ms: Vec<u32>,
 }
 
+/// One queued answer from `/_sandbox/bedrock/script`.
+#[derive(Debug)]
+struct Scripted {
+    input: Value,
+    max_tokens: bool,
+}
+
 /// Everything the Bedrock emulation remembers: faults, quotas, the prompt cache, recent
 /// requests and counters.
 #[derive(Debug, Default)]
 pub struct BedrockState {
     fault: Option<Fault>,
+    writer: Option<WriterConfig>,
+    injected: Vec<Injected>,
+    script: VecDeque<Scripted>,
+    pub guardrails: guardrail::GuardrailState,
     quotas: HashMap<String, Quota>,
     /// Prefix key → expiry.
     cache: HashMap<u64, Instant>,
@@ -250,6 +275,7 @@ impl BedrockState {
             "quota_tokens": s.quota_tokens,
             "peak_in_flight": s.peak_in_flight,
             "latency_ms": latency_summary(&s.latencies_ms),
+            "guardrails": self.guardrails.stats_json(),
         })
     }
 
@@ -350,7 +376,125 @@ pub async fn recent_requests(
     Json(json!({ "requests": requests }))
 }
 
-fn control_error(message: impl Into<String>) -> Response {
+/// `POST /_sandbox/bedrock/writer {"enabled": true, "seed": 7, "defect_rates": {"invented_offer":
+/// 0.02, ...}}`: writer mode on or off. Without `defect_rates` the defaults apply (about 20% of
+/// entries in all); with it, exactly the rates given (others 0). Rates are per customer entry,
+/// each in 0..=1, summing to at most 1. `"reset": true` also clears the injected log.
+pub async fn set_writer(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let req = match crate::controls::parse_body(&body) {
+        Ok(v) => v,
+        Err(e) => return control_error(e),
+    };
+    let enabled = req.get("enabled").and_then(Value::as_bool).unwrap_or(true);
+    let seed = req
+        .get("seed")
+        .and_then(Value::as_u64)
+        .unwrap_or(st.config.seed);
+    let mut cfg = WriterConfig::new(enabled, seed);
+    if let Some(rates) = req.get("defect_rates") {
+        let Some(map) = rates.as_object() else {
+            return control_error("'defect_rates' must be an object of kind: rate");
+        };
+        cfg.rates.clear();
+        for (k, v) in map {
+            let Some(kind) = DefectKind::parse(k) else {
+                let kinds: Vec<&str> = DefectKind::ALL.iter().map(|k| k.as_str()).collect();
+                return control_error(format!(
+                    "unknown defect kind '{k}'; kinds: {}",
+                    kinds.join(", ")
+                ));
+            };
+            match v.as_f64() {
+                Some(r) if (0.0..=1.0).contains(&r) => {
+                    cfg.rates.insert(kind, r);
+                }
+                _ => return control_error(format!("rate of '{k}' must be between 0 and 1")),
+            }
+        }
+        if cfg.rates.values().sum::<f64>() > 1.0 + 1e-9 {
+            return control_error("defect rates must sum to at most 1 (one mistake per entry)");
+        }
+    }
+    let out = cfg.to_json();
+    let mut b = st.bedrock();
+    if req.get("reset").and_then(Value::as_bool) == Some(true) {
+        b.injected.clear();
+    }
+    b.writer = Some(cfg);
+    Json(out).into_response()
+}
+
+/// `GET /_sandbox/bedrock/writer`: the writer settings (`enabled: false` when off).
+pub async fn get_writer(State(st): State<Arc<AppState>>) -> Json<Value> {
+    let b = st.bedrock();
+    Json(match &b.writer {
+        Some(w) => w.to_json(),
+        None => WriterConfig::new(false, st.config.seed).to_json(),
+    })
+}
+
+/// `GET /_sandbox/bedrock/injected`: `{"injected": [{call, profile_ref, kind, slot, fragment}]}`.
+pub async fn get_injected(State(st): State<Arc<AppState>>) -> Json<Value> {
+    let b = st.bedrock();
+    Json(json!({ "injected": b.injected.iter().map(Injected::to_json).collect::<Vec<_>>() }))
+}
+
+/// `DELETE /_sandbox/bedrock/injected`: clears the log.
+pub async fn clear_injected(State(st): State<Arc<AppState>>) -> Json<Value> {
+    let mut b = st.bedrock();
+    let n = b.injected.len();
+    b.injected.clear();
+    Json(json!({ "cleared": n }))
+}
+
+/// `POST /_sandbox/bedrock/script {"outputs": [{"input": {...}, "stop_reason": "tool_use" |
+/// "max_tokens"}]}`: appended to the queue; each Converse call takes the oldest.
+pub async fn push_script(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let req = match crate::controls::parse_body(&body) {
+        Ok(v) => v,
+        Err(e) => return control_error(e),
+    };
+    let Some(outputs) = req.get("outputs").and_then(Value::as_array) else {
+        return control_error("'outputs' must be a list of {input, stop_reason}");
+    };
+    let mut parsed = Vec::new();
+    for (i, o) in outputs.iter().enumerate() {
+        let Some(input) = o.get("input").filter(|v| v.is_object()) else {
+            return control_error(format!("outputs[{i}].input must be a JSON object"));
+        };
+        let max_tokens = match o.get("stop_reason").and_then(Value::as_str) {
+            None | Some("tool_use") => false,
+            Some("max_tokens") => true,
+            Some(other) => {
+                return control_error(format!(
+                    "outputs[{i}].stop_reason must be tool_use or max_tokens, not '{other}'"
+                ))
+            }
+        };
+        parsed.push(Scripted {
+            input: input.clone(),
+            max_tokens,
+        });
+    }
+    let mut b = st.bedrock();
+    b.script.extend(parsed);
+    Json(json!({ "queued": b.script.len() })).into_response()
+}
+
+/// `GET /_sandbox/bedrock/script`: `{"queued": n}`.
+pub async fn get_script(State(st): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({ "queued": st.bedrock().script.len() }))
+}
+
+/// `DELETE /_sandbox/bedrock/script`: empties the queue.
+pub async fn clear_script(State(st): State<Arc<AppState>>) -> Json<Value> {
+    let mut b = st.bedrock();
+    let n = b.script.len();
+    b.script.clear();
+    Json(json!({ "cleared": n, "queued": 0 }))
+}
+
+pub(crate) fn control_error(message: impl Into<String>) -> Response {
     (
         StatusCode::BAD_REQUEST,
         Json(json!({ "error": message.into() })),
@@ -430,8 +574,37 @@ fn min_cache_tokens(model_id: &str) -> u64 {
     }
 }
 
-/// Tokens of `chars` characters: ≈ 4 characters a token for Claude 4.x; Claude 5.x's
-/// tokenizer counts the same text as about 30% more tokens.
+/// Quarter-tokens of one character: ASCII about 4 characters a token, other Latin-script
+/// letters (accents, ł, ß) about 2, CJK and kana about 0.75 tokens each.
+fn char_units(c: char) -> u64 {
+    if c.is_ascii() {
+        1
+    } else if ('\u{3000}'..='\u{9fff}').contains(&c) || ('\u{ff00}'..='\u{ffef}').contains(&c) {
+        3
+    } else {
+        2
+    }
+}
+
+/// Quarter-token units of `text` (see [`char_units`]); `tokens_for` turns them into tokens.
+fn text_units(text: &str) -> u64 {
+    text.chars().map(char_units).sum()
+}
+
+/// How many characters of `text` fit in `tokens` output tokens.
+fn chars_within(model_id: &str, text: &str, tokens: u64) -> usize {
+    let mut units = 0;
+    for (i, c) in text.chars().enumerate() {
+        units += char_units(c);
+        if tokens_for(model_id, units) > tokens {
+            return i;
+        }
+    }
+    text.chars().count()
+}
+
+/// Tokens of `chars` quarter-token units (≈ characters for ASCII text): ≈ 4 a token for Claude
+/// 4.x; Claude 5.x's tokenizer counts the same text as about 30% more tokens.
 fn tokens_for(model_id: &str, chars: u64) -> u64 {
     let id = model_id.to_ascii_lowercase();
     let claude_5 = ["haiku-5", "sonnet-5", "opus-5"]
@@ -475,7 +648,7 @@ impl Prefix {
         let mut bytes = self.hash.to_le_bytes().to_vec();
         bytes.extend_from_slice(text.as_bytes());
         self.hash = generate::hash_bytes(&bytes);
-        self.chars += text.chars().count() as u64;
+        self.chars += text_units(text);
     }
 
     fn cache_point(&mut self) {
@@ -665,10 +838,12 @@ async fn converse(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
+    let call_no;
     let parsed: Result<Value, _> = serde_json::from_slice(&body);
     {
         let mut b = st.bedrock();
         b.stats.requests += 1;
+        call_no = b.stats.requests;
         *b.stats.by_model.entry(model_id.clone()).or_default() += 1;
         let logged = match &parsed {
             Ok(v) => v.clone(),
@@ -703,7 +878,7 @@ async fn converse(
     // Quota first (a throttled call does not use up a fault), then the fault. As Bedrock does,
     // a call reserves input + cache + maxTokens when it starts and holds it while in flight.
     let reservation = total_input + request.max_tokens;
-    let (fault, call_id) = {
+    let (fault, call_id, scripted, writer_cfg) = {
         let mut b = st.bedrock();
         let quota = b.quotas.entry(model_id.clone()).or_default();
         quota.prune(now);
@@ -764,7 +939,10 @@ async fn converse(
             }
             return aws_error(status, kind, message);
         }
-        (fault, call_id)
+        // A scripted answer comes first; writer mode applies unless a content fault is set.
+        let scripted = b.script.pop_front();
+        let writer_cfg = b.writer.clone().filter(|w| w.enabled);
+        (fault, call_id, scripted, writer_cfg)
     };
 
     // The model's answer.
@@ -780,28 +958,94 @@ async fn converse(
         _ => None,
     };
     let distortion = fault.map(FaultMode::distortion).unwrap_or(Distortion::None);
-    let (mut content, output_text) = match tool {
-        Some((name, schema)) => {
-            let input = generate::tool_input(&prompt, schema, distortion);
-            let text = serde_json::to_string(&input).unwrap_or_default();
-            let id = format!("tooluse_{}", &request_id(seed).replace('-', "")[..22]);
-            (
-                json!({ "toolUse": { "toolUseId": id, "name": name, "input": input } }),
-                text,
-            )
+    let content_fault = distortion != Distortion::None || fault == Some(FaultMode::MaxTokens);
+    // Where the writer or the script cut the answer (characters of its JSON kept); writer and
+    // scripted answers are cut the way a tool call cut off by maxTokens arrives.
+    let mut cut_at: Option<usize> = None;
+    let mut precise_cut = false;
+    let tool_use_id = format!("tooluse_{}", &request_id(seed).replace('-', "")[..22]);
+    let (mut content, output_text) = if let Some(s) = scripted {
+        let text = writer::model_json(&s.input);
+        precise_cut = true;
+        if s.max_tokens {
+            cut_at = Some(text.chars().count() * 2 / 3);
         }
-        None => {
-            let text = generate::text_reply(&prompt);
-            (json!({ "text": text.clone() }), text)
+        match tool {
+            Some((name, _)) => (
+                json!({ "toolUse": { "toolUseId": tool_use_id, "name": name, "input": s.input } }),
+                text,
+            ),
+            None => (json!({ "text": text.clone() }), text),
+        }
+    } else if let (Some(cfg), Some((name, schema)), false) = (&writer_cfg, tool, content_fault) {
+        let written = writer::write(&prompt, schema, cfg, call_no);
+        precise_cut = true;
+        cut_at = written.cut_at;
+        {
+            let mut b = st.bedrock();
+            b.injected.extend(written.injected);
+            let over = b.injected.len().saturating_sub(INJECTED_LOG_CAPACITY);
+            b.injected.drain(..over);
+        }
+        let text = writer::model_json(&written.input);
+        (
+            json!({ "toolUse": { "toolUseId": tool_use_id, "name": name, "input": written.input } }),
+            text,
+        )
+    } else {
+        match tool {
+            Some((name, schema)) => {
+                let input = generate::tool_input(&prompt, schema, distortion);
+                let text = serde_json::to_string(&input).unwrap_or_default();
+                (
+                    json!({ "toolUse": { "toolUseId": tool_use_id, "name": name, "input": input } }),
+                    text,
+                )
+            }
+            None => {
+                let text = generate::text_reply(&prompt);
+                (json!({ "text": text.clone() }), text)
+            }
         }
     };
-    let mut output_tokens = tokens_for(&model_id, output_text.chars().count() as u64).max(1);
+    let mut output_tokens = tokens_for(&model_id, text_units(&output_text)).max(1);
     let mut stop_reason = if tool.is_some() {
         "tool_use"
     } else {
         "end_turn"
     };
-    if fault == Some(FaultMode::MaxTokens) || output_tokens > request.max_tokens {
+    if precise_cut {
+        // Cut where the budget ran out, or where the writer or the script says.
+        let budget_cut = (output_tokens > request.max_tokens)
+            .then(|| chars_within(&model_id, &output_text, request.max_tokens));
+        let cut = match (cut_at, budget_cut) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(cut) = cut {
+            if budget_cut.is_some() && cut_at.is_none() && writer_cfg.is_some() {
+                let tail: String = {
+                    let kept: Vec<char> = output_text.chars().take(cut).collect();
+                    kept[kept.len().saturating_sub(24)..].iter().collect()
+                };
+                st.bedrock().injected.push(Injected {
+                    call: call_no,
+                    profile_ref: String::new(),
+                    kind: DefectKind::Truncated,
+                    slot: "max_tokens".into(),
+                    fragment: tail,
+                });
+            }
+            stop_reason = "max_tokens";
+            output_tokens = request.max_tokens;
+            let partial = writer::cut_json(&output_text, cut);
+            if let Some(tool_use) = content.get_mut("toolUse") {
+                tool_use["input"] = partial;
+            } else if let Some(Value::String(t)) = content.get_mut("text") {
+                *t = output_text.chars().take(cut).collect();
+            }
+        }
+    } else if fault == Some(FaultMode::MaxTokens) || output_tokens > request.max_tokens {
         // The model stopped because it used up its whole output budget.
         stop_reason = "max_tokens";
         output_tokens = request.max_tokens;

@@ -48,6 +48,29 @@ pub fn router() -> Router<Arc<AppState>> {
             get(crate::bedrock::recent_requests),
         )
         .merge(crate::klaviyo::flows::router())
+        .route(
+            "/_sandbox/bedrock/writer",
+            post(crate::bedrock::set_writer).get(crate::bedrock::get_writer),
+        )
+        .route(
+            "/_sandbox/bedrock/injected",
+            get(crate::bedrock::get_injected).delete(crate::bedrock::clear_injected),
+        )
+        .route(
+            "/_sandbox/bedrock/script",
+            post(crate::bedrock::push_script)
+                .get(crate::bedrock::get_script)
+                .delete(crate::bedrock::clear_script),
+        )
+        .route(
+            "/_sandbox/bedrock/guardrails",
+            post(crate::bedrock::guardrail::put_guardrail)
+                .get(crate::bedrock::guardrail::list_guardrails),
+        )
+        .route(
+            "/_sandbox/bedrock/guardrail-quotas",
+            post(crate::bedrock::guardrail::set_quotas),
+        )
 }
 
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -178,7 +178,7 @@ pub fn text_reply(prompt: &Prompt<'_>) -> String {
 
 /// The first JSON object in `text` that holds (at any depth) a `profiles` array. Objects inside
 /// fenced ```json blocks are found the same way.
-fn find_profiles_document(text: &str) -> Option<Value> {
+pub(super) fn find_profiles_document(text: &str) -> Option<Value> {
     for (i, _) in text.match_indices('{') {
         let mut stream = serde_json::Deserializer::from_str(&text[i..]).into_iter::<Value>();
         if let Some(Ok(v)) = stream.next() {
@@ -190,7 +190,7 @@ fn find_profiles_document(text: &str) -> Option<Value> {
     None
 }
 
-fn find_profiles_array(v: &Value) -> Option<&Vec<Value>> {
+pub(super) fn find_profiles_array(v: &Value) -> Option<&Vec<Value>> {
     let obj = v.as_object()?;
     for key in ["profiles", "customers"] {
         if let Some(list) = obj.get(key).and_then(Value::as_array) {
@@ -200,7 +200,7 @@ fn find_profiles_array(v: &Value) -> Option<&Vec<Value>> {
     obj.values().find_map(find_profiles_array)
 }
 
-fn str_field<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a str> {
+pub(super) fn str_field<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a str> {
     keys.iter()
         .find_map(|k| v.get(*k).and_then(Value::as_str))
         .map(str::trim)
@@ -286,7 +286,7 @@ fn theme(brief: &str) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
-fn quoted_after(text: &str, marker: &str) -> Option<String> {
+pub(super) fn quoted_after(text: &str, marker: &str) -> Option<String> {
     let start = text.find(marker)? + marker.len();
     let end = text[start..].find('"')?;
     Some(text[start..start + end].trim().to_owned()).filter(|s| !s.is_empty())
@@ -295,18 +295,18 @@ fn quoted_after(text: &str, marker: &str) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 // Shaping the answer after the schema
 
-fn is_object_schema(s: &Value) -> bool {
+pub(super) fn is_object_schema(s: &Value) -> bool {
     s.get("type").and_then(Value::as_str) == Some("object") || s.get("properties").is_some()
 }
 
-fn properties(s: &Value) -> Vec<(String, Value)> {
+pub(super) fn properties(s: &Value) -> Vec<(String, Value)> {
     s.get("properties")
         .and_then(Value::as_object)
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default()
 }
 
-fn required(s: &Value) -> Vec<String> {
+pub(super) fn required(s: &Value) -> Vec<String> {
     s.get("required")
         .and_then(Value::as_array)
         .map(|r| {
@@ -318,13 +318,13 @@ fn required(s: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn max_len(s: &Value) -> Option<usize> {
+pub(super) fn max_len(s: &Value) -> Option<usize> {
     s.get("maxLength")
         .and_then(Value::as_u64)
         .map(|n| n as usize)
 }
 
-fn items_range(s: &Value) -> (usize, usize) {
+pub(super) fn items_range(s: &Value) -> (usize, usize) {
     let min = s.get("minItems").and_then(Value::as_u64).unwrap_or(0) as usize;
     let max = s
         .get("maxItems")
@@ -336,7 +336,7 @@ fn items_range(s: &Value) -> (usize, usize) {
 
 /// The top-level array of per-customer objects: a well-known name first, else the first array
 /// of objects.
-fn list_property(schema: &Value) -> Option<(String, Value)> {
+pub(super) fn list_property(schema: &Value) -> Option<(String, Value)> {
     let props = properties(schema);
     let is_list = |p: &Value| {
         p.get("type").and_then(Value::as_str) == Some("array")
@@ -357,7 +357,7 @@ fn list_property(schema: &Value) -> Option<(String, Value)> {
         .map(|(k, p)| (k, p["items"].clone()))
 }
 
-fn fill_object_except(schema: &Value, skip: &str, seed: u64) -> Map<String, Value> {
+pub(super) fn fill_object_except(schema: &Value, skip: &str, seed: u64) -> Map<String, Value> {
     let props = properties(schema);
     let mut out = Map::new();
     for name in required(schema) {
