@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::klaviyo::data::{ApiKey, DEFAULT_ACCOUNT_ID};
-use crate::shopify::catalog_data::ProductStatus;
+use crate::shopify::catalog_data::{parse_price_cents, CatalogEntry, ProductStatus};
 use crate::state::AppState;
 use crate::util::{now_unix, random_hex};
 
@@ -26,6 +26,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/_sandbox/klaviyo/default-key", get(default_key))
         .route("/_sandbox/klaviyo/keys", post(create_key))
         .route("/_sandbox/klaviyo/accounts", post(create_account))
+        .route(
+            "/_sandbox/klaviyo/accounts/{account_id}/profiles",
+            post(crate::klaviyo::seeding::create_profiles),
+        )
         .route("/_sandbox/klaviyo/keys/{key}", delete(revoke_key))
         .route("/_sandbox/klaviyo/faults", post(klaviyo_faults))
         .route("/_sandbox/klaviyo/profile-writes", get(profile_writes))
@@ -220,6 +224,10 @@ async fn revoke_key(State(st): State<Arc<AppState>>, Path(key): Path<String>) ->
     }
 }
 
+/// `POST /_sandbox/shopify/shops {"shop", "products"?, "seed"?, "catalog"?, "currency"?}`:
+/// creates or replaces a shop. Without `catalog`, `products` generated products (default 50)
+/// from `seed`; with it, exactly those products ([`parse_catalog`]). `currency` (ISO 4217,
+/// default USD) is the shop's `currencyCode` and that of every money field.
 async fn put_shop(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     let req = match parse_body(&body) {
         Ok(v) => v,
@@ -234,17 +242,126 @@ async fn put_shop(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
             "'shop' must look like name.myshopify.com",
         );
     }
-    let products = req.get("products").and_then(Value::as_u64).unwrap_or(50) as usize;
+    let currency = match req.get("currency") {
+        None | Some(Value::Null) => "USD",
+        Some(v) => match v
+            .as_str()
+            .filter(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()))
+        {
+            Some(c) => c,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "'currency' must be an ISO 4217 code such as \"EUR\"",
+                )
+            }
+        },
+    };
     let seed = req
         .get("seed")
         .and_then(Value::as_u64)
         .unwrap_or(st.config.seed);
-    st.shopify().put_shop(shop, products, seed, &st.config);
+    if let Some(catalog) = req.get("catalog").filter(|c| !c.is_null()) {
+        let entries = match parse_catalog(catalog) {
+            Ok(e) => e,
+            Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+        };
+        let mut store = st.shopify();
+        let created = match store.put_shop_with_catalog(shop, &entries, currency, &st.config) {
+            Ok(s) => s,
+            Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+        };
+        let listed: Vec<Value> = created
+            .products
+            .iter()
+            .map(|p| json!({ "id": p.gid(), "handle": p.handle, "title": p.title }))
+            .collect();
+        return (
+            StatusCode::CREATED,
+            Json(json!({
+                "shop": shop,
+                "products": listed.len(),
+                "seed": seed,
+                "currency": currency,
+                "catalog": listed,
+            })),
+        )
+            .into_response();
+    }
+    let products = req.get("products").and_then(Value::as_u64).unwrap_or(50) as usize;
+    let mut store = st.shopify();
+    store.put_shop(shop, products, seed, &st.config);
+    if let Some(s) = store.shops.get_mut(shop) {
+        s.currency = currency.to_string();
+    }
     (
         StatusCode::CREATED,
-        Json(json!({ "shop": shop, "products": products, "seed": seed })),
+        Json(json!({ "shop": shop, "products": products, "seed": seed, "currency": currency })),
     )
         .into_response()
+}
+
+/// `catalog: [{"title", "description", "price": "68.00", "product_type", "vendor"?, "handle"?,
+/// "tags"?: []}]`: title and price are required (a price may also be a JSON number), the rest
+/// default to empty (the vendor to the shop's name, the handle to one made from the title).
+fn parse_catalog(catalog: &Value) -> Result<Vec<CatalogEntry>, String> {
+    let items = catalog
+        .as_array()
+        .ok_or("'catalog' must be an array of products")?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let text = |key: &str| -> Result<Option<String>, String> {
+                match item.get(key) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) => Ok(Some(s.clone())),
+                    Some(_) => Err(format!("catalog[{i}].{key} must be a string")),
+                }
+            };
+            let title = text("title")?
+                .filter(|t| !t.trim().is_empty())
+                .ok_or(format!("catalog[{i}].title is required"))?;
+            let price = match item.get("price") {
+                Some(Value::String(s)) => parse_price_cents(s),
+                Some(Value::Number(n)) => n
+                    .as_f64()
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .map(|v| (v * 100.0).round() as u64),
+                _ => None,
+            }
+            .ok_or(format!(
+                "catalog[{i}].price must be a decimal string such as \"68.00\""
+            ))?;
+            let handle = text("handle")?;
+            if handle
+                .as_deref()
+                .is_some_and(|h| h.is_empty() || h.chars().any(|c| c.is_whitespace() || c == '/'))
+            {
+                return Err(format!(
+                    "catalog[{i}].handle must be non-empty, without spaces or slashes"
+                ));
+            }
+            let tags = match item.get("tags") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(a)) if a.iter().all(Value::is_string) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+                Some(_) => return Err(format!("catalog[{i}].tags must be an array of strings")),
+            };
+            Ok(CatalogEntry {
+                title,
+                description: text("description")?.unwrap_or_default(),
+                price_cents: price,
+                product_type: text("product_type")?.unwrap_or_default(),
+                vendor: text("vendor")?.filter(|v| !v.is_empty()),
+                handle,
+                tags,
+            })
+        })
+        .collect()
 }
 
 async fn faults(

@@ -208,6 +208,9 @@ pub struct KlaviyoStore {
     pub rng: StdRng,
     /// Flows with a webhook action (`/_sandbox/klaviyo/flows`), by flow id.
     pub flows: HashMap<String, super::flows::Flow>,
+    /// Id and number the next order made by a seeding control gets (after the seeded ones).
+    pub next_order_id: u64,
+    pub next_order_number: u64,
 }
 
 const FIRST_NAMES: &[&str] = &[
@@ -596,6 +599,8 @@ impl KlaviyoStore {
             limiter: RateLimiter::new(limits),
             rng,
             flows: HashMap::new(),
+            next_order_id,
+            next_order_number: next_number,
         }
     }
 
@@ -630,10 +635,10 @@ impl KlaviyoStore {
             url: format!(
                 "{}/products/{}",
                 storefront_base(&self.shop_domain),
-                product.handle
+                product.handle_path()
             ),
             image: product.image_url(),
-            collection: collection_for(product.product_type),
+            collection: collection_for(&product.product_type).to_string(),
         }
     }
 
@@ -653,57 +658,13 @@ impl KlaviyoStore {
             .iter()
             .map(|l| (l, self.line_facts(l)))
             .collect();
-        let mut collections: Vec<&str> = facts.iter().map(|(_, f)| f.collection).collect();
+        let mut collections: Vec<&str> = facts.iter().map(|(_, f)| f.collection.as_str()).collect();
         collections.dedup();
-        let item_count: u32 = order.lines.iter().map(|l| l.qty).sum();
         match order.shape {
             OrderShape::Shopify => {
-                let line_items: Vec<Value> = facts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (l, f))| {
-                        json!({
-                            "id": order.id * 10 + i as u64,
-                            "title": f.product.title,
-                            "quantity": l.qty,
-                            "price": money(f.price_cents),
-                            "line_price": money(f.price_cents * l.qty as u64),
-                            "sku": f.sku,
-                            "variant_id": f.variant_id,
-                            "variant_title": f.variant_title,
-                            "vendor": f.product.vendor,
-                            "product_id": f.product.id,
-                            "product": {
-                                "id": f.product.id,
-                                "title": f.product.title,
-                                "handle": f.product.handle,
-                                "vendor": f.product.vendor,
-                                "product_type": f.product.product_type,
-                                "images": f.image.iter().map(|src| json!({"src": src})).collect::<Vec<_>>(),
-                            },
-                        })
-                    })
-                    .collect();
-                json!({
-                    "Items": facts.iter().map(|(_, f)| f.product.title.clone()).collect::<Vec<_>>(),
-                    "Collections": collections,
-                    "Item Count": item_count,
-                    "Discount Codes": order.discount_code.iter().collect::<Vec<_>>(),
-                    "Total Discounts": money(order.discount_cents),
-                    "Source Name": order.source,
-                    "$currency_code": "USD",
-                    "$event_id": order.id.to_string(),
-                    "$value": total,
-                    "$extra": {
-                        "line_items": line_items,
-                        "name": format!("#{}", order.number),
-                        "order_number": order.number,
-                        "currency": "USD",
-                        "total_price": money(self.order_total_cents(order)),
-                        "total_discounts": money(order.discount_cents),
-                        "source_name": order.source,
-                    },
-                })
+                let lines: Vec<(u32, LineFacts)> =
+                    facts.into_iter().map(|(l, f)| (l.qty, f)).collect();
+                shopify_placed_order(order, &lines, "USD")
             }
             OrderShape::Custom => {
                 let items: Vec<Value> = facts
@@ -730,7 +691,7 @@ impl KlaviyoStore {
                     "ItemNames": facts.iter().map(|(_, f)| f.product.title.clone()).collect::<Vec<_>>(),
                     "DiscountCode": order.discount_code.unwrap_or(""),
                     "DiscountValue": order.discount_cents as f64 / 100.0,
-                    "Brands": facts.iter().map(|(_, f)| f.product.vendor).collect::<HashSet<_>>().into_iter().collect::<Vec<_>>(),
+                    "Brands": facts.iter().map(|(_, f)| f.product.vendor.as_str()).collect::<HashSet<_>>().into_iter().collect::<Vec<_>>(),
                     "Items": items,
                     "$value": total,
                     "$event_id": order_id,
@@ -744,23 +705,7 @@ impl KlaviyoStore {
         let f = self.line_facts(line);
         let row = (f.price_cents * line.qty as u64) as f64 / 100.0;
         match order.shape {
-            OrderShape::Shopify => json!({
-                "$event_id": format!("{}:{}:0", order.id, order.id * 10 + line_idx as u64),
-                "$value": row,
-                "Name": f.product.title,
-                "ProductID": f.product.id,
-                "Variant Name": f.variant_title,
-                "VariantID": f.variant_id,
-                "SKU": f.sku,
-                "Quantity": line.qty,
-                "Vendor": f.product.vendor,
-                "Product Type": f.product.product_type,
-                "Collections": [f.collection],
-                "ImageURL": f.image,
-                "URL": f.url,
-                "OrderId": order.id,
-                "$extra": {"product": {"id": f.product.id, "title": f.product.title, "handle": f.product.handle}},
-            }),
+            OrderShape::Shopify => shopify_ordered_product(order, line_idx, line.qty, &f),
             OrderShape::Custom => json!({
                 "$event_id": format!("C-{}-{}", order.number, line_idx),
                 "$value": row,
@@ -778,15 +723,106 @@ impl KlaviyoStore {
     }
 }
 
-struct LineFacts<'a> {
-    product: &'a Product,
-    variant_title: String,
-    variant_id: u64,
-    sku: String,
-    price_cents: u64,
-    url: String,
-    image: Option<String>,
-    collection: &'static str,
+/// What an order line says about its product and variant.
+pub(crate) struct LineFacts<'a> {
+    pub product: &'a Product,
+    pub variant_title: String,
+    pub variant_id: u64,
+    pub sku: String,
+    pub price_cents: u64,
+    pub url: String,
+    pub image: Option<String>,
+    pub collection: String,
+}
+
+/// A "Placed Order" of Klaviyo's Shopify integration: `Items` are the titles, the lines are
+/// under `$extra.line_items` (with their `product`), money in `currency`. `lines` are
+/// (quantity, facts); `order` gives the id, number, discount and source (not its lines).
+pub(crate) fn shopify_placed_order(
+    order: &Order,
+    lines: &[(u32, LineFacts)],
+    currency: &str,
+) -> Value {
+    let subtotal: u64 = lines
+        .iter()
+        .map(|(qty, f)| f.price_cents * u64::from(*qty))
+        .sum();
+    let total_cents = subtotal.saturating_sub(order.discount_cents);
+    let mut collections: Vec<&str> = lines.iter().map(|(_, f)| f.collection.as_str()).collect();
+    collections.dedup();
+    let item_count: u32 = lines.iter().map(|(qty, _)| qty).sum();
+    let line_items: Vec<Value> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (qty, f))| {
+            json!({
+                "id": order.id * 10 + i as u64,
+                "title": f.product.title,
+                "quantity": qty,
+                "price": money(f.price_cents),
+                "line_price": money(f.price_cents * u64::from(*qty)),
+                "sku": f.sku,
+                "variant_id": f.variant_id,
+                "variant_title": f.variant_title,
+                "vendor": f.product.vendor,
+                "product_id": f.product.id,
+                "product": {
+                    "id": f.product.id,
+                    "title": f.product.title,
+                    "handle": f.product.handle,
+                    "vendor": f.product.vendor,
+                    "product_type": f.product.product_type,
+                    "images": f.image.iter().map(|src| json!({"src": src})).collect::<Vec<_>>(),
+                },
+            })
+        })
+        .collect();
+    json!({
+        "Items": lines.iter().map(|(_, f)| f.product.title.clone()).collect::<Vec<_>>(),
+        "Collections": collections,
+        "Item Count": item_count,
+        "Discount Codes": order.discount_code.iter().collect::<Vec<_>>(),
+        "Total Discounts": money(order.discount_cents),
+        "Source Name": order.source,
+        "$currency_code": currency,
+        "$event_id": order.id.to_string(),
+        "$value": total_cents as f64 / 100.0,
+        "$extra": {
+            "line_items": line_items,
+            "name": format!("#{}", order.number),
+            "order_number": order.number,
+            "currency": currency,
+            "total_price": money(total_cents),
+            "total_discounts": money(order.discount_cents),
+            "source_name": order.source,
+        },
+    })
+}
+
+/// The Shopify integration's "Ordered Product" for line `line_idx` of `order`.
+pub(crate) fn shopify_ordered_product(
+    order: &Order,
+    line_idx: usize,
+    qty: u32,
+    f: &LineFacts,
+) -> Value {
+    json!({
+        "$event_id": format!("{}:{}:0", order.id, order.id * 10 + line_idx as u64),
+        "$value": (f.price_cents * u64::from(qty)) as f64 / 100.0,
+        "Name": f.product.title,
+        "ProductID": f.product.id,
+        "Variant Name": f.variant_title,
+        "VariantID": f.variant_id,
+        "SKU": f.sku,
+        "Quantity": qty,
+        "Vendor": f.product.vendor,
+        "Product Type": f.product.product_type,
+        "Collections": [f.collection],
+        "ImageURL": f.image,
+        "URL": f.url,
+        "OrderId": order.id,
+        "$extra": {"product": {"id": f.product.id, "title": f.product.title, "handle": f.product.handle}},
+    })
 }
 
 fn seed_metrics(rng: &mut StdRng, anchor: i64) -> Vec<Metric> {

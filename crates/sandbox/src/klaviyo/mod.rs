@@ -6,6 +6,7 @@ pub mod filter;
 pub(crate) mod flows;
 pub mod limits;
 mod routes;
+pub mod seeding;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};

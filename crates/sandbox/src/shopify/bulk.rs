@@ -35,6 +35,8 @@ pub struct Export {
     pub query: String,
     pub shop: String,
     pub description_padding: usize,
+    /// The shop's currency code, for every money field.
+    pub currency: String,
     pub products: Vec<Product>,
 }
 
@@ -412,7 +414,7 @@ impl Export {
         };
         let mut out = String::with_capacity(piece + 4096);
         for p in self.products.iter().filter(|p| filter.matches(p)) {
-            let model = product_model(p, &self.shop, self.description_padding);
+            let model = product_model(p, &self.shop, self.description_padding, &self.currency);
             emit(
                 &mut exec,
                 &model,
@@ -462,6 +464,7 @@ pub async fn run(st: Arc<AppState>, id: u64) {
             let export = Export {
                 query,
                 description_padding: s.description_padding,
+                currency: s.currency.clone(),
                 products: s.products.clone(),
                 shop,
             };

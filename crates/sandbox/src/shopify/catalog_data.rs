@@ -59,8 +59,8 @@ pub struct Product {
     pub handle: String,
     pub description: String,
     pub description_html: String,
-    pub product_type: &'static str,
-    pub vendor: &'static str,
+    pub product_type: String,
+    pub vendor: String,
     pub tags: Vec<String>,
     pub status: ProductStatus,
     pub published: bool,
@@ -79,7 +79,7 @@ impl Product {
         self.has_image.then(|| {
             format!(
                 "https://cdn.shopify.com/s/files/1/0000/0001/products/{}.jpg",
-                self.handle
+                self.handle_path()
             )
         })
     }
@@ -87,7 +87,21 @@ impl Product {
     /// Storefront URL; null (None) unless ACTIVE and published, like Shopify's `onlineStoreUrl`.
     pub fn online_store_url(&self, shop: &str) -> Option<String> {
         (self.status == ProductStatus::Active && self.published)
-            .then(|| format!("{}/products/{}", storefront_base(shop), self.handle))
+            .then(|| format!("{}/products/{}", storefront_base(shop), self.handle_path()))
+    }
+
+    /// The handle as a URL path segment: percent-encoded when it holds non-ASCII letters
+    /// (a Japanese title's handle), unchanged otherwise.
+    pub fn handle_path(&self) -> String {
+        let mut out = String::with_capacity(self.handle.len());
+        for b in self.handle.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
     }
 
     pub fn total_inventory(&self) -> i64 {
@@ -419,8 +433,8 @@ pub fn generate_catalog(seed: u64, count: usize) -> Vec<Product> {
             handle,
             description,
             description_html,
-            product_type: dept.product_type,
-            vendor,
+            product_type: dept.product_type.to_string(),
+            vendor: vendor.to_string(),
             tags,
             status,
             published,
@@ -440,6 +454,172 @@ pub fn collection_for(product_type: &str) -> &'static str {
         .find(|d| d.product_type == product_type)
         .map(|d| d.collection)
         .unwrap_or("All")
+}
+
+/// First numeric id of a shop's own catalog (`POST /_sandbox/shopify/shops` with `catalog`):
+/// above every generated id, and distinct per shop (see [`custom_catalog`]).
+const CUSTOM_PRODUCT_ID_BASE: u64 = 8_200_000_000_000;
+/// Most products a shop's own catalog may list (ids leave room for 142 per shop).
+pub const MAX_CUSTOM_PRODUCTS: usize = 100;
+
+/// One product of a shop's own catalog, as the seeding control takes it.
+#[derive(Debug, Clone)]
+pub struct CatalogEntry {
+    pub title: String,
+    pub description: String,
+    pub price_cents: u64,
+    pub product_type: String,
+    pub vendor: Option<String>,
+    pub handle: Option<String>,
+    pub tags: Vec<String>,
+}
+
+/// Exactly `entries` as products of the shop `shop_id` (its numeric id) sold by `default_vendor`
+/// when an entry names none: ACTIVE, published, with an image and one available variant at the
+/// entry's price. Ids are `8_200_000_000_000 + (shop_id % 1_000_000) * 1000 + 7i + 1`, so two
+/// shops' catalogs never share an id; handles come from the titles when not given
+/// ([`handle_from_title`]), made unique with `-2`, `-3`… Errors name the offending entry.
+pub fn custom_catalog(
+    shop_id: u64,
+    default_vendor: &str,
+    entries: &[CatalogEntry],
+) -> Result<Vec<Product>, String> {
+    if entries.len() > MAX_CUSTOM_PRODUCTS {
+        return Err(format!(
+            "'catalog' may list at most {MAX_CUSTOM_PRODUCTS} products"
+        ));
+    }
+    let anchor = today_anchor();
+    let base = CUSTOM_PRODUCT_ID_BASE + (shop_id % 1_000_000) * 1_000;
+    let mut handles: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut products = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let handle = match &e.handle {
+            Some(h) if !handles.insert(h.clone()) => {
+                return Err(format!("catalog[{i}]: handle '{h}' is used twice"));
+            }
+            Some(h) => h.clone(),
+            None => {
+                let stem = Some(handle_from_title(&e.title))
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "product".to_string());
+                let (mut handle, mut n) = (stem.clone(), 1);
+                while handles.contains(&handle) {
+                    n += 1;
+                    handle = format!("{stem}-{n}");
+                }
+                handles.insert(handle.clone());
+                handle
+            }
+        };
+        let id = base + (i as u64) * 7 + 1;
+        // Older products first, all created before today and untouched since the day after.
+        let created_at = anchor - (60 + (entries.len() - i) as i64) * 86_400;
+        let description_html = format!("<p>{}</p>", html_escape(&e.description));
+        products.push(Product {
+            id,
+            title: e.title.clone(),
+            handle,
+            description: e.description.clone(),
+            description_html,
+            product_type: e.product_type.clone(),
+            vendor: e
+                .vendor
+                .clone()
+                .unwrap_or_else(|| default_vendor.to_string()),
+            tags: e.tags.clone(),
+            status: ProductStatus::Active,
+            published: true,
+            has_image: true,
+            created_at,
+            updated_at: created_at + 86_400,
+            variants: vec![Variant {
+                id: id * 100 + 1,
+                title: "Default Title".to_string(),
+                option_name: "Title",
+                sku: format!("SP-{}-{}", shop_id % 1_000_000, i + 1),
+                price_cents: e.price_cents,
+                compare_at_cents: None,
+                inventory: 50,
+                available: true,
+            }],
+        });
+    }
+    Ok(products)
+}
+
+/// A price as a merchant types it (`"68.00"`, `"68"`, `"68.5"`) in cents; `None` unless it is a
+/// non-negative decimal with at most two places.
+pub fn parse_price_cents(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || frac.len() > 2
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let whole: u64 = whole.parse().ok()?;
+    let frac: u64 = format!("{frac:0<2}").parse().ok()?;
+    whole.checked_mul(100)?.checked_add(frac)
+}
+
+/// Shopify's handle for a title: lower case, Latin letters without their accents (`Crème` →
+/// `creme`, `Straße` → `strasse`, `Łódź` → `lodz`), letters and digits of other scripts kept
+/// as they are (a Japanese title keeps its characters), every other run of characters one `-`.
+pub fn handle_from_title(title: &str) -> String {
+    let mut out = String::with_capacity(title.len());
+    for c in title.chars().flat_map(char::to_lowercase) {
+        let folded = fold_latin(c);
+        if !folded.is_empty() {
+            out.push_str(folded);
+        } else if c.is_alphanumeric() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
+}
+
+/// ASCII for an ASCII letter or digit and for the accented Latin letters of the European
+/// languages; empty for anything else.
+fn fold_latin(c: char) -> &'static str {
+    const ASCII: &str = "0123456789abcdefghijklmnopqrstuvwxyz";
+    if c.is_ascii_alphanumeric() {
+        let i = ASCII.find(c.to_ascii_lowercase()).unwrap_or(0);
+        return &ASCII[i..i + 1];
+    }
+    match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ă' | 'ą' => "a",
+        'æ' => "ae",
+        'ç' | 'ć' | 'č' | 'ĉ' | 'ċ' => "c",
+        'ď' | 'đ' | 'ð' => "d",
+        'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ė' | 'ę' | 'ě' => "e",
+        'ğ' | 'ĝ' | 'ġ' | 'ģ' => "g",
+        'ì' | 'í' | 'î' | 'ï' | 'ī' | 'į' | 'ı' => "i",
+        'ł' | 'ľ' | 'ĺ' | 'ļ' => "l",
+        'ñ' | 'ń' | 'ň' | 'ņ' => "n",
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' | 'ő' => "o",
+        'œ' => "oe",
+        'ŕ' | 'ř' => "r",
+        'ś' | 'š' | 'ş' | 'ș' => "s",
+        'ß' => "ss",
+        'ť' | 'ţ' | 'ț' => "t",
+        'ù' | 'ú' | 'û' | 'ü' | 'ū' | 'ů' | 'ű' | 'ų' => "u",
+        'ý' | 'ÿ' => "y",
+        'ź' | 'ż' | 'ž' => "z",
+        'þ' => "th",
+        _ => "",
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn slugify(s: &str) -> String {
@@ -471,5 +651,61 @@ mod tests {
         assert_eq!(handles.len(), a.len());
         assert!(a.iter().any(|p| p.status == ProductStatus::Draft));
         assert!(a.iter().any(|p| p.variants.iter().all(|v| !v.available)));
+    }
+
+    #[test]
+    fn handles_fold_latin_accents_and_keep_other_scripts() {
+        assert_eq!(handle_from_title("Crème Brûlée Set"), "creme-brulee-set");
+        assert_eq!(
+            handle_from_title("Straßen-Läufer 2.0"),
+            "strassen-laufer-2-0"
+        );
+        assert_eq!(handle_from_title("Łódź Koszula"), "lodz-koszula");
+        assert_eq!(
+            handle_from_title("  ウールの靴下 (Grau) "),
+            "ウールの靴下-grau"
+        );
+        assert_eq!(handle_from_title("!!!"), "");
+    }
+
+    #[test]
+    fn prices_parse_as_merchants_type_them() {
+        assert_eq!(parse_price_cents("68.00"), Some(6800));
+        assert_eq!(parse_price_cents("68"), Some(6800));
+        assert_eq!(parse_price_cents("68.5"), Some(6850));
+        assert_eq!(parse_price_cents("0.99"), Some(99));
+        for bad in ["", "-1", "1.999", "abc", "1,00", ".5"] {
+            assert_eq!(parse_price_cents(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn custom_catalog_is_exact_with_unique_handles() {
+        let entry = |title: &str| CatalogEntry {
+            title: title.to_string(),
+            description: "Soft & warm <wool>.".to_string(),
+            price_cents: 6800,
+            product_type: "Socks".to_string(),
+            vendor: None,
+            handle: None,
+            tags: vec![],
+        };
+        let ps = custom_catalog(
+            60_000_123_456,
+            "Shop",
+            &[entry("Wool Sock"), entry("Wool Sock"), entry("Wool Sock")],
+        )
+        .unwrap();
+        let handles: Vec<&str> = ps.iter().map(|p| p.handle.as_str()).collect();
+        assert_eq!(handles, ["wool-sock", "wool-sock-2", "wool-sock-3"]);
+        assert_eq!(ps[0].id, 8_200_000_000_000 + 123_456_000 + 1);
+        assert!(ps.windows(2).all(|w| w[0].id < w[1].id));
+        assert_eq!(
+            ps[0].description_html,
+            "<p>Soft &amp; warm &lt;wool&gt;.</p>"
+        );
+        assert!(ps
+            .iter()
+            .all(|p| p.vendor == "Shop" && p.variants.len() == 1));
     }
 }

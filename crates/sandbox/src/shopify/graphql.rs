@@ -734,6 +734,7 @@ impl<'d, 'a> Exec<'d, 'a> {
         };
         let shop_domain = shop.domain.clone();
         let padding = shop.description_padding;
+        let currency = shop.currency.clone();
         match f.name.as_str() {
             "products" => {
                 let query = self
@@ -776,7 +777,7 @@ impl<'d, 'a> Exec<'d, 'a> {
                     Ok(mut page) => {
                         for (m, _) in page.items.iter_mut() {
                             let i = m.as_u64().unwrap_or(0) as usize;
-                            *m = product_model(&shop.products[i], &shop_domain, padding);
+                            *m = product_model(&shop.products[i], &shop_domain, padding, &currency);
                         }
                         self.project_connection(page, "Product", &f.selection_set)
                     }
@@ -802,7 +803,7 @@ impl<'d, 'a> Exec<'d, 'a> {
                 match found {
                     Some(i) => {
                         self.actual_cost += 1;
-                        let m = product_model(&shop.products[i], &shop_domain, padding);
+                        let m = product_model(&shop.products[i], &shop_domain, padding, &currency);
                         self.project(&m, "Product", &f.selection_set)
                     }
                     None => Value::Null,
@@ -1047,12 +1048,24 @@ fn node_model(store: &ShopifyStore, shop: &str, gid: &str) -> Option<Value> {
     let n = gid_number(gid)?;
     let kind = gid.strip_prefix("gid://shopify/")?.split('/').next()?;
     match kind {
-        "Product" => shop_ref
-            .product_index(n)
-            .map(|i| product_model(&shop_ref.products[i], shop, shop_ref.description_padding)),
+        "Product" => shop_ref.product_index(n).map(|i| {
+            product_model(
+                &shop_ref.products[i],
+                shop,
+                shop_ref.description_padding,
+                &shop_ref.currency,
+            )
+        }),
         "ProductVariant" => shop_ref
             .product_index(n / 100)
-            .map(|i| product_model(&shop_ref.products[i], shop, shop_ref.description_padding))
+            .map(|i| {
+                product_model(
+                    &shop_ref.products[i],
+                    shop,
+                    shop_ref.description_padding,
+                    &shop_ref.currency,
+                )
+            })
             .and_then(|p| {
                 p["variants"]
                     .as_array()?

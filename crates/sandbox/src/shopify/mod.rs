@@ -27,7 +27,7 @@ use rand::{rngs::StdRng, SeedableRng};
 use serde_json::{json, Value};
 
 use self::bulk::BulkOp;
-use self::catalog_data::{generate_catalog, Product};
+use self::catalog_data::{custom_catalog, generate_catalog, CatalogEntry, Product};
 use self::throttle::Bucket;
 use crate::controls::{error, parse_body};
 use crate::state::AppState;
@@ -50,6 +50,8 @@ pub struct Shop {
     pub bulk_run_secs: Option<f64>,
     /// Remaining `bulkOperation(id:)` reads to fail with HTTP 500 (fault injection).
     pub bulk_status_faults: u32,
+    /// ISO 4217 code of the shop's currency (`shop.currencyCode`, every `MoneyV2`).
+    pub currency: String,
 }
 
 impl Shop {
@@ -81,6 +83,7 @@ impl Shop {
             description_padding: 0,
             bulk_run_secs: None,
             bulk_status_faults: 0,
+            currency: "USD".to_string(),
         }
     }
 
@@ -148,6 +151,22 @@ impl ShopifyStore {
         let catalog = generate_catalog(seed, products);
         self.shops
             .insert(domain.to_string(), Shop::new(domain, catalog, config));
+    }
+
+    /// Creates or replaces a shop holding exactly `entries` ([`custom_catalog`]), priced in
+    /// `currency`; returns the shop as stored.
+    pub fn put_shop_with_catalog(
+        &mut self,
+        domain: &str,
+        entries: &[CatalogEntry],
+        currency: &str,
+        config: &SandboxConfig,
+    ) -> Result<&Shop, String> {
+        let mut shop = Shop::new(domain, Vec::new(), config);
+        shop.products = custom_catalog(shop.id, &shop.name, entries)?;
+        shop.currency = currency.to_string();
+        self.shops.insert(domain.to_string(), shop);
+        Ok(&self.shops[domain])
     }
 }
 

@@ -7,8 +7,8 @@ use super::catalog_data::{money, Product, ProductStatus};
 use super::Shop;
 use crate::util::shopify_time;
 
-fn money_v2(cents: u64) -> Value {
-    json!({ "__typename": "MoneyV2", "amount": money(cents), "currencyCode": "USD" })
+fn money_v2(cents: u64, currency: &str) -> Value {
+    json!({ "__typename": "MoneyV2", "amount": money(cents), "currencyCode": currency })
 }
 
 fn image_model(p: &Product, url: &str) -> Value {
@@ -46,8 +46,8 @@ fn filler(extra: usize) -> String {
 
 /// The product as the API returns it. `description_padding` extra bytes are appended to its
 /// description (and, as a paragraph, to its HTML), generated here on every read so a shop of
-/// long descriptions costs no memory.
-pub fn product_model(p: &Product, shop: &str, description_padding: usize) -> Value {
+/// long descriptions costs no memory. Money is in `currency`, the shop's currency code.
+pub fn product_model(p: &Product, shop: &str, description_padding: usize, currency: &str) -> Value {
     let (description, description_html) = if description_padding == 0 {
         (p.description.clone(), p.description_html.clone())
     } else {
@@ -116,7 +116,7 @@ pub fn product_model(p: &Product, shop: &str, description_padding: usize) -> Val
         "tags": p.tags,
         "status": p.status.as_str(),
         "onlineStoreUrl": p.online_store_url(shop),
-        "onlineStorePreviewUrl": format!("{}/products/{}", super::catalog_data::storefront_base(shop), p.handle),
+        "onlineStorePreviewUrl": format!("{}/products/{}", super::catalog_data::storefront_base(shop), p.handle_path()),
         "createdAt": shopify_time(p.created_at),
         "updatedAt": shopify_time(p.updated_at),
         "publishedAt": (p.status == ProductStatus::Active && p.published).then(|| shopify_time(p.created_at)),
@@ -131,18 +131,18 @@ pub fn product_model(p: &Product, shop: &str, description_padding: usize) -> Val
         "featuredImage": image,
         "priceRangeV2": {
             "__typename": "ProductPriceRangeV2",
-            "minVariantPrice": money_v2(p.min_price_cents()),
-            "maxVariantPrice": money_v2(p.max_price_cents()),
+            "minVariantPrice": money_v2(p.min_price_cents(), currency),
+            "maxVariantPrice": money_v2(p.max_price_cents(), currency),
         },
         "priceRange": {
             "__typename": "ProductPriceRange",
-            "minVariantPrice": money_v2(p.min_price_cents()),
-            "maxVariantPrice": money_v2(p.max_price_cents()),
+            "minVariantPrice": money_v2(p.min_price_cents(), currency),
+            "maxVariantPrice": money_v2(p.max_price_cents(), currency),
         },
         "compareAtPriceRange": min_compare.zip(max_compare).map(|(lo, hi)| json!({
             "__typename": "ProductCompareAtPriceRange",
-            "minVariantCompareAtPrice": money_v2(lo),
-            "maxVariantCompareAtPrice": money_v2(hi),
+            "minVariantCompareAtPrice": money_v2(lo, currency),
+            "maxVariantCompareAtPrice": money_v2(hi, currency),
         })),
         "seo": { "__typename": "SEO", "title": null, "description": null },
         "variantsCount": { "__typename": "Count", "count": p.variants.len(), "precision": "EXACT" },
@@ -172,7 +172,7 @@ pub fn shop_model(shop: &Shop) -> Value {
         "name": shop.name,
         "email": format!("owner@{host}"),
         "contactEmail": format!("hello@{host}"),
-        "currencyCode": "USD",
+        "currencyCode": shop.currency,
         "myshopifyDomain": shop.domain,
         "ianaTimezone": "America/Los_Angeles",
         "description": format!("{} sells outdoor apparel, gear and home goods.", shop.name),

@@ -222,7 +222,7 @@ pub fn rest_shop(shop: &Shop) -> Value {
     json!({
         "id": shop.id, "name": shop.name, "email": format!("owner@{host}"),
         "domain": host, "myshopify_domain": shop.domain, "shop_owner": "Sam Owner",
-        "phone": "+1-555-0100", "country_code": "US", "currency": "USD",
+        "phone": "+1-555-0100", "country_code": "US", "currency": shop.currency,
         "plan_name": "basic",
     })
 }
