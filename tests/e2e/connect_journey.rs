@@ -310,16 +310,7 @@ async fn merchant_b_can_never_see_or_change_merchant_a() {
 }
 
 fn all_scopes() -> Vec<&'static str> {
-    vec![
-        "accounts:read",
-        "lists:read",
-        "segments:read",
-        "profiles:read",
-        "events:read",
-        "metrics:read",
-        "profiles:write",
-        "lists:write",
-    ]
+    shared::klaviyo::limits::SCOPES.to_vec()
 }
 
 /// The app's Shopify secret is read when a request first needs it, not at start: while it is

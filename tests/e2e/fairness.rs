@@ -53,8 +53,7 @@ async fn a_big_run_keeps_to_its_window_and_another_merchants_small_run_finishes_
         .sandbox(
             Method::POST,
             "/_sandbox/klaviyo/keys",
-            json!({"account": "fairb", "scopes": ["accounts:read", "lists:read", "segments:read",
-                "profiles:read", "events:read", "metrics:read", "profiles:write", "lists:write"]}),
+            json!({"account": "fairb", "scopes": shared::klaviyo::limits::SCOPES}),
         )
         .await["key"]
         .as_str()

@@ -558,7 +558,7 @@ async fn personalize_steps(world: &World, merchant: &Merchant<'_>) -> (Vec<Strin
     let preview = merchant
         .post(
             "/preview",
-            json!({ "brief": "Winter sale, free shipping over $50", "profiles": &ids[..3] }),
+            json!({ "brief": "Warm layers for the first cold weekends", "profiles": &ids[..3] }),
         )
         .await;
     assert_eq!(preview.status, StatusCode::OK, "{:?}", preview.body);
@@ -570,7 +570,7 @@ async fn personalize_steps(world: &World, merchant: &Merchant<'_>) -> (Vec<Strin
     let run = merchant
         .post(
             "/runs",
-            json!({ "audience": { "kind": "segment", "id": segment["id"] }, "brief": "Winter sale, free shipping over $50",
+            json!({ "audience": { "kind": "segment", "id": segment["id"] }, "brief": "Warm layers for the first cold weekends",
                     "holdout_percent": 10, "profile_cap": 12, "review": true }),
         )
         .await;

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const A: &str = "0f6e2a3c-1b4d-4e5f-8a9b-7c6d5e4f3a21";
-const BRIEF: &str = "Winter sale, free shipping over $50";
+const BRIEF: &str = "Warm layers for the first cold weekends";
 
 async fn connected(world: &World) -> Merchant<'_> {
     let merchant = world.merchant(A).await;

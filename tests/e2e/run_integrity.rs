@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 const A: &str = "3b1f5c2e-8d4a-4f6b-9e7c-2a1d0c9b8e7f";
-const BRIEF: &str = "Winter sale, free shipping over $50";
+const BRIEF: &str = "Warm layers for the first cold weekends";
 
 /// A stack whose watchdog steps in after a second of no progress.
 async fn impatient_world() -> World {

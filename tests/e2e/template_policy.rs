@@ -57,6 +57,7 @@ const SDK_OPERATIONS: &[(&str, &str)] = &[
     ("delete_secret", "secretsmanager:DeleteSecret"),
     ("list_secrets", "secretsmanager:ListSecrets"),
     ("converse", "bedrock:InvokeModel"),
+    ("apply_guardrail", "bedrock:ApplyGuardrail"),
     ("invoke_model", "bedrock:InvokeModel"),
     ("converse_stream", "bedrock:InvokeModelWithResponseStream"),
     (
@@ -112,7 +113,10 @@ const ADAPTERS: &[(&str, Binding)] = &[
 ];
 
 /// Adapter sources: every file of `crates/shared/src/aws/` plus these.
-const EXTRA_ADAPTER_FILES: &[&str] = &["crates/shared/src/bedrock/mod.rs"];
+const EXTRA_ADAPTER_FILES: &[&str] = &[
+    "crates/shared/src/bedrock/mod.rs",
+    "crates/shared/src/bedrock/guardrail.rs",
+];
 
 /// Wildcard resources allowed, each for a documented reason (substring of the `!Sub` text).
 const WILDCARD_EXCEPTIONS: &[(&str, &str)] = &[
@@ -233,6 +237,8 @@ enum Target {
     SecretParameter(String),
     /// `arn:...:inference-profile/${Param}`.
     InferenceProfile(String),
+    /// `arn:...:guardrail/${Param}`.
+    Guardrail(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -262,6 +268,9 @@ fn grant_covers(grant: &Grant, need: &Need) -> bool {
                     .resource
                     .contains(&format!(":inference-profile/${{{param}}}"))
                     || grant.resource.contains(":foundation-model/")
+            }
+            Target::Guardrail(param) => {
+                grant.resource.contains(&format!(":guardrail/${{{param}}}"))
             }
         }
 }
@@ -927,6 +936,15 @@ fn needs_of(
                         .and_then(Value::as_str)
                         .unwrap_or("sendpersonal");
                     vec![Target::SecretPrefix(prefix.to_owned())]
+                }
+                Binding::InferenceProfile if action == "bedrock:ApplyGuardrail" => {
+                    match env_target("BEDROCK_GUARDRAIL_ID") {
+                        Some(param) => vec![Target::Guardrail(param)],
+                        None => {
+                            problems.push(format!("{function}: {via} needs {action} but the function has no BEDROCK_GUARDRAIL_ID"));
+                            vec![]
+                        }
+                    }
                 }
                 Binding::InferenceProfile => match env_target("BEDROCK_MODEL_ID") {
                     Some(param) => vec![Target::InferenceProfile(param)],

@@ -15,6 +15,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod grounding_corpus;
 pub mod handlers;
 pub mod intrinsics;
 mod invoker;

@@ -7,7 +7,9 @@ use futures::stream::{self, StreamExt};
 use serde_json::Value;
 use shared::aws::catalog_store::CatalogStore;
 use shared::aws::dynamo::AppStore;
-use shared::bedrock::{BedrockClient, BedrockError, ToolRequest, Usage};
+use shared::bedrock::{
+    BedrockClient, BedrockError, GuardrailCheck, GuardrailRef, ToolRequest, Usage,
+};
 use shared::domain::{now_unix, CatalogProduct, KlaviyoApiKey, MerchantId};
 use shared::klaviyo::{retry_read_until, KlaviyoClient, KlaviyoError, OrderMetrics};
 use shared::personalize::copy::ValidCopy;
@@ -88,6 +90,9 @@ struct CachedCatalog {
 /// A customer ready for the model.
 #[derive(Clone)]
 struct Prepared {
+    /// Where the profile came in the request: a chunk names its customers C1, C2… in this
+    /// order, whatever order their histories arrived in.
+    order: usize,
     profile_id: String,
     first_name: Option<String>,
     last_name: Option<String>,
@@ -105,6 +110,8 @@ pub struct Engine {
     catalog_cache: Mutex<Option<Arc<CachedCatalog>>>,
     metrics_cache: Mutex<HashMap<MerchantId, OrderMetrics>>,
     bounds: HistoryBounds,
+    /// Every copy passes this Bedrock guardrail before it may be written, when set.
+    guardrail: Option<GuardrailRef>,
 }
 
 fn text(v: &Value, pointer: &str) -> Option<String> {
@@ -157,6 +164,7 @@ impl Engine {
             catalog_cache: Mutex::new(None),
             metrics_cache: Mutex::new(HashMap::new()),
             bounds: HistoryBounds::default(),
+            guardrail: None,
         }
     }
 
@@ -181,12 +189,17 @@ impl Engine {
             klaviyo = klaviyo.pooled(store.clone(), name);
         }
         let bedrock = shared::bedrock::from_config(aws.config(), config, pool);
-        Self::new(
+        let mut engine = Self::new(
             klaviyo,
             bedrock,
             AppStore::from_sdk(aws, &config.app_table),
             CatalogStore::from_sdk(aws, &config.catalog_table),
-        )
+        );
+        engine.guardrail = config
+            .bedrock_guardrail
+            .clone()
+            .map(|(id, version)| GuardrailRef { id, version });
+        engine
     }
 
     /// The merchant's live catalog generation, indexed; cached per container until a sync
@@ -268,7 +281,7 @@ impl Engine {
         let k = (products_wanted + 1).min(4);
 
         let mut to_read = Vec::new();
-        for profile in profiles {
+        for (order, profile) in profiles.into_iter().enumerate() {
             let Some(id) = profile.get("id").and_then(Value::as_str).map(str::to_owned) else {
                 continue;
             };
@@ -278,7 +291,7 @@ impl Engine {
             if group == Group::Holdout {
                 gen.results.push(simple_result(id, Outcome::Holdout));
             } else {
-                to_read.push((id, profile));
+                to_read.push((order, id, profile));
             }
         }
 
@@ -291,7 +304,7 @@ impl Engine {
         let settled: Mutex<Vec<ProfileResult>> = Mutex::new(Vec::new());
         let events_read = std::sync::atomic::AtomicU64::new(0);
         let answers: Vec<(Vec<ProfileResult>, Cost, u64)> = stream::iter(to_read)
-            .map(|(id, profile)| {
+            .map(|(order, id, profile)| {
                 let placed = placed.clone();
                 async move {
                     let events = match placed {
@@ -312,15 +325,15 @@ impl Engine {
                         }
                         None => Ok(Vec::new()), // no store integration: everyone gets the fallback
                     };
-                    (id, profile, events)
+                    (order, id, profile, events)
                 }
             })
             .buffer_unordered(EVENT_READS_IN_FLIGHT)
-            .filter_map(|(id, profile, events)| {
+            .filter_map(|(order, id, profile, events)| {
                 if placed.is_some() {
                     events_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                let prepared = prepare(&catalog, self.bounds, k, id, &profile, events);
+                let prepared = prepare(&catalog, self.bounds, k, (order, id), &profile, events);
                 futures::future::ready(match prepared {
                     Ok(p) => Some(p),
                     Err((id, outcome)) => {
@@ -367,8 +380,9 @@ impl Engine {
         &self,
         job: &Job<'_>,
         catalog: &CachedCatalog,
-        chunk: Vec<Prepared>,
+        mut chunk: Vec<Prepared>,
     ) -> (Vec<ProfileResult>, Cost, u64) {
+        chunk.sort_by_key(|p| p.order);
         let mut cost = Cost::default();
         let mut calls = 0u64;
         let prompts: Vec<ProfilePrompt> = chunk
@@ -566,7 +580,76 @@ impl Engine {
                 true,
             ));
         }
-        (results.into_iter().flatten().collect(), cost, calls)
+        let mut results: Vec<ProfileResult> = results.into_iter().flatten().collect();
+        if let Some(guardrail) = &self.guardrail {
+            let checked = futures::future::join_all(results.iter_mut().map(|r| {
+                let prepared = chunk.iter().find(|p| p.profile_id == r.profile_id);
+                self.moderate(job, guardrail, prepared, r)
+            }))
+            .await;
+            for c in checked {
+                cost.add(&c);
+            }
+        }
+        (results, cost, calls)
+    }
+}
+
+impl Engine {
+    /// Puts copy that passed our gate through the merchant-independent Bedrock guardrail:
+    /// content filters on the copy, contextual grounding against the brief, the offer and the
+    /// products' facts. An intervention skips the customer; a guardrail that cannot answer
+    /// fails them (unmoderated copy is never written). Returns the units billed.
+    async fn moderate(
+        &self,
+        job: &Job<'_>,
+        guardrail: &GuardrailRef,
+        prepared: Option<&Prepared>,
+        result: &mut ProfileResult,
+    ) -> Cost {
+        let (Some(copy), Some(p)) = (&result.copy, prepared) else {
+            return Cost::default();
+        };
+        let text: Vec<&str> = [copy.subject(), copy.preheader(), copy.body()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut source = format!("{}\n{}\n", job.brief, job.offer.prompt_line(None));
+        for c in &p.candidates {
+            source.push_str(&format!("{}: {}\n", c.title, c.description));
+        }
+        for item in &p.history.items {
+            if let Some(t) = &item.title {
+                source.push_str(&format!("{t}\n"));
+            }
+        }
+        let check = GuardrailCheck {
+            copy: &text.join("\n"),
+            grounding_source: &source,
+            query: job.brief,
+        };
+        match self.bedrock.apply_guardrail(guardrail, &check).await {
+            Ok(verdict) => {
+                if verdict.intervened {
+                    result.outcome = Outcome::Skipped(SkipReason::GuardrailIntervened);
+                    result.copy = None;
+                }
+                Cost {
+                    guardrail_content_units: verdict.content_units,
+                    guardrail_grounding_units: verdict.grounding_units,
+                    ..Cost::default()
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = err.kind(), "guardrail check failed");
+                result.outcome = bedrock_failure(&err);
+                if result.outcome == Outcome::Skipped(SkipReason::MalformedOutput) {
+                    result.outcome = Outcome::Failed(FailReason::Bedrock);
+                }
+                result.copy = None;
+                Cost::default()
+            }
+        }
     }
 }
 
@@ -576,7 +659,7 @@ fn prepare(
     catalog: &CachedCatalog,
     bounds: HistoryBounds,
     k: usize,
-    id: String,
+    (order, id): (usize, String),
     profile: &Value,
     events: Result<Vec<Value>, KlaviyoError>,
 ) -> Result<Prepared, (String, Outcome)> {
@@ -590,6 +673,7 @@ fn prepare(
         return Err((id, Outcome::Skipped(SkipReason::NoCandidates)));
     }
     Ok(Prepared {
+        order,
         first_name: text(profile, "/attributes/first_name"),
         last_name: text(profile, "/attributes/last_name"),
         email: text(profile, "/attributes/email"),

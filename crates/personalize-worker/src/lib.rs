@@ -794,6 +794,12 @@ impl Previewer<'_> {
                 .find(|r| r.as_str() == id || r.eq_ignore_ascii_case(email))
                 .cloned()
         };
+        // Customers go to the model in the order asked (C1 is the first profile named).
+        profiles.sort_by_key(|p| {
+            requested_of(p)
+                .and_then(|r| request.profiles.iter().position(|x| *x == r))
+                .unwrap_or(usize::MAX)
+        });
         let mut requested_by_id = std::collections::HashMap::new();
         for p in &profiles {
             if let (Some(id), Some(requested)) =

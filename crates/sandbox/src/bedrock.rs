@@ -238,6 +238,9 @@ struct BedrockStats {
 struct Scripted {
     input: Value,
     max_tokens: bool,
+    /// Only for a call whose user message contains this text (so tests for several merchants
+    /// can script at once); `None`: the next call.
+    when_prompt_contains: Option<String>,
 }
 
 /// Everything the Bedrock emulation remembers: faults, quotas, the prompt cache, recent
@@ -448,7 +451,8 @@ pub async fn clear_injected(State(st): State<Arc<AppState>>) -> Json<Value> {
 }
 
 /// `POST /_sandbox/bedrock/script {"outputs": [{"input": {...}, "stop_reason": "tool_use" |
-/// "max_tokens"}]}`: appended to the queue; each Converse call takes the oldest.
+/// "max_tokens", "when_prompt_contains"?: "text"}]}`: appended to the queue; each Converse call
+/// takes the oldest whose condition its user message meets.
 pub async fn push_script(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     let req = match crate::controls::parse_body(&body) {
         Ok(v) => v,
@@ -471,9 +475,14 @@ pub async fn push_script(State(st): State<Arc<AppState>>, body: Bytes) -> Respon
                 ))
             }
         };
+        let when_prompt_contains = o
+            .get("when_prompt_contains")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         parsed.push(Scripted {
             input: input.clone(),
             max_tokens,
+            when_prompt_contains,
         });
     }
     let mut b = st.bedrock();
@@ -486,12 +495,27 @@ pub async fn get_script(State(st): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({ "queued": st.bedrock().script.len() }))
 }
 
-/// `DELETE /_sandbox/bedrock/script`: empties the queue.
-pub async fn clear_script(State(st): State<Arc<AppState>>) -> Json<Value> {
+/// `DELETE /_sandbox/bedrock/script[?when_prompt_contains=text]`: empties the queue, or drops
+/// the outputs queued with exactly that condition.
+pub async fn clear_script(
+    State(st): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+) -> Json<Value> {
+    let only: Option<String> = query.as_deref().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "when_prompt_contains")
+            .map(|(_, v)| v.into_owned())
+    });
     let mut b = st.bedrock();
-    let n = b.script.len();
-    b.script.clear();
-    Json(json!({ "cleared": n, "queued": 0 }))
+    let before = b.script.len();
+    match &only {
+        Some(text) => b
+            .script
+            .retain(|s| s.when_prompt_contains.as_deref() != Some(text.as_str())),
+        None => b.script.clear(),
+    }
+    let queued = b.script.len();
+    Json(json!({ "cleared": before - queued, "queued": queued }))
 }
 
 pub(crate) fn control_error(message: impl Into<String>) -> Response {
@@ -940,7 +964,15 @@ async fn converse(
             return aws_error(status, kind, message);
         }
         // A scripted answer comes first; writer mode applies unless a content fault is set.
-        let scripted = b.script.pop_front();
+        let scripted = b
+            .script
+            .iter()
+            .position(|s| {
+                s.when_prompt_contains
+                    .as_deref()
+                    .is_none_or(|t| request.user_text.contains(t))
+            })
+            .and_then(|i| b.script.remove(i));
         let writer_cfg = b.writer.clone().filter(|w| w.enabled);
         (fault, call_id, scripted, writer_cfg)
     };

@@ -247,7 +247,7 @@ async fn main() -> Result<(), shared::edge::FunctionError> {
     Ok(())
 }
 
-const BRIEF: &str = "Winter sale, free shipping over $50";
+const BRIEF: &str = "Warm layers for the first cold weekends";
 
 /// Wrap `text` to `width` columns.
 fn wrap(text: &str, width: usize) -> Vec<String> {

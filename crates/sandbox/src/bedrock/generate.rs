@@ -996,7 +996,7 @@ mod tests {
     }
 
     fn user() -> String {
-        let doc = json!({"brief": "Winter sale, free shipping over $50. Ends Sunday.", "profiles": [
+        let doc = json!({"brief": "Warm layers for the first cold weekends. Ends Sunday.", "profiles": [
             {"profile_ref": "C1", "first_name": "Ana", "history": ["Trail Runner 2"], "products": [
                 {"ref": "P1", "title": "Storm Shell Jacket", "price": "129.00 USD", "description": "x"},
                 {"ref": "P2", "title": "Merino Trail Socks", "price": "19.00 USD", "description": "y"}]},
@@ -1030,7 +1030,7 @@ mod tests {
             "{body}"
         );
         assert!(
-            body.contains("Winter sale, free shipping over $50"),
+            body.contains("Warm layers for the first cold weekends"),
             "{body}"
         );
         assert!(body.chars().count() <= 400);

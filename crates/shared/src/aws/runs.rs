@@ -143,8 +143,14 @@ fn counter_attrs(tally: &BatchTally) -> Vec<(String, u64)> {
         ("t_output".to_owned(), tally.tokens.output_tokens),
         ("t_cache_read".to_owned(), tally.tokens.cache_read_tokens),
         ("t_cache_write".to_owned(), tally.tokens.cache_write_tokens),
-        ("t_gr_content".to_owned(), tally.tokens.guardrail_content_units),
-        ("t_gr_grounding".to_owned(), tally.tokens.guardrail_grounding_units),
+        (
+            "t_gr_content".to_owned(),
+            tally.tokens.guardrail_content_units,
+        ),
+        (
+            "t_gr_grounding".to_owned(),
+            tally.tokens.guardrail_grounding_units,
+        ),
     ];
     attrs.extend(
         c.skipped

@@ -50,7 +50,10 @@ impl BedrockClient {
                 .map_err(|e| BedrockError::Unexpected(e.to_string()))
         };
         let content = vec![
-            block(check.grounding_source, GuardrailContentQualifier::GroundingSource)?,
+            block(
+                check.grounding_source,
+                GuardrailContentQualifier::GroundingSource,
+            )?,
             block(check.query, GuardrailContentQualifier::Query)?,
             block(check.copy, GuardrailContentQualifier::GuardContent)?,
         ];
@@ -82,7 +85,11 @@ impl BedrockClient {
                 Counters::bump(&self.counters.throttled, 1);
             }
             if !err.is_retryable() || attempt >= self.retry.max_attempts {
-                tracing::warn!(attempts = attempt, kind = err.kind(), "apply guardrail failed");
+                tracing::warn!(
+                    attempts = attempt,
+                    kind = err.kind(),
+                    "apply guardrail failed"
+                );
                 return Err(err);
             }
             tokio::time::sleep(self.retry.jittered(attempt)).await;

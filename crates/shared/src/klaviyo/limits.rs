@@ -59,6 +59,18 @@ pub enum Endpoint {
     BulkImportErrors,
 }
 
+/// Every scope our calls need: what a merchant's private key must grant.
+pub const SCOPES: &[&str] = &[
+    "accounts:read",
+    "lists:read",
+    "segments:read",
+    "profiles:read",
+    "events:read",
+    "metrics:read",
+    "profiles:write",
+    "lists:write",
+];
+
 impl Endpoint {
     pub const fn tier(self) -> Tier {
         match self {

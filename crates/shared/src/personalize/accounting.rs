@@ -543,6 +543,7 @@ mod tests {
             output_tokens: 1_000_000,
             cache_read_tokens: 1_000_000,
             cache_write_tokens: 1_000_000,
+            ..Cost::default()
         };
         // 1 + 5 + 0.1 + 1.25
         assert!((c.usd(&p) - 7.35).abs() < 1e-9, "{}", c.usd(&p));
@@ -561,6 +562,7 @@ mod tests {
                 output_tokens: 1_000_000,
                 cache_read_tokens: 1_000_000,
                 cache_write_tokens: 1_000_000,
+                ..Cost::default()
             };
             // 0.10 + 0.50 + 0.01 + 0.125
             assert!((c.usd(&p) - 0.735).abs() < 1e-9, "{}", c.usd(&p));
@@ -603,12 +605,14 @@ mod tests {
             output_tokens: 5,
             cache_read_tokens: 100,
             cache_write_tokens: 0,
+            ..Cost::default()
         });
         total.add(&Cost {
             input_tokens: 1,
             output_tokens: 1,
             cache_read_tokens: 0,
             cache_write_tokens: 7,
+            ..Cost::default()
         });
         assert_eq!(
             total,
@@ -616,7 +620,8 @@ mod tests {
                 input_tokens: 11,
                 output_tokens: 6,
                 cache_read_tokens: 100,
-                cache_write_tokens: 7
+                cache_write_tokens: 7,
+                ..Cost::default()
             }
         );
     }

@@ -566,7 +566,7 @@ mod tests {
     fn system_blocks_put_the_static_prefix_first_then_the_brief() {
         let parts = PromptParts::new(
             &settings(),
-            "  Winter sale, free shipping over $50 ",
+            "  Warm layers for the first cold weekends ",
             &Offer::none(),
             Some("USD"),
             vec![profile()],
@@ -575,7 +575,7 @@ mod tests {
         assert_eq!(first, parts.system_static);
         assert_eq!(
             second,
-            "Campaign brief from the merchant:\nWinter sale, free shipping over $50\n\nOffer (the only offer the copy may state):\n{\"kind\":\"none\"}"
+            "Campaign brief from the merchant:\nWarm layers for the first cold weekends\n\nOffer (the only offer the copy may state):\n{\"kind\":\"none\"}"
         );
         assert_eq!(parts.expected_refs(), vec!["C1"]);
     }

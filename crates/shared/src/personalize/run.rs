@@ -379,7 +379,7 @@ mod tests {
                 kind: AudienceKind::Segment,
                 id: "Ab12Cd".into(),
             },
-            brief: "Winter sale, free shipping over $50".into(),
+            brief: "Warm layers for the first cold weekends".into(),
             offer: Offer::default(),
             holdout_percent: 10,
             profile_cap: None,

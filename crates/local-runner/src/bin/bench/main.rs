@@ -3,8 +3,10 @@
 //! DynamoDB, once through paged GraphQL and once through a bulk operation (what production uses
 //! for a store this size). The last line is one JSON object for the production path.
 //! Then the run benchmarks (`runs.rs`): a 20,000-profile run against vendors that take real
-//! time, two merchants side by side, and a 200,000-profile fan-out.
+//! time, two merchants side by side, and a 200,000-profile fan-out. Then the grounding gate on
+//! the labelled corpus and a run in the sandbox model's writer mode (`grounding.rs`).
 
+mod grounding;
 mod runs;
 
 use catalog_sync::{SyncOutcome, SyncReport};
@@ -100,6 +102,10 @@ async fn main() -> Result<(), shared::edge::FunctionError> {
     }
     if part("fanout") {
         runs::fanout_at_scale().await?;
+    }
+    if part("grounding") {
+        println!();
+        grounding::grounding().await?;
     }
     Ok(())
 }

@@ -135,7 +135,7 @@ impl Api {
                 token,
                 Some(
                     json!({ "audience": { "kind": audience["kind"], "id": audience["id"] },
-                    "brief": "Winter sale, free shipping over $50", "holdout_percent": 0,
+                    "brief": "Warm layers for the first cold weekends", "holdout_percent": 0,
                     "profile_cap": cap, "review": false }),
                 ),
             )

@@ -279,6 +279,9 @@ pub fn check(text: &str, people: &People) -> Vec<NameProblem> {
             if as_a_name {
                 out.push(NameProblem::Surname);
             }
+        } else if after_first && !people.exempt.contains(&t.folded) {
+            // "Ava Thompson": a surname we never gave the model is a made-up one.
+            out.push(NameProblem::WrongName);
         }
     }
     out.sort_by_key(|p| *p as u8);
@@ -418,6 +421,23 @@ mod tests {
                 Some("Winter"),
                 "de"
             ),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn a_made_up_surname_after_the_first_name_is_caught() {
+        assert_eq!(
+            problems(
+                "Jonas Thompson, good to see you.",
+                Some("Jonas"),
+                None,
+                "en"
+            ),
+            vec![NameProblem::WrongName]
+        );
+        assert_eq!(
+            problems("Jonas, good to see you.", Some("Jonas"), None, "en"),
             vec![]
         );
     }
