@@ -252,36 +252,10 @@ impl<'s> Runner<'s> {
             .expect("a key")
             .to_owned();
         let token = self.stack.token(&sub).await;
-        self.api(
-            reqwest::Method::PUT,
-            "/connections/klaviyo",
-            &token,
-            json!({ "api_key": key }),
-        )
-        .await;
-        let start = self
-            .api(
-                reqwest::Method::POST,
-                "/connections/shopify",
-                &token,
-                json!({ "shop": shop }),
-            )
-            .await;
-        let approve = self
-            .http
-            .get(start["authorize_url"].as_str().expect("authorize_url"))
-            .send()
+        self.stack
+            .connect_merchant(&self.http, &token, Some(&key), &shop)
             .await
-            .expect("the sandbox approves");
-        let callback = approve.headers()["location"]
-            .to_str()
-            .expect("a callback")
-            .to_owned();
-        self.http
-            .get(callback)
-            .send()
-            .await
-            .expect("the callback answers");
+            .expect("the merchant connects");
 
         let (subject, preheader, body, products) = SETTINGS_SLOTS;
         let mut settings = self

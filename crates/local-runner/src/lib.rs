@@ -393,6 +393,48 @@ impl LocalStack {
         })
     }
 
+    /// Connects `token`'s merchant as the console would: the Klaviyo key (when given), then the
+    /// Shopify install through the real OAuth flow (the sandbox approves it at once). The first
+    /// catalog sync is queued, not awaited.
+    pub async fn connect_merchant(
+        &self,
+        http: &reqwest::Client,
+        token: &str,
+        klaviyo_key: Option<&str>,
+        shop: &str,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if let Some(key) = klaviyo_key {
+            http.put(format!("{}/connections/klaviyo", self.api_url))
+                .bearer_auth(token)
+                .json(&serde_json::json!({ "api_key": key }))
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+        let start: serde_json::Value = http
+            .post(format!("{}/connections/shopify", self.api_url))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "shop": shop }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        // The redirect to Shopify's consent screen, then Shopify's redirect to our callback.
+        let approve = http
+            .get(start["authorize_url"].as_str().unwrap_or_default())
+            .send()
+            .await?;
+        let callback = approve
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .ok_or("the sandbox did not redirect to the callback")?
+            .to_owned();
+        http.get(callback).send().await?.error_for_status()?;
+        Ok(())
+    }
+
     /// A valid access token for `merchant_sub` from the sandbox issuer (valid for an hour).
     pub async fn token(&self, merchant_sub: &str) -> String {
         self.token_expiring_in(merchant_sub, 3600)

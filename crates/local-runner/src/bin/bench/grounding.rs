@@ -90,29 +90,9 @@ async fn writer_run(stack: &LocalStack) -> Result<Value, FunctionError> {
         }
         req.send()
     };
-    api(
-        reqwest::Method::PUT,
-        "/connections/klaviyo",
-        Some(json!({ "api_key": key })),
-    )
-    .await?
-    .error_for_status()?;
-    let start: Value = api(
-        reqwest::Method::POST,
-        "/connections/shopify",
-        Some(json!({ "shop": "demo-store.myshopify.com" })),
-    )
-    .await?
-    .json()
-    .await?;
-    let approve = http
-        .get(start["authorize_url"].as_str().unwrap_or_default())
-        .send()
+    stack
+        .connect_merchant(&http, &token, Some(&key), "demo-store.myshopify.com")
         .await?;
-    http.get(approve.headers()["location"].to_str()?)
-        .send()
-        .await?
-        .error_for_status()?;
     stack.drain(Duration::from_secs(300)).await?;
     let audiences: Value = api(reqwest::Method::GET, "/audiences", None)
         .await?

@@ -137,20 +137,7 @@ async fn catalog_sync_parts() -> Result<(), shared::edge::FunctionError> {
 
     // Connect the shop through the real OAuth flow.
     let token = stack.token(MERCHANT).await;
-    let start: serde_json::Value = http
-        .post(format!("{}/connections/shopify", stack.api_url))
-        .bearer_auth(&token)
-        .json(&json!({ "shop": SHOP }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let approve = http
-        .get(start["authorize_url"].as_str().unwrap_or_default())
-        .send()
-        .await?;
-    let callback = approve.headers()["location"].to_str()?.to_owned();
-    http.get(callback).send().await?.error_for_status()?;
+    stack.connect_merchant(&http, &token, None, SHOP).await?;
 
     let sync = catalog_sync::Handler::init(stack.config("CatalogSyncFunction")).await?;
     let merchant = MerchantId::parse(MERCHANT)?;

@@ -83,31 +83,9 @@ impl Api {
         shop: &str,
     ) -> Result<String, FunctionError> {
         let token = stack.token(merchant).await;
-        self.call(
-            reqwest::Method::PUT,
-            "/connections/klaviyo",
-            &token,
-            Some(json!({ "api_key": key })),
-        )
-        .await?;
-        let start = self
-            .call(
-                reqwest::Method::POST,
-                "/connections/shopify",
-                &token,
-                Some(json!({ "shop": shop })),
-            )
+        stack
+            .connect_merchant(&self.http, &token, Some(key), shop)
             .await?;
-        let approve = self
-            .http
-            .get(start["authorize_url"].as_str().unwrap_or_default())
-            .send()
-            .await?;
-        self.http
-            .get(approve.headers()["location"].to_str()?)
-            .send()
-            .await?
-            .error_for_status()?;
         Ok(token)
     }
 
