@@ -1,0 +1,383 @@
+//! flow-worker: one job per flow webhook delivery (ids only, from the flow queue). Reads the
+//! profile and, for checkout and browse triggers, the triggering event's line items (with a
+//! short backoff while Klaviyo has not made the event readable yet), generates through the same
+//! engine and grounding gate as runs (candidates complement the cart, never the cart's own
+//! items), and writes the trigger's property set with Update Profile. Every job ends counted in
+//! the trigger's day counters: written, skipped or failed by reason, or too late; written jobs
+//! add their webhook-to-written latency to the day's histogram.
+
+use async_trait::async_trait;
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use personalize_worker::engine::{Engine, EngineError, Job};
+use serde_json::Value;
+use shared::aws::flows::{outcome_counter, FlowStore};
+use shared::aws::runs::RunStore;
+use shared::aws::secrets::SecretStore;
+use shared::domain::{now_unix, KlaviyoApiKey, MerchantId, Vendor};
+use shared::edge::{function::parse_event, sqs, Function, FunctionError};
+use shared::flows::{counter, latency_bucket, FlowJob, FlowTrigger, TriggerStatus};
+use shared::klaviyo::{retry_read_until, KlaviyoError};
+use shared::personalize::orders::PurchasedItem;
+use shared::personalize::{Outcome, Settings};
+use shared::Config;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Jobs processed at once per container (each is a few vendor calls and one model call).
+const JOBS_IN_FLIGHT: usize = 10;
+/// The longest the worker waits for the triggering event to become readable.
+const MAX_EVENT_WAIT: Duration = Duration::from_secs(90);
+/// Events read per look (the profile's newest of the trigger's metric).
+const EVENTS_PER_LOOK: usize = 20;
+
+pub struct Handler {
+    config: Config,
+    engine: Engine,
+    flows: FlowStore,
+    runs: RunStore,
+    secrets: SecretStore,
+    /// Metric id of each merchant's trigger metric (Get Metrics is on the M tier).
+    metrics: Mutex<HashMap<(MerchantId, &'static str), Option<String>>>,
+}
+
+/// How one job ended: the counter to add, and the latency when written.
+struct Ending {
+    counter: String,
+    latency_ms: Option<u64>,
+    event_unread: bool,
+}
+
+impl Ending {
+    fn of(counter: impl Into<String>) -> Self {
+        Self {
+            counter: counter.into(),
+            latency_ms: None,
+            event_unread: false,
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn failed(reason: &str) -> Ending {
+    Ending::of(format!("{}{reason}", counter::FAILED))
+}
+fn skipped(reason: &str) -> Ending {
+    Ending::of(format!("{}{reason}", counter::SKIPPED))
+}
+
+fn klaviyo_failure(e: &KlaviyoError) -> Ending {
+    match e {
+        KlaviyoError::Throttled { .. } => failed("throttled"),
+        _ => failed("klaviyo"),
+    }
+}
+
+/// The items of a Checkout Started / Viewed Product event: `$extra.line_items` (Shopify's
+/// shape: product_id, title, variant, quantity, line_price), else the event's own product.
+pub fn cart_items(properties: &Value) -> Vec<PurchasedItem> {
+    let text = |v: &Value, k: &str| match v.get(k) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let item = |v: &Value| PurchasedItem {
+        product_id: text(v, "product_id").or_else(|| text(v, "ProductID")),
+        handle: text(v, "handle").or_else(|| text(v, "product_handle")),
+        title: text(v, "title").or_else(|| text(v, "product_title")).or_else(|| text(v, "ProductName")),
+        quantity: v.get("quantity").and_then(Value::as_u64).unwrap_or(1) as u32,
+        price: v
+            .get("line_price")
+            .or_else(|| v.get("price"))
+            .and_then(|p| p.as_f64().or_else(|| p.as_str().and_then(|s| s.parse().ok()))),
+        ..Default::default()
+    };
+    let lines = properties
+        .pointer("/$extra/line_items")
+        .or_else(|| properties.get("line_items"))
+        .and_then(Value::as_array);
+    match lines {
+        Some(lines) => lines
+            .iter()
+            .map(item)
+            .filter(|i| i.product_id.is_some() || i.handle.is_some())
+            .collect(),
+        None => {
+            let single = item(properties);
+            if single.product_id.is_some() || single.handle.is_some() {
+                vec![single]
+            } else {
+                Vec::new()
+            }
+        }
+    }
+}
+
+impl Handler {
+    pub async fn init(config: Config) -> Result<Self, FunctionError> {
+        let aws = shared::aws::Aws::load().await;
+        Ok(Self {
+            engine: Engine::from_config(&aws, &config),
+            flows: FlowStore::from_sdk(&aws, &config.app_table),
+            runs: RunStore::from_sdk(&aws, &config.app_table),
+            secrets: SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone()),
+            metrics: Mutex::new(HashMap::new()),
+            config,
+        })
+    }
+
+    async fn trigger_metric(
+        &self,
+        merchant: &MerchantId,
+        key: &KlaviyoApiKey,
+        trigger: &FlowTrigger,
+    ) -> Result<Option<String>, KlaviyoError> {
+        let names = trigger.kind.metric_names();
+        let Some(&first) = names.first() else {
+            return Ok(None);
+        };
+        let cache_key = (merchant.clone(), first);
+        if let Some(m) = self.metrics.lock().expect("metrics lock").get(&cache_key) {
+            return Ok(m.clone());
+        }
+        let id = self.engine.klaviyo.metric_named(key, names).await?;
+        self.metrics
+            .lock()
+            .expect("metrics lock")
+            .insert(cache_key, id.clone());
+        Ok(id)
+    }
+
+    /// The triggering event's items, looking again with a growing pause while Klaviyo has not
+    /// made the event readable; `None` when it did not become readable in time.
+    async fn cart(
+        &self,
+        merchant: &MerchantId,
+        key: &KlaviyoApiKey,
+        trigger: &FlowTrigger,
+        job: &FlowJob,
+        until: tokio::time::Instant,
+    ) -> Result<Option<Vec<PurchasedItem>>, KlaviyoError> {
+        let Some(event_id) = &job.event_id else {
+            return Ok(None);
+        };
+        let Some(metric) = self.trigger_metric(merchant, key, trigger).await? else {
+            return Ok(None);
+        };
+        let since = job.received_at_ms / 1000 - 2 * 86_400;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let events = retry_read_until(until, || {
+                self.engine.klaviyo.profile_events(
+                    key,
+                    &job.profile_id,
+                    &metric,
+                    Some(since),
+                    EVENTS_PER_LOOK,
+                )
+            })
+            .await?;
+            let found = events.iter().find_map(|e| {
+                let props = e.pointer("/attributes/event_properties")?;
+                let id = match props.get("$event_id")? {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    _ => return None,
+                };
+                (id == *event_id).then(|| cart_items(props))
+            });
+            if found.is_some() {
+                return Ok(found);
+            }
+            if tokio::time::Instant::now() + pause > until {
+                return Ok(None);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn settings(
+        &self,
+        merchant: &MerchantId,
+        trigger: &FlowTrigger,
+    ) -> Result<Settings, FunctionError> {
+        Ok(match &trigger.settings {
+            Some(s) => s.clone(),
+            None => self.runs.settings(merchant).await?.unwrap_or_default(),
+        })
+    }
+
+    /// One job, start to counted end.
+    pub async fn process(&self, job: &FlowJob) -> Result<(), FunctionError> {
+        let Some(trigger) = self
+            .flows
+            .get(&job.trigger_id)
+            .await?
+            .filter(|t| t.merchant_id == job.merchant_id)
+        else {
+            tracing::info!(trigger_id = %job.trigger_id, "flow trigger deleted; job dropped");
+            return Ok(());
+        };
+        let ending = self.generate_and_write(&trigger, job).await?;
+        let mut adds = vec![
+            (counter::RECEIVED.to_owned(), 1),
+            (ending.counter.clone(), 1),
+        ];
+        if let Some(ms) = ending.latency_ms {
+            adds.push((format!("{}{}", counter::LATENCY, latency_bucket(ms)), 1));
+        }
+        if ending.event_unread {
+            adds.push((counter::EVENT_UNREAD.to_owned(), 1));
+        }
+        self.flows
+            .count(&trigger.trigger_id, now_unix(), &adds)
+            .await?;
+        tracing::info!(trigger_id = %trigger.trigger_id, outcome = %ending.counter, latency_ms = ?ending.latency_ms, "flow job done");
+        Ok(())
+    }
+
+    async fn generate_and_write(
+        &self,
+        trigger: &FlowTrigger,
+        job: &FlowJob,
+    ) -> Result<Ending, FunctionError> {
+        let deadline_ms = job.received_at_ms + i64::from(trigger.deadline_seconds) * 1000;
+        let remaining = |now: i64| Duration::from_millis((deadline_ms - now).max(0) as u64);
+        if now_ms() >= deadline_ms {
+            return Ok(Ending::of(counter::TOO_LATE));
+        }
+        match trigger.status {
+            TriggerStatus::Active => {}
+            TriggerStatus::Paused => return Ok(skipped("trigger_paused")),
+            TriggerStatus::Revoked => return Ok(skipped("trigger_revoked")),
+        }
+        let merchant = MerchantId::parse(&trigger.merchant_id)?;
+        let Some(key) = self
+            .secrets
+            .klaviyo_key(&self.config.secret_name(&merchant, Vendor::Klaviyo))
+            .await?
+        else {
+            return Ok(failed("not_connected"));
+        };
+        let settings = self.settings(&merchant, trigger).await?;
+        let start = tokio::time::Instant::now();
+        // Reads may be retried while throttled until half the time left; the event look gets
+        // at most half of it too, and never more than MAX_EVENT_WAIT.
+        let read_until = start + remaining(now_ms()) / 2;
+        let profiles = match retry_read_until(read_until, || {
+            self.engine
+                .klaviyo
+                .get_profiles(&key, std::slice::from_ref(&job.profile_id))
+        })
+        .await
+        {
+            Ok(p) => p,
+            Err(e) => return Ok(klaviyo_failure(&e)),
+        };
+        if profiles.is_empty() {
+            return Ok(skipped("profile_not_found"));
+        }
+        let mut event_unread = false;
+        let mut carts = HashMap::new();
+        if trigger.kind.uses_cart() {
+            let until = start + (remaining(now_ms()) / 2).min(MAX_EVENT_WAIT);
+            match self.cart(&merchant, &key, trigger, job, until).await {
+                Ok(Some(items)) => {
+                    carts.insert(job.profile_id.clone(), items);
+                }
+                Ok(None) => event_unread = job.event_id.is_some(),
+                Err(e) => return Ok(klaviyo_failure(&e)),
+            }
+        }
+        let engine_job = Job {
+            merchant: &merchant,
+            key: &key,
+            settings: &settings,
+            brief: &trigger.brief,
+            offer: &trigger.offer,
+            run: None,
+            read_deadline: Some(read_until),
+            carts: Some(&carts),
+        };
+        let generation = match self.engine.generate(&engine_job, profiles).await {
+            Ok(g) => g,
+            Err(EngineError::NoCatalog) => return Ok(skipped("no_catalog")),
+            Err(EngineError::Klaviyo(e)) => return Ok(klaviyo_failure(&e)),
+            Err(EngineError::Store(e)) => return Err(e.into()),
+        };
+        let Some(result) = generation
+            .results
+            .into_iter()
+            .find(|r| r.profile_id == job.profile_id)
+        else {
+            return Ok(skipped("profile_not_found"));
+        };
+        if now_ms() >= deadline_ms {
+            return Ok(Ending::of(counter::TOO_LATE));
+        }
+        let set = &trigger.property_set;
+        // The event's id marks whose copy this is (`sp_<set>_run_id`), so a template can check
+        // it against the email's own event.
+        let mark = job.event_id.as_deref().unwrap_or(&trigger.trigger_id);
+        let generated_at = now_unix();
+        let properties = match (&result.outcome, &result.copy) {
+            (Outcome::Written, Some(copy)) => set.copy_properties(copy, mark, generated_at),
+            (other, _) => set.cleared_properties(mark, generated_at, other),
+        };
+        if let Err(e) = self
+            .engine
+            .klaviyo
+            .patch_profile_properties(&key, &job.profile_id, properties)
+            .await
+        {
+            return Ok(klaviyo_failure(&e));
+        }
+        let mut ending = Ending::of(outcome_counter(&result.outcome));
+        if result.outcome == Outcome::Written {
+            ending.latency_ms = Some((now_ms() - job.received_at_ms).max(0) as u64);
+        }
+        ending.event_unread = event_unread;
+        Ok(ending)
+    }
+
+    async fn handle_record(&self, record: SqsMessage) -> Result<(), FunctionError> {
+        let body = record.body.as_deref().unwrap_or_default();
+        let job: FlowJob = serde_json::from_str(body)
+            .map_err(|e| format!("not a flow job message: {e}"))?;
+        self.process(&job).await
+    }
+}
+
+#[async_trait]
+impl Function for Handler {
+    async fn invoke(&self, event: Value) -> Result<Value, FunctionError> {
+        let event: SqsEvent = parse_event(event, "SQS")?;
+        let response =
+            sqs::for_each_record(event, JOBS_IN_FLIGHT, |r| self.handle_record(r)).await;
+        Ok(serde_json::to_value(response)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn shopify_line_items_become_cart_items() {
+        let props = json!({"$event_id": "c1", "$extra": {"line_items": [
+            {"product_id": 7001, "title": "Cast Iron Skillet", "quantity": 2, "line_price": 90.0},
+            {"title": "no id: cannot be joined"}
+        ]}});
+        let items = cart_items(&props);
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].product_id.as_deref(), Some("7001"));
+        assert_eq!(items[0].quantity, 2);
+    }
+}
