@@ -17,9 +17,8 @@ use shared::domain::{now_unix, rfc3339, AppSecret, ConnectionStatus, MerchantId}
 use shared::edge::{function::parse_event, http, Function, FunctionError};
 use shared::error::ApiError;
 use shared::flows::{
-    self, add_day, counter, FlowCounts, FlowJob, FlowTrigger, HookBody, SecretHash,
-    SecretRotated, TriggerCreated, TriggerList, TriggerRequest, TriggerStatus, TriggerView,
-    WebhookSetup,
+    self, add_day, counter, FlowCounts, FlowJob, FlowTrigger, HookBody, SecretHash, SecretRotated,
+    TriggerCreated, TriggerList, TriggerRequest, TriggerStatus, TriggerView, WebhookSetup,
 };
 use shared::Config;
 use std::collections::BTreeMap;
@@ -181,7 +180,7 @@ impl Handler {
             }
             "DELETE /flows/triggers/{id}" => {
                 let t = self.trigger(&merchant, &id).await?;
-                self.flows.delete(&t).await.map_err(internal)?;
+                self.flows.remove_trigger(&t).await.map_err(internal)?;
                 Ok(http::json(200, &json!({"status": "deleted"})))
             }
             "POST /flows/triggers/{id}/pause" | "POST /flows/triggers/{id}/resume" => {
@@ -331,9 +330,8 @@ impl Handler {
             return Err(ApiError::FlowHookUnauthorized);
         }
         // The raw body is never logged; only the rule it broke is answered.
-        let raw = http::body_bytes(req).map_err(|_| {
-            ApiError::FlowHookBody("the body is not readable or too large".into())
-        })?;
+        let raw = http::body_bytes(req)
+            .map_err(|_| ApiError::FlowHookBody("the body is not readable or too large".into()))?;
         let body = HookBody::parse(&raw).map_err(ApiError::FlowHookBody)?;
         if trigger.status == TriggerStatus::Paused {
             self.count(&id, now, counter::PAUSED).await;
@@ -371,8 +369,7 @@ impl Handler {
             event_id: body.event_id.clone(),
             received_at_ms: now_ms(),
         };
-        let sent = match shared::faults::point(self.config.fault_scope.as_deref(), "hook.enqueue")
-        {
+        let sent = match shared::faults::point(self.config.fault_scope.as_deref(), "hook.enqueue") {
             Err(crash) => Err(crash.to_string()),
             Ok(()) => self
                 .queue

@@ -89,12 +89,17 @@ pub fn cart_items(properties: &Value) -> Vec<PurchasedItem> {
     let item = |v: &Value| PurchasedItem {
         product_id: text(v, "product_id").or_else(|| text(v, "ProductID")),
         handle: text(v, "handle").or_else(|| text(v, "product_handle")),
-        title: text(v, "title").or_else(|| text(v, "product_title")).or_else(|| text(v, "ProductName")),
+        title: text(v, "title")
+            .or_else(|| text(v, "product_title"))
+            .or_else(|| text(v, "ProductName")),
         quantity: v.get("quantity").and_then(Value::as_u64).unwrap_or(1) as u32,
         price: v
             .get("line_price")
             .or_else(|| v.get("price"))
-            .and_then(|p| p.as_f64().or_else(|| p.as_str().and_then(|s| s.parse().ok()))),
+            .and_then(|p| {
+                p.as_f64()
+                    .or_else(|| p.as_str().and_then(|s| s.parse().ok()))
+            }),
         ..Default::default()
     };
     let lines = properties
@@ -348,8 +353,8 @@ impl Handler {
 
     async fn handle_record(&self, record: SqsMessage) -> Result<(), FunctionError> {
         let body = record.body.as_deref().unwrap_or_default();
-        let job: FlowJob = serde_json::from_str(body)
-            .map_err(|e| format!("not a flow job message: {e}"))?;
+        let job: FlowJob =
+            serde_json::from_str(body).map_err(|e| format!("not a flow job message: {e}"))?;
         self.process(&job).await
     }
 }
@@ -358,8 +363,7 @@ impl Handler {
 impl Function for Handler {
     async fn invoke(&self, event: Value) -> Result<Value, FunctionError> {
         let event: SqsEvent = parse_event(event, "SQS")?;
-        let response =
-            sqs::for_each_record(event, JOBS_IN_FLIGHT, |r| self.handle_record(r)).await;
+        let response = sqs::for_each_record(event, JOBS_IN_FLIGHT, |r| self.handle_record(r)).await;
         Ok(serde_json::to_value(response)?)
     }
 }

@@ -185,7 +185,9 @@ impl HookBody {
     /// metric-triggered flows, the event's `$event_id`. The error names the rule, never a value.
     pub fn parse(raw: &[u8]) -> Result<Self, String> {
         if raw.len() > MAX_HOOK_BODY_BYTES {
-            return Err(format!("the body may have at most {MAX_HOOK_BODY_BYTES} bytes"));
+            return Err(format!(
+                "the body may have at most {MAX_HOOK_BODY_BYTES} bytes"
+            ));
         }
         let v: serde_json::Value =
             serde_json::from_slice(raw).map_err(|_| "the body is not JSON".to_owned())?;
@@ -202,7 +204,9 @@ impl HookBody {
         let event_id = match v.get("event_id") {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(e)) if e.trim().is_empty() => None,
-            Some(serde_json::Value::String(e)) if e.len() <= 128 && !e.contains(char::is_control) => {
+            Some(serde_json::Value::String(e))
+                if e.len() <= 128 && !e.contains(char::is_control) =>
+            {
                 Some(e.trim().to_owned())
             }
             Some(serde_json::Value::Number(n)) => Some(n.to_string()),
@@ -242,7 +246,11 @@ pub fn secret_hash(key: &str, secret: &str) -> String {
 
 /// Whether `authorization` (the header's value) carries a secret whose keyed hash is one of
 /// `hashes`. Every candidate is compared in constant time, and all are compared.
-pub fn authorized<'a>(key: &str, authorization: &str, hashes: impl Iterator<Item = &'a str>) -> bool {
+pub fn authorized<'a>(
+    key: &str,
+    authorization: &str,
+    hashes: impl Iterator<Item = &'a str>,
+) -> bool {
     use subtle::ConstantTimeEq;
     let Some(secret) = authorization
         .strip_prefix("Bearer ")
@@ -376,7 +384,11 @@ pub fn bucket_value(b: u32) -> u64 {
 }
 
 /// Adds a day item's attributes (`name → count`) into counts and a latency histogram.
-pub fn add_day(counts: &mut FlowCounts, hist: &mut BTreeMap<u32, u64>, attrs: &BTreeMap<String, u64>) {
+pub fn add_day(
+    counts: &mut FlowCounts,
+    hist: &mut BTreeMap<u32, u64>,
+    attrs: &BTreeMap<String, u64>,
+) {
     for (k, &v) in attrs {
         match k.as_str() {
             counter::RECEIVED => counts.received += v,
@@ -436,7 +448,10 @@ mod tests {
 
     #[test]
     fn a_ulid_profile_id_is_accepted_and_anything_else_refused() {
-        assert!(HookBody::parse(br#"{"profile_id":"01HZX3J6Q8R2V4N7K9M1P3S5T7","event_id":"c1"}"#).is_ok());
+        assert!(
+            HookBody::parse(br#"{"profile_id":"01HZX3J6Q8R2V4N7K9M1P3S5T7","event_id":"c1"}"#)
+                .is_ok()
+        );
         assert!(HookBody::parse(br#"{"profile_id":"{{ person.KlaviyoID }}"}"#).is_err());
         assert!(HookBody::parse(br#"{"profile_id":"abc"}"#).is_err());
         assert!(HookBody::parse(b"not json").is_err());
@@ -448,7 +463,11 @@ mod tests {
         let h = secret_hash("k", "s3cret");
         assert!(authorized("k", "Bearer s3cret", [h.as_str()].into_iter()));
         assert!(!authorized("k", "Bearer s3cre", [h.as_str()].into_iter()));
-        assert!(!authorized("other", "Bearer s3cret", [h.as_str()].into_iter()));
+        assert!(!authorized(
+            "other",
+            "Bearer s3cret",
+            [h.as_str()].into_iter()
+        ));
         assert!(!authorized("k", "s3cret", [h.as_str()].into_iter()));
     }
 

@@ -58,13 +58,19 @@ impl FlowStore {
         item.insert("sk".into(), s(TRIGGER_SK));
         let index: Item = [
             ("pk".to_owned(), s(&mpk)),
-            ("sk".to_owned(), s(format!("FLOWTRIGGER#{}", trigger.trigger_id))),
+            (
+                "sk".to_owned(),
+                s(format!("FLOWTRIGGER#{}", trigger.trigger_id)),
+            ),
             ("trigger_id".to_owned(), s(&trigger.trigger_id)),
         ]
         .into();
         let lock: Item = [
             ("pk".to_owned(), s(&mpk)),
-            ("sk".to_owned(), s(format!("PROPSET#{}", trigger.property_set.as_str()))),
+            (
+                "sk".to_owned(),
+                s(format!("PROPSET#{}", trigger.property_set.as_str())),
+            ),
             ("trigger_id".to_owned(), s(&trigger.trigger_id)),
         ]
         .into();
@@ -94,14 +100,19 @@ impl FlowStore {
     }
 
     pub async fn get(&self, trigger_id: &str) -> Result<Option<FlowTrigger>, AwsError> {
-        get_item(&self.client, &self.table, trigger_pk(trigger_id), TRIGGER_SK)
-            .await?
-            .map(|mut i| {
-                i.remove("pk");
-                i.remove("sk");
-                from_item(i)
-            })
-            .transpose()
+        get_item(
+            &self.client,
+            &self.table,
+            trigger_pk(trigger_id),
+            TRIGGER_SK,
+        )
+        .await?
+        .map(|mut i| {
+            i.remove("pk");
+            i.remove("sk");
+            from_item(i)
+        })
+        .transpose()
     }
 
     /// The merchant's trigger `id` (`None` when it is another merchant's or absent).
@@ -171,7 +182,7 @@ impl FlowStore {
 
     /// Delete the trigger, its index entry and its property-set lock (counters and replay
     /// markers expire on their own).
-    pub async fn delete(&self, trigger: &FlowTrigger) -> Result<(), AwsError> {
+    pub async fn remove_trigger(&self, trigger: &FlowTrigger) -> Result<(), AwsError> {
         let merchant = MerchantId::parse(&trigger.merchant_id)
             .map_err(|e| AwsError::new("decode trigger", e))?;
         let mpk = merchant_pk(&merchant);
