@@ -38,7 +38,7 @@ pub struct Handler {
     runs: RunStore,
     secrets: SecretStore,
     /// Metric id of each merchant's trigger metric (Get Metrics is on the M tier).
-    metrics: Mutex<HashMap<(MerchantId, &'static str), Option<String>>>,
+    metrics: Mutex<HashMap<(MerchantId, &'static str), Vec<String>>>,
 }
 
 /// How one job ended: the counter to add, and the latency when written.
@@ -136,26 +136,32 @@ impl Handler {
         })
     }
 
-    async fn trigger_metric(
+    /// The ids of the account's metrics the trigger's event may come as (Shopify's "Checkout
+    /// Started", a custom "Started Checkout"...). Cached per container; `fresh` reads again (a
+    /// metric appears when its first event is tracked).
+    async fn trigger_metrics(
         &self,
         merchant: &MerchantId,
         key: &KlaviyoApiKey,
         trigger: &FlowTrigger,
-    ) -> Result<Option<String>, KlaviyoError> {
+        fresh: bool,
+    ) -> Result<Vec<String>, KlaviyoError> {
         let names = trigger.kind.metric_names();
         let Some(&first) = names.first() else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
         let cache_key = (merchant.clone(), first);
-        if let Some(m) = self.metrics.lock().expect("metrics lock").get(&cache_key) {
-            return Ok(m.clone());
+        if !fresh {
+            if let Some(m) = self.metrics.lock().expect("metrics lock").get(&cache_key) {
+                return Ok(m.clone());
+            }
         }
-        let id = self.engine.klaviyo.metric_named(key, names).await?;
+        let ids = self.engine.klaviyo.metrics_named(key, names).await?;
         self.metrics
             .lock()
             .expect("metrics lock")
-            .insert(cache_key, id.clone());
-        Ok(id)
+            .insert(cache_key, ids.clone());
+        Ok(ids)
     }
 
     /// The triggering event's items, looking again with a growing pause while Klaviyo has not
@@ -171,39 +177,45 @@ impl Handler {
         let Some(event_id) = &job.event_id else {
             return Ok(None);
         };
-        let Some(metric) = self.trigger_metric(merchant, key, trigger).await? else {
-            return Ok(None);
-        };
+        let mut metrics = self.trigger_metrics(merchant, key, trigger, false).await?;
         let since = job.received_at_ms / 1000 - 2 * 86_400;
         let mut pause = Duration::from_millis(250);
+        let mut refreshed = false;
         loop {
-            let events = retry_read_until(until, || {
-                self.engine.klaviyo.profile_events(
-                    key,
-                    &job.profile_id,
-                    &metric,
-                    Some(since),
-                    EVENTS_PER_LOOK,
-                )
-            })
-            .await?;
-            let found = events.iter().find_map(|e| {
-                let props = e.pointer("/attributes/event_properties")?;
-                let id = match props.get("$event_id")? {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
-                    _ => return None,
-                };
-                (id == *event_id).then(|| cart_items(props))
-            });
-            if found.is_some() {
-                return Ok(found);
+            for metric in &metrics {
+                let events = retry_read_until(until, || {
+                    self.engine.klaviyo.profile_events(
+                        key,
+                        &job.profile_id,
+                        metric,
+                        Some(since),
+                        EVENTS_PER_LOOK,
+                    )
+                })
+                .await?;
+                let found = events.iter().find_map(|e| {
+                    let props = e.pointer("/attributes/event_properties")?;
+                    let id = match props.get("$event_id")? {
+                        Value::String(s) => s.clone(),
+                        Value::Number(n) => n.to_string(),
+                        _ => return None,
+                    };
+                    (id == *event_id).then(|| cart_items(props))
+                });
+                if found.is_some() {
+                    return Ok(found);
+                }
             }
             if tokio::time::Instant::now() + pause > until {
                 return Ok(None);
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(5));
+            if !refreshed {
+                // Not there on the first look: the metric may be newer than our cache.
+                metrics = self.trigger_metrics(merchant, key, trigger, true).await?;
+                refreshed = true;
+            }
         }
     }
 

@@ -749,9 +749,21 @@ impl KlaviyoClient {
         key: &KlaviyoApiKey,
         names: &[&str],
     ) -> Result<Option<String>, KlaviyoError> {
+        Ok(self.metrics_named(key, names).await?.into_iter().next())
+    }
+
+    /// The id of each of `names` the account has a metric for, in the order of `names`.
+    pub async fn metrics_named(
+        &self,
+        key: &KlaviyoApiKey,
+        names: &[&str],
+    ) -> Result<Vec<String>, KlaviyoError> {
         let url = self.url("/api/metrics", &[("fields[metric]", "name,integration")]);
         let metrics = self.get_all(key, Endpoint::Metrics, url).await?;
-        Ok(names.iter().find_map(|name| pick_metric(&metrics, name)))
+        Ok(names
+            .iter()
+            .filter_map(|name| pick_metric(&metrics, name))
+            .collect())
     }
 
     /// A profile's events of one metric, newest first, at most `max` (and none before
