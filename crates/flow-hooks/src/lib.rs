@@ -18,7 +18,8 @@ use shared::edge::{function::parse_event, http, Function, FunctionError};
 use shared::error::ApiError;
 use shared::flows::{
     self, add_day, counter, FlowCounts, FlowJob, FlowTrigger, HookBody, SecretHash, SecretRotated,
-    TriggerCreated, TriggerList, TriggerRequest, TriggerStatus, TriggerView, WebhookSetup,
+    TriggerCreated, TriggerList, TriggerRequest, TriggerStatus, TriggerView, TtlCache,
+    WebhookSetup,
 };
 use shared::Config;
 use std::collections::BTreeMap;
@@ -29,7 +30,15 @@ pub struct Handler {
     flows: FlowStore,
     queue: Queue,
     hook_key: AppSecret,
+    /// Triggers and connection checks as read in the last few seconds: a pause, revocation
+    /// or disconnect reaches the hook within `HOT_CACHE_TTL`; a secret that does not match the
+    /// cached hashes is checked again against a fresh read (a rotation works at once).
+    triggers: TtlCache<String, Option<FlowTrigger>>,
+    connected: TtlCache<String, bool>,
 }
+
+/// How long the hook trusts what it read about a trigger or a connection.
+const HOT_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
@@ -74,6 +83,8 @@ impl Handler {
             flows: FlowStore::from_sdk(&aws, &config.app_table),
             queue: Queue::from_sdk(&aws, queue_url),
             hook_key: secrets.app_secret(&key_id),
+            triggers: TtlCache::new(HOT_CACHE_TTL),
+            connected: TtlCache::new(HOT_CACHE_TTL),
             config,
         })
     }
@@ -181,6 +192,7 @@ impl Handler {
             "DELETE /flows/triggers/{id}" => {
                 let t = self.trigger(&merchant, &id).await?;
                 self.flows.remove_trigger(&t).await.map_err(internal)?;
+                self.triggers.forget(&t.trigger_id);
                 Ok(http::json(200, &json!({"status": "deleted"})))
             }
             "POST /flows/triggers/{id}/pause" | "POST /flows/triggers/{id}/resume" => {
@@ -200,6 +212,7 @@ impl Handler {
                     .update_state(&t.trigger_id, t.status, &t.secret_hashes)
                     .await
                     .map_err(internal)?;
+                self.triggers.forget(&t.trigger_id);
                 Ok(http::json(200, &self.view(&t).await?))
             }
             "POST /flows/triggers/{id}/rotate-secret" => {
@@ -244,6 +257,7 @@ impl Handler {
                     .update_state(&t.trigger_id, t.status, &[])
                     .await
                     .map_err(internal)?;
+                self.triggers.forget(&t.trigger_id);
                 Ok(http::json(200, &self.view(&t).await?))
             }
             other => Err(ApiError::RouteNotFound(other.to_owned())),
@@ -309,14 +323,6 @@ impl Handler {
         if !flows::is_trigger_id(&id) {
             return Err(ApiError::FlowTriggerNotFound(id.chars().take(22).collect()));
         }
-        let trigger = match self.flows.get(&id).await {
-            Ok(Some(t)) if t.status != TriggerStatus::Revoked => t,
-            Ok(_) => return Err(ApiError::FlowTriggerNotFound(id)),
-            Err(e) => {
-                tracing::warn!(error = %e, "flow hook: trigger read failed");
-                return Err(ApiError::FlowHookUnavailable);
-            }
-        };
         let now = now_unix();
         let key = match self.hook_key.get().await {
             Ok(k) => k.expose().to_owned(),
@@ -326,9 +332,38 @@ impl Handler {
             }
         };
         let authorization = header(req, "authorization").unwrap_or_default();
-        if !flows::authorized(&key, authorization, trigger.accepted_hashes(now)) {
-            return Err(ApiError::FlowHookUnauthorized);
-        }
+        let mut fresh = false;
+        let trigger = loop {
+            let cached = if fresh { None } else { self.triggers.get(&id) };
+            let trigger = match cached {
+                Some(t) => t,
+                None => match self.flows.get(&id).await {
+                    Ok(t) => {
+                        self.triggers.put(id.clone(), t.clone());
+                        fresh = true;
+                        t
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "flow hook: trigger read failed");
+                        return Err(ApiError::FlowHookUnavailable);
+                    }
+                },
+            };
+            let Some(trigger) = trigger.filter(|t| t.status != TriggerStatus::Revoked) else {
+                if fresh {
+                    return Err(ApiError::FlowTriggerNotFound(id));
+                }
+                fresh = true;
+                continue;
+            };
+            if flows::authorized(&key, authorization, trigger.accepted_hashes(now)) {
+                break trigger;
+            }
+            if fresh {
+                return Err(ApiError::FlowHookUnauthorized);
+            }
+            fresh = true;
+        };
         // The raw body is never logged; only the rule it broke is answered.
         let raw = http::body_bytes(req)
             .map_err(|_| ApiError::FlowHookBody("the body is not readable or too large".into()))?;
@@ -338,13 +373,22 @@ impl Handler {
             return Err(ApiError::FlowTriggerPaused);
         }
         let merchant = MerchantId::parse(&trigger.merchant_id).map_err(internal)?;
-        match self.store.klaviyo(&merchant).await {
-            Ok(Some(c)) if c.status == ConnectionStatus::Connected => {}
-            Ok(_) => return Err(ApiError::FlowMerchantNotConnected),
-            Err(e) => {
-                tracing::warn!(error = %e, "flow hook: connection read failed");
-                return Err(ApiError::FlowHookUnavailable);
-            }
+        let connected = match self.connected.get(&trigger.merchant_id) {
+            Some(c) => c,
+            None => match self.store.klaviyo(&merchant).await {
+                Ok(c) => {
+                    let c = c.is_some_and(|c| c.status == ConnectionStatus::Connected);
+                    self.connected.put(trigger.merchant_id.clone(), c);
+                    c
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "flow hook: connection read failed");
+                    return Err(ApiError::FlowHookUnavailable);
+                }
+            },
+        };
+        if !connected {
+            return Err(ApiError::FlowMerchantNotConnected);
         }
         let event_key = body.event_id.clone().unwrap_or_else(|| "-".to_owned());
         match self

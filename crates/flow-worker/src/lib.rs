@@ -15,7 +15,7 @@ use shared::aws::runs::RunStore;
 use shared::aws::secrets::SecretStore;
 use shared::domain::{now_unix, KlaviyoApiKey, MerchantId, Vendor};
 use shared::edge::{function::parse_event, sqs, Function, FunctionError};
-use shared::flows::{counter, latency_bucket, FlowJob, FlowTrigger, TriggerStatus};
+use shared::flows::{counter, latency_bucket, FlowJob, FlowTrigger, TriggerStatus, TtlCache};
 use shared::klaviyo::{retry_read_until, KlaviyoError};
 use shared::personalize::orders::PurchasedItem;
 use shared::personalize::{Outcome, Settings};
@@ -39,7 +39,13 @@ pub struct Handler {
     secrets: SecretStore,
     /// Metric id of each merchant's trigger metric (Get Metrics is on the M tier).
     metrics: Mutex<HashMap<(MerchantId, &'static str), Vec<String>>>,
+    /// Read per job otherwise; kept a few seconds (a pause or a new key reaches jobs within it).
+    triggers: TtlCache<String, Option<FlowTrigger>>,
+    keys: TtlCache<MerchantId, Option<KlaviyoApiKey>>,
+    settings: TtlCache<MerchantId, Settings>,
 }
+
+const HOT_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// How one job ended: the counter to add, and the latency when written.
 struct Ending {
@@ -132,6 +138,9 @@ impl Handler {
             runs: RunStore::from_sdk(&aws, &config.app_table),
             secrets: SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone()),
             metrics: Mutex::new(HashMap::new()),
+            triggers: TtlCache::new(HOT_CACHE_TTL),
+            keys: TtlCache::new(HOT_CACHE_TTL),
+            settings: TtlCache::new(HOT_CACHE_TTL),
             config,
         })
     }
@@ -224,20 +233,28 @@ impl Handler {
         merchant: &MerchantId,
         trigger: &FlowTrigger,
     ) -> Result<Settings, FunctionError> {
-        Ok(match &trigger.settings {
-            Some(s) => s.clone(),
-            None => self.runs.settings(merchant).await?.unwrap_or_default(),
-        })
+        if let Some(s) = &trigger.settings {
+            return Ok(s.clone());
+        }
+        if let Some(s) = self.settings.get(merchant) {
+            return Ok(s);
+        }
+        let s = self.runs.settings(merchant).await?.unwrap_or_default();
+        self.settings.put(merchant.clone(), s.clone());
+        Ok(s)
     }
 
     /// One job, start to counted end.
     pub async fn process(&self, job: &FlowJob) -> Result<(), FunctionError> {
-        let Some(trigger) = self
-            .flows
-            .get(&job.trigger_id)
-            .await?
-            .filter(|t| t.merchant_id == job.merchant_id)
-        else {
+        let trigger = match self.triggers.get(&job.trigger_id) {
+            Some(t) => t,
+            None => {
+                let t = self.flows.get(&job.trigger_id).await?;
+                self.triggers.put(job.trigger_id.clone(), t.clone());
+                t
+            }
+        };
+        let Some(trigger) = trigger.filter(|t| t.merchant_id == job.merchant_id) else {
             tracing::info!(trigger_id = %job.trigger_id, "flow trigger deleted; job dropped");
             return Ok(());
         };
@@ -275,11 +292,18 @@ impl Handler {
             TriggerStatus::Revoked => return Ok(skipped("trigger_revoked")),
         }
         let merchant = MerchantId::parse(&trigger.merchant_id)?;
-        let Some(key) = self
-            .secrets
-            .klaviyo_key(&self.config.secret_name(&merchant, Vendor::Klaviyo))
-            .await?
-        else {
+        let key = match self.keys.get(&merchant) {
+            Some(k) => k,
+            None => {
+                let k = self
+                    .secrets
+                    .klaviyo_key(&self.config.secret_name(&merchant, Vendor::Klaviyo))
+                    .await?;
+                self.keys.put(merchant.clone(), k.clone());
+                k
+            }
+        };
+        let Some(key) = key else {
             return Ok(failed("not_connected"));
         };
         let settings = self.settings(&merchant, trigger).await?;

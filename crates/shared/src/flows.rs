@@ -356,6 +356,44 @@ pub struct SecretRotated {
     pub previous_secret_valid_until: String,
 }
 
+/// A small per-container cache of values by key, each kept for `ttl` (triggers, connections,
+/// keys read on every delivery: the hot path reads AWS only when they are older).
+pub struct TtlCache<K, V> {
+    ttl: std::time::Duration,
+    map: std::sync::Mutex<std::collections::HashMap<K, (std::time::Instant, V)>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
+    pub fn new(ttl: std::time::Duration) -> Self {
+        Self {
+            ttl,
+            map: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, key: &K) -> Option<V> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub fn put(&self, key: K, value: V) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 10_000 {
+            map.clear();
+        }
+        map.insert(key, (std::time::Instant::now(), value));
+    }
+
+    pub fn forget(&self, key: &K) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
 /// Counter attribute names of a day item.
 pub mod counter {
     pub const RECEIVED: &str = "received";
