@@ -35,6 +35,9 @@ pub struct Handler {
     /// cached hashes is checked again against a fresh read (a rotation works at once).
     triggers: TtlCache<String, Option<FlowTrigger>>,
     connected: TtlCache<String, bool>,
+    /// One read at a time fills the caches: a burst's first deliveries wait for one read
+    /// instead of each making its own.
+    filling: tokio::sync::Mutex<()>,
 }
 
 /// How long the hook trusts what it read about a trigger or a connection.
@@ -85,6 +88,7 @@ impl Handler {
             hook_key: secrets.app_secret(&key_id),
             triggers: TtlCache::new(HOT_CACHE_TTL),
             connected: TtlCache::new(HOT_CACHE_TTL),
+            filling: tokio::sync::Mutex::new(()),
             config,
         })
     }
@@ -334,12 +338,23 @@ impl Handler {
         let authorization = header(req, "authorization").unwrap_or_default();
         let mut fresh = false;
         let trigger = loop {
-            let cached = if fresh { None } else { self.triggers.get(&id) };
+            let mut cached = if fresh { None } else { self.triggers.get(&id) };
+            let _filling = match cached {
+                Some(_) => None,
+                None => {
+                    let guard = self.filling.lock().await;
+                    if !fresh {
+                        // Filled while we waited?
+                        cached = self.triggers.get(&id);
+                    }
+                    Some(guard)
+                }
+            };
             let trigger = match cached {
                 Some(t) => t,
                 None => match self.flows.get(&id).await {
                     Ok(t) => {
-                        self.triggers.put(id.clone(), t.clone());
+                        self.triggers.keep(id.clone(), t.clone());
                         fresh = true;
                         t
                     }
@@ -373,12 +388,21 @@ impl Handler {
             return Err(ApiError::FlowTriggerPaused);
         }
         let merchant = MerchantId::parse(&trigger.merchant_id).map_err(internal)?;
-        let connected = match self.connected.get(&trigger.merchant_id) {
+        let mut cached = self.connected.get(&trigger.merchant_id);
+        let _filling = match cached {
+            Some(_) => None,
+            None => {
+                let guard = self.filling.lock().await;
+                cached = self.connected.get(&trigger.merchant_id);
+                Some(guard)
+            }
+        };
+        let connected = match cached {
             Some(c) => c,
             None => match self.store.klaviyo(&merchant).await {
                 Ok(c) => {
                     let c = c.is_some_and(|c| c.status == ConnectionStatus::Connected);
-                    self.connected.put(trigger.merchant_id.clone(), c);
+                    self.connected.keep(trigger.merchant_id.clone(), c);
                     c
                 }
                 Err(e) => {
@@ -387,24 +411,9 @@ impl Handler {
                 }
             },
         };
+        drop(_filling);
         if !connected {
             return Err(ApiError::FlowMerchantNotConnected);
-        }
-        let event_key = body.event_id.clone().unwrap_or_else(|| "-".to_owned());
-        match self
-            .flows
-            .mark_seen(&id, &body.profile_id, &event_key, now)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                self.count(&id, now, counter::DUPLICATES).await;
-                return Ok(accepted("duplicate"));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "flow hook: replay mark failed");
-                return Err(ApiError::FlowHookUnavailable);
-            }
         }
         let job = FlowJob {
             trigger_id: id.clone(),
@@ -422,15 +431,10 @@ impl Handler {
                 .map_err(|e| e.to_string()),
         };
         if let Err(e) = sent {
-            // Not queued: forget the mark so Klaviyo's retry (503 is retried) is taken.
+            // Not queued: Klaviyo retries a 503. (Replays are recognised by the worker, which
+            // marks (trigger, profile, event) before it generates: a delivery whose answer was
+            // lost and is sent again makes one generation.)
             tracing::warn!(error = %e, "flow hook: job not queued; asking for a retry");
-            if let Err(e) = self
-                .flows
-                .unmark_seen(&id, &body.profile_id, &event_key)
-                .await
-            {
-                tracing::error!(error = %e, "flow hook: replay mark not removed");
-            }
             return Err(ApiError::FlowHookUnavailable);
         }
         Ok(accepted("accepted"))

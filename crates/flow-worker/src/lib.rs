@@ -38,7 +38,7 @@ pub struct Handler {
     runs: RunStore,
     secrets: SecretStore,
     /// Metric id of each merchant's trigger metric (Get Metrics is on the M tier).
-    metrics: Mutex<HashMap<(MerchantId, &'static str), Vec<String>>>,
+    metrics: Mutex<HashMap<(MerchantId, &'static str), (std::time::Instant, Vec<String>)>>,
     /// Read per job otherwise; kept a few seconds (a pause or a new key reaches jobs within it).
     triggers: TtlCache<String, Option<FlowTrigger>>,
     keys: TtlCache<MerchantId, Option<KlaviyoApiKey>>,
@@ -46,6 +46,8 @@ pub struct Handler {
 }
 
 const HOT_CACHE_TTL: Duration = Duration::from_secs(5);
+/// How often a look that missed the event may read the account's metrics again.
+const METRICS_REFRESH: Duration = Duration::from_secs(60);
 
 /// How one job ended: the counter to add, and the latency when written.
 struct Ending {
@@ -160,8 +162,9 @@ impl Handler {
             return Ok(Vec::new());
         };
         let cache_key = (merchant.clone(), first);
-        if !fresh {
-            if let Some(m) = self.metrics.lock().expect("metrics lock").get(&cache_key) {
+        if let Some((at, m)) = self.metrics.lock().expect("metrics lock").get(&cache_key) {
+            // Get Metrics is on the M tier: read again at most once a minute.
+            if !fresh || at.elapsed() < METRICS_REFRESH {
                 return Ok(m.clone());
             }
         }
@@ -169,7 +172,7 @@ impl Handler {
         self.metrics
             .lock()
             .expect("metrics lock")
-            .insert(cache_key, ids.clone());
+            .insert(cache_key, (std::time::Instant::now(), ids.clone()));
         Ok(ids)
     }
 
@@ -240,7 +243,7 @@ impl Handler {
             return Ok(s);
         }
         let s = self.runs.settings(merchant).await?.unwrap_or_default();
-        self.settings.put(merchant.clone(), s.clone());
+        self.settings.keep(merchant.clone(), s.clone());
         Ok(s)
     }
 
@@ -250,7 +253,7 @@ impl Handler {
             Some(t) => t,
             None => {
                 let t = self.flows.get(&job.trigger_id).await?;
-                self.triggers.put(job.trigger_id.clone(), t.clone());
+                self.triggers.keep(job.trigger_id.clone(), t.clone());
                 t
             }
         };
@@ -258,6 +261,29 @@ impl Handler {
             tracing::info!(trigger_id = %job.trigger_id, "flow trigger deleted; job dropped");
             return Ok(());
         };
+        // A replayed delivery (the same trigger, profile and event within the window) is
+        // counted and makes no second generation.
+        let event_key = job.event_id.as_deref().unwrap_or("-");
+        if !self
+            .flows
+            .mark_seen(
+                &trigger.trigger_id,
+                &job.profile_id,
+                event_key,
+                job.received_at_ms,
+                now_unix(),
+            )
+            .await?
+        {
+            self.flows
+                .count(
+                    &trigger.trigger_id,
+                    now_unix(),
+                    &[(counter::DUPLICATES.to_owned(), 1)],
+                )
+                .await?;
+            return Ok(());
+        }
         let ending = self.generate_and_write(&trigger, job).await?;
         let mut adds = vec![
             (counter::RECEIVED.to_owned(), 1),
@@ -299,7 +325,7 @@ impl Handler {
                     .secrets
                     .klaviyo_key(&self.config.secret_name(&merchant, Vendor::Klaviyo))
                     .await?;
-                self.keys.put(merchant.clone(), k.clone());
+                self.keys.keep(merchant.clone(), k.clone());
                 k
             }
         };

@@ -378,7 +378,7 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
             .map(|(_, v)| v.clone())
     }
 
-    pub fn put(&self, key: K, value: V) {
+    pub fn keep(&self, key: K, value: V) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 10_000 {
             map.clear();

@@ -203,12 +203,15 @@ impl FlowStore {
         Ok(())
     }
 
-    /// Marks (trigger, profile, event) seen: `false` when it already was within the window.
+    /// Marks (trigger, profile, event) seen by the job accepted at `job_ms`: `false` when
+    /// another job (a replayed delivery) marked it within the window. The same job, delivered
+    /// again by SQS after a failure, finds its own mark and goes on.
     pub async fn mark_seen(
         &self,
         trigger_id: &str,
         profile_id: &str,
         event_id: &str,
+        job_ms: i64,
         now: i64,
     ) -> Result<bool, AwsError> {
         let result = self
@@ -217,31 +220,15 @@ impl FlowStore {
             .table_name(&self.table)
             .item("pk", s(trigger_pk(trigger_id)))
             .item("sk", s(format!("SEEN#{profile_id}#{event_id}")))
+            .item("job_ms", n(job_ms))
             .item(EXPIRES_AT, n(now + crate::flows::REPLAY_WINDOW_SECS))
-            .condition_expression("attribute_not_exists(pk) or #e < :now")
+            .condition_expression("attribute_not_exists(pk) or #e < :now or job_ms = :job")
             .expression_attribute_names("#e", EXPIRES_AT)
             .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":job", n(job_ms))
             .send()
             .await;
         written(result, "dynamodb:PutItem")
-    }
-
-    /// Forget a mark whose job could not be queued, so the vendor's retry is taken.
-    pub async fn unmark_seen(
-        &self,
-        trigger_id: &str,
-        profile_id: &str,
-        event_id: &str,
-    ) -> Result<(), AwsError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(trigger_pk(trigger_id)))
-            .key("sk", s(format!("SEEN#{profile_id}#{event_id}")))
-            .send()
-            .await
-            .map_err(|e| AwsError::new("dynamodb:DeleteItem", describe(&e)))?;
-        Ok(())
     }
 
     /// Adds to the day's counters (one UpdateItem), e.g. `[("received", 1), ("written", 1),

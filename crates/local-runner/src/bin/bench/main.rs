@@ -5,6 +5,7 @@
 //! Then the run benchmarks (`runs.rs`): a 20,000-profile run against vendors that take real
 //! time, two merchants side by side, and a 200,000-profile fan-out.
 
+mod flows;
 mod runs;
 
 use catalog_sync::{SyncOutcome, SyncReport};
@@ -100,6 +101,10 @@ async fn main() -> Result<(), shared::edge::FunctionError> {
     }
     if part("fanout") {
         runs::fanout_at_scale().await?;
+        println!();
+    }
+    if part("flows") {
+        flows::flow_burst().await?;
     }
     Ok(())
 }
@@ -165,7 +170,7 @@ async fn catalog_sync_parts() -> Result<(), shared::edge::FunctionError> {
     Ok(())
 }
 
-/// `BENCH_PARTS=catalog,runs,fanout` (default: all) picks the parts to run.
+/// `BENCH_PARTS=catalog,runs,fanout,flows` (default: all) picks the parts to run.
 fn part(name: &str) -> bool {
     std::env::var("BENCH_PARTS").map_or(true, |parts| parts.split(',').any(|p| p.trim() == name))
 }
