@@ -46,6 +46,8 @@ pub struct Handler {
 }
 
 const HOT_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Time kept for the Update Profile call itself when its budget wait is bounded by the deadline.
+const WRITE_MARGIN: Duration = Duration::from_millis(1500);
 /// How often a look that missed the event may read the account's metrics again.
 const METRICS_REFRESH: Duration = Duration::from_secs(60);
 
@@ -163,12 +165,14 @@ impl Handler {
         };
         let cache_key = (merchant.clone(), first);
         if let Some((at, m)) = self.metrics.lock().expect("metrics lock").get(&cache_key) {
-            // Get Metrics is on the M tier: read again at most once a minute.
-            if !fresh || at.elapsed() < METRICS_REFRESH {
+            // Get Metrics is on the M tier: read again only when a name was missing, at most
+            // once a minute.
+            if !fresh || m.len() == names.len() || at.elapsed() < METRICS_REFRESH {
                 return Ok(m.clone());
             }
         }
-        let ids = self.engine.klaviyo.metrics_named(key, names).await?;
+        let (ids, orders) = self.engine.klaviyo.metrics_and_orders(key, names).await?;
+        self.engine.know_order_metrics(merchant, orders);
         self.metrics
             .lock()
             .expect("metrics lock")
@@ -397,13 +401,20 @@ impl Handler {
             (Outcome::Written, Some(copy)) => set.copy_properties(copy, mark, generated_at),
             (other, _) => set.cleared_properties(mark, generated_at, other),
         };
-        if let Err(e) = self
-            .engine
-            .klaviyo
-            .patch_profile_properties(&key, &job.profile_id, properties)
-            .await
+        // The write waits for the pooled L-tier budget: past the deadline it is not made (the
+        // email may be out), so the wait is bounded by what is left, less a margin for the call.
+        let left = remaining(now_ms()).saturating_sub(WRITE_MARGIN);
+        match tokio::time::timeout(
+            left,
+            self.engine
+                .klaviyo
+                .patch_profile_properties(&key, &job.profile_id, properties),
+        )
+        .await
         {
-            return Ok(klaviyo_failure(&e));
+            Err(_) => return Ok(Ending::of(counter::TOO_LATE)),
+            Ok(Err(e)) => return Ok(klaviyo_failure(&e)),
+            Ok(Ok(())) => {}
         }
         let mut ending = Ending::of(outcome_counter(&result.outcome));
         if result.outcome == Outcome::Written {

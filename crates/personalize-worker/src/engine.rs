@@ -231,6 +231,14 @@ impl Engine {
         Ok(cached)
     }
 
+    /// Remember the merchant's order metric ids read by the caller (one Get Metrics serves both).
+    pub fn know_order_metrics(&self, merchant: &MerchantId, metrics: OrderMetrics) {
+        self.metrics_cache
+            .lock()
+            .expect("metrics cache lock")
+            .insert(merchant.clone(), metrics);
+    }
+
     /// The account's order metric ids (Get Metrics is on the M tier: once per container).
     async fn order_metrics(
         &self,

@@ -758,12 +758,25 @@ impl KlaviyoClient {
         key: &KlaviyoApiKey,
         names: &[&str],
     ) -> Result<Vec<String>, KlaviyoError> {
+        Ok(self.metrics_and_orders(key, names).await?.0)
+    }
+
+    /// [`Self::metrics_named`] and [`Self::order_metrics`] from one read of the metrics (the M
+    /// tier is narrow).
+    pub async fn metrics_and_orders(
+        &self,
+        key: &KlaviyoApiKey,
+        names: &[&str],
+    ) -> Result<(Vec<String>, OrderMetrics), KlaviyoError> {
         let url = self.url("/api/metrics", &[("fields[metric]", "name,integration")]);
         let metrics = self.get_all(key, Endpoint::Metrics, url).await?;
-        Ok(names
-            .iter()
-            .filter_map(|name| pick_metric(&metrics, name))
-            .collect())
+        Ok((
+            names
+                .iter()
+                .filter_map(|name| pick_metric(&metrics, name))
+                .collect(),
+            pick_order_metrics(&metrics),
+        ))
     }
 
     /// A profile's events of one metric, newest first, at most `max` (and none before
