@@ -31,6 +31,9 @@ const MAX_EVENT_WAIT: Duration = Duration::from_secs(90);
 /// Events read per look (the profile's newest of the trigger's metric).
 const EVENTS_PER_LOOK: usize = 20;
 
+/// A merchant and the first metric name of a trigger kind.
+type MetricKey = (MerchantId, &'static str);
+
 pub struct Handler {
     config: Config,
     engine: Engine,
@@ -38,7 +41,7 @@ pub struct Handler {
     runs: RunStore,
     secrets: SecretStore,
     /// Metric id of each merchant's trigger metric (Get Metrics is on the M tier).
-    metrics: Mutex<HashMap<(MerchantId, &'static str), (std::time::Instant, Vec<String>)>>,
+    metrics: Mutex<HashMap<MetricKey, (std::time::Instant, Vec<String>)>>,
     /// Read per job otherwise; kept a few seconds (a pause or a new key reaches jobs within it).
     triggers: TtlCache<String, Option<FlowTrigger>>,
     keys: TtlCache<MerchantId, Option<KlaviyoApiKey>>,
