@@ -255,7 +255,68 @@ impl Handler {
     }
 
     /// One job, start to counted end.
+    async fn klaviyo_key(
+        &self,
+        merchant: &MerchantId,
+    ) -> Result<Option<KlaviyoApiKey>, FunctionError> {
+        if let Some(k) = self.keys.get(merchant) {
+            return Ok(k);
+        }
+        let k = self
+            .secrets
+            .klaviyo_key(&self.config.secret_name(merchant, Vendor::Klaviyo))
+            .await?;
+        self.keys.keep(merchant.clone(), k.clone());
+        Ok(k)
+    }
+
+    /// The profiles of a batch's jobs, one Get Profiles call per merchant (`any(id,[…])`):
+    /// `Some(None)` for an id Klaviyo did not return; absent when the read did not happen.
+    /// The L tier (shared with Update Profile) is what binds flows, so ten jobs share a read.
+    async fn prefetch(&self, jobs: &[FlowJob]) -> HashMap<String, Option<Value>> {
+        let mut by_merchant: HashMap<&str, Vec<String>> = HashMap::new();
+        for j in jobs {
+            let ids = by_merchant.entry(j.merchant_id.as_str()).or_default();
+            if !ids.contains(&j.profile_id) {
+                ids.push(j.profile_id.clone());
+            }
+        }
+        let mut found = HashMap::new();
+        for (merchant, ids) in by_merchant {
+            let Ok(merchant) = MerchantId::parse(merchant) else {
+                continue;
+            };
+            let Ok(Some(key)) = self.klaviyo_key(&merchant).await else {
+                continue;
+            };
+            match self.engine.klaviyo.get_profiles(&key, &ids).await {
+                Ok(profiles) => {
+                    for id in &ids {
+                        found.insert(id.clone(), None);
+                    }
+                    for p in profiles {
+                        if let Some(id) = p.get("id").and_then(Value::as_str).map(str::to_owned) {
+                            found.insert(id, Some(p));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "batch profile read failed; jobs read their own");
+                }
+            }
+        }
+        found
+    }
+
     pub async fn process(&self, job: &FlowJob) -> Result<(), FunctionError> {
+        self.process_with(job, None).await
+    }
+
+    async fn process_with(
+        &self,
+        job: &FlowJob,
+        prefetched: Option<&Option<Value>>,
+    ) -> Result<(), FunctionError> {
         let trigger = match self.triggers.get(&job.trigger_id) {
             Some(t) => t,
             None => {
@@ -291,7 +352,7 @@ impl Handler {
                 .await?;
             return Ok(());
         }
-        let ending = self.generate_and_write(&trigger, job).await?;
+        let ending = self.generate_and_write(&trigger, job, prefetched).await?;
         let mut adds = vec![
             (counter::RECEIVED.to_owned(), 1),
             (ending.counter.clone(), 1),
@@ -313,6 +374,7 @@ impl Handler {
         &self,
         trigger: &FlowTrigger,
         job: &FlowJob,
+        prefetched: Option<&Option<Value>>,
     ) -> Result<Ending, FunctionError> {
         let deadline_ms = job.received_at_ms + i64::from(trigger.deadline_seconds) * 1000;
         let remaining = |now: i64| Duration::from_millis((deadline_ms - now).max(0) as u64);
@@ -325,18 +387,7 @@ impl Handler {
             TriggerStatus::Revoked => return Ok(skipped("trigger_revoked")),
         }
         let merchant = MerchantId::parse(&trigger.merchant_id)?;
-        let key = match self.keys.get(&merchant) {
-            Some(k) => k,
-            None => {
-                let k = self
-                    .secrets
-                    .klaviyo_key(&self.config.secret_name(&merchant, Vendor::Klaviyo))
-                    .await?;
-                self.keys.keep(merchant.clone(), k.clone());
-                k
-            }
-        };
-        let Some(key) = key else {
+        let Some(key) = self.klaviyo_key(&merchant).await? else {
             return Ok(failed("not_connected"));
         };
         let settings = self.settings(&merchant, trigger).await?;
@@ -344,15 +395,19 @@ impl Handler {
         // Reads may be retried while throttled until half the time left; the event look gets
         // at most half of it too, and never more than MAX_EVENT_WAIT.
         let read_until = start + remaining(now_ms()) / 2;
-        let profiles = match retry_read_until(read_until, || {
-            self.engine
-                .klaviyo
-                .get_profiles(&key, std::slice::from_ref(&job.profile_id))
-        })
-        .await
-        {
-            Ok(p) => p,
-            Err(e) => return Ok(klaviyo_failure(&e)),
+        let profiles = match prefetched {
+            // Read with the rest of its SQS batch (one L-tier call for up to ten jobs).
+            Some(found) => found.iter().cloned().collect(),
+            None => match retry_read_until(read_until, || {
+                self.engine
+                    .klaviyo
+                    .get_profiles(&key, std::slice::from_ref(&job.profile_id))
+            })
+            .await
+            {
+                Ok(p) => p,
+                Err(e) => return Ok(klaviyo_failure(&e)),
+            },
         };
         if profiles.is_empty() {
             return Ok(skipped("profile_not_found"));
@@ -427,19 +482,36 @@ impl Handler {
         Ok(ending)
     }
 
-    async fn handle_record(&self, record: SqsMessage) -> Result<(), FunctionError> {
-        let body = record.body.as_deref().unwrap_or_default();
-        let job: FlowJob =
-            serde_json::from_str(body).map_err(|e| format!("not a flow job message: {e}"))?;
-        self.process(&job).await
+    async fn handle_record(
+        &self,
+        record: SqsMessage,
+        prefetched: &HashMap<String, Option<Value>>,
+    ) -> Result<(), FunctionError> {
+        let job = parse_job(&record)?;
+        self.process_with(&job, prefetched.get(&job.profile_id))
+            .await
     }
+}
+
+fn parse_job(record: &SqsMessage) -> Result<FlowJob, FunctionError> {
+    let body = record.body.as_deref().unwrap_or_default();
+    Ok(serde_json::from_str(body).map_err(|e| format!("not a flow job message: {e}"))?)
 }
 
 #[async_trait]
 impl Function for Handler {
     async fn invoke(&self, event: Value) -> Result<Value, FunctionError> {
         let event: SqsEvent = parse_event(event, "SQS")?;
-        let response = sqs::for_each_record(event, JOBS_IN_FLIGHT, |r| self.handle_record(r)).await;
+        let jobs: Vec<FlowJob> = event
+            .records
+            .iter()
+            .filter_map(|r| parse_job(r).ok())
+            .collect();
+        let prefetched = self.prefetch(&jobs).await;
+        let response = sqs::for_each_record(event, JOBS_IN_FLIGHT, |r| {
+            self.handle_record(r, &prefetched)
+        })
+        .await;
         Ok(serde_json::to_value(response)?)
     }
 }
