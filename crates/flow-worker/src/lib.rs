@@ -51,6 +51,8 @@ pub struct Handler {
 const HOT_CACHE_TTL: Duration = Duration::from_secs(5);
 /// Time kept for the Update Profile call itself when its budget wait is bounded by the deadline.
 const WRITE_MARGIN: Duration = Duration::from_millis(1500);
+/// Before the first look for the triggering event.
+const FIRST_LOOK_AFTER: Duration = Duration::from_secs(2);
 /// How often a look that missed the event may read the account's metrics again.
 const METRICS_REFRESH: Duration = Duration::from_secs(60);
 
@@ -198,7 +200,13 @@ impl Handler {
         };
         let mut metrics = self.trigger_metrics(merchant, key, trigger, false).await?;
         let since = job.received_at_ms / 1000 - 2 * 86_400;
-        let mut pause = Duration::from_millis(250);
+        // Klaviyo makes a tracked event readable some time after it arrives: the first look
+        // waits a little, then the pauses double (each look is one or two XL-tier reads).
+        tokio::time::sleep(
+            FIRST_LOOK_AFTER.min(until.saturating_duration_since(tokio::time::Instant::now())),
+        )
+        .await;
+        let mut pause = Duration::from_secs(1);
         let mut refreshed = false;
         loop {
             for metric in &metrics {
@@ -229,7 +237,7 @@ impl Handler {
                 return Ok(None);
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(5));
+            pause = (pause * 2).min(Duration::from_secs(8));
             if !refreshed {
                 // Not there on the first look: the metric may be newer than our cache.
                 metrics = self.trigger_metrics(merchant, key, trigger, true).await?;
@@ -363,9 +371,19 @@ impl Handler {
         if ending.event_unread {
             adds.push((counter::EVENT_UNREAD.to_owned(), 1));
         }
-        self.flows
-            .count(&trigger.trigger_id, now_unix(), &adds)
-            .await?;
+        if !self
+            .flows
+            .count_once(
+                &trigger.trigger_id,
+                (&job.profile_id, event_key),
+                now_unix(),
+                &adds,
+            )
+            .await?
+        {
+            tracing::info!(trigger_id = %trigger.trigger_id, "flow job redelivered after it was counted");
+            return Ok(());
+        }
         tracing::info!(trigger_id = %trigger.trigger_id, outcome = %ending.counter, latency_ms = ?ending.latency_ms, "flow job done");
         Ok(())
     }

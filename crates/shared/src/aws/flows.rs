@@ -12,7 +12,7 @@ use super::dynamo::{from_item, get_item, merchant_pk, to_item, Item, EXPIRES_AT}
 use super::{describe, is_condition_failure, written, AwsError};
 use crate::domain::MerchantId;
 use crate::flows::{counter, day_of, FlowTrigger, SecretHash, TriggerStatus};
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use std::collections::BTreeMap;
 
@@ -229,6 +229,62 @@ impl FlowStore {
             .send()
             .await;
         written(result, "dynamodb:PutItem")
+    }
+
+    /// Counts a job's end once: the replay mark of (trigger, profile, event) is flagged
+    /// `counted` in the same transaction as the day counters' ADD, so a job SQS delivers again
+    /// after a lost answer is not counted twice. `false` when it was counted already.
+    pub async fn count_once(
+        &self,
+        trigger_id: &str,
+        seen: (&str, &str),
+        now: i64,
+        adds: &[(String, u64)],
+    ) -> Result<bool, AwsError> {
+        let (profile_id, event_id) = seen;
+        let mark = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(trigger_pk(trigger_id)))
+            .key("sk", s(format!("SEEN#{profile_id}#{event_id}")))
+            .update_expression("SET counted = :t")
+            .condition_expression("attribute_exists(pk) and attribute_not_exists(counted)")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .build()
+            .map_err(|e| AwsError::new("dynamodb:TransactWriteItems", e))?;
+        let mut expr = Vec::new();
+        let mut day = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(trigger_pk(trigger_id)))
+            .key("sk", s(format!("DAY#{}", day_of(now))));
+        for (i, (name, v)) in adds.iter().enumerate() {
+            expr.push(format!("#c{i} :c{i}"));
+            day = day
+                .expression_attribute_names(format!("#c{i}"), format!("c_{name}"))
+                .expression_attribute_values(format!(":c{i}"), n(v));
+        }
+        let day = day
+            .update_expression(format!("ADD {} SET #e = :e", expr.join(", ")))
+            .expression_attribute_names("#e", EXPIRES_AT)
+            .expression_attribute_values(":e", n(now + 40 * 86400))
+            .build()
+            .map_err(|e| AwsError::new("dynamodb:TransactWriteItems", e))?;
+        let items = vec![
+            TransactWriteItem::builder().update(mark).build(),
+            TransactWriteItem::builder().update(day).build(),
+        ];
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) || describe(&e).contains("TransactionCanceled") => {
+                Ok(false)
+            }
+            Err(e) => Err(AwsError::new("dynamodb:TransactWriteItems", describe(&e))),
+        }
     }
 
     /// Adds to the day's counters (one UpdateItem), e.g. `[("received", 1), ("written", 1),
