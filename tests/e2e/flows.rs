@@ -562,4 +562,31 @@ async fn wrong_headers_unknown_triggers_malformed_bodies_and_replays_change_noth
             .status,
         StatusCode::OK
     );
+    let again = s
+        .merchant
+        .post(
+            "/flows/triggers",
+            json!({"name": "Again", "kind": "welcome", "brief": BRIEF, "property_set": SET}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{:?}", again.body);
+
+    // A delivery leaves a replay mark (a Klaviyo profile id) and counters; deleting the account
+    // deletes every trigger's partition with them.
+    let url2 = again.body["webhook"]["url"].as_str().unwrap().to_owned();
+    let header2 = again.body["webhook"]["header_value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (taken, _) = post(url2, Some(header2), good.clone()).await;
+    assert_eq!(taken, StatusCode::ACCEPTED);
+    world.settle().await;
+    assert!(world.app_table_dump().await.contains("FLOWTRIGGER#"));
+    let deleted = world
+        .call(Method::DELETE, "/account", Some(&s.merchant.token), None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{:?}", deleted.body);
+    let dump = world.app_table_dump().await;
+    assert!(!dump.contains("FLOWTRIGGER#"), "{dump}");
+    assert!(!dump.contains(&ids[0]), "no replay mark names the profile");
 }

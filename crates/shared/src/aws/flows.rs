@@ -180,17 +180,44 @@ impl FlowStore {
         Ok(())
     }
 
-    /// Delete the trigger, its index entry and its property-set lock (counters and replay
-    /// markers expire on their own).
+    /// Delete the trigger's whole partition (the trigger, its counters, its replay marks),
+    /// then its index entry and its property-set lock.
     pub async fn remove_trigger(&self, trigger: &FlowTrigger) -> Result<(), AwsError> {
         let merchant = MerchantId::parse(&trigger.merchant_id)
             .map_err(|e| AwsError::new("decode trigger", e))?;
         let mpk = merchant_pk(&merchant);
-        for (pk, sk) in [
-            (mpk.clone(), format!("FLOWTRIGGER#{}", trigger.trigger_id)),
-            (mpk, format!("PROPSET#{}", trigger.property_set.as_str())),
-            (trigger_pk(&trigger.trigger_id), TRIGGER_SK.to_owned()),
-        ] {
+        let tpk = trigger_pk(&trigger.trigger_id);
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(&tpk))
+                .projection_expression("sk")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::new("dynamodb:Query", describe(&e)))?;
+            for item in out.items() {
+                if let Some(sk) = item.get("sk").and_then(|v| v.as_s().ok()) {
+                    if sk != TRIGGER_SK {
+                        keys.push((tpk.clone(), sk.clone()));
+                    }
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        // The trigger item last: a retry after a failure finds it and finishes.
+        keys.push((mpk.clone(), format!("FLOWTRIGGER#{}", trigger.trigger_id)));
+        keys.push((mpk, format!("PROPSET#{}", trigger.property_set.as_str())));
+        keys.push((tpk, TRIGGER_SK.to_owned()));
+        for (pk, sk) in keys {
             self.client
                 .delete_item()
                 .table_name(&self.table)
