@@ -92,6 +92,26 @@ async fn the_functions_answer_their_sample_events() {
         .unwrap()
         .contains("invalid-klaviyo-key"));
 
+    let hook = world
+        .stack
+        .invoke(
+            "FlowHooksFunction",
+            event("flow-hooks", "hook-unknown-trigger"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status(&hook), 404, "{hook}");
+    let job = world
+        .stack
+        .invoke("FlowWorkerFunction", event("flow-worker", "sqs-job"))
+        .await
+        .unwrap();
+    assert_eq!(
+        job["batchItemFailures"].as_array().map(Vec::len),
+        Some(0),
+        "a job of a deleted trigger is acknowledged: {job}"
+    );
+
     let schedule = world
         .stack
         .invoke("CatalogSyncFunction", event("catalog-sync", "schedule"))

@@ -270,6 +270,11 @@ impl Merchant<'_> {
             .call(Method::PUT, path, Some(&self.token), Some(body))
             .await
     }
+    pub async fn call_delete(&self, path: &str) -> Response {
+        self.world
+            .call(Method::DELETE, path, Some(&self.token), None)
+            .await
+    }
     pub async fn post(&self, path: &str, body: Value) -> Response {
         self.world
             .call(Method::POST, path, Some(&self.token), Some(body))

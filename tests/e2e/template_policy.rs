@@ -102,6 +102,7 @@ const ADAPTERS: &[(&str, Binding)] = &[
     ("AppStore", Binding::Env("APP_TABLE")),
     ("DynamoSlots", Binding::Env("APP_TABLE")),
     ("RunStore", Binding::Env("APP_TABLE")),
+    ("FlowStore", Binding::Env("APP_TABLE")),
     ("CatalogStore", Binding::Env("CATALOG_TABLE")),
     ("AuditLog", Binding::Env("AUDIT_TABLE")),
     ("UserDirectory", Binding::Env("USER_POOL_ID")),

@@ -128,6 +128,20 @@ impl Purge<'_> {
                     .delete_keys(vec![shared::aws::runs::live_run_key(merchant, run_id)])
                     .await?;
             }
+            if let Some(trigger_id) = sk.strip_prefix("FLOWTRIGGER#") {
+                // A flow trigger's own partition: the trigger (with its secret hashes), its day
+                // counters and its replay marks (which name Klaviyo profile ids).
+                let items = h
+                    .store
+                    .partition_items(&format!("FLOWTRIGGER#{trigger_id}"))
+                    .await?;
+                tally.add(
+                    "flow_trigger_item",
+                    h.store
+                        .delete_keys(items.iter().filter_map(key_of).collect())
+                        .await?,
+                );
+            }
             keys.push((pk, sk));
         }
         let runs = keys.iter().filter(|(_, sk)| sk.starts_with("RUN#")).count() as u64;

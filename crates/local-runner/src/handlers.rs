@@ -13,6 +13,8 @@ pub const BINARIES: &[&str] = &[
     "personalize-fanout",
     "personalize-worker",
     "disconnect-purge",
+    "flow-hooks",
+    "flow-worker",
 ];
 
 /// Builds the handler of `binary` (`None` if no crate of the workspace implements it).
@@ -32,6 +34,8 @@ pub async fn init(
         "personalize-fanout" => boxed(personalize_fanout::Handler::init(config)).await,
         "personalize-worker" => boxed(personalize_worker::Handler::init(config)).await,
         "disconnect-purge" => boxed(disconnect_purge::Handler::init(config)).await,
+        "flow-hooks" => boxed(flow_hooks::Handler::init(config)).await,
+        "flow-worker" => boxed(flow_worker::Handler::init(config)).await,
         _ => return None,
     })
 }

@@ -236,6 +236,9 @@ impl LocalStack {
                 sandbox.shopify_base_url_template(),
             );
             env.insert("SHOPIFY_CLIENT_ID".into(), shopify_client_id.clone());
+            if env.contains_key("API_PUBLIC_URL") {
+                env.insert("API_PUBLIC_URL".into(), api_url.clone());
+            }
             env.insert(
                 "SHOPIFY_REDIRECT_URI".into(),
                 format!("{api_url}/connections/shopify/callback"),

@@ -844,16 +844,21 @@ async fn worker_containers_pool_their_share_and_fanout_containers_pace_to_theirs
             .unwrap()
     };
     let l = |c: &shared::Config| c.klaviyo_limits().factor(shared::klaviyo::Tier::L).unwrap();
-    // The worker's containers together hold 0.9 of the 80% of each tier we may use, pooled; a
-    // fan-out container holds its own share (previews and review samples are interactive).
+    // The worker's containers together hold 0.8 of the 80% of each tier we may use, pooled
+    // (the flow worker's pool holds 0.1, and half of the L tier); a fan-out container holds its
+    // own share (previews and review samples are interactive).
     assert_eq!(
         worker.vendor_budget_pool.as_deref(),
         Some("PersonalizeWorker")
     );
-    assert!((xl(&worker) - 0.9 * 0.8).abs() < 1e-9, "{}", xl(&worker));
-    assert!((l(&worker) - 0.2 * 0.8).abs() < 1e-9);
+    assert!((xl(&worker) - 0.8 * 0.8).abs() < 1e-9, "{}", xl(&worker));
+    assert!((l(&worker) - 0.1 * 0.8).abs() < 1e-9);
     assert!(fanout.vendor_budget_pool.is_none());
-    assert!((l(&fanout) - 0.2 * 0.8).abs() < 1e-9);
+    assert!((l(&fanout) - 0.1 * 0.8).abs() < 1e-9);
+    let flows = stack.config("FlowWorkerFunction");
+    assert_eq!(flows.vendor_budget_pool.as_deref(), Some("FlowWorker"));
+    assert!((l(&flows) - 0.5 * 0.8).abs() < 1e-9);
+    assert!((xl(&flows) - 0.1 * 0.8).abs() < 1e-9);
     assert_eq!(worker.bedrock_output_burndown, 5.0);
     // The account's Bedrock quota is the sandbox's, which the containers share.
     let (rpm, tpm) = worker.bedrock_quota.expect("the worker paces to a quota");

@@ -380,6 +380,7 @@ impl Handler {
                 offer: &run.offer,
                 run: None,
                 read_deadline: None,
+                carts: None,
             };
             let generation = self
                 .engine

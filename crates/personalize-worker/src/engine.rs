@@ -17,7 +17,7 @@ use shared::personalize::prompt::{max_output_tokens, profile_ref, TOOL_DESCRIPTI
 use shared::personalize::{
     holdout_group, parse_tool_output, repair_message, validate, CatalogIndex, Cost, FailReason,
     Finding, Group, HistoryBounds, Offer, Outcome, PersonalData, ProfilePrompt, PromptParts,
-    PurchaseHistory, Settings, SkipReason, TitleIndex, ValidationContext, TOOL_NAME,
+    PurchaseHistory, PurchasedItem, Settings, SkipReason, TitleIndex, ValidationContext, TOOL_NAME,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -56,6 +56,9 @@ pub struct Job<'a> {
     /// Throttled history reads are retried in place until then (a batch's share of its time
     /// budget); `None`: no retries beyond the client's own.
     pub read_deadline: Option<tokio::time::Instant>,
+    /// Items each profile left behind (flow triggers of the checkout and browse kinds): its
+    /// candidates complement them and never include them.
+    pub carts: Option<&'a HashMap<String, Vec<PurchasedItem>>>,
 }
 
 /// One profile's result. `copy` is set only for copy that passed the validator.
@@ -242,6 +245,14 @@ impl Engine {
         Ok(cached)
     }
 
+    /// Remember the merchant's order metric ids read by the caller (one Get Metrics serves both).
+    pub fn know_order_metrics(&self, merchant: &MerchantId, metrics: OrderMetrics) {
+        self.metrics_cache
+            .lock()
+            .expect("metrics cache lock")
+            .insert(merchant.clone(), metrics);
+    }
+
     /// The account's order metric ids (Get Metrics is on the M tier: once per container).
     async fn order_metrics(
         &self,
@@ -333,7 +344,16 @@ impl Engine {
                 if placed.is_some() {
                     events_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                let prepared = prepare(&catalog, self.bounds, k, (order, id), &profile, events);
+                let cart = job.carts.and_then(|c| c.get(&id)).map(Vec::as_slice);
+                let prepared = prepare(
+                    &catalog,
+                    self.bounds,
+                    k,
+                    (order, id),
+                    &profile,
+                    events,
+                    cart,
+                );
                 futures::future::ready(match prepared {
                     Ok(p) => Some(p),
                     Err((id, outcome)) => {
@@ -662,13 +682,23 @@ fn prepare(
     (order, id): (usize, String),
     profile: &Value,
     events: Result<Vec<Value>, KlaviyoError>,
+    cart: Option<&[PurchasedItem]>,
 ) -> Result<Prepared, (String, Outcome)> {
     let events = match events {
         Ok(events) => events,
         Err(err) => return Err((id, klaviyo_failure(&err))),
     };
     let history = PurchaseHistory::from_placed_orders(&events, bounds, now_unix());
-    let candidates = catalog.index.choose(&history, k, &id);
+    let candidates = match cart {
+        // The cart counts as bought for the choice: its items are excluded, and what they are
+        // (type, tags, vendor) draws the complements.
+        Some(items) if !items.is_empty() => {
+            let mut with_cart = history.clone();
+            with_cart.items.extend(items.iter().cloned());
+            catalog.index.choose(&with_cart, k, &id)
+        }
+        _ => catalog.index.choose(&history, k, &id),
+    };
     if candidates.is_empty() {
         return Err((id, Outcome::Skipped(SkipReason::NoCandidates)));
     }

@@ -464,6 +464,7 @@ impl Handler {
                 offer: &run.offer,
                 run: Some((run.written_run_id(), run.holdout_percent)),
                 read_deadline: Some(read_deadline),
+                carts: None,
             };
             generation = match self.engine.generate(&job, profiles).await {
                 Ok(g) => g,
@@ -816,6 +817,7 @@ impl Previewer<'_> {
             offer: &request.offer,
             run: None,
             read_deadline: None,
+            carts: None,
         };
         let generation = self
             .engine

@@ -102,6 +102,14 @@ pub struct Config {
     /// Test harnesses only: names this stack's fault-injection plan (`shared::faults`). Unset
     /// in every deployed function, where every crash point is a no-op.
     pub fault_scope: Option<String>,
+    /// The flow-trigger job queue (`FLOW_QUEUE_URL`).
+    pub flow_queue_url: Option<String>,
+    /// The app secret keying the hashes of flow hook secrets (`FLOW_HOOK_KEY_SECRET_ID`).
+    pub flow_hook_key_secret_id: Option<String>,
+    /// The API's public base URL (`API_PUBLIC_URL`): flow webhook URLs are built on it.
+    pub api_public_url: Option<String>,
+    /// After a rotation the previous flow hook secret keeps working this long.
+    pub flow_secret_overlap_secs: i64,
 }
 
 impl Config {
@@ -205,6 +213,10 @@ impl Config {
             fanout_stall_secs: positive("FANOUT_STALL_SECS", 900),
             run_stall_secs: positive("RUN_STALL_SECS", 3 * 3600),
             fault_scope: get("FAULT_SCOPE"),
+            flow_queue_url: get("FLOW_QUEUE_URL"),
+            flow_hook_key_secret_id: get("FLOW_HOOK_KEY_SECRET_ID"),
+            api_public_url: get("API_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
+            flow_secret_overlap_secs: positive("FLOW_SECRET_OVERLAP_SECS", 86_400),
         })
     }
 

@@ -58,6 +58,20 @@ pub enum ApiError {
     PropertySetInUse(String),
     #[error("invalid settings: {}", .0.join("; "))]
     InvalidSettings(Vec<String>),
+    #[error("the Authorization header does not carry this trigger's secret")]
+    FlowHookUnauthorized,
+    #[error("no active flow trigger {0}")]
+    FlowTriggerNotFound(String),
+    #[error("{0}")]
+    FlowHookBody(String),
+    #[error("this flow trigger is paused; resume it to write copy again")]
+    FlowTriggerPaused,
+    #[error("the merchant's Klaviyo account is not connected")]
+    FlowMerchantNotConnected,
+    #[error("the property set {0} is already used by a campaign or another flow trigger; choose another")]
+    FlowPropertySetTaken(String),
+    #[error("we could not take the delivery right now; retry")]
+    FlowHookUnavailable,
     #[error("internal error")]
     Internal(String),
 }
@@ -70,6 +84,7 @@ impl ApiError {
                 retry_after_secs, ..
             }
             | ApiError::SamplesNotReady { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::FlowHookUnavailable => Some(10),
             _ => None,
         }
     }
@@ -100,6 +115,13 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
             ApiError::PropertySetInUse(_) => "property-set-in-use",
             ApiError::InvalidSettings(_) => "invalid-settings",
+            ApiError::FlowHookUnauthorized => "flow-hook-unauthorized",
+            ApiError::FlowTriggerNotFound(_) => "flow-trigger-not-found",
+            ApiError::FlowHookBody(_) => "invalid-flow-hook-body",
+            ApiError::FlowTriggerPaused => "flow-trigger-paused",
+            ApiError::FlowMerchantNotConnected => "flow-merchant-not-connected",
+            ApiError::FlowPropertySetTaken(_) => "property-set-in-use",
+            ApiError::FlowHookUnavailable => "flow-hook-unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -126,6 +148,13 @@ impl ApiError {
             ApiError::RunNotFound(_) => 404,
             ApiError::RunStateConflict(_) | ApiError::PropertySetInUse(_) => 409,
             ApiError::InvalidSettings(_) => 400,
+            ApiError::FlowHookUnauthorized => 401,
+            ApiError::FlowTriggerNotFound(_) => 404,
+            ApiError::FlowHookBody(_)
+            | ApiError::FlowTriggerPaused
+            | ApiError::FlowMerchantNotConnected => 422,
+            ApiError::FlowPropertySetTaken(_) => 409,
+            ApiError::FlowHookUnavailable => 503,
             ApiError::Internal(_) => 500,
         }
     }
@@ -155,6 +184,13 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "Payload too large",
             ApiError::PropertySetInUse(_) => "Property set in use",
             ApiError::InvalidSettings(_) => "Invalid settings",
+            ApiError::FlowHookUnauthorized => "Invalid flow webhook secret",
+            ApiError::FlowTriggerNotFound(_) => "Flow trigger not found",
+            ApiError::FlowHookBody(_) => "Invalid flow webhook body",
+            ApiError::FlowTriggerPaused => "Flow trigger paused",
+            ApiError::FlowMerchantNotConnected => "Not connected",
+            ApiError::FlowPropertySetTaken(_) => "Property set in use",
+            ApiError::FlowHookUnavailable => "Try again",
             ApiError::Internal(_) => "Internal error",
         }
     }

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod edge;
 pub mod error;
 pub mod faults;
+pub mod flows;
 pub mod klaviyo;
 pub mod metrics;
 pub mod personalize;

@@ -9,6 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 mod account;
+mod flows;
 mod personalize;
 pub use account::{AccountExport, CatalogSummary, PurgeReport, SecretPresence, WebhookAck};
 pub use personalize::{
@@ -191,6 +192,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(account::AccountDoc::openapi());
     doc.merge(personalize::PersonalizeDoc::openapi());
+    doc.merge(flows::FlowsDoc::openapi());
     doc
 }
 

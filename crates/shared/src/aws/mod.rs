@@ -13,6 +13,8 @@ pub mod cognito;
 #[cfg(feature = "dynamodb")]
 pub mod dynamo;
 #[cfg(feature = "dynamodb")]
+pub mod flows;
+#[cfg(feature = "dynamodb")]
 pub mod purge;
 #[cfg(feature = "sqs")]
 pub mod queue;

@@ -152,6 +152,14 @@ fn integration_rank(metric: &Value) -> u8 {
 /// The ids of "Placed Order" and "Ordered Product" among all metrics (see [`integration_rank`];
 /// ties keep the first listed).
 fn pick_order_metrics(metrics: &[Value]) -> OrderMetrics {
+    OrderMetrics {
+        placed_order: pick_metric(metrics, PLACED_ORDER),
+        ordered_product: pick_metric(metrics, ORDERED_PRODUCT),
+    }
+}
+
+/// The id of the metric named `wanted`, by [`integration_rank`] (ties keep the first listed).
+fn pick_metric(metrics: &[Value], wanted: &str) -> Option<String> {
     let pick = |wanted: &str| {
         let mut best: Option<(u8, &str)> = None;
         for metric in metrics {
@@ -172,10 +180,7 @@ fn pick_order_metrics(metrics: &[Value]) -> OrderMetrics {
         }
         best.map(|(_, id)| id.to_owned())
     };
-    OrderMetrics {
-        placed_order: pick(PLACED_ORDER),
-        ordered_product: pick(ORDERED_PRODUCT),
-    }
+    pick(wanted)
 }
 
 /// An email we are willing to put inside a filter's quotes.
@@ -735,6 +740,43 @@ impl KlaviyoClient {
         let url = self.url("/api/metrics", &[("fields[metric]", "name,integration")]);
         let metrics = self.get_all(key, Endpoint::Metrics, url).await?;
         Ok(pick_order_metrics(&metrics))
+    }
+
+    /// The id of the first of `names` that the account has a metric for (Shopify's
+    /// integration preferred on collisions); `None` when none exists. M tier: cache it.
+    pub async fn metric_named(
+        &self,
+        key: &KlaviyoApiKey,
+        names: &[&str],
+    ) -> Result<Option<String>, KlaviyoError> {
+        Ok(self.metrics_named(key, names).await?.into_iter().next())
+    }
+
+    /// The id of each of `names` the account has a metric for, in the order of `names`.
+    pub async fn metrics_named(
+        &self,
+        key: &KlaviyoApiKey,
+        names: &[&str],
+    ) -> Result<Vec<String>, KlaviyoError> {
+        Ok(self.metrics_and_orders(key, names).await?.0)
+    }
+
+    /// [`Self::metrics_named`] and [`Self::order_metrics`] from one read of the metrics (the M
+    /// tier is narrow).
+    pub async fn metrics_and_orders(
+        &self,
+        key: &KlaviyoApiKey,
+        names: &[&str],
+    ) -> Result<(Vec<String>, OrderMetrics), KlaviyoError> {
+        let url = self.url("/api/metrics", &[("fields[metric]", "name,integration")]);
+        let metrics = self.get_all(key, Endpoint::Metrics, url).await?;
+        Ok((
+            names
+                .iter()
+                .filter_map(|name| pick_metric(&metrics, name))
+                .collect(),
+            pick_order_metrics(&metrics),
+        ))
     }
 
     /// A profile's events of one metric, newest first, at most `max` (and none before

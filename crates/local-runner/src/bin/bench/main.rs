@@ -6,6 +6,7 @@
 //! time, two merchants side by side, and a 200,000-profile fan-out. Then the grounding gate on
 //! the labelled corpus and a run in the sandbox model's writer mode (`grounding.rs`).
 
+mod flows;
 mod grounding;
 mod runs;
 
@@ -102,6 +103,10 @@ async fn main() -> Result<(), shared::edge::FunctionError> {
     }
     if part("fanout") {
         runs::fanout_at_scale().await?;
+        println!();
+    }
+    if part("flows") {
+        flows::flow_burst().await?;
     }
     if part("grounding") {
         println!();
@@ -158,7 +163,7 @@ async fn catalog_sync_parts() -> Result<(), shared::edge::FunctionError> {
     Ok(())
 }
 
-/// `BENCH_PARTS=catalog,runs,fanout` (default: all) picks the parts to run.
+/// `BENCH_PARTS=catalog,runs,fanout,flows` (default: all) picks the parts to run.
 fn part(name: &str) -> bool {
     std::env::var("BENCH_PARTS").map_or(true, |parts| parts.split(',').any(|p| p.trim() == name))
 }

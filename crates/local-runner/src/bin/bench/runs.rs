@@ -23,14 +23,14 @@ const BIG_RUN: u64 = 20_000;
 const SMALL_RUN: u64 = 200;
 const FANOUT_PROFILES: u64 = 200_000;
 
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
     sandbox: String,
 }
 
 impl Api {
-    fn new(stack: &LocalStack) -> Self {
+    pub(crate) fn new(stack: &LocalStack) -> Self {
         Self {
             http: reqwest::Client::builder()
                 .redirect(redirect::Policy::none())
@@ -41,7 +41,7 @@ impl Api {
         }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -64,7 +64,7 @@ impl Api {
         Ok(v)
     }
 
-    async fn stats(&self) -> Result<Value, FunctionError> {
+    pub(crate) async fn stats(&self) -> Result<Value, FunctionError> {
         Ok(self
             .http
             .get(format!("{}/_sandbox/stats", self.sandbox))
@@ -75,7 +75,7 @@ impl Api {
     }
 
     /// Klaviyo connection with `key` and Shopify through the real OAuth flow.
-    async fn connect(
+    pub(crate) async fn connect(
         &self,
         stack: &LocalStack,
         merchant: &str,
@@ -89,7 +89,7 @@ impl Api {
         Ok(token)
     }
 
-    async fn segment(&self, token: &str, name: &str) -> Result<Value, FunctionError> {
+    pub(crate) async fn segment(&self, token: &str, name: &str) -> Result<Value, FunctionError> {
         let audiences = self
             .call(reqwest::Method::GET, "/audiences", token, None)
             .await?;
@@ -170,14 +170,14 @@ fn accounted(run: &Value) -> u64 {
         + sum(&c["failed"])
 }
 
-fn round(x: f64, places: i32) -> f64 {
+pub(crate) fn round(x: f64, places: i32) -> f64 {
     let f = 10f64.powi(places);
     (x * f).round() / f
 }
 
 /// The least time `n` requests take under `per_second` in any second and `per_minute` in any
 /// minute (Klaviyo's two windows; Bedrock's per-minute quota).
-fn window_floor(n: f64, per_second: f64, per_minute: f64) -> f64 {
+pub(crate) fn window_floor(n: f64, per_second: f64, per_minute: f64) -> f64 {
     if n <= 1.0 {
         return 0.0;
     }
@@ -187,7 +187,7 @@ fn window_floor(n: f64, per_second: f64, per_minute: f64) -> f64 {
 }
 
 /// Klaviyo's tier of a sandbox route (NOTES §1.2).
-fn klaviyo_tier(route: &str) -> Tier {
+pub(crate) fn klaviyo_tier(route: &str) -> Tier {
     match route {
         r if r.contains("/api/events") => Tier::XL,
         r if r.contains("profile-bulk-import-jobs") || r.contains("/api/metrics") => Tier::M,
@@ -197,7 +197,7 @@ fn klaviyo_tier(route: &str) -> Tier {
 }
 
 /// Requests the sandbox served between two stats readings, by route.
-fn klaviyo_delta(before: &Value, after: &Value) -> BTreeMap<String, u64> {
+pub(crate) fn klaviyo_delta(before: &Value, after: &Value) -> BTreeMap<String, u64> {
     let before = &before["klaviyo"]["requests"];
     after["klaviyo"]["requests"]
         .as_object()
@@ -217,7 +217,7 @@ fn klaviyo_delta(before: &Value, after: &Value) -> BTreeMap<String, u64> {
 
 /// The sandbox with the vendors' real behaviour; the account's Bedrock quota is the template's
 /// default (5M tokens, 2,000 requests per minute).
-fn realistic(profiles: usize) -> StackOptions {
+pub(crate) fn realistic(profiles: usize) -> StackOptions {
     let mut options = StackOptions::default();
     options.sandbox.klaviyo_profiles = profiles;
     options.sandbox.klaviyo_limits = sandbox::RateLimits::Real;
