@@ -193,7 +193,8 @@ async fn a_configured_guardrail_moderates_copy_and_its_units_are_costed() {
         .sandbox(
             reqwest::Method::POST,
             "/_sandbox/bedrock/guardrails",
-            json!({ "id": "grsandbox1", "version": "1", "tier": "STANDARD", "content_filters": true }),
+            json!({ "id": "grsandbox1", "version": "1", "tier": "STANDARD", "content_filters": true,
+                    "grounding_threshold": 0.1 }),
         )
         .await;
     let merchant = world.merchant("guarded").await;
@@ -211,11 +212,18 @@ async fn a_configured_guardrail_moderates_copy_and_its_units_are_costed() {
     let written = run["counts"]["written"].as_u64().unwrap();
     assert!(written > 0, "{run}");
     let units = run["tokens"]["guardrail_content_units"].as_u64().unwrap();
+    println!(
+        "guardrail: {written} written, tokens {}, cost {}",
+        run["tokens"], run["estimated_cost_usd"]
+    );
     assert!(
         units >= written,
         "one content unit per written copy at least: {run}"
     );
-    assert!(run["tokens"]["guardrail_grounding_units"].as_u64().unwrap() == 0 || written > 0);
+    assert!(
+        run["tokens"]["guardrail_grounding_units"].as_u64().unwrap() >= written,
+        "contextual grounding is billed too: {run}"
+    );
 
     // A copy our rules pass but the guardrail's content filter does not.
     let ids = first_members(&world, &vip, 1).await;
