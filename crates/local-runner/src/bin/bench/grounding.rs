@@ -134,7 +134,10 @@ async fn writer_run(stack: &LocalStack) -> Result<Value, FunctionError> {
     }
     let counts = &run["counts"];
     let total = counts["total"].as_f64().unwrap_or(0.0).max(1.0);
-    let skipped = counts["skipped"].as_f64().unwrap_or(0.0);
+    // `skipped` is by reason.
+    let skipped: f64 = counts["skipped"]
+        .as_object()
+        .map_or(0.0, |by| by.values().filter_map(Value::as_f64).sum());
     println!(
         "Writer-mode run: {} profiles, {} written, {} skipped ({:.1}%), {} injected defects {:?}",
         counts["total"],
