@@ -305,10 +305,17 @@ async fn every_abandoned_checkout_email_shows_copy_for_that_customer_and_that_ca
         .values()
         .map(|v| v.as_u64().unwrap())
         .sum();
-    assert_eq!(today["received"], n as u64, "{view}");
+    // Under load the hook may answer 503 and Klaviyo retry: a delivery can be received more
+    // than once, and every one received ends counted.
+    let received = today["received"].as_u64().unwrap();
+    assert!(received >= n as u64, "{view}");
     assert_eq!(
-        today["written"].as_u64().unwrap() + skipped + failed + today["too_late"].as_u64().unwrap(),
-        n as u64,
+        today["written"].as_u64().unwrap()
+            + skipped
+            + failed
+            + today["too_late"].as_u64().unwrap()
+            + today["duplicates"].as_u64().unwrap_or(0),
+        received,
         "every job ends counted: {view}"
     );
     assert_eq!(
