@@ -430,6 +430,25 @@ impl AppStore {
 }
 
 /// One item of a pk/sk table, read consistently (callers act on what they read).
+/// One transaction: `false` when a condition refused it (nothing was written).
+pub(crate) async fn transact(
+    client: &Client,
+    items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+) -> Result<bool, AwsError> {
+    match client
+        .transact_write_items()
+        .set_transact_items(Some(items))
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_condition_failure(&e) || describe(&e).contains("TransactionCanceled") => {
+            Ok(false)
+        }
+        Err(e) => Err(AwsError::new("dynamodb:TransactWriteItems", describe(&e))),
+    }
+}
+
 pub(crate) async fn get_item(
     client: &Client,
     table: &str,

@@ -9,7 +9,7 @@
 //! | replay marker | `FLOWTRIGGER#{id}` | `SEEN#{profile}#{event}` (TTL 26 h) |
 
 use super::dynamo::{from_item, get_item, merchant_pk, to_item, Item, EXPIRES_AT};
-use super::{describe, is_condition_failure, written, AwsError};
+use super::{describe, written, AwsError};
 use crate::domain::MerchantId;
 use crate::flows::{counter, day_of, FlowTrigger, SecretHash, TriggerStatus};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
@@ -84,19 +84,11 @@ impl FlowStore {
                 .map_err(|e| AwsError::new("dynamodb:TransactWriteItems", e))
         };
         let items = vec![put(item)?, put(index)?, put(lock)?];
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Created::Ok),
-            Err(e) if is_condition_failure(&e) || describe(&e).contains("TransactionCanceled") => {
-                Ok(Created::SetInUse)
-            }
-            Err(e) => Err(AwsError::new("dynamodb:TransactWriteItems", describe(&e))),
-        }
+        Ok(if super::dynamo::transact(&self.client, items).await? {
+            Created::Ok
+        } else {
+            Created::SetInUse
+        })
     }
 
     pub async fn get(&self, trigger_id: &str) -> Result<Option<FlowTrigger>, AwsError> {
@@ -299,19 +291,7 @@ impl FlowStore {
             TransactWriteItem::builder().update(mark).build(),
             TransactWriteItem::builder().update(day).build(),
         ];
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) || describe(&e).contains("TransactionCanceled") => {
-                Ok(false)
-            }
-            Err(e) => Err(AwsError::new("dynamodb:TransactWriteItems", describe(&e))),
-        }
+        super::dynamo::transact(&self.client, items).await
     }
 
     /// Adds to the day's counters (one UpdateItem), e.g. `[("received", 1), ("written", 1),

@@ -346,19 +346,7 @@ impl RunStore {
 
     /// One transaction: `false` when a condition refused it (nothing was written).
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, AwsError> {
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) || describe(&e).contains("TransactionCanceled") => {
-                Ok(false)
-            }
-            Err(e) => Err(AwsError::new("dynamodb:TransactWriteItems", describe(&e))),
-        }
+        super::dynamo::transact(&self.client, items).await
     }
 
     /// Every run the watchdog should look at: `(merchant, run_id)`.
