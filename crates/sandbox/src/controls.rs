@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::klaviyo::data::{ApiKey, DEFAULT_ACCOUNT_ID};
-use crate::shopify::catalog_data::{parse_price_cents, CatalogEntry, ProductStatus};
+use crate::shopify::catalog_data::{json_price_cents, CatalogEntry, ProductStatus};
 use crate::state::AppState;
 use crate::util::{now_unix, random_hex};
 
@@ -322,15 +322,7 @@ fn parse_catalog(catalog: &Value) -> Result<Vec<CatalogEntry>, String> {
             let title = text("title")?
                 .filter(|t| !t.trim().is_empty())
                 .ok_or(format!("catalog[{i}].title is required"))?;
-            let price = match item.get("price") {
-                Some(Value::String(s)) => parse_price_cents(s),
-                Some(Value::Number(n)) => n
-                    .as_f64()
-                    .filter(|v| v.is_finite() && *v >= 0.0)
-                    .map(|v| (v * 100.0).round() as u64),
-                _ => None,
-            }
-            .ok_or(format!(
+            let price = json_price_cents(item.get("price")).ok_or(format!(
                 "catalog[{i}].price must be a decimal string such as \"68.00\""
             ))?;
             let handle = text("handle")?;

@@ -23,7 +23,7 @@ use super::data::{
 };
 use crate::controls::{error, parse_body};
 use crate::shopify::catalog_data::{
-    handle_from_title, parse_price_cents, storefront_base, Product, ProductStatus, Variant,
+    handle_from_title, json_price_cents, storefront_base, Product, ProductStatus, Variant,
 };
 use crate::state::AppState;
 use crate::util::{alnum_id, now_unix, uuid_like};
@@ -103,15 +103,7 @@ fn parse_order(o: &Value, at: &str) -> Result<OrderSpec, String> {
         .filter(|t| !t.trim().is_empty())
         .ok_or(format!("{at}.title is required"))?
         .to_string();
-    let price_cents = match o.get("price") {
-        Some(Value::String(s)) => parse_price_cents(s),
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .filter(|v| v.is_finite() && *v >= 0.0)
-            .map(|v| (v * 100.0).round() as u64),
-        _ => None,
-    }
-    .ok_or(format!(
+    let price_cents = json_price_cents(o.get("price")).ok_or(format!(
         "{at}.price must be a decimal string such as \"129.00\""
     ))?;
     let product_type = match o.get("product_type") {

@@ -550,6 +550,18 @@ pub fn custom_catalog(
 
 /// A price as a merchant types it (`"68.00"`, `"68"`, `"68.5"`) in cents; `None` unless it is a
 /// non-negative decimal with at most two places.
+/// A price given in a control's JSON body, as a decimal string ("68.00") or a number.
+pub fn json_price_cents(v: Option<&serde_json::Value>) -> Option<u64> {
+    match v {
+        Some(serde_json::Value::String(s)) => parse_price_cents(s),
+        Some(serde_json::Value::Number(n)) => n
+            .as_f64()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .map(|v| (v * 100.0).round() as u64),
+        _ => None,
+    }
+}
+
 pub fn parse_price_cents(s: &str) -> Option<u64> {
     let s = s.trim();
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
