@@ -76,7 +76,8 @@ start() {
         log "port $PORT is already in use by another process; set MOTO_PORT to a free port"
         exit 1
     fi
-    nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$LOG_FILE" 2>&1 </dev/null &
+    # moto's server behind infra/moto_server.py, which gives it the atomicity AWS guarantees.
+    nohup "$VENV/bin/python" "$ROOT/infra/moto_server.py" -H 127.0.0.1 -p "$PORT" >"$LOG_FILE" 2>&1 </dev/null &
     local pid=$!
     echo "$pid" >"$PID_FILE"
     for _ in $(seq 1 150); do

@@ -970,3 +970,128 @@ async fn pooled_containers_never_exceed_a_slot_in_dynamodb_and_share_it_between_
     assert!(waited < Duration::from_millis(4300), "{waited:?} {slots:?}");
     stack.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// the local AWS itself
+
+/// DynamoDB applies each write atomically, and a transaction whose condition fails changes
+/// nothing, whatever else is being written meanwhile. Plain moto breaks this under load (a failed
+/// transaction puts back a copy of the whole table taken when it began, undoing other clients'
+/// writes), which lost run counters in the e2e tests; infra/moto_server.py serialises it.
+#[tokio::test]
+async fn concurrent_writes_and_failed_transactions_lose_no_update_in_the_local_dynamodb() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue as Av, BillingMode, KeySchemaElement, KeyType,
+        PutRequest, ScalarAttributeType, TransactWriteItem, Update, WriteRequest,
+    };
+    let client = shared::aws::Aws::load().await.dynamodb();
+    let table = format!("{}atomicity", local_runner::random_prefix());
+    client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("create table");
+    // A table of some size, as a long test's app table: the copy a transaction takes is slow.
+    for chunk in 0..40 {
+        let puts = (0..25)
+            .map(|i| {
+                let item = PutRequest::builder()
+                    .item("pk", Av::S(format!("filler{chunk}-{i}")))
+                    .item("v", Av::S("x".repeat(200)))
+                    .build()
+                    .unwrap();
+                WriteRequest::builder().put_request(item).build()
+            })
+            .collect();
+        client
+            .batch_write_item()
+            .request_items(&table, puts)
+            .send()
+            .await
+            .expect("fill");
+    }
+    client
+        .put_item()
+        .table_name(&table)
+        .item("pk", Av::S("done".into()))
+        .send()
+        .await
+        .expect("put");
+
+    const ADDERS: usize = 3;
+    const ADDS: usize = 120;
+    let mut tasks = Vec::new();
+    for _ in 0..ADDERS {
+        let (client, table) = (client.clone(), table.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..ADDS {
+                client
+                    .update_item()
+                    .table_name(&table)
+                    .key("pk", Av::S("run".into()))
+                    .update_expression("ADD n :one")
+                    .expression_attribute_values(":one", Av::N("1".into()))
+                    .send()
+                    .await
+                    .expect("add");
+            }
+        }));
+    }
+    for _ in 0..2 {
+        let (client, table) = (client.clone(), table.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..ADDS / 3 {
+                let update = Update::builder()
+                    .table_name(&table)
+                    .key("pk", Av::S("done".into()))
+                    .update_expression("SET x = :one")
+                    .condition_expression("attribute_not_exists(pk)")
+                    .expression_attribute_values(":one", Av::N("1".into()))
+                    .build()
+                    .unwrap();
+                let refused = client
+                    .transact_write_items()
+                    .transact_items(TransactWriteItem::builder().update(update).build())
+                    .send()
+                    .await;
+                assert!(refused.is_err(), "the condition fails: the item exists");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let item = client
+        .get_item()
+        .table_name(&table)
+        .key("pk", Av::S("run".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get")
+        .item
+        .unwrap_or_default();
+    let counted: usize = item
+        .get("n")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let _ = client.delete_table().table_name(&table).send().await;
+    assert_eq!(counted, ADDERS * ADDS, "every ADD is kept");
+}
