@@ -498,7 +498,65 @@ fn the_api_cors_origin_and_app_base_url_are_the_consoles_origin() {
                 .unwrap_or_else(|| panic!("{id} has no APP_BASE_URL"));
             assert_eq!(d.string(app), origin, "{id} {parameters:?}");
         }
+        // Cognito's managed login returns to the console too: every registered callback and
+        // sign-out URL is on the console's origin.
+        for id in d.of_kind("AWS::Cognito::UserPoolClient") {
+            for (key, path) in [("CallbackURLs", "/auth/callback"), ("LogoutURLs", "/")] {
+                for url in d.properties(id)[key].as_sequence().into_iter().flatten() {
+                    let url = d.string(url);
+                    assert_eq!(url, format!("{origin}{path}"), "{id} {key} {parameters:?}");
+                }
+            }
+        }
     }
+}
+
+/// Whether a CSP host source (`https://*.example.com`, `https://api.example.com/`) allows `url`.
+fn csp_allows(source: &str, url: &str) -> bool {
+    let (Some((scheme, host)), Some((url_scheme, rest))) =
+        (source.split_once("://"), url.split_once("://"))
+    else {
+        return false;
+    };
+    let url_host = rest.split('/').next().unwrap_or_default();
+    let host = host.trim_end_matches('/');
+    scheme == url_scheme
+        && match host.strip_prefix("*.") {
+            Some(suffix) => url_host.ends_with(&format!(".{suffix}")),
+            None => url_host == host,
+        }
+}
+
+#[test]
+fn the_csp_lets_the_console_reach_the_cognito_domain_the_stack_outputs() {
+    let d = Deployed::new(&template_text(), &[]);
+    let csp = d.csp();
+    // The Cognito domain the console is configured with (config.json cognitoDomain), once the
+    // template declares one; until then the region's managed-login domains.
+    let has_domain = !d.template.raw["Outputs"]["CognitoDomainUrl"].is_null();
+    let cognito = if has_domain {
+        d.output("CognitoDomainUrl")
+    } else {
+        "https://sendpersonal-example.auth.us-east-1.amazoncognito.com".to_owned()
+    };
+    for directive in ["connect-src", "form-action"] {
+        assert!(
+            csp[directive].iter().any(|s| csp_allows(s, &cognito)),
+            "{directive} {:?} does not allow {cognito}",
+            csp[directive]
+        );
+        assert!(
+            !csp[directive]
+                .iter()
+                .any(|s| csp_allows(s, "https://attacker.example.com")),
+            "{directive} {:?}",
+            csp[directive]
+        );
+    }
+    // Before ApiPublicUrl is set the API is reachable by its execute-api host.
+    assert!(csp["connect-src"]
+        .iter()
+        .any(|s| csp_allows(s, "https://abc123.execute-api.us-east-1.amazonaws.com/runs")));
 }
 
 #[test]
