@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod console_headers;
 pub mod error;
 pub mod grounding_corpus;
 pub mod handlers;
@@ -597,6 +598,12 @@ impl LocalStack {
             region: &self.region,
             stack_name: self.prefix.trim_end_matches('-'),
         }
+    }
+
+    /// The headers CloudFront adds to the console, for serving it locally: the deployed
+    /// policy, with this stack's API and the sandbox's Cognito as the CSP's hosts.
+    pub fn console_headers(&self) -> Result<Vec<(String, String)>, StackError> {
+        console_headers::console_headers(&self.resolver(), &self.api_url, &self.sandbox.base_url)
     }
 
     /// The SQS event source mappings being emulated.
