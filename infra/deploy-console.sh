@@ -94,6 +94,17 @@ content_type() {
     esac
 }
 
+# Uploads run side by side (each CLI call is a Python start-up); wait_uploads fails if any did.
+pids=()
+wait_uploads() {
+    local pid failed=0
+    for pid in "${pids[@]}"; do
+        wait "$pid" || failed=1
+    done
+    pids=()
+    [[ "$failed" -eq 0 ]] || die "an upload failed (see above); index.html was not replaced"
+}
+
 # upload SRC DEST CACHE_CONTROL [FILTER...]: every file of SRC/ (past the filters) to DEST/,
 # one CLI call per extension so each kind gets its own Content-Type (the CLI's guess depends
 # on the machine's mime.types).
@@ -105,7 +116,8 @@ upload() {
         type="$(content_type "$ext")"
         local args=(--only-show-errors --exclude '*' --include "*.$ext" "$@" --cache-control "$cache")
         [[ -n "$type" ]] && args+=(--content-type "$type")
-        aws s3 cp "$src" "$dest" --recursive "${args[@]}"
+        aws s3 cp "$src" "$dest" --recursive "${args[@]}" &
+        pids+=("$!")
     done < <(find "$src" -type f -name '*.*' | sed 's/.*\.//' | LC_ALL=C sort -u)
 }
 
@@ -118,13 +130,15 @@ log "uploading $dist to s3://$bucket"
 upload "$dist/assets" "s3://$bucket/assets" "$IMMUTABLE"
 upload "$dist" "s3://$bucket" "$SHORT" --exclude 'assets/*' --exclude index.html --exclude config.json
 
-# The console's runtime configuration (see the contract in console/: /config.json).
+# The console reads /config.json when it starts: its API, Cognito domain and app client.
 config="$(mktemp)"
 trap 'rm -f "$config"' EXIT
 printf '{"apiUrl":"%s","cognitoDomain":"%s","clientId":"%s","redirectUri":"%s/auth/callback","logoutUri":"%s/"}\n' \
     "$api_url" "$cognito_domain" "$client_id" "$console_url" "$console_url" >"$config"
 aws s3 cp "$config" "s3://$bucket/config.json" --only-show-errors \
-    --cache-control "$REVALIDATE" --content-type "application/json"
+    --cache-control "$REVALIDATE" --content-type "application/json" &
+pids+=("$!")
+wait_uploads
 aws s3 cp "$dist/index.html" "s3://$bucket/index.html" --only-show-errors \
     --cache-control "$REVALIDATE" --content-type "$(content_type html)"
 

@@ -195,7 +195,7 @@ fn the_build_and_config_reach_the_bucket_with_their_types_and_cache_headers() {
     );
 
     let immutable = "public, max-age=31536000, immutable";
-    for (key, content_type, cache) in [
+    let expected = [
         ("index.html", "text/html; charset=utf-8", "no-cache"),
         ("config.json", "application/json", "no-cache"),
         (
@@ -216,11 +216,23 @@ fn the_build_and_config_reach_the_bucket_with_their_types_and_cache_headers() {
             "text/plain; charset=utf-8",
             "public, max-age=3600",
         ),
-    ] {
-        let head = aws(&["s3api", "head-object", "--bucket", &d.bucket, "--key", key]);
-        assert_eq!(head["ContentType"], content_type, "{key}: {head}");
-        assert_eq!(head["CacheControl"], cache, "{key}: {head}");
-        if key != "config.json" {
+    ];
+    // One CLI process per object, side by side (each starts a Python interpreter).
+    let heads: Vec<Value> = std::thread::scope(|scope| {
+        let running: Vec<_> = expected
+            .iter()
+            .map(|(key, _, _)| {
+                let bucket = &d.bucket;
+                scope
+                    .spawn(move || aws(&["s3api", "head-object", "--bucket", bucket, "--key", key]))
+            })
+            .collect();
+        running.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for ((key, content_type, cache), head) in expected.iter().zip(heads) {
+        assert_eq!(head["ContentType"], *content_type, "{key}: {head}");
+        assert_eq!(head["CacheControl"], *cache, "{key}: {head}");
+        if *key != "config.json" {
             let body = std::fs::read(dist.join(key)).unwrap();
             assert_eq!(head["ContentLength"], body.len(), "{key}");
         }
