@@ -23,6 +23,12 @@ export CARGO_TERM_COLOR ?= auto
 VENV       := .venv
 VENV_STAMP := $(VENV)/.requirements-installed
 PYTHON     := $(VENV)/bin/python
+# The AWS CLI (console upload) and shellcheck in a venv of their own: awscli pins botocore to
+# one exact version, which would fight the one moto and SAM resolve in .venv.
+DEPLOY_VENV       := .venv-deploy
+DEPLOY_VENV_STAMP := $(DEPLOY_VENV)/.requirements-installed
+# Stack `make deploy` creates and publishes the console to (default: samconfig.toml's, else sendpersonal).
+STACK_NAME ?= $(or $(shell sed -n 's/^stack_name *= *"\(.*\)"/\1/p' samconfig.toml 2>/dev/null | head -n 1),sendpersonal)
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
 # Lambda binaries: the BuildProperties.Binary names in template.yaml (one source of truth).
@@ -52,6 +58,7 @@ unset AWS_SESSION_TOKEN AWS_PROFILE
 export AWS_EC2_METADATA_DISABLED=true
 export SPECS_DIR='$(SPECS_DIR)'
 export SANDBOX_BIN='$(abspath $(TARGET_DIR))/debug/sandbox'
+export AWS_CLI='$(abspath $(DEPLOY_VENV))/bin/aws'
 export RUST_BACKTRACE=1
 endef
 
@@ -76,7 +83,7 @@ else
 fi
 endef
 
-.PHONY: help venv build build-lambda build-debug lint test pytest-fidelity demo bench fmt fmt-check clippy deploy local-aws-start local-aws-stop clean-local
+.PHONY: help venv venv-deploy deploy-console build build-lambda build-debug lint test pytest-fidelity demo bench fmt fmt-check clippy deploy local-aws-start local-aws-stop clean-local
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -86,6 +93,13 @@ venv: $(VENV_STAMP) ## create .venv with the pinned local tooling (moto, cfn-lin
 $(VENV_STAMP): infra/requirements.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r infra/requirements.txt
+	touch $@
+
+venv-deploy: $(DEPLOY_VENV_STAMP) ## create .venv-deploy with the AWS CLI and shellcheck (infra/requirements-deploy.txt)
+
+$(DEPLOY_VENV_STAMP): infra/requirements-deploy.txt
+	test -x $(DEPLOY_VENV)/bin/python || python3 -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements-deploy.txt
 	touch $@
 
 build: venv ## release bootstrap per function (cargo-lambda): target/lambda/<fn>/bootstrap
@@ -100,7 +114,8 @@ build-lambda: build ## same as build (kept for scripts that call it)
 build-debug: ## debug build of every binary for the tests and the local stack (sandbox, local runner)
 	cargo build --workspace --bins
 
-lint: venv ## cfn-lint and sam validate --lint on template.yaml (offline)
+lint: venv venv-deploy ## cfn-lint and sam validate --lint on template.yaml (offline), shellcheck on infra/
+	$(DEPLOY_VENV)/bin/shellcheck infra/*.sh
 	$(VENV)/bin/cfn-lint template.yaml
 	AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
 	  $(VENV)/bin/sam validate --lint --region us-east-1 --template-file template.yaml
@@ -142,10 +157,17 @@ fmt-check: ## check Rust formatting
 clippy: ## lint the Rust code
 	cargo clippy --workspace --all-targets -- -D warnings
 
-deploy: venv ## build with SAM (cargo-lambda) and deploy, asking for parameters
+deploy: venv venv-deploy ## build with SAM (cargo-lambda), deploy (asking for parameters), then publish the console
 	export PATH="$(abspath $(VENV))/bin:$$PATH"
 	sam build --beta-features
-	sam deploy --guided
+	sam deploy --guided --stack-name '$(STACK_NAME)'
+	# The name may have been changed at the prompt: samconfig.toml has the one deployed.
+	stack="$$(sed -n 's/^stack_name *= *"\(.*\)"/\1/p' samconfig.toml 2>/dev/null | head -n 1)"
+	PATH="$(abspath $(DEPLOY_VENV))/bin:$$PATH" infra/deploy-console.sh --stack "$${stack:-$(STACK_NAME)}"
+
+deploy-console: venv-deploy ## build console/ and publish it to the deployed stack STACK_NAME (config.json from its outputs)
+	export PATH="$(abspath $(DEPLOY_VENV))/bin:$$PATH"
+	infra/deploy-console.sh --stack '$(STACK_NAME)'
 
 clean-local: ## stop moto and remove local state (.local, .aws-sam, target/lambda)
 	infra/local-aws.sh stop

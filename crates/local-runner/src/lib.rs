@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod console_headers;
 pub mod error;
 pub mod grounding_corpus;
 pub mod handlers;
@@ -41,6 +42,10 @@ use tokio::task::JoinHandle;
 use crate::error::aws_message;
 use crate::intrinsics::{Resolver, ACCOUNT_ID};
 use crate::invoker::Invoker;
+
+/// Where the console is served locally (the `AppBaseUrl` the local stack runs with): the API's
+/// CORS origin and where OAuth returns the browser.
+pub const LOCAL_CONSOLE_ORIGIN: &str = "http://localhost:5173";
 
 /// The app client the sandbox issuer mints tokens for: the local JWT authorizer's audience.
 pub use sandbox::COGNITO_APP_CLIENT_ID as APP_CLIENT_ID;
@@ -101,7 +106,8 @@ pub struct LocalStack {
     pub prefix: String,
     pub region: String,
     envs: HashMap<String, HashMap<String, String>>,
-    parameters: HashMap<String, String>,
+    /// The template parameters the stack runs with (defaults, local values, the caller's).
+    pub parameters: HashMap<String, String>,
     invoker: Arc<Invoker>,
     mappings: Vec<queues::Mapping>,
     http: reqwest::Client,
@@ -181,6 +187,9 @@ impl LocalStack {
             ),
             ("ShopifyClientId", shopify_client_id.clone()),
             ("ApiPublicUrl", api_url.clone()),
+            // Locally the console is not behind the stack's CloudFront distribution: its
+            // origin is given (the template derives it from the distribution when empty).
+            ("AppBaseUrl", LOCAL_CONSOLE_ORIGIN.to_owned()),
             (
                 "ShopifyClientSecretId",
                 format!(
@@ -589,6 +598,12 @@ impl LocalStack {
             region: &self.region,
             stack_name: self.prefix.trim_end_matches('-'),
         }
+    }
+
+    /// The headers CloudFront adds to the console, for serving it locally: the deployed
+    /// policy, with this stack's API and the sandbox's Cognito as the CSP's hosts.
+    pub fn console_headers(&self) -> Result<Vec<(String, String)>, StackError> {
+        console_headers::console_headers(&self.resolver(), &self.api_url, &self.sandbox.base_url)
     }
 
     /// The SQS event source mappings being emulated.

@@ -549,10 +549,7 @@ async fn cors_preflight_is_answered_for_the_app_origin() {
         overrides(&[("ConnectKlaviyoFunction", ok_probe())]),
     )
     .await;
-    let origin = stack.template.parameters["AppBaseUrl"]
-        .default
-        .clone()
-        .unwrap();
+    let origin = stack.parameters["AppBaseUrl"].clone();
     let resp = reqwest::Client::new()
         .request(
             reqwest::Method::OPTIONS,
