@@ -526,17 +526,21 @@ async fn a_429_storm_slows_a_run_down_but_loses_no_profile() {
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     let run_id = created.body["run"]["run_id"].as_str().unwrap().to_owned();
 
-    // Another app on the same Klaviyo account floods the events endpoint while the run works:
-    // the account's shared budget is spent and the run meets 429s with Retry-After.
+    // Another app on the same Klaviyo account floods the events endpoint and the import jobs'
+    // tier (more than its 150 a minute, however slow this machine is) while the run works: the
+    // account's shared budget is spent and the run meets 429s with Retry-After.
     let base = world.stack.sandbox.klaviyo_base_url();
     let key = world.stack.sandbox.full_access_klaviyo_key();
-    let storm = futures::future::join_all((0..40).map(|_| {
+    let paths = (0..40)
+        .map(|_| "/api/events?page%5Bsize%5D=1")
+        .chain((0..20).map(|_| "/api/profile-bulk-import-jobs"));
+    let storm = futures::future::join_all(paths.map(|path| {
         let (base, key) = (base.clone(), key.clone());
         async move {
             let http = reqwest::Client::new();
             for _ in 0..30 {
                 let _ = http
-                    .get(format!("{base}/api/events?page%5Bsize%5D=1"))
+                    .get(format!("{base}{path}"))
                     .header("Authorization", format!("Klaviyo-API-Key {key}"))
                     .header("revision", "2026-07-15")
                     .send()
