@@ -21,6 +21,7 @@ export async function launch() {
       "--disable-component-update",
       "--disable-sync",
       "--disable-dev-shm-usage",
+      ...(process.env.CHROMIUM_FLAGS || "").split(" ").filter(Boolean),
     ],
   });
 }

@@ -42,9 +42,18 @@ if (process.env.JOURNEY_PAGE_HOOK) {
   // A module that adapts the page to another Cognito-compatible login (development only).
   await (await import(process.env.JOURNEY_PAGE_HOOK)).default(page, { CONSOLE, SANDBOX });
 }
-const config = await (await fetch(`${CONSOLE}/config.json`)).json();
+let config;
+
+// Steps to leave out while developing, by a word of their name (JOURNEY_SKIP=catalog,cancelled).
+const SKIP = (process.env.JOURNEY_SKIP || "").split(",").filter(Boolean);
+let skipped = 0;
 
 async function step(name, f) {
+  if (SKIP.some((w) => name.includes(w))) {
+    skipped++;
+    console.log(`skip - ${name}`);
+    return;
+  }
   try {
     await f();
     passed++;
@@ -104,6 +113,8 @@ try {
   // ---------------------------------------------------------------- smoke (no sign-in needed)
   await step("the landing page offers sign-in, with the console's security headers", async () => {
     const resp = await page.goto(`${CONSOLE}/`);
+    // As the console reads it.
+    config = await page.evaluate(() => fetch("/config.json").then((r) => r.json()));
     const csp = resp.headers()["content-security-policy"] || "";
     assert.match(csp, /script-src 'self'(;|$)/, csp);
     assert.doesNotMatch(csp, /unsafe-inline/);
@@ -257,8 +268,8 @@ try {
       await page.getByRole("button", { name: "Approve and write" }).click();
       await page.getByTestId("run-state").filter({ hasText: "completed" }).waitFor({ timeout: 120_000 });
       assert.ok(Number(await page.getByTestId("count-written").innerText()) > 0, "profiles written");
-      await page.getByLabel("Snippet").waitFor();
-      assert.match(await page.getByLabel("Snippet").innerText(), /person\.sp_/);
+      await page.getByLabel("Snippet", { exact: true }).waitFor();
+      assert.match(await page.getByLabel("Snippet", { exact: true }).innerText(), /person\.sp_/);
       await check("run-completed");
     });
 
@@ -269,15 +280,24 @@ try {
       await page.getByLabel("Review samples before writing").uncheck();
       await page.getByRole("button", { name: "Start run" }).click();
       await page.getByTestId("run-state").waitFor();
-      await page.waitForFunction(() => Number(document.querySelector('[data-testid="count-written"]')?.textContent) > 0, null, { timeout: 120_000 });
+      // Live progress: some profiles done (written, held out, skipped or failed), then cancel.
+      const done = () =>
+        page.evaluate(() =>
+          ["written", "holdout", "skipped", "failed"]
+            .map((k) => parseInt(document.querySelector(`[data-testid="count-${k}"]`)?.textContent || "0", 10))
+            .reduce((a, b) => a + b, 0),
+        );
+      await page.getByTestId("run-state").filter({ hasText: "running" }).waitFor({ timeout: 120_000 });
+      for (let i = 0; i < 240 && (await done()) === 0; i++) await page.waitForTimeout(500);
+      assert.ok((await done()) > 0, "the run makes progress");
       await page.getByRole("button", { name: "Cancel run" }).click();
       await page.getByTestId("run-state").filter({ hasText: "cancelled" }).waitFor({ timeout: 60_000 });
-      const written = Number(await page.getByTestId("count-written").innerText());
-      const total = Number(await page.getByTestId("count-total").innerText());
-      assert.ok(written > 0 && written < total, `cancelled half way: ${written} of ${total}`);
+      const total = parseInt(await page.getByTestId("count-total").innerText(), 10);
+      const finished = await done();
+      assert.ok(finished > 0 && finished < total, `cancelled half way: ${finished} of ${total} done`);
       await check("run-cancelled");
       await go("Runs");
-      assert.ok((await page.locator("tbody tr").count()) >= 2, "both runs in the history");
+      await page.locator("tbody tr").nth(1).waitFor();
       await check("runs");
       assert.ok(firstRun);
     });
@@ -289,7 +309,7 @@ try {
       await page.getByLabel("Property set").fill("cart");
       await page.getByRole("button", { name: "Create trigger" }).click();
       await page.getByRole("heading", { name: "Set up the webhook in Klaviyo" }).waitFor();
-      assert.match(await page.getByLabel("Header").innerText(), /Bearer /);
+      assert.match(await page.getByLabel("Header", { exact: true }).innerText(), /Bearer /);
       await page.getByRole("cell", { name: "Abandoned cart" }).waitFor();
       await check("flows");
     });
@@ -320,7 +340,7 @@ try {
     console.log(`not ok - no Content Security Policy violation\n  ${cspViolations.join("\n  ")}`);
   }
   await browser.close();
-  console.log(`${passed} passed, ${failed} failed`);
+  console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`);
   process.exit(failed ? 1 : 0);
 }
 

@@ -99,6 +99,8 @@ async function tokenRequest(body: Record<string, string>) {
     method: "POST",
     headers: { "content-type": "application/x-www-form-urlencoded" },
     body: new URLSearchParams({ client_id: config.clientId, ...body }),
+  }).catch(() => {
+    throw new AuthError("The sign-in service cannot be reached. Check your connection and sign in again.");
   });
   const json = await resp.json().catch(() => ({}));
   if (!resp.ok || typeof json.access_token !== "string") {

@@ -50,6 +50,8 @@ export function SettingsPage() {
   return (
     <Page title="Settings">
       <ProblemMessage error={res.error} />
+      {!res.data && !res.error && <p role="status">Loading…</p>}
+      {res.data && (
       <form
         onSubmit={(e) => {
           e.preventDefault();
@@ -80,6 +82,7 @@ export function SettingsPage() {
         </button>
         <span role="status">{saved ? "Settings saved." : ""}</span>
       </form>
+      )}
     </Page>
   );
 }
