@@ -134,7 +134,6 @@ demo: venv ## start moto, then the sandbox and local API in-process, and walk th
 bench: venv build console-build chromium ## benchmarks against moto + sandbox: catalog sync and personalisation, the console's first load, then cold starts of every bootstrap
 	$(WITH_LOCAL_AWS)
 	cargo run --profile bench-local -p local-runner --bin bench
-	cargo run --profile bench-local -p local-runner --bin bench -- --console
 	cargo run --profile bench-local -p lambda-bench --features harness --bin lambda-bench -- --lambda-dir "$(abspath $(TARGET_DIR))/lambda"
 
 local-aws-start: venv ## start moto on MOTO_PORT and leave it running (stop with local-aws-stop)
