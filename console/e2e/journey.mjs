@@ -96,17 +96,28 @@ async function sandbox(method, path, body) {
   return r.json();
 }
 
-/** On the managed login's sign-in form (a fresh page, or a lost session): sign in. */
+/** Waits until the console shows a page; when the managed login asks for a sign-in on the way
+ * (a fresh page without its session), signs in. */
 async function signInIfAsked() {
-  await page.waitForLoadState("load");
-  if (page.url().startsWith(CONSOLE)) return;
-  const user = page.locator('input[name="username"]');
-  if (await user.isVisible().catch(() => false)) {
-    await user.fill(EMAIL);
-    await page.locator('input[name="password"]').fill(PASSWORD);
-    await page.getByRole("button", { name: "Sign in" }).click();
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const state = await page
+      .evaluate(() => {
+        const user = document.querySelector('input[name="username"]');
+        if (user && !document.querySelector('input[name="code"]')) return "login";
+        const h = document.getElementById("page-title");
+        return h && h.textContent !== "Signing in" ? "console" : "wait";
+      })
+      .catch(() => "wait"); // navigating
+    if (state === "console" && page.url().startsWith(CONSOLE)) return;
+    if (state === "login" && !page.url().startsWith(CONSOLE)) {
+      await page.locator('input[name="username"]').fill(EMAIL);
+      await page.locator('input[name="password"]').fill(PASSWORD);
+      await page.getByRole("button", { name: "Sign in" }).click();
+    }
+    await page.waitForTimeout(200);
   }
-  await page.waitForURL((u) => u.href.startsWith(CONSOLE) && !u.pathname.startsWith("/auth/callback"));
+  throw new Error(`no console page after sign-in (at ${page.url()})`);
 }
 
 try {

@@ -16,10 +16,13 @@ let config: Config;
 let tokens: Tokens | null = null;
 let refreshing: Promise<boolean> | null = null;
 let refreshTimer: number | undefined;
+let redirecting = false;
 const listeners = new Set<() => void>();
 
 export function initAuth(c: Config) {
   config = c;
+  // Back from the login page (restored from the back/forward cache): signing in may start again.
+  window.addEventListener("pageshow", () => (redirecting = false));
 }
 
 export function onAuthChange(f: () => void) {
@@ -42,6 +45,9 @@ function random(n: number): string {
 
 /** Sends the browser to the managed login; it comes back to /auth/callback. */
 export async function signIn(returnTo: string): Promise<never> {
+  // One redirect at a time: a second call would replace the pending verifier and state.
+  if (redirecting) return new Promise<never>(() => {});
+  redirecting = true;
   const verifier = random(48);
   const state = random(24);
   const challenge = b64url(

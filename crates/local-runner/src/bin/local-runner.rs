@@ -99,13 +99,14 @@ async fn main() {
         }
     }
     println!("Bearer token for merchant {merchant} (1 hour):\n{token}");
-    if let Some(console) = &stack.console_url {
-        print_console_accounts(&stack, console).await;
-    }
+
     println!(
         "\ncurl -H 'Authorization: Bearer {token}' {}/connections",
         stack.api_url
     );
+    if let Some(console) = &stack.console_url {
+        print_console_accounts(&stack, console).await;
+    }
     println!("\nCtrl-C to stop.");
 
     if let Err(e) = tokio::signal::ctrl_c().await {
