@@ -163,3 +163,36 @@ fn content_type(ext: &str) -> &'static str {
         _ => "application/octet-stream",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dist() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("console-dist-{}", crate::random_prefix()));
+        std::fs::create_dir_all(dir.join("assets")).unwrap();
+        std::fs::write(dir.join("index.html"), "<!doctype html>index").unwrap();
+        std::fs::write(dir.join("assets/app-1a2b.js"), "console.log(1)").unwrap();
+        dir
+    }
+
+    #[tokio::test]
+    async fn serves_files_routes_fall_back_to_the_index_and_nothing_outside_the_build() {
+        let dist = dist();
+        let (js, kind, immutable) = static_file(&dist, "/assets/app-1a2b.js").await.unwrap();
+        assert_eq!(
+            (js.as_slice(), kind, immutable),
+            (&b"console.log(1)"[..], "text/javascript; charset=utf-8", true)
+        );
+        for route in ["/", "/runs/01HX", "/connections", "/auth/callback"] {
+            let (html, kind, immutable) = static_file(&dist, route).await.unwrap();
+            assert_eq!(html, b"<!doctype html>index", "{route}");
+            assert_eq!((kind, immutable), ("text/html; charset=utf-8", false));
+        }
+        // A missing asset is a 404, not the index; climbing out of the build serves nothing.
+        assert!(static_file(&dist, "/assets/gone.js").await.is_none());
+        assert!(static_file(&dist, "/../Cargo.toml").await.is_none());
+        assert!(static_file(&dist, "/assets/../../etc/passwd").await.is_none());
+        std::fs::remove_dir_all(dist).unwrap();
+    }
+}
