@@ -72,7 +72,7 @@ export function CatalogPageView() {
                   <td>{p.product_type}</td>
                   <td>{money(p.price)}</td>
                   <td>{p.available === false ? "no" : "yes"}</td>
-                  <td>{p.eligible === false ? `no: ${(p.ineligible_reasons ?? []).join(", ")}` : "yes"}</td>
+                  <td>{p.eligible === false ? `no: ${(p.ineligible_reasons ?? []).map((r) => r.replace(/_/g, " ")).join(", ")}` : "yes"}</td>
                 </tr>
               ))}
             </tbody>
