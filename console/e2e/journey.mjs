@@ -10,6 +10,7 @@
 // Every page passes axe-core with no serious or critical violation; screenshots go to SCREENS_DIR.
 // Prints one line per step and closes with "N passed, N failed".
 import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { axe, launch, screensDir } from "./browser.mjs";
@@ -221,6 +222,22 @@ try {
       }
       assert.doesNotMatch(await page.getByTestId("catalog-size").innerText(), /^0 /);
       await check("connections");
+    });
+
+    await step("installing from Shopify's app URL goes through the console's /install and back", async () => {
+      // Shopify opens the app URL signed with the app's secret (hex HMAC-SHA256 of the sorted query).
+      const params = { shop: "demo-store.myshopify.com", timestamp: String(Math.floor(Date.now() / 1000)), host: "YWRtaW4uc2hvcGlmeS5jb20vc3RvcmUvZGVtby1zdG9yZQ" };
+      const message = Object.keys(params).sort().map((k) => `${k}=${params[k]}`).join("&");
+      const hmac = createHmac("sha256", process.env.SHOPIFY_APP_SECRET || "").update(message).digest("hex");
+      const seen = [];
+      const record = (f) => f === page.mainFrame() && seen.push(f.url());
+      page.on("framenavigated", record);
+      await page.goto(`${config.apiUrl}/shopify/app?${new URLSearchParams({ ...params, hmac })}`);
+      await page.waitForURL((u) => u.href.startsWith(`${CONSOLE}/connections`) && u.searchParams.get("shopify") === "connected", { timeout: 60_000 });
+      await signInIfAsked();
+      await page.getByText("Shopify is connected").waitFor();
+      page.off("framenavigated", record);
+      assert.ok(seen.some((u) => u.startsWith(`${CONSOLE}/install?shop=demo-store.myshopify.com`)), seen.join("\n"));
     });
 
     await step("a forged Shopify callback is refused and the console says so", async () => {

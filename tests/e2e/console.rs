@@ -52,6 +52,7 @@ async fn journey(world: &World, mode: &str) {
         .env("SANDBOX_URL", &world.stack.sandbox.base_url)
         .env("SCREENS_DIR", screens_dir())
         .env("KLAVIYO_SCOPES", shared::klaviyo::limits::SCOPES.join(","))
+        .env("SHOPIFY_APP_SECRET", SANDBOX_CLIENT_SECRET)
         .stdin(Stdio::null());
     // The stack keeps serving on the runtime's other threads while node drives the browser.
     let out = tokio::task::spawn_blocking(move || cmd.output())

@@ -182,7 +182,11 @@ mod tests {
         let (js, kind, immutable) = static_file(&dist, "/assets/app-1a2b.js").await.unwrap();
         assert_eq!(
             (js.as_slice(), kind, immutable),
-            (&b"console.log(1)"[..], "text/javascript; charset=utf-8", true)
+            (
+                &b"console.log(1)"[..],
+                "text/javascript; charset=utf-8",
+                true
+            )
         );
         for route in ["/", "/runs/01HX", "/connections", "/auth/callback"] {
             let (html, kind, immutable) = static_file(&dist, route).await.unwrap();
@@ -192,7 +196,9 @@ mod tests {
         // A missing asset is a 404, not the index; climbing out of the build serves nothing.
         assert!(static_file(&dist, "/assets/gone.js").await.is_none());
         assert!(static_file(&dist, "/../Cargo.toml").await.is_none());
-        assert!(static_file(&dist, "/assets/../../etc/passwd").await.is_none());
+        assert!(static_file(&dist, "/assets/../../etc/passwd")
+            .await
+            .is_none());
         std::fs::remove_dir_all(dist).unwrap();
     }
 }
