@@ -4,6 +4,7 @@
 #   make test   lint the template, then every Rust test and the sandbox fidelity tests
 #   make build  release bootstrap per function (cargo-lambda): target/lambda/<fn>/bootstrap
 #   make bench  local benchmarks, then cold starts of every bootstrap against a Runtime API emulator
+#   make console  build the merchant console and serve it with the whole local stack (Ctrl-C stops)
 #
 # Every target installs what it needs (.venv from infra/requirements.txt) on a fresh machine.
 # Targets that start moto always stop it again, also when a step fails.
@@ -45,6 +46,14 @@ MOTO_PORT ?= 5055
 SPECS_DIR ?= $(abspath ../shared/specs)
 FIDELITY_DIR := tests/fidelity
 
+# The merchant console (console/): Node's packages from package-lock.json, its build in
+# console/dist, and Debian's Chromium for the browser tests (no browser download: Playwright
+# drives /usr/bin/chromium).
+CONSOLE_DIR   := console
+CONSOLE_STAMP := $(CONSOLE_DIR)/node_modules/.package-lock.json
+CONSOLE_PORT  ?= 5173
+SUDO          := $(if $(filter 0,$(shell id -u)),,sudo)
+
 # Environment of everything that talks to the local stack: every AWS SDK call goes to moto
 # with fake credentials; nothing can reach a real account.
 define LOCAL_ENV
@@ -83,7 +92,7 @@ else
 fi
 endef
 
-.PHONY: help venv venv-deploy deploy-console build build-lambda build-debug lint test pytest-fidelity demo bench fmt fmt-check clippy deploy local-aws-start local-aws-stop clean-local
+.PHONY: console console-deps console-build console-api console-api-check chromium help venv venv-deploy deploy-console build build-lambda build-debug lint test pytest-fidelity demo bench fmt fmt-check clippy deploy local-aws-start local-aws-stop clean-local
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -120,7 +129,7 @@ lint: venv venv-deploy ## cfn-lint and sam validate --lint on template.yaml (off
 	AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
 	  $(VENV)/bin/sam validate --lint --region us-east-1 --template-file template.yaml
 
-test: venv lint build-debug ## lint, then cargo test and the fidelity tests against moto + sandbox
+test: venv lint build-debug console-build console-api-check chromium ## lint, then cargo test (the console's browser journey included) and the fidelity tests against moto + sandbox
 	$(WITH_LOCAL_AWS)
 	# Model latency and import jobs at 1/50 of the vendors' time: tests assert behaviour, the
 	# benchmarks (make bench) measure at the vendors' own time.
@@ -137,7 +146,7 @@ demo: venv ## start moto, then the sandbox and local API in-process, and walk th
 	$(WITH_LOCAL_AWS)
 	cargo run -p local-runner --bin demo
 
-bench: venv build ## benchmarks against moto + sandbox: catalog sync and personalisation, then cold starts of every bootstrap
+bench: venv build console-build chromium ## benchmarks against moto + sandbox: catalog sync and personalisation, the console's first load, then cold starts of every bootstrap
 	$(WITH_LOCAL_AWS)
 	cargo run --profile bench-local -p local-runner --bin bench
 	cargo run --profile bench-local -p lambda-bench --features harness --bin lambda-bench -- --lambda-dir "$(abspath $(TARGET_DIR))/lambda"
@@ -172,3 +181,34 @@ deploy-console: venv-deploy ## build console/ and publish it to the deployed sta
 clean-local: ## stop moto and remove local state (.local, .aws-sam, target/lambda)
 	infra/local-aws.sh stop
 	rm -rf .local .aws-sam $(TARGET_DIR)/lambda
+
+$(CONSOLE_STAMP): $(CONSOLE_DIR)/package.json $(CONSOLE_DIR)/package-lock.json
+	(cd $(CONSOLE_DIR) && npm ci --no-audit --no-fund --loglevel=error)
+	touch $@
+
+console-deps: $(CONSOLE_STAMP) ## install the console's Node packages (locked)
+
+console-build: console-deps ## type-check and build the console into console/dist
+	(cd $(CONSOLE_DIR) && npm run --silent build)
+
+# The console's API types come from the API's own OpenAPI document (what GET /openapi.json serves).
+console-api: console-deps ## regenerate console/src/api/schema.d.ts from the API's OpenAPI document
+	cargo run --quiet -p local-runner --bin local-runner -- --openapi > $(CONSOLE_DIR)/openapi.json
+	(cd $(CONSOLE_DIR) && npx --no-install openapi-typescript openapi.json -o src/api/schema.d.ts)
+
+console-api-check: console-deps ## fail when console/src/api/schema.d.ts is not what the API's OpenAPI document generates
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT
+	cargo run --quiet -p local-runner --bin local-runner -- --openapi > "$$tmp/openapi.json"
+	(cd $(CONSOLE_DIR) && npx --no-install openapi-typescript "$$tmp/openapi.json" -o "$$tmp/schema.d.ts" >/dev/null 2>&1)
+	cmp -s "$$tmp/schema.d.ts" $(CONSOLE_DIR)/src/api/schema.d.ts || { echo "console/src/api/schema.d.ts is stale: run make console-api" >&2; exit 1; }
+
+chromium: ## install Debian's headless Chromium for the browser tests when missing
+	if ! command -v chromium >/dev/null; then
+	  $(SUDO) apt-get update -qq
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
+	fi
+	chromium --version
+
+console: venv console-build ## build the console, start moto + the whole local stack + the console, print its URL and the demo accounts; Ctrl-C stops
+	$(WITH_LOCAL_AWS)
+	cargo run -p local-runner --bin local-runner -- --console --console-port $(CONSOLE_PORT) --schedules

@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod console;
 pub mod console_headers;
 pub mod error;
 pub mod grounding_corpus;
@@ -64,6 +65,9 @@ pub struct StackOptions {
     pub parameters: HashMap<String, String>,
     /// Environment variables set on every function after all other resolution.
     pub env_overrides: HashMap<String, String>,
+    /// Serve the merchant console (`console/dist` and `/config.json`) on its own port; the
+    /// stack's `AppBaseUrl` is then its origin (CORS, the OAuth return). Default: off.
+    pub console: Option<console::ConsoleOptions>,
 }
 
 impl Default for StackOptions {
@@ -79,6 +83,7 @@ impl Default for StackOptions {
             api_port: 0,
             parameters: HashMap::new(),
             env_overrides: HashMap::new(),
+            console: None,
         }
     }
 }
@@ -98,6 +103,8 @@ pub fn random_prefix() -> String {
 pub struct LocalStack {
     /// `http://127.0.0.1:PORT` of the local API Gateway.
     pub api_url: String,
+    /// `http://127.0.0.1:PORT` of the merchant console, when [`StackOptions::console`] asked for it.
+    pub console_url: Option<String>,
     pub sandbox: sandbox::Sandbox,
     /// Logical id → physical name / URL / ARN.
     pub resources: Resources,
@@ -162,6 +169,14 @@ impl LocalStack {
 
         let api_listener = tokio::net::TcpListener::bind(("127.0.0.1", options.api_port)).await?;
         let api_url = format!("http://{}", api_listener.local_addr()?);
+        let console_listener = match &options.console {
+            Some(c) => Some(tokio::net::TcpListener::bind(("127.0.0.1", c.port)).await?),
+            None => None,
+        };
+        let console_url = match &console_listener {
+            Some(l) => Some(format!("http://{}", l.local_addr()?)),
+            None => None,
+        };
 
         // Parameters: template defaults, then what the local stack needs, then the caller's.
         let mut parameters: HashMap<String, String> = template
@@ -187,9 +202,15 @@ impl LocalStack {
             ),
             ("ShopifyClientId", shopify_client_id.clone()),
             ("ApiPublicUrl", api_url.clone()),
-            // Locally the console is not behind the stack's CloudFront distribution: its
-            // origin is given (the template derives it from the distribution when empty).
-            ("AppBaseUrl", LOCAL_CONSOLE_ORIGIN.to_owned()),
+            // The console's origin: the API's only CORS origin and where OAuth returns to. Locally
+            // the console is not behind the stack's CloudFront distribution, so it is given (the
+            // template derives it from the distribution when empty).
+            (
+                "AppBaseUrl",
+                console_url
+                    .clone()
+                    .unwrap_or_else(|| LOCAL_CONSOLE_ORIGIN.to_owned()),
+            ),
             (
                 "ShopifyClientSecretId",
                 format!(
@@ -223,6 +244,11 @@ impl LocalStack {
             resources: &resources,
             region: &region,
             stack_name: prefix.trim_end_matches('-'),
+        };
+        // The headers CloudFront adds to the console, with the local API and Cognito as hosts.
+        let console_headers = match &options.console {
+            Some(_) => console_headers::console_headers(&resolver, &api_url, &sandbox.base_url)?,
+            None => Vec::new(),
         };
         let mut envs = HashMap::new();
         for (id, f) in &template.functions {
@@ -377,6 +403,26 @@ impl LocalStack {
             }
         }
         let mut tasks = vec![server];
+        if let (Some(listener), Some(options), Some(origin)) =
+            (console_listener, &options.console, &console_url)
+        {
+            let config = console::ConsoleConfig::new(
+                origin,
+                &api_url,
+                &sandbox.cognito_issuer(),
+                APP_CLIENT_ID,
+            );
+            let app = console::router(options.dist_dir.clone(), config, console_headers);
+            let mut stop = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "console server stopped");
+                }
+            }));
+        }
         if options.run_queues {
             tasks.extend(queues::spawn_pollers(
                 &mappings,
@@ -389,6 +435,7 @@ impl LocalStack {
         tracing::info!(%api_url, sandbox = %sandbox.base_url, %prefix, "local stack ready");
         Ok(LocalStack {
             api_url,
+            console_url,
             sandbox,
             resources,
             aws,

@@ -6,6 +6,7 @@
 //! time, two merchants side by side, and a 200,000-profile fan-out. Then the grounding gate on
 //! the labelled corpus and a run in the sandbox model's writer mode (`grounding.rs`).
 
+mod console;
 mod flows;
 mod grounding;
 mod runs;
@@ -111,6 +112,10 @@ async fn main() -> Result<(), shared::edge::FunctionError> {
     if part("grounding") {
         println!();
         grounding::grounding().await?;
+    }
+    if part("console") {
+        println!();
+        console::first_load().await?;
     }
     Ok(())
 }
