@@ -74,13 +74,11 @@ pub fn router(dist: PathBuf, config: ConsoleConfig, headers: Vec<(String, String
             ))
         })
         .collect();
-    Router::new()
-        .fallback(serve)
-        .with_state(Arc::new(Console {
-            dist,
-            config,
-            headers,
-        }))
+    Router::new().fallback(serve).with_state(Arc::new(Console {
+        dist,
+        config,
+        headers,
+    }))
 }
 
 async fn serve(State(console): State<Arc<Console>>, req: Request) -> Response {

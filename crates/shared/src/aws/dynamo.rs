@@ -442,11 +442,49 @@ pub(crate) async fn transact(
         .await
     {
         Ok(_) => Ok(true),
-        Err(e) if is_condition_failure(&e) || describe(&e).contains("TransactionCanceled") => {
-            Ok(false)
-        }
+        Err(e) if refused_by_condition(&e) => Ok(false),
         Err(e) => Err(AwsError::new("dynamodb:TransactWriteItems", describe(&e))),
     }
+}
+
+/// Whether a transaction was cancelled by its conditions alone. DynamoDB also cancels one for a
+/// conflict with a concurrent write to the same item, throttling or a validation error; those
+/// wrote nothing either, but the caller must retry them, not read them as "already done" (a
+/// batch's count taken for a duplicate would be lost).
+fn refused_by_condition(
+    err: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+    >,
+) -> bool {
+    err.as_service_error()
+        .and_then(cancelled_by_conditions_only)
+        // No reasons given: only the message tells.
+        .unwrap_or_else(|| is_condition_failure(err))
+}
+
+/// `Some(true)` when every reason of a cancelled transaction is a failed condition (or none),
+/// `Some(false)` when any other reason cancelled it, `None` when it names no reasons.
+fn cancelled_by_conditions_only(
+    err: &aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+) -> Option<bool> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+    let E::TransactionCanceledException(cancelled) = err else {
+        return Some(false);
+    };
+    let codes: Vec<&str> = cancelled
+        .cancellation_reasons()
+        .iter()
+        .map(|r| r.code().unwrap_or("None"))
+        .collect();
+    if codes.is_empty() {
+        return None;
+    }
+    Some(
+        codes.contains(&"ConditionalCheckFailed")
+            && codes
+                .iter()
+                .all(|c| matches!(*c, "None" | "ConditionalCheckFailed")),
+    )
 }
 
 pub(crate) async fn get_item(
@@ -521,6 +559,30 @@ fn from_attr(value: AttributeValue) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_cancellation_by_conditions_alone_reads_as_refused() {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+        use aws_sdk_dynamodb::types::{error::TransactionCanceledException, CancellationReason};
+        let cancelled = |codes: &[&str]| {
+            let mut e = TransactionCanceledException::builder();
+            for code in codes {
+                e = e.cancellation_reasons(CancellationReason::builder().code(*code).build());
+            }
+            E::TransactionCanceledException(e.build())
+        };
+        let refused = |codes: &[&str]| cancelled_by_conditions_only(&cancelled(codes));
+        assert_eq!(refused(&["None", "ConditionalCheckFailed"]), Some(true));
+        assert_eq!(refused(&["ConditionalCheckFailed"]), Some(true));
+        // Retryable: nothing was written, and nothing was decided either.
+        assert_eq!(refused(&["None", "TransactionConflict"]), Some(false));
+        assert_eq!(
+            refused(&["ConditionalCheckFailed", "ThrottlingError"]),
+            Some(false)
+        );
+        assert_eq!(refused(&["ValidationError", "None"]), Some(false));
+        assert_eq!(refused(&[]), None, "no reasons: the message decides");
+    }
 
     #[test]
     fn a_deleted_accounts_tombstone_key_does_not_contain_the_merchant_id() {
