@@ -8,7 +8,11 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use personalize_worker::engine::{Engine, Job};
 use serde_json::Value;
-use shared::api::{AudiencesPage, RunCreated, RunList, RunSamples, RunView};
+use shared::api::{
+    catalog_cursor, catalog_position, AudiencesPage, CatalogItem, CatalogPage, RunCreated, RunList,
+    RunSamples, RunView, CATALOG_PAGE_DEFAULT, CATALOG_PAGE_MAX,
+};
+use shared::aws::catalog_store::CatalogStore;
 use shared::aws::dynamo::AppStore;
 use shared::aws::queue::{Queue, WorkQueues};
 use shared::aws::runs::RunStore;
@@ -41,6 +45,7 @@ struct CachedAudiences {
 pub struct Handler {
     config: Config,
     store: AppStore,
+    catalog: CatalogStore,
     runs: RunStore,
     secrets: SecretStore,
     fanout_queue: Queue,
@@ -59,6 +64,7 @@ impl Handler {
         Ok(Self {
             engine: Engine::from_config(&aws, &config),
             store: AppStore::from_sdk(&aws, &config.app_table),
+            catalog: CatalogStore::from_sdk(&aws, &config.catalog_table),
             runs: RunStore::from_sdk(&aws, &config.app_table),
             secrets: SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone()),
             fanout_queue: Queue::from_sdk(&aws, &config.fanout_queue_url),
@@ -109,6 +115,33 @@ impl Handler {
                     .and_then(|c| c.parse::<usize>().ok())
                     .unwrap_or(0);
                 Ok(http::json(200, &self.audiences(&merchant, offset).await?))
+            }
+            "GET /catalog" => {
+                let query = &req.query_string_parameters;
+                let limit = match query.first("limit") {
+                    None => CATALOG_PAGE_DEFAULT,
+                    Some(l) => l
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|l| (1..=CATALOG_PAGE_MAX).contains(l))
+                        .ok_or_else(|| {
+                            ApiError::InvalidRequest(format!(
+                                "limit must be a whole number from 1 to {CATALOG_PAGE_MAX}"
+                            ))
+                        })?,
+                };
+                let after = match query.first("cursor") {
+                    None => None,
+                    Some(c) => Some(catalog_position(c).ok_or_else(|| {
+                        ApiError::InvalidRequest("cursor is not one this API handed out".into())
+                    })?),
+                };
+                Ok(http::json(
+                    200,
+                    &self
+                        .catalog_page(&merchant, after.as_deref(), limit)
+                        .await?,
+                ))
             }
             "POST /preview" => {
                 let body: shared::api::PreviewRequest = http::json_body(req)?;
@@ -220,6 +253,39 @@ impl Handler {
             }
             other => Err(ApiError::RouteNotFound(other.to_owned())),
         }
+    }
+
+    /// A page of the live catalog generation, as `GET /catalog` shows it.
+    async fn catalog_page(
+        &self,
+        merchant: &MerchantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<CatalogPage, ApiError> {
+        let connection = self
+            .store
+            .shopify(merchant)
+            .await
+            .map_err(internal)?
+            .ok_or(ApiError::NotConnected("Shopify"))?;
+        let generation = connection
+            .catalog_generation
+            .as_deref()
+            .ok_or(ApiError::CatalogNotSynced)?;
+        let (products, more) = self
+            .catalog
+            .page(merchant, generation, after, limit)
+            .await
+            .map_err(internal)?;
+        Ok(CatalogPage {
+            next_cursor: products
+                .last()
+                .filter(|_| more)
+                .map(|p| catalog_cursor(&p.id)),
+            products: products.iter().map(CatalogItem::from).collect(),
+            catalog_size: connection.catalog_size,
+            last_sync_at: connection.last_sync_at.map(shared::domain::rfc3339),
+        })
     }
 
     async fn audiences(

@@ -46,6 +46,8 @@ pub enum ApiError {
     InvalidWebhookSignature,
     #[error("{0}")]
     InvalidWebhookBody(String),
+    #[error("no catalog has been synced yet; the first sync runs after connecting Shopify (POST /catalog/sync starts one)")]
+    CatalogNotSynced,
     #[error("no run {0} for this account")]
     RunNotFound(String),
     #[error("{0}")]
@@ -109,6 +111,7 @@ impl ApiError {
             ApiError::VendorUnavailable(_) => "vendor-unavailable",
             ApiError::InvalidWebhookSignature => "invalid-webhook-signature",
             ApiError::InvalidWebhookBody(_) => "invalid-webhook-body",
+            ApiError::CatalogNotSynced => "catalog-not-synced",
             ApiError::RunNotFound(_) => "run-not-found",
             ApiError::RunStateConflict(_) => "run-state-conflict",
             ApiError::SamplesNotReady { .. } => "samples-not-ready",
@@ -145,7 +148,7 @@ impl ApiError {
             ApiError::VendorThrottled { .. } | ApiError::SamplesNotReady { .. } => 503,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::VendorUnavailable(_) => 502,
-            ApiError::RunNotFound(_) => 404,
+            ApiError::RunNotFound(_) | ApiError::CatalogNotSynced => 404,
             ApiError::RunStateConflict(_) | ApiError::PropertySetInUse(_) => 409,
             ApiError::InvalidSettings(_) => 400,
             ApiError::FlowHookUnauthorized => 401,
@@ -178,6 +181,7 @@ impl ApiError {
             ApiError::VendorUnavailable(_) => "Vendor unavailable",
             ApiError::InvalidWebhookSignature => "Invalid webhook signature",
             ApiError::InvalidWebhookBody(_) => "Invalid webhook body",
+            ApiError::CatalogNotSynced => "Catalog not synced",
             ApiError::RunNotFound(_) => "Run not found",
             ApiError::RunStateConflict(_) => "Run state conflict",
             ApiError::SamplesNotReady { .. } => "Samples not ready",

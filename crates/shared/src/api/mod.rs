@@ -9,9 +9,14 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 mod account;
+mod catalog;
 mod flows;
 mod personalize;
 pub use account::{AccountExport, CatalogSummary, PurgeReport, SecretPresence, WebhookAck};
+pub use catalog::{
+    catalog_cursor, catalog_position, CatalogItem, CatalogPage, CATALOG_PAGE_DEFAULT,
+    CATALOG_PAGE_MAX,
+};
 pub use personalize::{
     AudiencesPage, Grounding, PreviewProfile, PreviewRequest, PreviewResponse, RunCreated, RunList,
     RunSamples, RunView, MAX_PREVIEW_PROFILES,
@@ -191,6 +196,7 @@ struct ApiDoc;
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(account::AccountDoc::openapi());
+    doc.merge(catalog::CatalogDoc::openapi());
     doc.merge(personalize::PersonalizeDoc::openapi());
     doc.merge(flows::FlowsDoc::openapi());
     doc
