@@ -82,6 +82,23 @@ impl Handler {
             .ok_or(ApiError::NotConnected("Klaviyo"))
     }
 
+    /// A vendor read for a waiting merchant, bounded by the interactive deadline (the samples'
+    /// one, inside API Gateway's 30 s): past it, waiting on a busy vendor budget answers 503
+    /// with Retry-After instead of the gateway cutting the request off.
+    async fn in_time<T>(
+        &self,
+        vendor: &'static str,
+        read: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let deadline = Duration::from_millis(self.config.samples_deadline_ms);
+        tokio::time::timeout(deadline, read)
+            .await
+            .unwrap_or(Err(ApiError::VendorThrottled {
+                vendor,
+                retry_after_secs: 10,
+            }))
+    }
+
     fn view(&self, run: &Run) -> RunView {
         RunView::from_run(run, &self.config.bedrock_model_id)
     }
@@ -151,7 +168,12 @@ impl Handler {
                     runs: &self.runs,
                     secrets: &self.secrets,
                 };
-                Ok(http::json(200, &previewer.preview(&merchant, body).await?))
+                // A preview writes nothing: stopping it at the deadline loses nothing.
+                let preview = previewer.preview(&merchant, body);
+                Ok(http::json(
+                    200,
+                    &self.in_time("Klaviyo or the model", preview).await?,
+                ))
             }
             "GET /settings" => {
                 let settings = self
@@ -294,7 +316,9 @@ impl Handler {
         offset: usize,
     ) -> Result<AudiencesPage, ApiError> {
         let key = self.key(merchant).await?;
-        let all = self.all_audiences(merchant, &key).await?;
+        let all = self
+            .in_time("Klaviyo", self.all_audiences(merchant, &key))
+            .await?;
         let page: Vec<Audience> = all
             .iter()
             .skip(offset)
@@ -363,11 +387,14 @@ impl Handler {
             return Err(ApiError::NotConnected("Shopify catalog"));
         }
         // The audience must exist before anything is recorded.
-        self.engine
-            .klaviyo
-            .audience_page(&key, request.audience.kind, &request.audience.id, None)
-            .await
-            .map_err(ApiError::from)?;
+        let audience = async {
+            self.engine
+                .klaviyo
+                .audience_page(&key, request.audience.kind, &request.audience.id, None)
+                .await
+                .map_err(ApiError::from)
+        };
+        self.in_time("Klaviyo", audience).await?;
         let state = if request.review {
             RunState::AwaitingApproval
         } else {

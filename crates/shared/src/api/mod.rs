@@ -12,6 +12,7 @@ mod account;
 mod catalog;
 mod flows;
 mod personalize;
+pub(crate) mod schema;
 pub use account::{AccountExport, CatalogSummary, PurgeReport, SecretPresence, WebhookAck};
 pub use catalog::{
     catalog_cursor, catalog_position, CatalogItem, CatalogPage, CATALOG_PAGE_DEFAULT,
@@ -90,6 +91,7 @@ impl From<&ShopifyConnection> for ShopifyConnectionView {
 pub struct PutKlaviyoKey {
     /// A Klaviyo private API key (`pk_…`) with the read scopes accounts, lists, segments,
     /// profiles, events and metrics, and profiles:write + lists:write.
+    #[schema(pattern = "^pk_[A-Za-z0-9]{20,80}$")]
     pub api_key: String,
 }
 
@@ -98,6 +100,10 @@ pub struct PutKlaviyoKey {
 #[serde(deny_unknown_fields)]
 pub struct StartShopify {
     /// The shop's `*.myshopify.com` domain.
+    #[schema(
+        max_length = 255,
+        pattern = "^[a-zA-Z0-9][a-zA-Z0-9-]*\\.myshopify\\.com$"
+    )]
     pub shop: String,
 }
 
@@ -134,6 +140,7 @@ fn get_connections() {}
         (status = 200, body = KlaviyoConnectionView),
         (status = 400, description = "malformed key", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "key rejected by Klaviyo or missing scopes", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Klaviyo is unavailable (`vendor-unavailable`); retry later", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Klaviyo rate limit", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[allow(dead_code)]
@@ -199,7 +206,56 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(catalog::CatalogDoc::openapi());
     doc.merge(personalize::PersonalizeDoc::openapi());
     doc.merge(flows::FlowsDoc::openapi());
+    declare_common_answers(&mut doc);
     doc
+}
+
+/// The answers every operation of a kind can give, declared once instead of per route: API
+/// Gateway's authorizer (and the deleted-account check) answers 401 on every bearer route, and
+/// every route with a body refuses one that is not the expected JSON (400) or is too large
+/// (413: over the functions' 64 KiB, or Lambda's invocation payload).
+fn declare_common_answers(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in operations.into_iter().flatten() {
+            let bearer = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let has_body = op.request_body.is_some();
+            let mut declare = |status: &str, description: &str| {
+                op.responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| problem(description).into());
+            };
+            if bearer {
+                declare(
+                    "401",
+                    "missing, invalid or expired bearer token, or the account was deleted",
+                );
+            }
+            if has_body {
+                declare("400", "the body is not the expected JSON");
+                declare("413", "the body is larger than the route accepts");
+            }
+        }
+    }
 }
 
 /// `(METHOD, path)` of every documented operation, e.g. `("GET", "/connections")`.
