@@ -71,14 +71,27 @@ fn every_bearer_route_declares_401_and_every_body_route_400_and_413() {
             if op.get("requestBody").is_some() {
                 must.extend(["400", "413"]);
             }
-            for status in must {
+            for status in &must {
                 assert!(
-                    responses.contains_key(status),
+                    responses.contains_key(*status),
                     "{method} {path} does not declare {status}"
                 );
             }
+            assert!(
+                responses["429"]["content"]["application/json"].is_object(),
+                "{method} {path}: the stage throttle"
+            );
+            for status in ["401", "413"] {
+                if responses.contains_key(status) && must.contains(&status) {
+                    assert_eq!(
+                        responses[status]["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/GatewayMessage",
+                        "{method} {path} {status}: API Gateway's own answer"
+                    );
+                }
+            }
             for (status, response) in responses {
-                if status.starts_with('4') || status.starts_with('5') {
+                if status != "429" && (status.starts_with('4') || status.starts_with('5')) {
                     assert_eq!(
                         response["content"]["application/problem+json"]["schema"]["$ref"],
                         "#/components/schemas/Problem",

@@ -123,6 +123,13 @@ pub struct ShopifyConnected {
     pub catalog_sync: String,
 }
 
+/// What API Gateway itself answers before any function runs (its JWT authorizer's 401, the
+/// stage throttle's 429, its payload limit's 413): `{"message": "Unauthorized"}` and the like.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GatewayMessage {
+    pub message: String,
+}
+
 /// `POST /catalog/sync`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SyncQueued {
@@ -195,6 +202,7 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "SendPersonal API", description = "Connect Klaviyo and Shopify, cache the catalog, personalize emails."),
     paths(get_connections, put_klaviyo, start_shopify, shopify_callback, sync_catalog, openapi_json),
+    components(schemas(GatewayMessage)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -211,11 +219,18 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The answers every operation of a kind can give, declared once instead of per route: API
-/// Gateway's authorizer (and the deleted-account check) answers 401 on every bearer route, and
-/// every route with a body refuses one that is not the expected JSON (400) or is too large
-/// (413: over the functions' 64 KiB, or Lambda's invocation payload).
+/// Gateway's authorizer (and the deleted-account check) answers 401 on every bearer route, every
+/// route with a body refuses one that is not the expected JSON (400) or is too large (413: over
+/// the functions' 64 KiB, or Lambda's invocation payload), and the stage throttle answers 429 on
+/// any route. What API Gateway answers itself is `{"message": …}` JSON, not a problem document
+/// (the local runner answers problem documents there), so those statuses declare both.
 fn declare_common_answers(doc: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let gateway = || {
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("GatewayMessage")))
+            .build()
+    };
     let problem = |description: &str| {
         ResponseBuilder::new()
             .description(description)
@@ -253,6 +268,22 @@ fn declare_common_answers(doc: &mut utoipa::openapi::OpenApi) {
             if has_body {
                 declare("400", "the body is not the expected JSON");
                 declare("413", "the body is larger than the route accepts");
+            }
+            let responses = &mut op.responses.responses;
+            responses.entry("429".to_owned()).or_insert_with(|| {
+                ResponseBuilder::new()
+                    .description("API Gateway's stage throttle; retry with backoff")
+                    .content("application/json", gateway())
+                    .build()
+                    .into()
+            });
+            let from_gateway = [("401", bearer), ("413", has_body)];
+            for (status, applies) in from_gateway {
+                if let (true, Some(RefOr::T(response))) = (applies, responses.get_mut(status)) {
+                    response
+                        .content
+                        .insert("application/json".to_owned(), gateway());
+                }
             }
         }
     }
