@@ -104,6 +104,33 @@ async fn every_cached_product_is_listed_once_with_the_candidate_rules_verdict() 
         "the demo shop has sold-out and imageless products: {reasons_seen:?}"
     );
 
+    // Only what a recommendation may pick, and only what it may not: the two add up.
+    let mut split = [0usize; 2];
+    for (i, flag) in ["true", "false"].iter().enumerate() {
+        let mut items: Vec<Value> = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/catalog?limit=100&eligible={flag}&cursor={c}"),
+                None => format!("/catalog?limit=100&eligible={flag}"),
+            };
+            let page = merchant.get(&path).await;
+            assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+            items.extend(page.body["products"].as_array().unwrap().iter().cloned());
+            match page.body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        assert!(items.iter().all(|p| p["eligible"] == (*flag == "true")));
+        split[i] = items.len();
+    }
+    let eligible = cached
+        .values()
+        .filter(|p| shared::personalize::is_eligible(p))
+        .count();
+    assert_eq!(split, [eligible, cached.len() - eligible]);
+
     // Another merchant sees nothing of A's: they have no shop.
     let other = world.merchant(B).await;
     let resp = other.get("/catalog").await;
@@ -121,6 +148,7 @@ async fn malformed_paging_and_missing_tokens_are_refused_as_documented() {
         "limit=ten",
         "cursor=a",
         "cursor=abcde",
+        "eligible=yes",
     ] {
         let resp = merchant.get(&format!("/catalog?{query}")).await;
         assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{query}");

@@ -147,6 +147,16 @@ impl Handler {
                             ))
                         })?,
                 };
+                let eligible = match query.first("eligible") {
+                    None => None,
+                    Some("true") => Some(true),
+                    Some("false") => Some(false),
+                    Some(_) => {
+                        return Err(ApiError::InvalidRequest(
+                            "eligible must be true or false".into(),
+                        ))
+                    }
+                };
                 let after = match query.first("cursor") {
                     None => None,
                     Some(c) => Some(catalog_position(c).ok_or_else(|| {
@@ -156,7 +166,7 @@ impl Handler {
                 Ok(http::json(
                     200,
                     &self
-                        .catalog_page(&merchant, after.as_deref(), limit)
+                        .catalog_page(&merchant, after.as_deref(), limit, eligible)
                         .await?,
                 ))
             }
@@ -283,6 +293,7 @@ impl Handler {
         merchant: &MerchantId,
         after: Option<&str>,
         limit: usize,
+        eligible: Option<bool>,
     ) -> Result<CatalogPage, ApiError> {
         let connection = self
             .store
@@ -296,7 +307,9 @@ impl Handler {
             .ok_or(ApiError::CatalogNotSynced)?;
         let (products, more) = self
             .catalog
-            .page(merchant, generation, after, limit)
+            .page(merchant, generation, after, limit, |p| {
+                eligible.is_none_or(|e| shared::personalize::is_eligible(p) == e)
+            })
             .await
             .map_err(internal)?;
         Ok(CatalogPage {

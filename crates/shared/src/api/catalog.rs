@@ -109,10 +109,11 @@ pub fn catalog_position(cursor: &str) -> Option<String> {
     description = "The cached catalog as a recommendation sees it, in product-id order: every cached (active, published) product with whether a recommendation may pick it and why not.",
     params(
         ("cursor" = Option<String>, Query, description = "from next_cursor", max_length = 256, pattern = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?$"),
-        ("limit" = Option<u8>, Query, description = "products per page (default 50)", minimum = 1, maximum = 100)),
+        ("limit" = Option<u8>, Query, description = "products per page (default 50)", minimum = 1, maximum = 100),
+        ("eligible" = Option<bool>, Query, description = "only the products a recommendation may pick (`true`) or only those it may not (`false`); absent: all")),
     responses(
         (status = 200, body = CatalogPage),
-        (status = 400, description = "malformed cursor or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "malformed cursor, limit or eligible", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no catalog synced yet (`catalog-not-synced`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Shopify not connected", body = Problem, content_type = "application/problem+json")),

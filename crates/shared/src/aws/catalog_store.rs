@@ -93,15 +93,16 @@ impl CatalogStore {
             .collect()
     }
 
-    /// Up to `limit` live products of a generation in product-id order, starting after the id
-    /// `after` (any string: it is only a position), and whether more follow. Tombstones are
-    /// skipped, so a page may take more than one query.
+    /// Up to `limit` live products of a generation that `keep` accepts, in product-id order,
+    /// starting after the id `after` (any string: it is only a position), and whether more
+    /// follow. Tombstones are skipped, so a page may take more than one query.
     pub async fn page(
         &self,
         merchant: &MerchantId,
         generation: &str,
         after: Option<&str>,
         limit: usize,
+        keep: impl Fn(&CatalogProduct) -> bool,
     ) -> Result<(Vec<CatalogProduct>, bool), AwsError> {
         let pk = partition(merchant, generation);
         let mut products = Vec::with_capacity(limit + 1);
@@ -137,10 +138,11 @@ impl CatalogStore {
             after = Some(last.clone());
             for item in &items {
                 if let Some(doc) = item.get("doc").and_then(|d| d.as_s().ok()) {
-                    products.push(
-                        serde_json::from_str(doc)
-                            .map_err(|e| AwsError::new("decode product", e))?,
-                    );
+                    let product: CatalogProduct = serde_json::from_str(doc)
+                        .map_err(|e| AwsError::new("decode product", e))?;
+                    if keep(&product) {
+                        products.push(product);
+                    }
                 }
             }
             if out.last_evaluated_key.is_none_or(|k| k.is_empty()) {
