@@ -31,6 +31,8 @@ const REVIEW_SAMPLES: usize = 3;
 /// How soon a fan-out whose window is full looks again.
 const WINDOW_RECHECK_SECS: u32 = 3;
 const AUDIENCES_PER_PAGE: usize = 50;
+/// The longest a merchant's request waits on Klaviyo or the model (API Gateway gives up at 30 s).
+const INTERACTIVE_VENDOR_WAIT: Duration = Duration::from_secs(25);
 /// How long a container reuses a merchant's lists and segments: Klaviyo answers 10 a page, so
 /// paging through them (or a console refreshing) would otherwise re-read every page each call.
 const AUDIENCE_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -82,16 +84,15 @@ impl Handler {
             .ok_or(ApiError::NotConnected("Klaviyo"))
     }
 
-    /// A vendor read for a waiting merchant, bounded by the interactive deadline (the samples'
-    /// one, inside API Gateway's 30 s): past it, waiting on a busy vendor budget answers 503
-    /// with Retry-After instead of the gateway cutting the request off.
+    /// A vendor read for a waiting merchant, bounded inside API Gateway's 30 s: past it,
+    /// waiting on a busy vendor budget answers 503 with Retry-After instead of the gateway
+    /// cutting the request off.
     async fn in_time<T>(
         &self,
         vendor: &'static str,
         read: impl std::future::Future<Output = Result<T, ApiError>>,
     ) -> Result<T, ApiError> {
-        let deadline = Duration::from_millis(self.config.samples_deadline_ms);
-        tokio::time::timeout(deadline, read)
+        tokio::time::timeout(INTERACTIVE_VENDOR_WAIT, read)
             .await
             .unwrap_or(Err(ApiError::VendorThrottled {
                 vendor,
