@@ -642,3 +642,29 @@ async fn a_slow_model_delays_the_samples_but_never_the_run() {
         .await;
     assert_eq!(approved.status, StatusCode::OK, "{:?}", approved.body);
 }
+
+/// A model slower than API Gateway's 30 s costs a preview a retryable 503 problem before the
+/// gateway would cut the request off with a bare 503 of its own.
+#[tokio::test]
+async fn a_preview_that_would_outlast_the_gateway_answers_503_in_time() {
+    let world = World::start_with(|o| o.sandbox.bedrock_latency_ms = 40_000).await;
+    let merchant = connected(&world).await;
+    let vip = audience(&merchant, "VIP + Engaged").await;
+    let asked = first_members(&world, &vip, 1).await;
+    let started = std::time::Instant::now();
+    let resp = merchant
+        .post("/preview", json!({ "brief": BRIEF, "profiles": asked }))
+        .await;
+    assert_eq!(
+        resp.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        resp.body
+    );
+    assert!(resp.problem_type().ends_with("/vendor-throttled"));
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_secs(24) && took < std::time::Duration::from_secs(29),
+        "answered at the interactive deadline, inside the gateway's 30 s: {took:?}"
+    );
+}

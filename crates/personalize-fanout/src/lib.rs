@@ -8,7 +8,11 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use personalize_worker::engine::{Engine, Job};
 use serde_json::Value;
-use shared::api::{AudiencesPage, RunCreated, RunList, RunSamples, RunView};
+use shared::api::{
+    catalog_cursor, catalog_position, AudiencesPage, CatalogItem, CatalogPage, RunCreated, RunList,
+    RunSamples, RunView, CATALOG_PAGE_DEFAULT, CATALOG_PAGE_MAX,
+};
+use shared::aws::catalog_store::CatalogStore;
 use shared::aws::dynamo::AppStore;
 use shared::aws::queue::{Queue, WorkQueues};
 use shared::aws::runs::RunStore;
@@ -27,6 +31,8 @@ const REVIEW_SAMPLES: usize = 3;
 /// How soon a fan-out whose window is full looks again.
 const WINDOW_RECHECK_SECS: u32 = 3;
 const AUDIENCES_PER_PAGE: usize = 50;
+/// The longest a merchant's request waits on Klaviyo or the model (API Gateway gives up at 30 s).
+const INTERACTIVE_VENDOR_WAIT: Duration = Duration::from_secs(25);
 /// How long a container reuses a merchant's lists and segments: Klaviyo answers 10 a page, so
 /// paging through them (or a console refreshing) would otherwise re-read every page each call.
 const AUDIENCE_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -41,6 +47,7 @@ struct CachedAudiences {
 pub struct Handler {
     config: Config,
     store: AppStore,
+    catalog: CatalogStore,
     runs: RunStore,
     secrets: SecretStore,
     fanout_queue: Queue,
@@ -59,6 +66,7 @@ impl Handler {
         Ok(Self {
             engine: Engine::from_config(&aws, &config),
             store: AppStore::from_sdk(&aws, &config.app_table),
+            catalog: CatalogStore::from_sdk(&aws, &config.catalog_table),
             runs: RunStore::from_sdk(&aws, &config.app_table),
             secrets: SecretStore::from_sdk(&aws, config.secrets_kms_key_id.clone()),
             fanout_queue: Queue::from_sdk(&aws, &config.fanout_queue_url),
@@ -74,6 +82,22 @@ impl Handler {
             .await
             .map_err(internal)?
             .ok_or(ApiError::NotConnected("Klaviyo"))
+    }
+
+    /// A vendor read for a waiting merchant, bounded inside API Gateway's 30 s: past it,
+    /// waiting on a busy vendor budget answers 503 with Retry-After instead of the gateway
+    /// cutting the request off.
+    async fn in_time<T>(
+        &self,
+        vendor: &'static str,
+        read: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        tokio::time::timeout(INTERACTIVE_VENDOR_WAIT, read)
+            .await
+            .unwrap_or(Err(ApiError::VendorThrottled {
+                vendor,
+                retry_after_secs: 10,
+            }))
     }
 
     fn view(&self, run: &Run) -> RunView {
@@ -110,6 +134,43 @@ impl Handler {
                     .unwrap_or(0);
                 Ok(http::json(200, &self.audiences(&merchant, offset).await?))
             }
+            "GET /catalog" => {
+                let query = &req.query_string_parameters;
+                let limit = match query.first("limit") {
+                    None => CATALOG_PAGE_DEFAULT,
+                    Some(l) => l
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|l| (1..=CATALOG_PAGE_MAX).contains(l))
+                        .ok_or_else(|| {
+                            ApiError::InvalidRequest(format!(
+                                "limit must be a whole number from 1 to {CATALOG_PAGE_MAX}"
+                            ))
+                        })?,
+                };
+                let eligible = match query.first("eligible") {
+                    None => None,
+                    Some("true") => Some(true),
+                    Some("false") => Some(false),
+                    Some(_) => {
+                        return Err(ApiError::InvalidRequest(
+                            "eligible must be true or false".into(),
+                        ))
+                    }
+                };
+                let after = match query.first("cursor") {
+                    None => None,
+                    Some(c) => Some(catalog_position(c).ok_or_else(|| {
+                        ApiError::InvalidRequest("cursor is not one this API handed out".into())
+                    })?),
+                };
+                Ok(http::json(
+                    200,
+                    &self
+                        .catalog_page(&merchant, after.as_deref(), limit, eligible)
+                        .await?,
+                ))
+            }
             "POST /preview" => {
                 let body: shared::api::PreviewRequest = http::json_body(req)?;
                 let previewer = personalize_worker::Previewer {
@@ -118,7 +179,12 @@ impl Handler {
                     runs: &self.runs,
                     secrets: &self.secrets,
                 };
-                Ok(http::json(200, &previewer.preview(&merchant, body).await?))
+                // A preview writes nothing: stopping it at the deadline loses nothing.
+                let preview = previewer.preview(&merchant, body);
+                Ok(http::json(
+                    200,
+                    &self.in_time("Klaviyo or the model", preview).await?,
+                ))
             }
             "GET /settings" => {
                 let settings = self
@@ -222,13 +288,51 @@ impl Handler {
         }
     }
 
+    /// A page of the live catalog generation, as `GET /catalog` shows it.
+    async fn catalog_page(
+        &self,
+        merchant: &MerchantId,
+        after: Option<&str>,
+        limit: usize,
+        eligible: Option<bool>,
+    ) -> Result<CatalogPage, ApiError> {
+        let connection = self
+            .store
+            .shopify(merchant)
+            .await
+            .map_err(internal)?
+            .ok_or(ApiError::NotConnected("Shopify"))?;
+        let generation = connection
+            .catalog_generation
+            .as_deref()
+            .ok_or(ApiError::CatalogNotSynced)?;
+        let (products, more) = self
+            .catalog
+            .page(merchant, generation, after, limit, |p| {
+                eligible.is_none_or(|e| shared::personalize::is_eligible(p) == e)
+            })
+            .await
+            .map_err(internal)?;
+        Ok(CatalogPage {
+            next_cursor: products
+                .last()
+                .filter(|_| more)
+                .map(|p| catalog_cursor(&p.id)),
+            products: products.iter().map(CatalogItem::from).collect(),
+            catalog_size: connection.catalog_size,
+            last_sync_at: connection.last_sync_at.map(shared::domain::rfc3339),
+        })
+    }
+
     async fn audiences(
         &self,
         merchant: &MerchantId,
         offset: usize,
     ) -> Result<AudiencesPage, ApiError> {
         let key = self.key(merchant).await?;
-        let all = self.all_audiences(merchant, &key).await?;
+        let all = self
+            .in_time("Klaviyo", self.all_audiences(merchant, &key))
+            .await?;
         let page: Vec<Audience> = all
             .iter()
             .skip(offset)
@@ -297,11 +401,14 @@ impl Handler {
             return Err(ApiError::NotConnected("Shopify catalog"));
         }
         // The audience must exist before anything is recorded.
-        self.engine
-            .klaviyo
-            .audience_page(&key, request.audience.kind, &request.audience.id, None)
-            .await
-            .map_err(ApiError::from)?;
+        let audience = async {
+            self.engine
+                .klaviyo
+                .audience_page(&key, request.audience.kind, &request.audience.id, None)
+                .await
+                .map_err(ApiError::from)
+        };
+        self.in_time("Klaviyo", audience).await?;
         let state = if request.review {
             RunState::AwaitingApproval
         } else {

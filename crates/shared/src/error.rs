@@ -46,12 +46,18 @@ pub enum ApiError {
     InvalidWebhookSignature,
     #[error("{0}")]
     InvalidWebhookBody(String),
+    #[error("no catalog has been synced yet; the first sync runs after connecting Shopify (POST /catalog/sync starts one)")]
+    CatalogNotSynced,
+    #[error("Klaviyo has no such list, segment or profile ({0})")]
+    KlaviyoNotFound(String),
     #[error("no run {0} for this account")]
     RunNotFound(String),
     #[error("{0}")]
     RunStateConflict(String),
     #[error("a webhook body may have at most {limit} bytes (what a Lambda invocation holds); this one has {bytes}, so it was not processed. A product change reaches the catalog with the next scheduled sync (every 6 hours)")]
     PayloadTooLarge { limit: usize, bytes: usize },
+    #[error("a request body may have at most {limit} bytes")]
+    BodyTooLarge { limit: usize },
     #[error("the samples were not ready in time; retry after {retry_after_secs} s")]
     SamplesNotReady { retry_after_secs: u64 },
     #[error("run {0} is still writing this property set; wait for it to finish, cancel it, or choose another property_set")]
@@ -109,10 +115,12 @@ impl ApiError {
             ApiError::VendorUnavailable(_) => "vendor-unavailable",
             ApiError::InvalidWebhookSignature => "invalid-webhook-signature",
             ApiError::InvalidWebhookBody(_) => "invalid-webhook-body",
+            ApiError::CatalogNotSynced => "catalog-not-synced",
+            ApiError::KlaviyoNotFound(_) => "klaviyo-not-found",
             ApiError::RunNotFound(_) => "run-not-found",
             ApiError::RunStateConflict(_) => "run-state-conflict",
             ApiError::SamplesNotReady { .. } => "samples-not-ready",
-            ApiError::PayloadTooLarge { .. } => "payload-too-large",
+            ApiError::PayloadTooLarge { .. } | ApiError::BodyTooLarge { .. } => "payload-too-large",
             ApiError::PropertySetInUse(_) => "property-set-in-use",
             ApiError::InvalidSettings(_) => "invalid-settings",
             ApiError::FlowHookUnauthorized => "flow-hook-unauthorized",
@@ -143,9 +151,11 @@ impl ApiError {
             | ApiError::KlaviyoMissingScopes(_)
             | ApiError::ScopeNotGranted => 422,
             ApiError::VendorThrottled { .. } | ApiError::SamplesNotReady { .. } => 503,
-            ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::PayloadTooLarge { .. } | ApiError::BodyTooLarge { .. } => 413,
             ApiError::VendorUnavailable(_) => 502,
-            ApiError::RunNotFound(_) => 404,
+            ApiError::RunNotFound(_)
+            | ApiError::CatalogNotSynced
+            | ApiError::KlaviyoNotFound(_) => 404,
             ApiError::RunStateConflict(_) | ApiError::PropertySetInUse(_) => 409,
             ApiError::InvalidSettings(_) => 400,
             ApiError::FlowHookUnauthorized => 401,
@@ -178,10 +188,12 @@ impl ApiError {
             ApiError::VendorUnavailable(_) => "Vendor unavailable",
             ApiError::InvalidWebhookSignature => "Invalid webhook signature",
             ApiError::InvalidWebhookBody(_) => "Invalid webhook body",
+            ApiError::CatalogNotSynced => "Catalog not synced",
+            ApiError::KlaviyoNotFound(_) => "Not found in Klaviyo",
             ApiError::RunNotFound(_) => "Run not found",
             ApiError::RunStateConflict(_) => "Run state conflict",
             ApiError::SamplesNotReady { .. } => "Samples not ready",
-            ApiError::PayloadTooLarge { .. } => "Payload too large",
+            ApiError::PayloadTooLarge { .. } | ApiError::BodyTooLarge { .. } => "Payload too large",
             ApiError::PropertySetInUse(_) => "Property set in use",
             ApiError::InvalidSettings(_) => "Invalid settings",
             ApiError::FlowHookUnauthorized => "Invalid flow webhook secret",
@@ -245,6 +257,7 @@ impl From<crate::klaviyo::KlaviyoError> for ApiError {
                 retry_after_secs: retry_after.as_secs().max(1),
             },
             // Klaviyo's summary names the code and field, never a value or the key.
+            KlaviyoError::NotFound(summary) => ApiError::KlaviyoNotFound(summary),
             KlaviyoError::Invalid(summary) => {
                 ApiError::InvalidRequest(format!("Klaviyo rejected the request ({summary})"))
             }

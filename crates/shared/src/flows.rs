@@ -73,9 +73,11 @@ pub enum TriggerStatus {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerRequest {
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     pub kind: TriggerKind,
     /// What the copy is about; grants nothing (the offer does).
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
     pub brief: String,
     #[serde(default)]
     pub offer: Offer,
@@ -84,11 +86,12 @@ pub struct TriggerRequest {
     pub settings: Option<Settings>,
     /// The properties this trigger writes (`sp_<set>_…`): its own, never a campaign's or another
     /// trigger's.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[a-z](?:[a-z0-9_]{0,22}[a-z0-9])?$")]
     pub property_set: PropertySet,
     /// A job older than this (seconds from the webhook) is counted `too_late` and not written;
     /// set it below the flow's time delay. Default 240.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::whole::optional")]
+    #[schema(minimum = 30, maximum = 3600)]
     pub deadline_seconds: Option<u32>,
 }
 

@@ -246,7 +246,7 @@ async fn an_unknown_audience_id_is_an_error_and_a_malformed_one_never_leaves() {
         .try_collect()
         .await;
     assert!(
-        matches!(unknown, Err(KlaviyoError::Invalid(_))),
+        matches!(unknown, Err(KlaviyoError::NotFound(_))),
         "{unknown:?}"
     );
     let before = client.usage().requests.values().sum::<u64>();

@@ -9,9 +9,15 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 mod account;
+mod catalog;
 mod flows;
 mod personalize;
+pub(crate) mod schema;
 pub use account::{AccountExport, CatalogSummary, PurgeReport, SecretPresence, WebhookAck};
+pub use catalog::{
+    catalog_cursor, catalog_position, CatalogItem, CatalogPage, CATALOG_PAGE_DEFAULT,
+    CATALOG_PAGE_MAX,
+};
 pub use personalize::{
     AudiencesPage, Grounding, PreviewProfile, PreviewRequest, PreviewResponse, RunCreated, RunList,
     RunSamples, RunView, MAX_PREVIEW_PROFILES,
@@ -85,6 +91,7 @@ impl From<&ShopifyConnection> for ShopifyConnectionView {
 pub struct PutKlaviyoKey {
     /// A Klaviyo private API key (`pk_…`) with the read scopes accounts, lists, segments,
     /// profiles, events and metrics, and profiles:write + lists:write.
+    #[schema(pattern = "^pk_[A-Za-z0-9]{20,80}$")]
     pub api_key: String,
 }
 
@@ -93,6 +100,10 @@ pub struct PutKlaviyoKey {
 #[serde(deny_unknown_fields)]
 pub struct StartShopify {
     /// The shop's `*.myshopify.com` domain.
+    #[schema(
+        max_length = 255,
+        pattern = "^[a-zA-Z0-9][a-zA-Z0-9-]*\\.myshopify\\.com$"
+    )]
     pub shop: String,
 }
 
@@ -112,6 +123,13 @@ pub struct ShopifyConnected {
     pub catalog_sync: String,
 }
 
+/// What API Gateway itself answers before any function runs (its JWT authorizer's 401, the
+/// stage throttle's 429, its payload limit's 413): `{"message": "Unauthorized"}` and the like.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GatewayMessage {
+    pub message: String,
+}
+
 /// `POST /catalog/sync`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SyncQueued {
@@ -129,6 +147,7 @@ fn get_connections() {}
         (status = 200, body = KlaviyoConnectionView),
         (status = 400, description = "malformed key", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "key rejected by Klaviyo or missing scopes", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Klaviyo is unavailable (`vendor-unavailable`); retry later", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Klaviyo rate limit", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[allow(dead_code)]
@@ -183,6 +202,7 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "SendPersonal API", description = "Connect Klaviyo and Shopify, cache the catalog, personalize emails."),
     paths(get_connections, put_klaviyo, start_shopify, shopify_callback, sync_catalog, openapi_json),
+    components(schemas(GatewayMessage)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -191,9 +211,82 @@ struct ApiDoc;
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(account::AccountDoc::openapi());
+    doc.merge(catalog::CatalogDoc::openapi());
     doc.merge(personalize::PersonalizeDoc::openapi());
     doc.merge(flows::FlowsDoc::openapi());
+    declare_common_answers(&mut doc);
     doc
+}
+
+/// The answers every operation of a kind can give, declared once instead of per route: API
+/// Gateway's authorizer (and the deleted-account check) answers 401 on every bearer route, every
+/// route with a body refuses one that is not the expected JSON (400) or is too large (413: over
+/// the functions' 64 KiB, or Lambda's invocation payload), and the stage throttle answers 429 on
+/// any route. What API Gateway answers itself is `{"message": …}` JSON, not a problem document
+/// (the local runner answers problem documents there), so those statuses declare both.
+fn declare_common_answers(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let gateway = || {
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("GatewayMessage")))
+            .build()
+    };
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in operations.into_iter().flatten() {
+            let bearer = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let has_body = op.request_body.is_some();
+            let mut declare = |status: &str, description: &str| {
+                op.responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| problem(description).into());
+            };
+            if bearer {
+                declare(
+                    "401",
+                    "missing, invalid or expired bearer token, or the account was deleted",
+                );
+            }
+            if has_body {
+                declare("400", "the body is not the expected JSON");
+                declare("413", "the body is larger than the route accepts");
+            }
+            let responses = &mut op.responses.responses;
+            responses.entry("429".to_owned()).or_insert_with(|| {
+                ResponseBuilder::new()
+                    .description("API Gateway's stage throttle; retry with backoff")
+                    .content("application/json", gateway())
+                    .build()
+                    .into()
+            });
+            let from_gateway = [("401", bearer), ("413", has_body)];
+            for (status, applies) in from_gateway {
+                if let (true, Some(RefOr::T(response))) = (applies, responses.get_mut(status)) {
+                    response
+                        .content
+                        .insert("application/json".to_owned(), gateway());
+                }
+            }
+        }
+    }
 }
 
 /// `(METHOD, path)` of every documented operation, e.g. `("GET", "/connections")`.

@@ -24,12 +24,13 @@ pub struct AudiencesPage {
 #[serde(deny_unknown_fields)]
 pub struct PreviewRequest {
     /// Theme and tone; it grants no offer.
-    #[schema(min_length = 1, max_length = 500)]
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub brief: String,
     /// The only offer the copy may state; absent: none.
     #[serde(default)]
     pub offer: Offer,
-    /// Up to 10 Klaviyo profile ids or email addresses.
+    /// 1 to 10 Klaviyo profile ids or email addresses.
+    #[schema(schema_with = crate::api::schema::preview_profiles)]
     pub profiles: Vec<String>,
 }
 
@@ -118,7 +119,8 @@ pub struct RunSamples {
 
 #[utoipa::path(get, path = "/audiences", tag = "personalize",
     params(("cursor" = Option<String>, Query, description = "from next_cursor")),
-    responses((status = 200, body = AudiencesPage), (status = 409, description = "Klaviyo not connected", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = AudiencesPage), (status = 409, description = "Klaviyo not connected", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "the stored Klaviyo key was revoked or lacks a scope (`klaviyo-key-rejected`, `klaviyo-missing-scopes`)", body = Problem, content_type = "application/problem+json"), (status = 502, description = "Klaviyo is unavailable (`vendor-unavailable`); retry later", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Klaviyo is rate limiting us (`vendor-throttled`); retry after Retry-After", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[allow(dead_code)]
 fn get_audiences() {}
@@ -135,14 +137,17 @@ fn put_settings() {}
 
 #[utoipa::path(post, path = "/preview", tag = "personalize", request_body = PreviewRequest,
     responses((status = 200, body = PreviewResponse), (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "Klaviyo or Shopify not connected", body = Problem, content_type = "application/problem+json")),
+              (status = 409, description = "Klaviyo or Shopify not connected", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "the stored Klaviyo key was revoked or lacks a scope (`klaviyo-key-rejected`, `klaviyo-missing-scopes`)", body = Problem, content_type = "application/problem+json"), (status = 502, description = "Klaviyo is unavailable (`vendor-unavailable`); retry later", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Klaviyo is rate limiting us (`vendor-throttled`); retry after Retry-After", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[allow(dead_code)]
 fn post_preview() {}
 
 #[utoipa::path(post, path = "/runs", tag = "personalize", request_body = RunRequest,
     responses((status = 201, body = RunCreated), (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "Klaviyo or Shopify not connected", body = Problem, content_type = "application/problem+json")),
+              (status = 404, description = "Klaviyo has no such list or segment (`klaviyo-not-found`)", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "Klaviyo or Shopify not connected, or the property set is in use", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "the stored Klaviyo key was revoked or lacks a scope (`klaviyo-key-rejected`, `klaviyo-missing-scopes`)", body = Problem, content_type = "application/problem+json"), (status = 502, description = "Klaviyo is unavailable (`vendor-unavailable`); retry later", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Klaviyo is rate limiting us (`vendor-throttled`); retry after Retry-After", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[allow(dead_code)]
 fn post_runs() {}
@@ -158,8 +163,9 @@ fn get_runs() {}
 fn get_run() {}
 
 #[utoipa::path(get, path = "/runs/{id}/samples", tag = "personalize", params(("id" = String, Path)),
-    responses((status = 200, body = RunSamples), (status = 404, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = RunSamples), (status = 404, description = "no such run, or its audience is gone from Klaviyo", body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "not awaiting approval", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "the stored Klaviyo key was revoked or lacks a scope (`klaviyo-key-rejected`, `klaviyo-missing-scopes`)", body = Problem, content_type = "application/problem+json"), (status = 502, description = "Klaviyo is unavailable (`vendor-unavailable`); retry later", body = Problem, content_type = "application/problem+json"),
               (status = 503, description = "the model did not finish in time; retry after Retry-After", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 #[allow(dead_code)]

@@ -93,6 +93,67 @@ impl CatalogStore {
             .collect()
     }
 
+    /// Up to `limit` live products of a generation that `keep` accepts, in product-id order,
+    /// starting after the id `after` (any string: it is only a position), and whether more
+    /// follow. Tombstones are skipped, so a page may take more than one query.
+    pub async fn page(
+        &self,
+        merchant: &MerchantId,
+        generation: &str,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&CatalogProduct) -> bool,
+    ) -> Result<(Vec<CatalogProduct>, bool), AwsError> {
+        let pk = partition(merchant, generation);
+        let mut products = Vec::with_capacity(limit + 1);
+        let mut after = after.filter(|a| !a.is_empty()).map(str::to_owned);
+        // One more than asked for says whether another page exists.
+        while products.len() <= limit {
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                .projection_expression("sk, doc")
+                .limit((limit + 1 - products.len()) as i32);
+            query = match &after {
+                Some(a) => query
+                    .key_condition_expression("pk = :pk AND sk > :after")
+                    .expression_attribute_values(":after", AttributeValue::S(a.clone())),
+                None => query.key_condition_expression("pk = :pk"),
+            };
+            let out = query
+                .send()
+                .await
+                .map_err(|e| AwsError::new("dynamodb:Query", describe(&e)))?;
+            let items = out.items.unwrap_or_default();
+            let Some(last) = items
+                .last()
+                .and_then(|i| i.get("sk"))
+                .and_then(|v| v.as_s().ok())
+            else {
+                break;
+            };
+            after = Some(last.clone());
+            for item in &items {
+                if let Some(doc) = item.get("doc").and_then(|d| d.as_s().ok()) {
+                    let product: CatalogProduct = serde_json::from_str(doc)
+                        .map_err(|e| AwsError::new("decode product", e))?;
+                    if keep(&product) {
+                        products.push(product);
+                    }
+                }
+            }
+            if out.last_evaluated_key.is_none_or(|k| k.is_empty()) {
+                break;
+            }
+        }
+        let more = products.len() > limit;
+        products.truncate(limit);
+        Ok((products, more))
+    }
+
     /// Delete every product of a generation (an old one after a swap, or a failed sync's partial one).
     pub async fn delete_generation(
         &self,

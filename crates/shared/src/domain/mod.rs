@@ -6,6 +6,7 @@ mod connection;
 mod ids;
 mod secret;
 mod webhook;
+pub mod whole;
 
 pub use catalog::{CatalogProduct, Money};
 pub use connection::{

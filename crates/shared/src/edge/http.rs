@@ -73,9 +73,9 @@ pub fn body_bytes(req: &ApiGatewayV2httpRequest) -> Result<Vec<u8>, ApiError> {
         body.as_bytes().to_vec()
     };
     if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::InvalidRequest(format!(
-            "body exceeds {MAX_BODY_BYTES} bytes"
-        )));
+        return Err(ApiError::BodyTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
     }
     Ok(bytes)
 }

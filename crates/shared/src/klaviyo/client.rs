@@ -449,6 +449,9 @@ impl KlaviyoClient {
                             return Err(KlaviyoError::MaybeApplied(format!("HTTP {status}")))
                         }
                         (500..=599, Ok(_)) => KlaviyoError::Transient(format!("HTTP {status}")),
+                        (404, Ok(text)) => {
+                            return Err(KlaviyoError::NotFound(error_summary(&text).1));
+                        }
                         (_, Ok(text)) => {
                             let (_, summary) = error_summary(&text);
                             return Err(KlaviyoError::Invalid(format!("HTTP {status}: {summary}")));

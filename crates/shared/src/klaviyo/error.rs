@@ -20,6 +20,9 @@ pub enum KlaviyoError {
     /// request was sent). Never retried blindly: look at Klaviyo before writing again.
     #[error("Klaviyo may or may not have applied the write: {0}")]
     MaybeApplied(String),
+    /// 404: what the request names (a list, a segment) does not exist in this account.
+    #[error("Klaviyo has no such resource: {0}")]
+    NotFound(String),
     /// 400 (or another 4xx we do not expect): our request is wrong.
     #[error("Klaviyo refused the request: {0}")]
     Invalid(String),

@@ -78,15 +78,48 @@ pub struct CatalogIndex {
     type_groups: Vec<Vec<usize>>,
 }
 
+/// Why a cached product may not be recommended (`GET /catalog` shows these to the merchant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Ineligibility {
+    /// No variant can be bought now.
+    OutOfStock,
+    NoTitle,
+    /// No storefront URL to link to.
+    NoUrl,
+    /// No image to show in the email.
+    NoImage,
+    /// No price we can read.
+    NoPrice,
+}
+
+/// Every reason `p` may not be recommended; empty when it may.
+pub fn ineligibility(p: &CatalogProduct) -> Vec<Ineligibility> {
+    let checks = [
+        (p.available, Ineligibility::OutOfStock),
+        (!p.title.trim().is_empty(), Ineligibility::NoTitle),
+        (p.url.starts_with("http"), Ineligibility::NoUrl),
+        (
+            p.image_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("http")),
+            Ineligibility::NoImage,
+        ),
+        (
+            decimal_cents(&p.price_min.amount).is_some(),
+            Ineligibility::NoPrice,
+        ),
+    ];
+    checks
+        .into_iter()
+        .filter(|(ok, _)| !ok)
+        .map(|(_, why)| why)
+        .collect()
+}
+
 /// Whether a product may be recommended at all.
 pub fn is_eligible(p: &CatalogProduct) -> bool {
-    p.available
-        && !p.title.trim().is_empty()
-        && p.url.starts_with("http")
-        && p.image_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("http"))
-        && decimal_cents(&p.price_min.amount).is_some()
+    ineligibility(p).is_empty()
 }
 
 fn key(s: &str) -> String {

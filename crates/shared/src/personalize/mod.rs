@@ -26,7 +26,10 @@ pub use accounting::{
     can_transition, holdout_group, Cost, FailReason, Group, ModelPrices, Outcome, RunCounts,
     RunState, SkipReason,
 };
-pub use candidates::{choose_candidates, is_eligible, Candidates, CatalogIndex, Strategy};
+pub use candidates::{
+    choose_candidates, ineligibility, is_eligible, Candidates, CatalogIndex, Ineligibility,
+    Strategy,
+};
 pub use copy::{
     missing_profiles, parse_tool_output, GeneratedCopy, OutputError, RenderedProduct, ValidCopy,
 };

@@ -9,36 +9,43 @@ use serde::{Deserialize, Serialize};
 use time::Date;
 
 /// What the merchant offers. `kind: none` (the default) means the copy states no offer at all.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Offer {
     #[serde(default)]
     pub kind: OfferKind,
     /// `percent_off`: the percentage, 1–90.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 1, maximum = 90)]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::domain::whole::optional"
+    )]
     pub percent: Option<u8>,
     /// `amount_off`: the amount in the shop's currency, a decimal string such as "10.00".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = r"^[0-9]{1,7}(\.[0-9]{1,2})?$")]
     pub amount: Option<String>,
     /// The least order value the offer needs (for free shipping: the threshold).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = r"^[0-9]{1,7}(\.[0-9]{1,2})?$")]
     pub min_spend: Option<String>,
     /// What the offer covers, in the merchant's words ("outerwear"); absent: everything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 80)]
     pub scope: Option<String>,
     /// The last day of the offer, `YYYY-MM-DD`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub ends_on: Option<String>,
     /// The code that redeems it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = r"^[A-Za-z0-9_-]{3,32}$")]
     pub code: Option<String>,
 }
+
+/// Documented as one schema per kind (crate::api::schema::offer): which fields a kind allows
+/// is more than the derive can say.
+impl utoipa::PartialSchema for Offer {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::api::schema::offer()
+    }
+}
+impl utoipa::ToSchema for Offer {}
 
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,

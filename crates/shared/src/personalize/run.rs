@@ -18,6 +18,7 @@ pub const MAX_BRIEF_CHARS: usize = 500;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AudienceRef {
     pub kind: AudienceKind,
+    #[schema(pattern = "^[A-Za-z0-9]{1,64}$")]
     pub id: String,
 }
 
@@ -194,14 +195,18 @@ pub enum Verdict {
 pub struct RunRequest {
     pub audience: AudienceRef,
     /// Theme and tone, in the merchant's words. It grants no offer: state that in `offer`.
-    #[schema(min_length = 1, max_length = 500)]
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub brief: String,
     /// The only offer the copy may state; absent: none.
     #[serde(default)]
     pub offer: Offer,
-    #[serde(default)]
+    /// Percent of the audience kept as a control group, 0 to 50.
+    #[serde(default, deserialize_with = "crate::domain::whole::number")]
+    #[schema(minimum = 0, maximum = 50)]
     pub holdout_percent: u8,
-    #[serde(default)]
+    /// The most profiles the run writes; absent: the whole audience.
+    #[serde(default, deserialize_with = "crate::domain::whole::optional")]
+    #[schema(minimum = 1)]
     pub profile_cap: Option<u64>,
     #[serde(default)]
     pub review: bool,

@@ -10,10 +10,10 @@ use std::ops::RangeInclusive;
 #[serde(default)]
 pub struct BrandVoice {
     /// Short adjectives, e.g. "warm", "outdoorsy".
-    #[schema(example = json!(["warm", "outdoorsy"]))]
+    #[schema(schema_with = crate::api::schema::descriptors)]
     pub descriptors: Vec<String>,
     /// Concrete rules, e.g. "no exclamation marks".
-    #[schema(example = json!(["no exclamation marks"]))]
+    #[schema(schema_with = crate::api::schema::writing_rules)]
     pub writing_rules: Vec<String>,
 }
 
@@ -29,6 +29,7 @@ impl Default for BrandVoice {
 /// The most characters (not bytes) a slot may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SlotLimit {
+    #[serde(deserialize_with = "crate::domain::whole::number")]
     pub max_chars: u16,
 }
 
@@ -37,9 +38,14 @@ pub struct SlotLimit {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Slots {
+    #[schema(schema_with = crate::api::schema::subject_slot)]
     pub subject: Option<SlotLimit>,
+    #[schema(schema_with = crate::api::schema::preheader_slot)]
     pub preheader: Option<SlotLimit>,
+    #[schema(schema_with = crate::api::schema::body_slot)]
     pub body: Option<SlotLimit>,
+    #[schema(minimum = 1, maximum = 3)]
+    #[serde(deserialize_with = "crate::domain::whole::number")]
     pub products: u8,
 }
 
@@ -60,10 +66,15 @@ impl Default for Slots {
 pub struct Settings {
     pub brand_voice: BrandVoice,
     /// BCP-47 language tag of the copy, e.g. "en" or "pt-BR".
-    #[schema(example = "en")]
+    #[schema(
+        example = "en",
+        max_length = 35,
+        pattern = "^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$"
+    )]
     pub language: String,
     pub slots: Slots,
     /// How the body may end, e.g. "The Northwind team". Empty for none.
+    #[schema(max_length = 100, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub sign_off: String,
 }
 
