@@ -52,6 +52,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/catalog": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The cached catalog as a recommendation sees it, in product-id order: every cached (active, published) product with whether a recommendation may pick it and why not. */
+        get: operations["get_catalog"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/catalog/sync": {
         parameters: {
             query?: never;
@@ -445,26 +462,44 @@ export interface components {
         };
         /** @description How the copy should sound, in the spirit of Klaviyo's brand-voice settings. */
         BrandVoice: {
+            /** @description Short adjectives, e.g. "warm", "outdoorsy". */
+            descriptors?: string[];
+            /** @description Concrete rules, e.g. "no exclamation marks". */
+            writing_rules?: string[];
+        };
+        /** @description One cached product and whether a recommendation may pick it. */
+        CatalogItem: {
+            /** @description Shopify GID, e.g. `gid://shopify/Product/123`. */
+            id: string;
+            title: string;
+            handle: string;
+            url: string;
+            /** @description The lowest variant price (what the email shows). */
+            price: components["schemas"]["Money"];
+            price_max: components["schemas"]["Money"];
+            product_type: string;
+            vendor: string;
+            tags: string[];
+            image_url?: string | null;
+            /** @description The start of the plain-text description, at most 200 characters (with `…` when cut). */
+            description_excerpt: string;
+            /** @description Some variant can be bought now. */
+            available: boolean;
+            /** @description A recommendation may pick it: `ineligible_reasons` is empty. */
+            eligible: boolean;
+            ineligible_reasons: components["schemas"]["Ineligibility"][];
+        };
+        CatalogPage: {
+            products: components["schemas"]["CatalogItem"][];
+            /** @description Pass as `?cursor=` for the next page; absent on the last one. */
+            next_cursor?: string | null;
             /**
-             * @description Short adjectives, e.g. "warm", "outdoorsy".
-             * @default [
-             *       "warm",
-             *       "helpful"
-             *     ]
-             * @example [
-             *       "warm",
-             *       "outdoorsy"
-             *     ]
+             * Format: int64
+             * @description Live products in the cached catalog (all pages).
              */
-            descriptors: string[];
-            /**
-             * @description Concrete rules, e.g. "no exclamation marks".
-             * @default []
-             * @example [
-             *       "no exclamation marks"
-             *     ]
-             */
-            writing_rules: string[];
+            catalog_size: number;
+            /** @description RFC 3339: when the catalog was last synced in full. */
+            last_sync_at?: string | null;
         };
         CatalogSummary: {
             generation?: string | null;
@@ -552,6 +587,13 @@ export interface components {
              */
             event_unread: number;
         };
+        /**
+         * @description What API Gateway itself answers before any function runs (its JWT authorizer's 401, the
+         *     stage throttle's 429, its payload limit's 413): `{"message": "Unauthorized"}` and the like.
+         */
+        GatewayMessage: {
+            message: string;
+        };
         Grounding: {
             passed: boolean;
             /** @description The first answer failed and the one repair attempt was used. */
@@ -559,6 +601,11 @@ export interface components {
             /** @description `rule: message` of each finding of the last attempt. */
             findings: string[];
         };
+        /**
+         * @description Why a cached product may not be recommended (`GET /catalog` shows these to the merchant).
+         * @enum {string}
+         */
+        Ineligibility: "out_of_stock" | "no_title" | "no_url" | "no_image" | "no_price";
         KlaviyoConnectionView: {
             status: components["schemas"]["ConnectionStatus"];
             /** @description RFC 3339. */
@@ -579,27 +626,61 @@ export interface components {
             /** Format: int64 */
             samples: number;
         };
-        /** @description What the merchant offers. `kind: none` (the default) means the copy states no offer at all. */
-        Offer: {
-            kind?: components["schemas"]["OfferKind"];
-            /**
-             * Format: int32
-             * @description `percent_off`: the percentage, 1–90.
-             */
-            percent?: number | null;
-            /** @description `amount_off`: the amount in the shop's currency, a decimal string such as "10.00". */
-            amount?: string | null;
-            /** @description The least order value the offer needs (for free shipping: the threshold). */
-            min_spend?: string | null;
-            /** @description What the offer covers, in the merchant's words ("outerwear"); absent: everything. */
-            scope?: string | null;
-            /** @description The last day of the offer, `YYYY-MM-DD`. */
-            ends_on?: string | null;
-            /** @description The code that redeems it. */
-            code?: string | null;
+        /** @description A decimal amount as the vendor sent it (Shopify money is a decimal string) and its currency. */
+        Money: {
+            amount: string;
+            currency: string;
         };
-        /** @enum {string} */
-        OfferKind: "none" | "percent_off" | "amount_off" | "free_shipping";
+        /** @description What the merchant offers; the copy may state this offer and no other. `kind: none` (the default, also when absent) states none and has no other fields. */
+        Offer: {
+            /** @enum {string} */
+            kind?: "none";
+        } | {
+            /** @description The code that redeems it. */
+            code?: string;
+            /**
+             * Format: date
+             * @description The last day of the offer, `YYYY-MM-DD`.
+             */
+            ends_on?: string;
+            /** @enum {string} */
+            kind: "percent_off";
+            /** @description The least order value the offer needs (for free shipping: the threshold). */
+            min_spend?: string;
+            percent: number;
+            /** @description What the offer covers, in the merchant's words ("outerwear"); absent: everything. */
+            scope?: string;
+        } | {
+            /** @description The amount in the shop's currency, a decimal string such as "10.00". */
+            amount: string;
+            /** @description The code that redeems it. */
+            code?: string;
+            /**
+             * Format: date
+             * @description The last day of the offer, `YYYY-MM-DD`.
+             */
+            ends_on?: string;
+            /** @enum {string} */
+            kind: "amount_off";
+            /** @description The least order value the offer needs (for free shipping: the threshold). */
+            min_spend?: string;
+            /** @description What the offer covers, in the merchant's words ("outerwear"); absent: everything. */
+            scope?: string;
+        } | {
+            /** @description The code that redeems it. */
+            code?: string;
+            /**
+             * Format: date
+             * @description The last day of the offer, `YYYY-MM-DD`.
+             */
+            ends_on?: string;
+            /** @enum {string} */
+            kind: "free_shipping";
+            /** @description The least order value the offer needs (for free shipping: the threshold). */
+            min_spend?: string;
+            /** @description What the offer covers, in the merchant's words ("outerwear"); absent: everything. */
+            scope?: string;
+        };
         /**
          * @description One previewed customer: their history as the model saw it, the products chosen for them,
          *     the copy (only when it passed the grounding check) and the check itself.
@@ -623,8 +704,8 @@ export interface components {
             brief: string;
             /** @description The only offer the copy may state; absent: none. */
             offer?: components["schemas"]["Offer"];
-            /** @description Up to 10 Klaviyo profile ids or email addresses. */
-            profiles: string[];
+            /** @description 1 to 10 Klaviyo profile ids or email addresses. */
+            profiles: (string)[];
         };
         PreviewResponse: {
             profiles: components["schemas"]["PreviewProfile"][];
@@ -719,9 +800,15 @@ export interface components {
             brief: string;
             /** @description The only offer the copy may state; absent: none. */
             offer?: components["schemas"]["Offer"];
-            /** Format: int32 */
+            /**
+             * Format: int32
+             * @description Percent of the audience kept as a control group, 0 to 50.
+             */
             holdout_percent?: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description The most profiles the run writes; absent: the whole audience.
+             */
             profile_cap?: number | null;
             review?: boolean;
             /** @description The property set to write (default `campaign`): one live run per set at a time. */
@@ -848,34 +935,20 @@ export interface components {
             last_sync_error?: string | null;
             sync_in_progress?: null | components["schemas"]["SyncProgressView"];
         };
-        /** @description The most characters (not bytes) a slot may hold. */
-        SlotLimit: {
-            /** Format: int32 */
-            max_chars: number;
-        };
         /**
          * @description Which slots are written. A `null` text slot is not written; `products` is how many
          *     recommended products (each with title, URL, image URL and price) to write, 1 to 3.
          */
         Slots: {
-            /**
-             * @default {
-             *       "max_chars": 60
-             *     }
-             */
-            subject: null | components["schemas"]["SlotLimit"];
-            /**
-             * @default {
-             *       "max_chars": 100
-             *     }
-             */
-            preheader: null | components["schemas"]["SlotLimit"];
-            /**
-             * @default {
-             *       "max_chars": 500
-             *     }
-             */
-            body: null | components["schemas"]["SlotLimit"];
+            subject?: {
+                max_chars: number;
+            } | null;
+            preheader?: {
+                max_chars: number;
+            } | null;
+            body?: {
+                max_chars: number;
+            } | null;
             /**
              * Format: int32
              * @default 3
@@ -1006,6 +1079,16 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1033,6 +1116,16 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1057,6 +1150,16 @@ export interface operations {
                     "application/json": components["schemas"]["AudiencesPage"];
                 };
             };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
             /** @description Klaviyo not connected */
             409: {
                 headers: {
@@ -1064,6 +1167,113 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the stored Klaviyo key was revoked or lacks a scope (`klaviyo-key-rejected`, `klaviyo-missing-scopes`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description Klaviyo is unavailable (`vendor-unavailable`); retry later */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Klaviyo is rate limiting us (`vendor-throttled`); retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_catalog: {
+        parameters: {
+            query?: {
+                /** @description from next_cursor */
+                cursor?: string;
+                /** @description products per page (default 50) */
+                limit?: number;
+                /** @description only the products a recommendation may pick (`true`) or only those it may not (`false`); absent: all */
+                eligible?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CatalogPage"];
+                };
+            };
+            /** @description malformed cursor, limit or eligible */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description no catalog synced yet (`catalog-not-synced`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Shopify not connected */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1085,6 +1295,16 @@ export interface operations {
                     "application/json": components["schemas"]["SyncQueued"];
                 };
             };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
             /** @description Shopify not connected */
             409: {
                 headers: {
@@ -1092,6 +1312,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1119,6 +1348,16 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1153,8 +1392,46 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description the body is larger than the route accepts */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
             /** @description key rejected by Klaviyo or missing scopes */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description Klaviyo is unavailable (`vendor-unavailable`); retry later */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1197,6 +1474,16 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1231,6 +1518,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
             /** @description shop connected to another account */
             409: {
                 headers: {
@@ -1238,6 +1535,25 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is larger than the route accepts */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1266,6 +1582,16 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1312,6 +1638,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
         };
     };
     list_triggers: {
@@ -1330,6 +1665,25 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TriggerList"];
+                };
+            };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1364,6 +1718,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
             /** @description the property set is used by a campaign or another trigger */
             409: {
                 headers: {
@@ -1371,6 +1735,25 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is larger than the route accepts */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1394,12 +1777,31 @@ export interface operations {
                     "application/json": components["schemas"]["TriggerView"];
                 };
             };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1422,12 +1824,31 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1451,6 +1872,16 @@ export interface operations {
                     "application/json": components["schemas"]["TriggerView"];
                 };
             };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1466,6 +1897,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1489,6 +1929,16 @@ export interface operations {
                     "application/json": components["schemas"]["TriggerView"];
                 };
             };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1504,6 +1954,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1528,12 +1987,31 @@ export interface operations {
                     "application/json": components["schemas"]["TriggerView"];
                 };
             };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1558,12 +2036,31 @@ export interface operations {
                     "application/json": components["schemas"]["SecretRotated"];
                 };
             };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1591,6 +2088,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description the body is not the expected JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description the Authorization header does not carry the trigger's secret */
             401: {
                 headers: {
@@ -1609,6 +2115,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description the body is larger than the route accepts */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
             /** @description malformed body, trigger paused, or Klaviyo not connected */
             422: {
                 headers: {
@@ -1616,6 +2132,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
             /** @description not queued; Klaviyo retries */
@@ -1644,6 +2169,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
             };
         };
     };
@@ -1676,8 +2210,64 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
             /** @description Klaviyo or Shopify not connected */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is larger than the route accepts */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description the stored Klaviyo key was revoked or lacks a scope (`klaviyo-key-rejected`, `klaviyo-missing-scopes`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description Klaviyo is unavailable (`vendor-unavailable`); retry later */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Klaviyo is rate limiting us (`vendor-throttled`); retry after Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1702,6 +2292,25 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RunList"];
+                };
+            };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1735,8 +2344,73 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Klaviyo or Shopify not connected */
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description Klaviyo has no such list or segment (`klaviyo-not-found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Klaviyo or Shopify not connected, or the property set is in use */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the body is larger than the route accepts */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description the stored Klaviyo key was revoked or lacks a scope (`klaviyo-key-rejected`, `klaviyo-missing-scopes`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description Klaviyo is unavailable (`vendor-unavailable`); retry later */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Klaviyo is rate limiting us (`vendor-throttled`); retry after Retry-After */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1765,12 +2439,31 @@ export interface operations {
                     "application/json": components["schemas"]["RunView"];
                 };
             };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1794,6 +2487,16 @@ export interface operations {
                     "application/json": components["schemas"]["RunView"];
                 };
             };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1809,6 +2512,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1832,6 +2544,16 @@ export interface operations {
                     "application/json": components["schemas"]["RunView"];
                 };
             };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1847,6 +2569,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1870,6 +2601,16 @@ export interface operations {
                     "application/json": components["schemas"]["RunCreated"];
                 };
             };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1885,6 +2626,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -1908,6 +2658,17 @@ export interface operations {
                     "application/json": components["schemas"]["RunSamples"];
                 };
             };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description no such run, or its audience is gone from Klaviyo */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1918,6 +2679,33 @@ export interface operations {
             };
             /** @description not awaiting approval */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the stored Klaviyo key was revoked or lacks a scope (`klaviyo-key-rejected`, `klaviyo-missing-scopes`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description Klaviyo is unavailable (`vendor-unavailable`); retry later */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1953,6 +2741,25 @@ export interface operations {
                     "application/json": components["schemas"]["Settings"];
                 };
             };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
         };
     };
     put_settings: {
@@ -1982,6 +2789,35 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description missing, invalid or expired bearer token, or the account was deleted */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description the body is larger than the route accepts */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
@@ -2038,6 +2874,16 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
                 };
             };
         };
