@@ -140,12 +140,20 @@ impl Console {
     }
 
     async fn token(&self, form: &[(&str, &str)]) -> (StatusCode, Value) {
+        // The console's fetch, from its own origin: the answer must be readable there.
         let resp = reqwest::Client::new()
             .post(format!("{}/oauth2/token", self.cognito))
+            .header("origin", &self.app)
             .form(form)
             .send()
             .await
             .unwrap();
+        assert_eq!(
+            resp.headers()
+                .get("access-control-allow-origin")
+                .map(|v| v.to_str().unwrap()),
+            Some(self.app.as_str())
+        );
         let status = resp.status();
         (status, resp.json().await.unwrap_or(Value::Null))
     }

@@ -166,12 +166,65 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/cognito/login", get(login_page).post(login))
         .route("/cognito/signup", get(signup_page).post(signup))
         .route("/cognito/confirm", get(confirm_page).post(confirm))
-        .route("/cognito/oauth2/token", post(token))
-        .route("/cognito/oauth2/revoke", post(revoke))
-        .route("/cognito/oauth2/userInfo", get(user_info))
+        // The console calls these from its own origin (fetch), as Cognito allows.
+        .route(
+            "/cognito/oauth2/token",
+            post(
+                |st: State<Arc<AppState>>, h: HeaderMap, b: Bytes| async move {
+                    let origin = h.get(header::ORIGIN).cloned();
+                    cors(origin, token(st, h, b).await)
+                },
+            )
+            .options(preflight),
+        )
+        .route(
+            "/cognito/oauth2/revoke",
+            post(
+                |st: State<Arc<AppState>>, h: HeaderMap, b: Bytes| async move {
+                    let origin = h.get(header::ORIGIN).cloned();
+                    cors(origin, revoke(st, h, b).await)
+                },
+            )
+            .options(preflight),
+        )
+        .route(
+            "/cognito/oauth2/userInfo",
+            get(|st: State<Arc<AppState>>, h: HeaderMap| async move {
+                let origin = h.get(header::ORIGIN).cloned();
+                cors(origin, user_info(st, h).await)
+            })
+            .options(preflight),
+        )
         .route("/cognito/logout", get(logout))
         .route("/_sandbox/cognito/clients", post(register))
         .route("/_sandbox/cognito/codes", get(emailed_code))
+}
+
+/// Lets the calling origin read the answer (the endpoints carry no cookies, only the form's
+/// proof or a bearer token, so any origin may call them).
+fn cors(origin: Option<axum::http::HeaderValue>, mut resp: Response) -> Response {
+    if let Some(origin) = origin {
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(header::VARY, axum::http::HeaderValue::from_static("Origin"));
+    }
+    resp
+}
+
+async fn preflight(headers: HeaderMap) -> Response {
+    let resp = (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "authorization, content-type",
+            ),
+            (header::ACCESS_CONTROL_MAX_AGE, "600"),
+        ],
+    )
+        .into_response();
+    cors(headers.get(header::ORIGIN).cloned(), resp)
 }
 
 // ---------------------------------------------------------------- controls
@@ -269,16 +322,22 @@ impl AuthRequest {
 /// Checks an authorize request as Cognito does: an unknown client or an unregistered
 /// redirect_uri is answered with an error page (never a redirect to an unchecked URL); other
 /// faults are reported to the (registered) redirect_uri.
-fn parse_request(st: &AppState, raw: Option<&str>) -> Result<AuthRequest, Response> {
+fn parse_request(st: &AppState, raw: Option<&str>) -> Result<AuthRequest, Box<Response>> {
     let pairs = query_pairs(raw);
     let get = |k: &str| query_get(&pairs, k).map(str::to_owned);
     let client_id = get("client_id").unwrap_or_default();
     let Some(client) = st.hosted_ui().clients.get(&client_id).cloned() else {
-        return Err(error_page(StatusCode::BAD_REQUEST, "invalid_client"));
+        return Err(Box::new(error_page(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+        )));
     };
     let redirect_uri = get("redirect_uri").unwrap_or_default();
     if !client.callback_urls.contains(&redirect_uri) {
-        return Err(error_page(StatusCode::BAD_REQUEST, "redirect_mismatch"));
+        return Err(Box::new(error_page(
+            StatusCode::BAD_REQUEST,
+            "redirect_mismatch",
+        )));
     }
     let req = AuthRequest {
         client_id,
@@ -291,24 +350,26 @@ fn parse_request(st: &AppState, raw: Option<&str>) -> Result<AuthRequest, Respon
         pairs: pairs.clone(),
     };
     if get("response_type").as_deref() != Some("code") {
-        return Err(req.redirect_with(&[("error", "unsupported_response_type")]));
+        return Err(Box::new(
+            req.redirect_with(&[("error", "unsupported_response_type")]),
+        ));
     }
     // A public client must prove possession of the verifier: S256 only ("plain" leaks it).
     if req.challenge.len() < 43 || get("code_challenge_method").as_deref() != Some("S256") {
-        return Err(req.redirect_with(&[
+        return Err(Box::new(req.redirect_with(&[
             ("error", "invalid_request"),
             (
                 "error_description",
                 "code_challenge with code_challenge_method=S256 is required",
             ),
-        ]));
+        ])));
     }
     if req
         .scope
         .split_whitespace()
         .any(|s| !ALLOWED_SCOPES.contains(&s))
     {
-        return Err(req.redirect_with(&[("error", "invalid_scope")]));
+        return Err(Box::new(req.redirect_with(&[("error", "invalid_scope")])));
     }
     Ok(req)
 }
@@ -320,7 +381,7 @@ async fn authorize(
 ) -> Response {
     let req = match parse_request(&st, q.as_deref()) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     // A live hosted-UI session answers without the form, if the pool still honours it (the
     // user was not deleted or signed out everywhere since).
@@ -377,7 +438,7 @@ async fn login_page(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> R
                 .unwrap_or("");
             login_form(&st, &req, StatusCode::OK, "", notice)
         }
-        Err(resp) => resp,
+        Err(resp) => *resp,
     }
 }
 
@@ -411,7 +472,7 @@ fn login_form(
 async fn login(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let req = match parse_request(&st, q.as_deref()) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let form = form(&body);
     let username = query_get(&form, "username").unwrap_or_default().trim();
@@ -483,7 +544,7 @@ async fn login(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, body: Byt
 async fn signup_page(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Response {
     match parse_request(&st, q.as_deref()) {
         Ok(req) => signup_form(&st, &req, StatusCode::OK, ""),
-        Err(resp) => resp,
+        Err(resp) => *resp,
     }
 }
 
@@ -529,7 +590,7 @@ fn signup_form(st: &AppState, req: &AuthRequest, status: StatusCode, error: &str
 async fn signup(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let req = match parse_request(&st, q.as_deref()) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let form = form(&body);
     let email = query_get(&form, "username").unwrap_or_default().trim();
@@ -585,7 +646,7 @@ fn with_username(req: &AuthRequest, username: &str) -> String {
 async fn confirm_page(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Response {
     match parse_request(&st, q.as_deref()) {
         Ok(req) => confirm_form(&st, &req, q.as_deref(), StatusCode::OK, ""),
-        Err(resp) => resp,
+        Err(resp) => *resp,
     }
 }
 
@@ -618,7 +679,7 @@ fn confirm_form(
 async fn confirm(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let req = match parse_request(&st, q.as_deref()) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let pairs = query_pairs(q.as_deref());
     let username = query_get(&pairs, "username").unwrap_or_default().to_owned();
@@ -703,13 +764,19 @@ fn oauth_error(status: StatusCode, error: &str) -> Response {
 }
 
 /// The form body and the client: `client_id` in the body, or HTTP Basic as Cognito accepts.
-fn token_request(headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>, Response> {
+fn token_request(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Vec<(String, String)>, Box<Response>> {
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !form_type {
-        return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_request"));
+        return Err(Box::new(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        )));
     }
     let mut form = form(body);
     if query_get(&form, "client_id").is_none() {
@@ -733,7 +800,7 @@ async fn token(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes)
     let signer = signer_async().await;
     let form = match token_request(&headers, &body) {
         Ok(f) => f,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let get = |k: &str| query_get(&form, k).unwrap_or_default();
     let client_id = get("client_id");
@@ -842,7 +909,7 @@ fn token_answer(body: Value) -> Response {
 async fn revoke(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = match token_request(&headers, &body) {
         Ok(f) => f,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let (Some(token), Some(client_id)) = (
         query_get(&form, "token").filter(|t| !t.is_empty()),
