@@ -397,6 +397,23 @@ async fn managed_login_from_sign_up_to_account_deletion() {
         .await;
     assert_eq!(resp.status, StatusCode::OK);
 
+    // Revoked (sign-out in the console): that refresh token no longer works.
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/oauth2/revoke", console.cognito))
+        .form(&[
+            ("token", refresh_token.as_str()),
+            ("client_id", &console.client_id),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let (status, body) = console.refresh(&refresh_token).await;
+    assert_eq!(
+        (status, &body),
+        (StatusCode::BAD_REQUEST, &json!({"error": "invalid_grant"}))
+    );
+
     // Refused requests: unregistered redirect (an error page, never a redirect), no or plain
     // PKCE (reported to the registered redirect), unknown grant.
     let foreign = browser
@@ -488,6 +505,17 @@ async fn managed_login_from_sign_up_to_account_deletion() {
     let page = sign_in(&mut browser, &login_url, EMAIL, PASSWORD).await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(page.text.contains("Incorrect username or password."));
+    let info = reqwest::Client::new()
+        .get(format!("{}/oauth2/userInfo", console.cognito))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        info.status(),
+        StatusCode::UNAUTHORIZED,
+        "no user, no userInfo"
+    );
 }
 
 /// Shopify's admin opens our app URL signed; a forged or stale launch is refused.
