@@ -1122,3 +1122,24 @@ fn page(status: StatusCode, title: &str, error: &str, notice: &str, body: &str) 
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_policy_names_each_missing_class() {
+        let policy = PasswordPolicy {
+            minimum_length: 12,
+            ..PasswordPolicy::default()
+        };
+        assert!(policy.failures("Correct-Horse-42-battery").is_empty());
+        let weak = policy.failures("short");
+        assert_eq!(weak.len(), 4, "{weak:?}");
+        assert!(weak[0].contains("at least 12"));
+        assert_eq!(
+            policy.failures("NoSymbolsHere42"),
+            vec!["Password must have symbol characters".to_owned()]
+        );
+    }
+}

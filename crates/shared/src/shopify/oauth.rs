@@ -300,6 +300,25 @@ async fn token_request(
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_state_cookie_verifies_only_as_signed_and_only_for_its_nonce() {
+        let value = state_cookie_value("hush", "abc123");
+        assert_eq!(
+            verify_state_cookie(["old", "hush"], &value).as_deref(),
+            Some("abc123")
+        );
+        assert_eq!(verify_state_cookie(["other"], &value), None);
+        let swapped = value.replacen("abc123", "abc124", 1);
+        assert_eq!(verify_state_cookie(["hush"], &swapped), None);
+        assert_eq!(verify_state_cookie(["hush"], "abc123"), None, "unsigned");
+        // Shopify's query HMAC of the same nonce is not a cookie signature.
+        let query_mac = hex_hmac("hush", "abc123");
+        assert_eq!(
+            verify_state_cookie(["hush"], &format!("abc123.{query_mac}")),
+            None
+        );
+    }
+
     fn pairs(raw: &[(&str, &str)]) -> Vec<(String, String)> {
         raw.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
