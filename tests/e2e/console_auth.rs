@@ -91,6 +91,24 @@ impl Browser {
         let req = self.http.post(url).form(form);
         self.send(req, url).await
     }
+
+    /// Opens the page, fills its form's fields and submits it (with its hidden `_csrf`).
+    async fn submit(&mut self, page_url: &str, fields: &[(&str, &str)]) -> Page {
+        let page = self.get(page_url).await;
+        let attr = |name: &str| {
+            let start = page
+                .text
+                .find(name)
+                .unwrap_or_else(|| panic!("{name} in {}", page.text));
+            let rest = &page.text[start + name.len()..];
+            rest[..rest.find('"').unwrap()].replace("&amp;", "&")
+        };
+        let action = attr(r#"<form method="post" action=""#);
+        let csrf = attr(r#"name="_csrf" value=""#);
+        let mut form = fields.to_vec();
+        form.push(("_csrf", &csrf));
+        self.post_form(&action, &form).await
+    }
 }
 
 fn pkce() -> (String, String) {
@@ -212,7 +230,7 @@ fn claims(jwt: &str) -> Value {
 /// Signs in on the hosted page the authorize request led to; returns the callback redirect.
 async fn sign_in(browser: &mut Browser, login_url: &str, email: &str, password: &str) -> Page {
     browser
-        .post_form(login_url, &[("username", email), ("password", password)])
+        .submit(login_url, &[("username", email), ("password", password)])
         .await
 }
 
@@ -245,7 +263,7 @@ async fn managed_login_from_sign_up_to_account_deletion() {
 
     // The pool's policy (template.yaml: 12 characters, upper, lower, number, symbol).
     let weak = browser
-        .post_form(
+        .submit(
             &signup_url,
             &[("username", EMAIL), ("password", "Short-1a")],
         )
@@ -257,7 +275,7 @@ async fn managed_login_from_sign_up_to_account_deletion() {
         weak.text
     );
     let weak = browser
-        .post_form(
+        .submit(
             &signup_url,
             &[("username", EMAIL), ("password", "no-uppercase-here-42")],
         )
@@ -265,7 +283,7 @@ async fn managed_login_from_sign_up_to_account_deletion() {
     assert!(weak.text.contains("uppercase"), "{}", weak.text);
 
     let signed_up = browser
-        .post_form(&signup_url, &[("username", EMAIL), ("password", PASSWORD)])
+        .submit(&signup_url, &[("username", EMAIL), ("password", PASSWORD)])
         .await;
     assert_eq!(signed_up.status, StatusCode::FOUND, "{}", signed_up.text);
     let confirm_url = signed_up.location.unwrap();
@@ -302,10 +320,10 @@ async fn managed_login_from_sign_up_to_account_deletion() {
         .unwrap();
     let code = code["code"].as_str().unwrap().to_owned();
     let wrong = if code == "000000" { "111111" } else { "000000" };
-    let refused = browser.post_form(&confirm_url, &[("code", wrong)]).await;
+    let refused = browser.submit(&confirm_url, &[("code", wrong)]).await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     assert!(refused.text.contains("Invalid verification code"));
-    let confirmed = browser.post_form(&confirm_url, &[("code", &code)]).await;
+    let confirmed = browser.submit(&confirm_url, &[("code", &code)]).await;
     assert_eq!(confirmed.status, StatusCode::FOUND, "{}", confirmed.text);
     assert!(confirmed.location.unwrap().contains("/cognito/login?"));
 
@@ -318,6 +336,13 @@ async fn managed_login_from_sign_up_to_account_deletion() {
         assert_eq!(page.status, StatusCode::BAD_REQUEST);
         assert!(page.text.contains("Incorrect username or password."));
     }
+
+    // A sign-in form posted from another site (no anti-forgery pair) is refused.
+    let forged = Browser::new()
+        .post_form(&login_url, &[("username", EMAIL), ("password", PASSWORD)])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(forged.location.is_none());
 
     let signed_in = sign_in(&mut browser, &login_url, EMAIL, PASSWORD).await;
     let first_code = code_of(&signed_in, &console);

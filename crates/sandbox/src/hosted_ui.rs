@@ -38,6 +38,7 @@ const SESSION_TTL_SECS: i64 = 3600;
 /// Access and id tokens: the template's AccessTokenValidity / IdTokenValidity (1 hour).
 const TOKEN_TTL_SECS: i64 = 3600;
 const SESSION_COOKIE: &str = "cognito";
+const CSRF_COOKIE: &str = "XSRF-TOKEN";
 const ALLOWED_SCOPES: &[&str] = &[
     "openid",
     "email",
@@ -429,14 +430,23 @@ fn issue_code(st: &AppState, req: &AuthRequest, user: User, pool_refresh: String
 
 // ---------------------------------------------------------------- pages
 
-async fn login_page(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Response {
+async fn login_page(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let (csrf, fresh) = csrf_token(&headers);
     match parse_request(&st, q.as_deref()) {
         Ok(req) => {
             let pairs = query_pairs(q.as_deref());
             let notice = query_get(&pairs, "confirmed")
                 .map(|_| "Your account is confirmed. Sign in.")
                 .unwrap_or("");
-            login_form(&st, &req, StatusCode::OK, "", notice)
+            with_csrf(
+                login_form(&st, &req, StatusCode::OK, "", notice, &csrf),
+                fresh,
+                &csrf,
+            )
         }
         Err(resp) => *resp,
     }
@@ -448,6 +458,7 @@ fn login_form(
     status: StatusCode,
     error: &str,
     notice: &str,
+    csrf: &str,
 ) -> Response {
     let q = esc(&req.query());
     let base = &st.base_url;
@@ -458,6 +469,7 @@ fn login_form(
         notice,
         &format!(
             r#"<form method="post" action="{base}/cognito/login?{q}">
+<input type="hidden" name="_csrf" value="{csrf}">
 <label for="username">Email</label>
 <input id="username" name="username" type="email" autocomplete="username" required>
 <label for="password">Password</label>
@@ -469,10 +481,20 @@ fn login_form(
     )
 }
 
-async fn login(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+async fn login(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
     let req = match parse_request(&st, q.as_deref()) {
         Ok(r) => r,
         Err(resp) => return *resp,
+    };
+    let Some(csrf) = csrf_checked(&headers, &body) else {
+        let fresh = random_token();
+        let page = login_form_expired(&st, &req, q.as_deref(), &fresh);
+        return with_csrf(page, true, &fresh);
     };
     let form = form(&body);
     let username = query_get(&form, "username").unwrap_or_default().trim();
@@ -509,6 +531,7 @@ async fn login(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, body: Byt
                 StatusCode::BAD_REQUEST,
                 "Incorrect username or password.",
                 "",
+                &csrf,
             );
         }
     };
@@ -522,6 +545,7 @@ async fn login(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, body: Byt
             StatusCode::BAD_REQUEST,
             "Incorrect username or password.",
             "",
+            &csrf,
         );
     };
     let session = random_token();
@@ -541,14 +565,29 @@ async fn login(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, body: Byt
     resp
 }
 
-async fn signup_page(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Response {
+async fn signup_page(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let (csrf, fresh) = csrf_token(&headers);
     match parse_request(&st, q.as_deref()) {
-        Ok(req) => signup_form(&st, &req, StatusCode::OK, ""),
+        Ok(req) => with_csrf(
+            signup_form(&st, &req, StatusCode::OK, "", &csrf),
+            fresh,
+            &csrf,
+        ),
         Err(resp) => *resp,
     }
 }
 
-fn signup_form(st: &AppState, req: &AuthRequest, status: StatusCode, error: &str) -> Response {
+fn signup_form(
+    st: &AppState,
+    req: &AuthRequest,
+    status: StatusCode,
+    error: &str,
+    csrf: &str,
+) -> Response {
     let q = esc(&req.query());
     let base = &st.base_url;
     let p = &req.client.policy;
@@ -575,6 +614,7 @@ fn signup_form(st: &AppState, req: &AuthRequest, status: StatusCode, error: &str
         "",
         &format!(
             r#"<form method="post" action="{base}/cognito/signup?{q}">
+<input type="hidden" name="_csrf" value="{csrf}">
 <label for="username">Email</label>
 <input id="username" name="username" type="email" autocomplete="username" required>
 <label for="password">Password</label>
@@ -587,10 +627,20 @@ fn signup_form(st: &AppState, req: &AuthRequest, status: StatusCode, error: &str
     )
 }
 
-async fn signup(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+async fn signup(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
     let req = match parse_request(&st, q.as_deref()) {
         Ok(r) => r,
         Err(resp) => return *resp,
+    };
+    let Some(csrf) = csrf_checked(&headers, &body) else {
+        let fresh = random_token();
+        let page = signup_form_expired(&st, &req, q.as_deref(), &fresh);
+        return with_csrf(page, true, &fresh);
     };
     let form = form(&body);
     let email = query_get(&form, "username").unwrap_or_default().trim();
@@ -605,6 +655,7 @@ async fn signup(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, body: By
                 "Password did not conform with policy: {}",
                 failures.join("; ")
             ),
+            &csrf,
         );
     }
     let Some(idp) = st.hosted_ui().idp.clone() else {
@@ -626,7 +677,7 @@ async fn signup(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, body: By
             "InvalidParameterException" => "Enter a valid email address.",
             _ => "Sign-up failed; try again.",
         };
-        return signup_form(&st, &req, StatusCode::BAD_REQUEST, message);
+        return signup_form(&st, &req, StatusCode::BAD_REQUEST, message, &csrf);
     }
     let code = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000));
     st.hosted_ui().emailed.insert(email.to_lowercase(), code);
@@ -637,15 +688,70 @@ async fn signup(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, body: By
     ))
 }
 
+const EXPIRED: &str = "Your session has expired. Please try again.";
+
+fn login_form_expired(st: &AppState, req: &AuthRequest, _: Option<&str>, csrf: &str) -> Response {
+    login_form(st, req, StatusCode::FORBIDDEN, EXPIRED, "", csrf)
+}
+
+fn signup_form_expired(st: &AppState, req: &AuthRequest, _: Option<&str>, csrf: &str) -> Response {
+    signup_form(st, req, StatusCode::FORBIDDEN, EXPIRED, csrf)
+}
+
+fn confirm_form_expired(
+    st: &AppState,
+    req: &AuthRequest,
+    raw: Option<&str>,
+    csrf: &str,
+) -> Response {
+    confirm_form(st, req, raw, StatusCode::FORBIDDEN, EXPIRED, csrf)
+}
+
+/// The hosted pages' anti-forgery token, as Cognito's (`XSRF-TOKEN` cookie and `_csrf` field):
+/// the cookie's value, or a new one (`true`: to be set).
+fn csrf_token(headers: &HeaderMap) -> (String, bool) {
+    match cookie(headers, CSRF_COOKIE) {
+        Some(t) => (t, false),
+        None => (random_token(), true),
+    }
+}
+
+/// The token, when the form's `_csrf` is the browser's cookie: a form posted from another
+/// site carries no such pair.
+fn csrf_checked(headers: &HeaderMap, body: &Bytes) -> Option<String> {
+    let cookie = cookie(headers, CSRF_COOKIE)?;
+    let form = form(body);
+    (query_get(&form, "_csrf") == Some(cookie.as_str())).then_some(cookie)
+}
+
+fn with_csrf(mut resp: Response, set: bool, token: &str) -> Response {
+    if set {
+        let v = format!("{CSRF_COOKIE}={token}; Path=/cognito; HttpOnly; SameSite=Lax");
+        if let Ok(v) = v.parse() {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
 fn with_username(req: &AuthRequest, username: &str) -> String {
     let mut s = url::form_urlencoded::Serializer::new(req.query());
     s.append_pair("username", username);
     s.finish()
 }
 
-async fn confirm_page(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Response {
+async fn confirm_page(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let (csrf, fresh) = csrf_token(&headers);
     match parse_request(&st, q.as_deref()) {
-        Ok(req) => confirm_form(&st, &req, q.as_deref(), StatusCode::OK, ""),
+        Ok(req) => with_csrf(
+            confirm_form(&st, &req, q.as_deref(), StatusCode::OK, "", &csrf),
+            fresh,
+            &csrf,
+        ),
         Err(resp) => *resp,
     }
 }
@@ -656,6 +762,7 @@ fn confirm_form(
     raw: Option<&str>,
     status: StatusCode,
     error: &str,
+    csrf: &str,
 ) -> Response {
     let pairs = query_pairs(raw);
     let username = query_get(&pairs, "username").unwrap_or_default();
@@ -668,6 +775,7 @@ fn confirm_form(
         &format!("We have sent a code by email to {}.", esc(username)),
         &format!(
             r#"<form method="post" action="{base}/cognito/confirm?{action}">
+<input type="hidden" name="_csrf" value="{csrf}">
 <label for="code">Verification code</label>
 <input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" required>
 <button type="submit">Confirm account</button>
@@ -676,10 +784,20 @@ fn confirm_form(
     )
 }
 
-async fn confirm(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+async fn confirm(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
     let req = match parse_request(&st, q.as_deref()) {
         Ok(r) => r,
         Err(resp) => return *resp,
+    };
+    let Some(csrf) = csrf_checked(&headers, &body) else {
+        let fresh = random_token();
+        let page = confirm_form_expired(&st, &req, q.as_deref(), &fresh);
+        return with_csrf(page, true, &fresh);
     };
     let pairs = query_pairs(q.as_deref());
     let username = query_get(&pairs, "username").unwrap_or_default().to_owned();
@@ -697,6 +815,7 @@ async fn confirm(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, body: B
             q.as_deref(),
             StatusCode::BAD_REQUEST,
             "Invalid verification code provided, please try again.",
+            &csrf,
         );
     }
     let Some(idp) = st.hosted_ui().idp.clone() else {
@@ -717,6 +836,7 @@ async fn confirm(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery, body: B
             q.as_deref(),
             StatusCode::BAD_REQUEST,
             "Invalid verification code provided, please try again.",
+            &csrf,
         );
     }
     st.hosted_ui().emailed.remove(&username.to_lowercase());
