@@ -88,8 +88,8 @@ async fn a_resync_replaces_the_catalog_whole() {
     let world = World::start().await;
     let merchant = world.merchant(A).await;
     assert_eq!(
-        merchant.connect_shopify(DEMO_SHOP).await.status,
-        StatusCode::OK
+        merchant.connect_shopify(DEMO_SHOP).await.install_outcome(),
+        "connected"
     );
     let first = world.generation(A).await.expect("first generation");
     let before = world.cached_catalog(A).await;
@@ -132,8 +132,8 @@ async fn a_failed_sync_keeps_the_old_catalog_and_shows_the_error() {
     let world = World::start().await;
     let merchant = world.merchant(A).await;
     assert_eq!(
-        merchant.connect_shopify(DEMO_SHOP).await.status,
-        StatusCode::OK
+        merchant.connect_shopify(DEMO_SHOP).await.install_outcome(),
+        "connected"
     );
     let generation = world.generation(A).await;
     let size = world.cached_catalog(A).await.len();
@@ -185,10 +185,15 @@ async fn the_schedule_queues_a_sync_for_every_connected_shop() {
         .await;
     let a = world.merchant(A).await;
     let b = world.merchant(B).await;
-    assert_eq!(a.connect_shopify(DEMO_SHOP).await.status, StatusCode::OK);
     assert_eq!(
-        b.connect_shopify("second-shop.myshopify.com").await.status,
-        StatusCode::OK
+        a.connect_shopify(DEMO_SHOP).await.install_outcome(),
+        "connected"
+    );
+    assert_eq!(
+        b.connect_shopify("second-shop.myshopify.com")
+            .await
+            .install_outcome(),
+        "connected"
     );
     let (ga, gb) = (world.generation(A).await, world.generation(B).await);
 
@@ -219,8 +224,8 @@ async fn a_large_store_syncs_through_a_bulk_operation() {
         merchant
             .connect_shopify("big-shop.myshopify.com")
             .await
-            .status,
-        StatusCode::OK
+            .install_outcome(),
+        "connected"
     );
 
     let view = merchant.connections().await;
@@ -240,8 +245,8 @@ async fn concurrent_syncs_with_an_expired_token_refresh_it_once() {
     let world = World::start().await;
     let merchant = world.merchant(A).await;
     assert_eq!(
-        merchant.connect_shopify(DEMO_SHOP).await.status,
-        StatusCode::OK
+        merchant.connect_shopify(DEMO_SHOP).await.install_outcome(),
+        "connected"
     );
     let refreshes_before = refreshes(&world.sandbox_stats().await);
     world
@@ -394,7 +399,10 @@ async fn a_100_mb_export_streams_into_the_catalog_with_flat_memory() {
 
     let baseline = LIVE.load(Ordering::Relaxed);
     PEAK.store(baseline, Ordering::Relaxed);
-    assert_eq!(merchant.connect_shopify(shop).await.status, StatusCode::OK);
+    assert_eq!(
+        merchant.connect_shopify(shop).await.install_outcome(),
+        "connected"
+    );
     let peak_growth = PEAK.load(Ordering::Relaxed).saturating_sub(baseline);
 
     let ops = bulk_operations(&world, shop).await;
@@ -438,7 +446,10 @@ async fn connected_to_bulk_sized_shop<'w>(
     let products = bulk_sized(seed);
     create_shop(world, shop, products, seed).await;
     let merchant = world.merchant(A).await;
-    assert_eq!(merchant.connect_shopify(shop).await.status, StatusCode::OK);
+    assert_eq!(
+        merchant.connect_shopify(shop).await.install_outcome(),
+        "connected"
+    );
     let generation = world.generation(A).await.expect("first generation");
     (merchant, products, generation)
 }

@@ -139,7 +139,7 @@ async fn shopify_install_connects_the_shop_and_caches_its_catalog() {
     let merchant = world.merchant(A).await;
 
     let resp = merchant.connect_shopify(DEMO_SHOP).await;
-    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
+    assert_eq!(resp.install_outcome(), "connected");
 
     let view = merchant.connections().await;
     let shopify = &view["shopify"];
@@ -167,7 +167,7 @@ async fn shopify_install_connects_the_shop_and_caches_its_catalog() {
 }
 
 #[tokio::test]
-async fn a_forged_callback_is_refused_with_401_and_changes_nothing() {
+async fn a_forged_callback_is_refused_and_changes_nothing() {
     let world = World::start().await;
     let merchant = world.merchant(A).await;
     let callback = merchant.authorize_shopify(DEMO_SHOP).await;
@@ -185,8 +185,7 @@ async fn a_forged_callback_is_refused_with_401_and_changes_nothing() {
     );
 
     let resp = world.get_url(&forged).await;
-    assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
-    assert!(resp.problem_type().ends_with("/invalid-oauth-signature"));
+    assert_eq!(resp.install_outcome(), "invalid-oauth-signature");
     assert!(merchant.connections().await["shopify"].is_null());
 }
 
@@ -195,11 +194,38 @@ async fn a_replayed_callback_is_refused() {
     let world = World::start().await;
     let merchant = world.merchant(A).await;
     let callback = merchant.authorize_shopify(DEMO_SHOP).await;
-    assert_eq!(world.get_url(&callback).await.status, StatusCode::OK);
+    assert_eq!(
+        world.get_url(&callback).await.install_outcome(),
+        "connected"
+    );
 
+    // The browser's state cookie was spent by the first visit; even with a copy of it the
+    // state itself is single-use.
     let replay = world.get_url(&callback).await;
-    assert_eq!(replay.status, StatusCode::BAD_REQUEST);
-    assert!(replay.problem_type().ends_with("/invalid-oauth-state"));
+    assert_eq!(replay.install_outcome(), "oauth-browser-mismatch");
+    world.browser_cookies.lock().unwrap().clear();
+    let cookie = {
+        let start = merchant
+            .post("/connections/shopify", json!({ "shop": DEMO_SHOP }))
+            .await;
+        let begin = world
+            .get_url(start.body["authorize_url"].as_str().unwrap())
+            .await;
+        begin.set_cookies[0].split(';').next().unwrap().to_owned()
+    };
+    // A correctly signed cookie for another state does not pass either.
+    let replay = world
+        .http
+        .get(&callback)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let location = replay.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.ends_with("shopify=error&type=oauth-browser-mismatch"),
+        "{location}"
+    );
 }
 
 #[tokio::test]
@@ -231,8 +257,7 @@ async fn a_callback_for_another_shop_than_the_state_names_is_refused() {
             &resign(&query, SANDBOX_CLIENT_SECRET),
         ))
         .await;
-    assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{:?}", resp.body);
-    assert!(resp.problem_type().ends_with("/invalid-oauth-state"));
+    assert_eq!(resp.install_outcome(), "invalid-oauth-state");
     assert!(merchant.connections().await["shopify"].is_null());
 }
 
@@ -314,8 +339,9 @@ fn all_scopes() -> Vec<&'static str> {
 }
 
 /// The app's Shopify secret is read when a request first needs it, not at start: while it is
-/// unreadable the install can still begin, the callback fails with a 500 that consumes nothing,
-/// and once the secret is back the very same callback completes the install.
+/// unreadable the install can still be asked for, its begin navigation (which signs the
+/// browser's state cookie) fails with a 500 naming no secret, and once the secret is back the
+/// install completes.
 #[tokio::test]
 async fn an_unreadable_app_secret_fails_only_the_requests_that_need_it() {
     let world = World::start().await;
@@ -323,20 +349,25 @@ async fn an_unreadable_app_secret_fails_only_the_requests_that_need_it() {
     let id = world.config().shopify_client_secret_id;
     let value = world.take_secret(&id).await;
 
-    let callback = merchant.authorize_shopify(DEMO_SHOP).await;
-    let failed = world.get_url(&callback).await;
-    assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(failed.problem_type().ends_with("/internal"));
+    // Starting the install needs the secret too (it signs the browser's state cookie).
+    let start = merchant
+        .post("/connections/shopify", json!({ "shop": DEMO_SHOP }))
+        .await;
+    let begin = world
+        .get_url(start.body["authorize_url"].as_str().unwrap())
+        .await;
+    assert_eq!(begin.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(begin.problem_type().ends_with("/internal"));
     assert!(
-        !failed.body.to_string().contains(&id),
+        !begin.body.to_string().contains(&id),
         "the problem names no secret: {:?}",
-        failed.body
+        begin.body
     );
     assert!(merchant.connections().await["shopify"].is_null());
 
     world.restore_secret(&id, &value).await;
-    let resp = world.get_url(&callback).await;
-    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
+    let resp = merchant.connect_shopify(DEMO_SHOP).await;
+    assert_eq!(resp.install_outcome(), "connected");
     world.settle().await;
     assert_eq!(
         merchant.connections().await["shopify"]["status"],

@@ -236,8 +236,10 @@ async fn an_install_begun_before_the_account_was_deleted_cannot_finish() {
     let exchanges_before = exchanges().await;
 
     let resp = world.get_url(&callback).await;
-    assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{:?}", resp.body);
-    assert_eq!(resp.problem_type(), ACCOUNT_DELETED);
+    assert_eq!(
+        resp.install_outcome(),
+        ACCOUNT_DELETED.rsplit('/').next().unwrap()
+    );
 
     world.settle().await;
     let mut after = snapshot(&world).await;

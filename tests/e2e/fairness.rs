@@ -68,7 +68,10 @@ async fn a_big_run_keeps_to_its_window_and_another_merchants_small_run_finishes_
         .await;
     let b = world.merchant(B).await;
     assert_eq!(b.connect_klaviyo(&key_b).await.status, StatusCode::OK);
-    assert_eq!(b.connect_shopify(SHOP_B).await.status, StatusCode::OK);
+    assert_eq!(
+        b.connect_shopify(SHOP_B).await.install_outcome(),
+        "connected"
+    );
 
     let audiences = a.get("/audiences").await.body;
     let vip = audiences["audiences"]

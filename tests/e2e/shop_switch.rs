@@ -109,8 +109,8 @@ async fn connecting_another_shop_revokes_the_old_grant_and_releases_the_old_shop
     let world = start().await;
     let merchant = world.merchant("switching-merchant").await;
     assert_eq!(
-        merchant.connect_shopify(DEMO_SHOP).await.status,
-        StatusCode::OK
+        merchant.connect_shopify(DEMO_SHOP).await.install_outcome(),
+        "connected"
     );
     let old_tokens = stored_tokens(&world, &merchant.sub).await;
     let old_access = old_tokens["access_token"].as_str().unwrap().to_owned();
@@ -122,7 +122,7 @@ async fn connecting_another_shop_revokes_the_old_grant_and_releases_the_old_shop
     );
 
     let resp = merchant.connect_shopify(SECOND_SHOP).await;
-    assert_eq!(resp.status, StatusCode::OK, "{:?}", resp.body);
+    assert_eq!(resp.install_outcome(), "connected");
     let products = world.cached_catalog(&merchant.sub).await.len();
     assert!(products > 0);
 
@@ -161,8 +161,8 @@ async fn connecting_another_shop_revokes_the_old_grant_and_releases_the_old_shop
     // The old shop is free for whoever installs on it next.
     let next = world.merchant("next-owner").await;
     assert_eq!(
-        next.connect_shopify(DEMO_SHOP).await.status,
-        StatusCode::OK,
+        next.connect_shopify(DEMO_SHOP).await.install_outcome(),
+        "connected",
         "the released shop can be connected by another merchant"
     );
     assert_second_shop_intact(
@@ -182,8 +182,11 @@ async fn a_purge_for_a_shop_the_merchant_has_left_deletes_only_that_shops_mappin
     let world = start().await;
     let merchant = world.merchant("left-a-mapping").await;
     assert_eq!(
-        merchant.connect_shopify(SECOND_SHOP).await.status,
-        StatusCode::OK
+        merchant
+            .connect_shopify(SECOND_SHOP)
+            .await
+            .install_outcome(),
+        "connected"
     );
     let products = world.cached_catalog(&merchant.sub).await.len();
     assert!(products > 0);

@@ -15,12 +15,17 @@ pub const SANDBOX_CLIENT_SECRET: &str = "sandbox-shopify-client-secret";
 pub struct World {
     pub stack: LocalStack,
     pub http: reqwest::Client,
+    /// The merchant's browser's cookies for the API (name, value, path), kept by [`World::get_url`]
+    /// as a browser would: set by `Set-Cookie`, removed by `Max-Age=0`, sent under their path.
+    pub browser_cookies: std::sync::Mutex<Vec<(String, String, String)>>,
 }
 
 pub struct Response {
     pub status: StatusCode,
     pub content_type: String,
     pub body: Value,
+    pub location: Option<String>,
+    pub set_cookies: Vec<String>,
 }
 
 impl Response {
@@ -32,6 +37,26 @@ impl Response {
             self.body
         );
         self.body["type"].as_str().unwrap_or_default()
+    }
+
+    /// How an install's callback ended, as the console reads it from the redirect:
+    /// `"connected"`, or the problem type's slug (`"invalid-oauth-state"`, ...).
+    pub fn install_outcome(&self) -> String {
+        assert_eq!(
+            self.status,
+            StatusCode::FOUND,
+            "the callback redirects to the console"
+        );
+        let location = self.location.clone().unwrap_or_default();
+        let url = url::Url::parse(&location).expect("an absolute console URL");
+        assert_eq!(url.path(), "/connections", "{location}");
+        let q: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        match get("shopify").as_deref() {
+            Some("connected") => "connected".into(),
+            Some("error") => get("type").expect("an error names its problem type"),
+            other => panic!("unexpected outcome {other:?} in {location}"),
+        }
     }
 }
 
@@ -60,7 +85,11 @@ impl World {
             .redirect(redirect::Policy::none())
             .build()
             .unwrap();
-        World { stack, http }
+        World {
+            stack,
+            http,
+            browser_cookies: Default::default(),
+        }
     }
 
     pub async fn merchant(&self, sub: &str) -> Merchant<'_> {
@@ -92,8 +121,43 @@ impl World {
         read(req.send().await.expect("the local API answers")).await
     }
 
+    /// A top-level GET by the merchant's browser: its cookies for the URL's path go along, and
+    /// the cookies the answer sets or clears are kept.
     pub async fn get_url(&self, url: &str) -> Response {
-        read(self.http.get(url).send().await.expect("the URL answers")).await
+        let path = url::Url::parse(url)
+            .map(|u| u.path().to_owned())
+            .unwrap_or_default();
+        let cookie = {
+            let jar = self.browser_cookies.lock().unwrap();
+            jar.iter()
+                .filter(|(_, _, p)| path.starts_with(p.as_str()))
+                .map(|(n, v, _)| format!("{n}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let mut req = self.http.get(url);
+        if !cookie.is_empty() {
+            req = req.header("cookie", cookie);
+        }
+        let resp = read(req.send().await.expect("the URL answers")).await;
+        let mut jar = self.browser_cookies.lock().unwrap();
+        for set in &resp.set_cookies {
+            let mut parts = set.split(';').map(str::trim);
+            let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else {
+                continue;
+            };
+            let attrs: Vec<&str> = parts.collect();
+            let path = attrs
+                .iter()
+                .find_map(|a| a.strip_prefix("Path="))
+                .unwrap_or("/")
+                .to_owned();
+            jar.retain(|(n, _, p)| !(n == name && *p == path));
+            if !attrs.contains(&"Max-Age=0") {
+                jar.push((name.to_owned(), value.to_owned(), path));
+            }
+        }
+        resp
     }
 
     /// A control of the sandbox (`/_sandbox/...`).
@@ -244,12 +308,25 @@ async fn read(resp: reqwest::Response) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let set_cookies = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
     let bytes = resp.bytes().await.unwrap_or_default();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     Response {
         status,
         content_type,
         body,
+        location,
+        set_cookies,
     }
 }
 
@@ -292,14 +369,18 @@ impl Merchant<'_> {
             .await
     }
 
-    /// Start the install and follow the sandbox's "merchant approves" redirect; returns the
-    /// callback URL Shopify would send the browser to (not yet visited).
+    /// Start the install in the merchant's browser (the begin navigation sets its state cookie)
+    /// and follow the sandbox's "merchant approves" redirect; returns the callback URL Shopify
+    /// would send the browser to (not yet visited).
     pub async fn authorize_shopify(&self, shop: &str) -> String {
         let start = self
             .post("/connections/shopify", json!({ "shop": shop }))
             .await;
         assert_eq!(start.status, StatusCode::OK, "{:?}", start.body);
-        let authorize_url = start.body["authorize_url"].as_str().unwrap().to_owned();
+        let begin_url = start.body["authorize_url"].as_str().unwrap().to_owned();
+        let begin = self.world.get_url(&begin_url).await;
+        assert_eq!(begin.status, StatusCode::FOUND, "{:?}", begin.body);
+        let authorize_url = begin.location.expect("begin redirects to Shopify");
         let approve = self.world.http.get(&authorize_url).send().await.unwrap();
         assert_eq!(
             approve.status(),
@@ -313,7 +394,10 @@ impl Merchant<'_> {
     pub async fn connect_demo_accounts(&self) {
         let key = self.world.stack.sandbox.full_access_klaviyo_key();
         assert_eq!(self.connect_klaviyo(&key).await.status, StatusCode::OK);
-        assert_eq!(self.connect_shopify(DEMO_SHOP).await.status, StatusCode::OK);
+        assert_eq!(
+            self.connect_shopify(DEMO_SHOP).await.install_outcome(),
+            "connected"
+        );
     }
 
     /// The whole install: authorize, visit the callback, wait for the first sync.
@@ -546,7 +630,10 @@ pub async fn connected_without_queues<'w>(world: &'w World, sub: &str) -> Mercha
         StatusCode::OK
     );
     let callback = merchant.authorize_shopify(DEMO_SHOP).await;
-    assert_eq!(world.get_url(&callback).await.status, StatusCode::OK);
+    assert_eq!(
+        world.get_url(&callback).await.install_outcome(),
+        "connected"
+    );
     let sync = sqs_event(
         "s1",
         &json!({"merchant_id": sub, "reason": "connected"}),

@@ -399,6 +399,8 @@ impl Delivery {
             status,
             content_type,
             body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+            location: None,
+            set_cookies: Vec::new(),
         }
     }
 }

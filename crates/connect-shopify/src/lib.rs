@@ -1,8 +1,17 @@
 //! connect-shopify: the OAuth install of our app on a merchant's shop, and on-demand syncs.
 //!
-//! Routes: `POST /connections/shopify` (returns the authorize URL), the public
-//! `GET /connections/shopify/callback` (verified by Shopify's HMAC, bound to the merchant by the
-//! one-time state), `POST /catalog/sync`, and the public `POST /webhooks/shopify` (see [`webhooks`]).
+//! Routes: `POST /connections/shopify` (returns the begin URL), the public
+//! `GET /connections/shopify/begin` (a top-level navigation: sets the install's signed state
+//! cookie in the browser, then goes to Shopify), the public `GET /connections/shopify/callback`
+//! (verified by Shopify's HMAC, bound to the merchant by the one-time state and to the browser by
+//! the cookie; ends on the console), the public `GET /shopify/app` (Shopify's app URL),
+//! `POST /catalog/sync`, and the public `POST /webhooks/shopify` (see [`webhooks`]).
+//!
+//! Why a begin navigation: the console runs on another site than the API, so a cookie the API
+//! set in answer to the console's `fetch` would be a third-party cookie, which browsers block or
+//! partition; it would not come back on Shopify's redirect to the callback. A cookie set on a
+//! top-level navigation to the API is first-party to the API, and SameSite=Lax sends it on the
+//! top-level GET redirect back from Shopify.
 //!
 //! A merchant has one shop at a time. Connecting a different shop than the one they had retires
 //! the old one once the new one is in place: our grant on it is revoked at Shopify
@@ -38,6 +47,10 @@ pub use webhooks::{DEDUPE_TTL_SECS, MAX_WEBHOOK_BODY_BYTES};
 pub const SCOPE: &str = "read_products";
 /// How long a merchant has to approve the install.
 const STATE_TTL_SECS: i64 = 600;
+/// How long the console has to open the begin URL it was given.
+const TICKET_TTL_SECS: i64 = 120;
+/// The install's state cookie, scoped to the callback.
+const STATE_COOKIE: &str = "sp_shopify_oauth";
 
 pub struct Handler {
     config: Config,
@@ -84,9 +97,35 @@ impl Handler {
                     ShopDomain::parse(&body.shop).map_err(|e| ApiError::InvalidShopDomain(e.0))?;
                 Ok(http::json(200, &self.start(&merchant, shop).await?))
             }
+            "GET /connections/shopify/begin" => {
+                let query = http::query_pairs(req);
+                self.begin(&query).await
+            }
             "GET /connections/shopify/callback" => {
                 let query = http::query_pairs(req);
-                Ok(http::json(200, &self.callback(&query).await?))
+                let cookie = request_cookie(req, STATE_COOKIE);
+                // Every outcome goes back to the console, which shows it; the cookie is spent.
+                let location = match self.callback(&query, cookie.as_deref()).await {
+                    Ok(_) => format!("{}/connections?shopify=connected", self.config.app_base_url),
+                    Err(err) => {
+                        if let ApiError::Internal(cause) = &err {
+                            tracing::error!(error = %cause, "shopify callback failed");
+                        }
+                        tracing::info!(problem = err.slug(), "shopify install refused");
+                        format!(
+                            "{}/connections?shopify=error&type={}",
+                            self.config.app_base_url,
+                            err.slug()
+                        )
+                    }
+                };
+                let mut resp = http::redirect(&location);
+                resp.cookies = vec![self.state_cookie("", 0)];
+                Ok(resp)
+            }
+            "GET /shopify/app" => {
+                let query = http::query_pairs(req);
+                self.app_launch(&query).await
             }
             "POST /webhooks/shopify" => self.webhook(req).await,
             "POST /catalog/sync" => {
@@ -107,34 +146,146 @@ impl Handler {
                 return Err(ApiError::ShopTaken);
             }
         }
-        let nonce = random_nonce();
-        let expires_at = now_unix() + STATE_TTL_SECS;
+        let ticket = random_nonce();
+        let expires_at = now_unix() + TICKET_TTL_SECS;
         let state = OAuthState {
             merchant: merchant.clone(),
             shop: shop.clone(),
             expires_at,
         };
         self.store
+            .put_oauth_ticket(&ticket, &state)
+            .await
+            .map_err(internal)?;
+        let begin = self.config.shopify_redirect_uri.replace(
+            "/connections/shopify/callback",
+            "/connections/shopify/begin",
+        );
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("ticket", &ticket)
+            .finish();
+        Ok(ShopifyAuthorize {
+            authorize_url: format!("{begin}?{query}"),
+            expires_at: rfc3339(expires_at),
+        })
+    }
+
+    /// The browser that opens a ticket is the one the install is bound to: the one-time state
+    /// is created now and its signed copy set as an HttpOnly, SameSite=Lax cookie of the API's
+    /// own site (this is a top-level navigation), then the browser goes on to Shopify.
+    async fn begin(
+        &self,
+        query: &[(String, String)],
+    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
+        let ticket = query
+            .iter()
+            .find(|(k, _)| k == "ticket")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default();
+        if ticket.is_empty() || ticket.len() > 128 {
+            return Err(ApiError::InvalidOAuthState);
+        }
+        let started = self
+            .store
+            .take_oauth_ticket(ticket)
+            .await
+            .map_err(internal)?
+            .ok_or(ApiError::InvalidOAuthState)?;
+        http::refuse_deleted(&self.store, &started.merchant).await?;
+        let nonce = random_nonce();
+        let state = OAuthState {
+            merchant: started.merchant,
+            shop: started.shop.clone(),
+            expires_at: now_unix() + STATE_TTL_SECS,
+        };
+        self.store
             .put_oauth_state(&nonce, &state)
             .await
             .map_err(internal)?;
+        let secret = self.client_secret.get().await?;
         let authorize_url = oauth::authorize_url(
-            &self.config.shopify_base_url(&shop),
+            &self.config.shopify_base_url(&started.shop),
             &self.config.shopify_client_id,
             SCOPE,
             &self.config.shopify_redirect_uri,
             &nonce,
         );
-        Ok(ShopifyAuthorize {
-            authorize_url,
-            expires_at: rfc3339(expires_at),
-        })
+        let mut resp = http::redirect(&authorize_url);
+        resp.cookies = vec![self.state_cookie(
+            &oauth::state_cookie_value(secret.expose(), &nonce),
+            STATE_TTL_SECS,
+        )];
+        Ok(resp)
+    }
+
+    /// `Secure` everywhere but a plain-http local API (browsers drop Secure cookies on http).
+    fn state_cookie(&self, value: &str, max_age: i64) -> String {
+        let secure = if self.config.shopify_redirect_uri.starts_with("https://") {
+            "; Secure"
+        } else {
+            ""
+        };
+        format!(
+            "{STATE_COOKIE}={value}; Path=/connections/shopify/callback; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+        )
+    }
+
+    /// Shopify's app URL (`?shop&timestamp&hmac&host`), opened from the admin or the App Store:
+    /// verified like a callback (signature first, then freshness and the shop's form), then the
+    /// console takes over (it signs the merchant in if needed and starts the install).
+    async fn app_launch(
+        &self,
+        query: &[(String, String)],
+    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
+        let accepted = self
+            .client_secret
+            .accepted_at(now_unix(), self.config.shopify_secret_grace_secs)
+            .await?;
+        if oauth::verify_query_hmac_any(accepted.iter().map(|s| s.expose()), query).is_none() {
+            return Err(ApiError::InvalidShopifyLaunch);
+        }
+        let param = |name: &str| {
+            query
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let timestamp = param("timestamp")
+            .and_then(|t| t.parse::<i64>().ok())
+            .unwrap_or(0);
+        if !oauth::timestamp_is_fresh(timestamp, now_unix()) {
+            return Err(ApiError::InvalidShopifyLaunch);
+        }
+        let shop = ShopDomain::parse(param("shop").unwrap_or_default())
+            .map_err(|e| ApiError::InvalidShopDomain(e.0))?;
+        let base = &self.config.app_base_url;
+        let installed = match self.store.shop_owner(&shop).await.map_err(internal)? {
+            Some(owner) => self
+                .store
+                .shopify(&owner)
+                .await
+                .map_err(internal)?
+                .is_some_and(|c| c.shop == shop && c.status == ConnectionStatus::Connected),
+            None => false,
+        };
+        if installed {
+            return Ok(http::redirect(&format!("{base}/connections")));
+        }
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("shop", shop.as_str())
+            .finish();
+        Ok(http::redirect(&format!("{base}/install?{query}")))
     }
 
     /// Shopify's redirect back. Checked in order: signature (nothing else is trusted before it;
     /// the client secret, or the one it replaced while that rotation's grace lasts), freshness,
-    /// shop format, then the one-time state, which must name the same shop.
-    async fn callback(&self, query: &[(String, String)]) -> Result<ShopifyConnected, ApiError> {
+    /// shop format, the browser's state cookie (signed by us, naming this state), then the
+    /// one-time state, which must name the same shop.
+    async fn callback(
+        &self,
+        query: &[(String, String)],
+        cookie: Option<&str>,
+    ) -> Result<ShopifyConnected, ApiError> {
         let accepted = self
             .client_secret
             .accepted_at(now_unix(), self.config.shopify_secret_grace_secs)
@@ -142,6 +293,8 @@ impl Handler {
         if oauth::verify_query_hmac_any(accepted.iter().map(|s| s.expose()), query).is_none() {
             return Err(ApiError::InvalidOAuthSignature);
         }
+        let cookie_nonce =
+            cookie.and_then(|c| oauth::verify_state_cookie(accepted.iter().map(|s| s.expose()), c));
         // The code is exchanged with the current secret only.
         let client_secret = self.client_secret.get().await?;
         let param = |name: &str| {
@@ -163,6 +316,11 @@ impl Handler {
                 "code and state are required".into(),
             ));
         };
+        // Checked before the state is consumed: another browser's visit cannot burn the
+        // rightful browser's install.
+        if cookie_nonce.as_deref() != Some(nonce) {
+            return Err(ApiError::OAuthBrowserMismatch);
+        }
         let state = self
             .store
             .take_oauth_state(nonce)
@@ -354,6 +512,18 @@ impl Handler {
             status: "queued".into(),
         })
     }
+}
+
+/// A cookie of the request (payload 2.0 puts them in `cookies`, one `name=value` each).
+fn request_cookie(req: &ApiGatewayV2httpRequest, name: &str) -> Option<String> {
+    req.cookies
+        .iter()
+        .flatten()
+        .flat_map(|c| c.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// 32 random bytes, hex: URL-safe as Shopify requires, unguessable.

@@ -345,13 +345,14 @@ impl LocalStack {
         functions.extend(futures::future::try_join_all(inits).await?);
         let invoker = Arc::new(Invoker::new(functions));
 
+        let http = reqwest::Client::new();
+        let app_clients =
+            register_app_clients(&template, &resources, &resolver, &sandbox, &http).await?;
+        let mut audiences = vec![APP_CLIENT_ID.to_owned()];
+        audiences.extend(app_clients);
         let authorizer = Arc::new(
-            auth::JwtAuthorizer::new(
-                sandbox.cognito_issuer(),
-                sandbox.jwks_url(),
-                vec![APP_CLIENT_ID.to_owned()],
-            )
-            .await?,
+            auth::JwtAuthorizer::new(sandbox.cognito_issuer(), sandbox.jwks_url(), audiences)
+                .await?,
         );
         let routes = template
             .functions
@@ -406,12 +407,12 @@ impl LocalStack {
         if let (Some(listener), Some(options), Some(origin)) =
             (console_listener, &options.console, &console_url)
         {
-            let config = console::ConsoleConfig::new(
-                origin,
-                &api_url,
-                &sandbox.cognito_issuer(),
-                APP_CLIENT_ID,
-            );
+            // The app client the sandbox's managed login registered from the template.
+            let client_id = resources
+                .get("UserPoolClient")
+                .map_or(APP_CLIENT_ID, |c| c.name.as_str());
+            let config =
+                console::ConsoleConfig::new(origin, &api_url, &sandbox.cognito_issuer(), client_id);
             let app = console::router(options.dist_dir.clone(), config, console_headers);
             let mut stop = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {
@@ -446,7 +447,7 @@ impl LocalStack {
             parameters,
             invoker,
             mappings,
-            http: reqwest::Client::new(),
+            http,
             shutdown,
             tasks: Mutex::new(tasks),
         })
@@ -479,19 +480,27 @@ impl LocalStack {
             .error_for_status()?
             .json()
             .await?;
-        // The redirect to Shopify's consent screen, then Shopify's redirect to our callback.
-        let approve = http
-            .get(start["authorize_url"].as_str().unwrap_or_default())
-            .send()
-            .await?;
-        let callback = approve
-            .headers()
-            .get("location")
-            .and_then(|l| l.to_str().ok())
-            .ok_or("the sandbox did not redirect to the callback")?
-            .to_owned();
-        http.get(callback).send().await?.error_for_status()?;
+        let outcome =
+            install_in_browser(start["authorize_url"].as_str().unwrap_or_default()).await?;
+        if !outcome.ends_with("shopify=connected") {
+            return Err(format!("the install did not complete: {outcome}").into());
+        }
         Ok(())
+    }
+
+    /// The console's Cognito app client id (`!Ref UserPoolClient`, a client of the local pool).
+    pub fn cognito_client_id(&self) -> Option<String> {
+        self.resources.get("UserPoolClient").map(|p| p.name.clone())
+    }
+
+    /// The managed login's base URL (the CognitoDomainUrl output's local counterpart).
+    pub fn cognito_domain(&self) -> String {
+        self.sandbox.cognito_issuer()
+    }
+
+    /// The resolved value of a template parameter (e.g. `AppBaseUrl`).
+    pub fn parameter(&self, name: &str) -> Option<&str> {
+        self.parameters.get(name).map(String::as_str)
     }
 
     /// A valid access token for `merchant_sub` from the sandbox issuer (valid for an hour).
@@ -675,6 +684,109 @@ impl LocalStack {
         }
         self.sandbox.shutdown();
     }
+}
+
+/// What a merchant's browser does with an install's `authorize_url`: the top-level navigation to
+/// the API's begin URL (which sets the state cookie), Shopify's consent (the sandbox approves at
+/// once and redirects to the callback), then the callback with the cookie. Returns where the
+/// callback sent the browser (the console, with the outcome in the query).
+pub async fn install_in_browser(
+    authorize_url: &str,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let location =
+        |r: &reqwest::Response| -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+            r.headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    format!("{} answered {} without a redirect", r.url(), r.status()).into()
+                })
+        };
+    let begin = browser.get(authorize_url).send().await?;
+    let cookie = begin
+        .headers()
+        .get("set-cookie")
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .ok_or("the begin navigation set no state cookie")?
+        .to_owned();
+    let approve = browser.get(location(&begin)?).send().await?;
+    let callback = browser
+        .get(location(&approve)?)
+        .header("cookie", cookie)
+        .send()
+        .await?;
+    location(&callback)
+}
+
+/// Registers every `AWS::Cognito::UserPoolClient` of the template with the sandbox's managed
+/// login: its id (a moto client of the moto pool), its resolved CallbackURLs and LogoutURLs and
+/// its pool's password policy, so the same template drives local sign-in. Returns the ids.
+async fn register_app_clients(
+    template: &Template,
+    resources: &Resources,
+    resolver: &Resolver<'_>,
+    sandbox: &sandbox::Sandbox,
+    http: &reqwest::Client,
+) -> Result<Vec<String>, StackError> {
+    let mut ids = Vec::new();
+    for (id, r) in &template.resources {
+        if r.kind != "AWS::Cognito::UserPoolClient" {
+            continue;
+        }
+        let Some(client) = resources.get(id) else {
+            continue;
+        };
+        let pool_id = r
+            .properties
+            .get("UserPoolId")
+            .and_then(intrinsics::ref_target)
+            .unwrap_or_default();
+        let Some(pool) = resources.get(&pool_id) else {
+            continue;
+        };
+        let urls = |key: &str| -> Result<Vec<String>, StackError> {
+            let mut out = Vec::new();
+            for v in r
+                .properties
+                .get(key)
+                .and_then(serde_yaml::Value::as_sequence)
+                .into_iter()
+                .flatten()
+            {
+                out.extend(resolver.resolve(v)?);
+            }
+            Ok(out)
+        };
+        let policy = template
+            .resources
+            .get(&pool_id)
+            .and_then(|p| p.properties.get("Policies"))
+            .and_then(|p| p.get("PasswordPolicy"))
+            .and_then(|p| serde_json::to_value(p).ok());
+        let mut body = json!({
+            "client_id": client.name,
+            "user_pool_id": pool.name,
+            "callback_urls": urls("CallbackURLs")?,
+            "logout_urls": urls("LogoutURLs")?,
+        });
+        if let Some(policy) = policy {
+            body["password_policy"] = policy;
+        }
+        let url = format!("{}/_sandbox/cognito/clients", sandbox.base_url);
+        http.post(&url)
+            .json(&body)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| StackError::Sandbox(format!("POST {url}: {e}")))?;
+        ids.push(client.name.clone());
+    }
+    Ok(ids)
 }
 
 fn cors_config(c: &serde_yaml::Value, resolver: &Resolver<'_>) -> Result<api::Cors, StackError> {

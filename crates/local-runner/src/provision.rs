@@ -344,10 +344,31 @@ impl Provisioner<'_> {
                 .filter_map(scalar_string)
                 .map(|a| UsernameAttributeType::from(a.as_str()))
                 .collect::<Vec<_>>();
+            // The template's password policy, so the pool refuses what the deployed one would.
+            let policy = r
+                .properties
+                .get("Policies")
+                .and_then(|p| p.get("PasswordPolicy"));
+            let number = |k: &str| policy.and_then(|p| p.get(k)).and_then(Value::as_i64);
+            let flag = |k: &str| policy.and_then(|p| p.get(k)).and_then(Value::as_bool);
+            let password_policy = policy.map(|_| {
+                aws_sdk_cognitoidentityprovider::types::PasswordPolicyType::builder()
+                    .set_minimum_length(number("MinimumLength").map(|n| n as i32))
+                    .set_require_uppercase(flag("RequireUppercase"))
+                    .set_require_lowercase(flag("RequireLowercase"))
+                    .set_require_numbers(flag("RequireNumbers"))
+                    .set_require_symbols(flag("RequireSymbols"))
+                    .build()
+            });
             let created = cognito
                 .create_user_pool()
                 .pool_name(&name)
                 .set_username_attributes((!attributes.is_empty()).then_some(attributes))
+                .set_policies(password_policy.map(|p| {
+                    aws_sdk_cognitoidentityprovider::types::UserPoolPolicyType::builder()
+                        .password_policy(p)
+                        .build()
+                }))
                 .send()
                 .await
                 .map_err(|e| StackError::Provision {
@@ -371,6 +392,45 @@ impl Provisioner<'_> {
                     kind: ResourceKind::Other(r.kind.clone()),
                     name: pool_id,
                     arn,
+                    url: None,
+                },
+            );
+        }
+        // App clients of those pools: `!Ref UserPoolClient` is a client id moto knows, so the
+        // sandbox's managed login signs users up and in through it.
+        for (id, r) in &self.template.resources {
+            if r.kind != "AWS::Cognito::UserPoolClient" {
+                continue;
+            }
+            let pool_ref = r
+                .properties
+                .get("UserPoolId")
+                .and_then(crate::intrinsics::ref_target)
+                .unwrap_or_default();
+            let Some(pool) = resources.get(&pool_ref).map(|p| p.name.clone()) else {
+                continue;
+            };
+            let created = cognito
+                .create_user_pool_client()
+                .user_pool_id(&pool)
+                .client_name(format!("{}{id}", self.prefix))
+                .send()
+                .await
+                .map_err(|e| StackError::Provision {
+                    resource: format!("user pool client {id}"),
+                    message: aws_message(&e),
+                })?;
+            let client_id = created
+                .user_pool_client()
+                .and_then(|c| c.client_id())
+                .unwrap_or_default()
+                .to_owned();
+            resources.insert(
+                id,
+                Physical {
+                    kind: ResourceKind::Other(r.kind.clone()),
+                    name: client_id,
+                    arn: String::new(),
                     url: None,
                 },
             );

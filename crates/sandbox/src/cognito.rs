@@ -9,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use rand::{rngs::StdRng, SeedableRng};
 use rsa::pkcs1::{EncodeRsaPrivateKey, LineEnding};
 use rsa::traits::PublicKeyParts;
@@ -25,6 +25,7 @@ pub const APP_CLIENT_ID: &str = "sandbox-app-client";
 pub struct Signer {
     pub kid: String,
     key: EncodingKey,
+    decoding: DecodingKey,
     jwk: Value,
 }
 
@@ -45,7 +46,13 @@ pub fn signer() -> &'static Signer {
         // Cognito kids are opaque base64 strings; derive one from the modulus.
         let kid = base64_std(&Sha256::digest(n.as_bytes())[..24]);
         let jwk = json!({ "alg": "RS256", "e": e, "kid": kid, "kty": "RSA", "n": n, "use": "sig" });
-        Signer { kid, key, jwk }
+        let decoding = DecodingKey::from_rsa_components(&n, &e).expect("valid RSA components");
+        Signer {
+            kid,
+            key,
+            decoding,
+            jwk,
+        }
     })
 }
 
@@ -54,13 +61,74 @@ fn base64_std(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-async fn signer_async() -> &'static Signer {
+pub async fn signer_async() -> &'static Signer {
     match SIGNER.get() {
         Some(s) => s,
         None => tokio::task::spawn_blocking(signer)
             .await
             .unwrap_or_else(|_| signer()),
     }
+}
+
+/// Who a token pair is for, and for which app client.
+pub struct Claims {
+    pub sub: String,
+    pub username: String,
+    pub email: String,
+    pub client_id: String,
+    pub scope: String,
+    pub groups: Option<Value>,
+    /// The `nonce` of the authorize request, echoed in the id token (OIDC).
+    pub nonce: Option<String>,
+}
+
+/// Signs an access token and an id token carrying Cognito's claim names; `None` only if
+/// signing fails. Negative `expires_in`: issued "in the past" so iat < exp still holds.
+pub fn mint(
+    signer: &Signer,
+    base_url: &str,
+    c: &Claims,
+    expires_in: i64,
+) -> Option<(String, String)> {
+    let now = now_unix();
+    let exp = now + expires_in;
+    let iat = if expires_in > 0 { now } else { exp - 3600 };
+    let issuer = format!("{base_url}/cognito");
+    let mut rng = rand::thread_rng();
+    let origin_jti = uuid_like(&mut rng);
+    let event_id = uuid_like(&mut rng);
+    let mut access = json!({
+        "sub": c.sub, "iss": issuer, "client_id": c.client_id, "origin_jti": origin_jti,
+        "event_id": event_id, "token_use": "access", "scope": c.scope, "auth_time": iat,
+        "exp": exp, "iat": iat, "jti": uuid_like(&mut rng), "username": c.username,
+    });
+    let mut id = json!({
+        "sub": c.sub, "aud": c.client_id, "email": c.email, "email_verified": true,
+        "iss": issuer, "cognito:username": c.username, "origin_jti": origin_jti,
+        "event_id": event_id, "token_use": "id", "auth_time": iat, "exp": exp, "iat": iat,
+        "jti": uuid_like(&mut rng),
+    });
+    if let Some(g) = &c.groups {
+        access["cognito:groups"] = g.clone();
+        id["cognito:groups"] = g.clone();
+    }
+    if let Some(n) = &c.nonce {
+        id["nonce"] = json!(n);
+    }
+    let mut jwt_header = Header::new(Algorithm::RS256);
+    jwt_header.kid = Some(signer.kid.clone());
+    let access = jsonwebtoken::encode(&jwt_header, &access, &signer.key).ok()?;
+    let id = jsonwebtoken::encode(&jwt_header, &id, &signer.key).ok()?;
+    Some((access, id))
+}
+
+/// Claims of an access token this issuer signed and that has not expired.
+pub fn verify_access(signer: &Signer, base_url: &str, token: &str) -> Option<Value> {
+    let mut v = jsonwebtoken::Validation::new(Algorithm::RS256);
+    v.set_issuer(&[format!("{base_url}/cognito")]);
+    v.validate_aud = false;
+    let data = jsonwebtoken::decode::<Value>(token, &signer.decoding, &v).ok()?;
+    (data.claims["token_use"] == "access").then_some(data.claims)
 }
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -71,6 +139,7 @@ pub fn router() -> Router<Arc<AppState>> {
             get(openid_configuration),
         )
         .route("/cognito/token", post(token))
+        .merge(crate::hosted_ui::router())
 }
 
 async fn jwks() -> Json<Value> {
@@ -83,10 +152,17 @@ async fn openid_configuration(State(st): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "token_endpoint": format!("{issuer}/token"),
+        "authorization_endpoint": format!("{issuer}/oauth2/authorize"),
+        "token_endpoint": format!("{issuer}/oauth2/token"),
+        "userinfo_endpoint": format!("{issuer}/oauth2/userInfo"),
+        "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
+        "end_session_endpoint": format!("{issuer}/logout"),
         "id_token_signing_alg_values_supported": ["RS256"],
         "subject_types_supported": ["public"],
-        "response_types_supported": ["code", "token"],
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "scopes_supported": ["openid", "email", "phone", "profile"],
     }))
 }
 
@@ -124,41 +200,17 @@ async fn token(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
         .unwrap_or(3600);
     let groups = req.get("groups").cloned();
 
-    let now = now_unix();
-    let exp = now + expires_in;
-    // Expired tokens (negative expires_in) are issued "in the past" so iat < exp still holds.
-    let iat = if expires_in > 0 { now } else { exp - 3600 };
-    let issuer = format!("{}/cognito", st.base_url);
-    let mut rng = rand::thread_rng();
-    let origin_jti = uuid_like(&mut rng);
-    let event_id = uuid_like(&mut rng);
-
-    let mut access = json!({
-        "sub": sub, "iss": issuer, "client_id": APP_CLIENT_ID, "origin_jti": origin_jti,
-        "event_id": event_id, "token_use": "access", "scope": scope, "auth_time": iat,
-        "exp": exp, "iat": iat, "jti": uuid_like(&mut rng), "username": username,
-    });
-    let mut id = json!({
-        "sub": sub, "aud": APP_CLIENT_ID, "email": email, "email_verified": true,
-        "iss": issuer, "cognito:username": username, "origin_jti": origin_jti,
-        "event_id": event_id, "token_use": "id", "auth_time": iat, "exp": exp, "iat": iat,
-        "jti": uuid_like(&mut rng),
-    });
-    if let Some(g) = groups {
-        access["cognito:groups"] = g.clone();
-        id["cognito:groups"] = g;
-    }
-
-    let mut jwt_header = Header::new(Algorithm::RS256);
-    jwt_header.kid = Some(signer.kid.clone());
-    let (access_jwt, id_jwt) = match (
-        jsonwebtoken::encode(&jwt_header, &access, &signer.key),
-        jsonwebtoken::encode(&jwt_header, &id, &signer.key),
-    ) {
-        (Ok(a), Ok(i)) => (a, i),
-        _ => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, "token signing failed").into_response();
-        }
+    let claims = Claims {
+        sub: sub.to_owned(),
+        username: username.to_owned(),
+        email: email.to_owned(),
+        client_id: APP_CLIENT_ID.to_owned(),
+        scope: scope.to_owned(),
+        groups,
+        nonce: None,
+    };
+    let Some((access_jwt, id_jwt)) = mint(signer, &st.base_url, &claims, expires_in) else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "token signing failed").into_response();
     };
     st.stats().cognito_tokens_issued += 1;
     (

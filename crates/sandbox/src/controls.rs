@@ -34,6 +34,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/_sandbox/klaviyo/faults", post(klaviyo_faults))
         .route("/_sandbox/klaviyo/profile-writes", get(profile_writes))
         .route("/_sandbox/shopify/shops", post(put_shop))
+        .route("/_sandbox/shopify/launch", post(launch_app))
         .route("/_sandbox/shopify/{shop}/faults", post(faults))
         .route(
             "/_sandbox/shopify/{shop}/products/{id}/status",
@@ -222,6 +223,45 @@ async fn revoke_key(State(st): State<Arc<AppState>>, Path(key): Path<String>) ->
         }
         None => error(StatusCode::NOT_FOUND, "unknown key"),
     }
+}
+
+/// What Shopify's admin opens when a merchant launches (or installs) our app on `shop`: the
+/// app URL with `host`, `shop` and `timestamp` (now), signed as Shopify signs it (hex HMAC of the
+/// sorted query under the app's client secret). `{shop, app_url}` → `{url}`.
+async fn launch_app(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let req = match parse_body(&body) {
+        Ok(v) => v,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let (Some(shop), Some(app_url)) = (
+        req.get("shop").and_then(Value::as_str),
+        req.get("app_url").and_then(Value::as_str),
+    ) else {
+        return error(StatusCode::BAD_REQUEST, "'shop' and 'app_url' are required");
+    };
+    if !st.shopify().shops.contains_key(shop) {
+        return error(StatusCode::NOT_FOUND, "no such shop in the sandbox");
+    }
+    let Ok(mut url) = url::Url::parse(app_url) else {
+        return error(StatusCode::BAD_REQUEST, "'app_url' must be an absolute URL");
+    };
+    // Shopify's `host`: base64 of the shop's admin path.
+    let store = shop.trim_end_matches(".myshopify.com");
+    let host = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD_NO_PAD
+            .encode(format!("admin.shopify.com/store/{store}"))
+    };
+    let params = vec![
+        ("host".to_owned(), host),
+        ("shop".to_owned(), shop.to_owned()),
+        ("timestamp".to_owned(), now_unix().to_string()),
+    ];
+    let hmac = crate::shopify_query_hmac(&st.config.shopify_client_secret, &params);
+    url.query_pairs_mut()
+        .extend_pairs(&params)
+        .append_pair("hmac", &hmac);
+    Json(json!({ "url": url.as_str() })).into_response()
 }
 
 /// `POST /_sandbox/shopify/shops {"shop", "products"?, "seed"?, "catalog"?, "currency"?}`:

@@ -10,6 +10,7 @@
 pub mod bedrock;
 mod cognito;
 mod controls;
+mod hosted_ui;
 pub mod klaviyo;
 pub mod shopify;
 mod state;
@@ -197,6 +198,7 @@ pub async fn serve(listener: TcpListener, config: SandboxConfig) -> Sandbox {
         shopify: Mutex::new(shopify),
         stats: Mutex::new(Stats::default()),
         bedrock: Mutex::new(bedrock::BedrockState::default()),
+        hosted_ui: Mutex::new(hosted_ui::HostedUi::default()),
     });
 
     let app = klaviyo::router()

@@ -16,6 +16,7 @@ pub struct AppState {
     pub shopify: Mutex<ShopifyStore>,
     pub stats: Mutex<Stats>,
     pub bedrock: Mutex<crate::bedrock::BedrockState>,
+    pub hosted_ui: Mutex<crate::hosted_ui::HostedUi>,
 }
 
 impl AppState {
@@ -30,6 +31,10 @@ impl AppState {
 
     pub fn stats(&self) -> MutexGuard<'_, Stats> {
         self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn hosted_ui(&self) -> MutexGuard<'_, crate::hosted_ui::HostedUi> {
+        self.hosted_ui.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn bedrock(&self) -> MutexGuard<'_, crate::bedrock::BedrockState> {

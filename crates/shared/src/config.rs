@@ -34,6 +34,8 @@ pub struct Config {
     /// Name of the Secrets Manager secret holding the Shopify app's client secret.
     pub shopify_client_secret_id: String,
     pub shopify_redirect_uri: String,
+    /// Origin of the merchant console (`APP_BASE_URL`): where installs end and start.
+    pub app_base_url: String,
     pub bedrock_model_id: String,
     /// Purges asked for by Shopify webhooks (app/uninstalled, shop/redact); connect-shopify only.
     pub purge_queue_url: Option<String>,
@@ -160,6 +162,9 @@ impl Config {
                 "sendpersonal/app/shopify-client-secret",
             ),
             shopify_redirect_uri: required("SHOPIFY_REDIRECT_URI")?,
+            app_base_url: or("APP_BASE_URL", "http://localhost:5173")
+                .trim_end_matches('/')
+                .to_owned(),
             bedrock_model_id: or("BEDROCK_MODEL_ID", DEFAULT_BEDROCK_MODEL_ID),
             purge_queue_url: get("PURGE_QUEUE_URL"),
             audit_table: get("AUDIT_TABLE"),

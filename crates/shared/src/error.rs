@@ -29,6 +29,13 @@ pub enum ApiError {
     InvalidOAuthSignature,
     #[error("the OAuth state is unknown, used or expired; start the connection again")]
     InvalidOAuthState,
+    /// The callback came to a browser that did not start this install (no, a forged or another
+    /// install's state cookie): someone else's install link was followed.
+    #[error("this install was not started in this browser; start it again from SendPersonal")]
+    OAuthBrowserMismatch,
+    /// Shopify's launch of our app URL is not signed by Shopify, or too old to trust.
+    #[error("the Shopify app launch signature is missing, invalid or expired")]
+    InvalidShopifyLaunch,
     #[error("the shop is already connected to another SendPersonal account")]
     ShopTaken,
     #[error("Shopify did not grant the read_products scope")]
@@ -108,6 +115,8 @@ impl ApiError {
             ApiError::InvalidShopDomain(_) => "invalid-shop-domain",
             ApiError::InvalidOAuthSignature => "invalid-oauth-signature",
             ApiError::InvalidOAuthState => "invalid-oauth-state",
+            ApiError::OAuthBrowserMismatch => "oauth-browser-mismatch",
+            ApiError::InvalidShopifyLaunch => "invalid-shopify-launch",
             ApiError::ShopTaken => "shop-already-connected",
             ApiError::ScopeNotGranted => "scope-not-granted",
             ApiError::NotConnected(_) => "not-connected",
@@ -139,13 +148,15 @@ impl ApiError {
             ApiError::Unauthenticated
             | ApiError::AccountDeleted
             | ApiError::InvalidOAuthSignature
+            | ApiError::InvalidShopifyLaunch
             | ApiError::InvalidWebhookSignature => 401,
             ApiError::InvalidWebhookBody(_) => 400,
             ApiError::RouteNotFound(_) => 404,
             ApiError::InvalidRequest(_)
             | ApiError::InvalidKlaviyoKey(_)
             | ApiError::InvalidShopDomain(_)
-            | ApiError::InvalidOAuthState => 400,
+            | ApiError::InvalidOAuthState
+            | ApiError::OAuthBrowserMismatch => 400,
             ApiError::ShopTaken | ApiError::NotConnected(_) => 409,
             ApiError::KlaviyoKeyRejected
             | ApiError::KlaviyoMissingScopes(_)
@@ -181,6 +192,8 @@ impl ApiError {
             ApiError::InvalidShopDomain(_) => "Invalid shop domain",
             ApiError::InvalidOAuthSignature => "Invalid Shopify signature",
             ApiError::InvalidOAuthState => "Invalid OAuth state",
+            ApiError::OAuthBrowserMismatch => "Install started in another browser",
+            ApiError::InvalidShopifyLaunch => "Invalid Shopify app launch",
             ApiError::ShopTaken => "Shop already connected",
             ApiError::ScopeNotGranted => "Scope not granted",
             ApiError::NotConnected(_) => "Not connected",

@@ -134,29 +134,10 @@ async fn main() -> Result<(), shared::edge::FunctionError> {
     println!("   authorize URL: {authorize_url}");
 
     demo.step(
-        "The merchant approves in Shopify, which redirects to our callback with a signed query",
+        "The browser opens it (the API sets the install's state cookie), the merchant approves in Shopify, which redirects to our callback; the callback sends the browser back to the console",
     );
-    let approve = demo.http.get(&authorize_url).send().await?;
-    let callback = approve
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    println!(
-        "   Shopify → 302 {}",
-        callback.split('?').next().unwrap_or_default()
-    );
-    let forged = callback.replace("hmac=", "hmac=00");
-    let resp = demo.http.get(&forged).send().await?;
-    println!(
-        "   a forged copy of that callback → {} {}",
-        resp.status(),
-        resp.json::<Value>().await.unwrap_or_default()["type"]
-    );
-    let resp = demo.http.get(&callback).send().await?;
-    println!("   GET /connections/shopify/callback → {}", resp.status());
-    show(&resp.json::<Value>().await.unwrap_or_default());
+    let outcome = local_runner::install_in_browser(&authorize_url).await?;
+    println!("   callback → 302 {outcome}");
 
     demo.step("The first catalog sync runs from the sync queue (paged GraphQL, cost-throttled)");
     let sync_started = Instant::now();

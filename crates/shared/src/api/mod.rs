@@ -109,9 +109,11 @@ pub struct StartShopify {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ShopifyAuthorize {
-    /// Send the merchant's browser here; Shopify returns them to the callback.
+    /// Open as a top-level navigation (not a fetch): `GET /connections/shopify/begin?ticket=`
+    /// sets the install's state cookie in this browser and goes on to Shopify, which returns
+    /// the browser to the callback. The ticket is single-use and lives two minutes.
     pub authorize_url: String,
-    /// RFC 3339; the one-time state stops working then.
+    /// RFC 3339; the one-time ticket stops working then.
     pub expires_at: String,
 }
 
@@ -162,15 +164,34 @@ fn put_klaviyo() {}
 #[allow(dead_code)]
 fn start_shopify() {}
 
+#[utoipa::path(get, path = "/connections/shopify/begin", tag = "connections",
+    params(("ticket" = String, Query, description = "the one-time ticket of an `authorize_url`")),
+    responses(
+        (status = 302, description = "to Shopify's authorize page, with the install's signed state cookie (HttpOnly, SameSite=Lax) set in this browser",
+            headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 400, description = "unknown, used or expired ticket", body = Problem, content_type = "application/problem+json")))]
+#[allow(dead_code)]
+fn shopify_begin() {}
+
 #[utoipa::path(get, path = "/connections/shopify/callback", tag = "connections",
     params(("code" = String, Query), ("hmac" = String, Query), ("shop" = String, Query),
            ("state" = String, Query), ("timestamp" = String, Query), ("host" = Option<String>, Query)),
     responses(
-        (status = 200, body = ShopifyConnected),
-        (status = 400, description = "unknown, used or expired state; foreign shop", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "bad HMAC signature", body = Problem, content_type = "application/problem+json")))]
+        (status = 302, description = "to the console: `{AppBaseUrl}/connections?shopify=connected`, or `?shopify=error&type=<problem type slug>` (invalid-oauth-signature, invalid-oauth-state, oauth-browser-mismatch, invalid-shop-domain, shop-already-connected, ...); the state cookie is cleared",
+            headers(("Location" = String), ("Set-Cookie" = String)))))]
 #[allow(dead_code)]
 fn shopify_callback() {}
+
+#[utoipa::path(get, path = "/shopify/app", tag = "connections",
+    params(("shop" = String, Query), ("timestamp" = String, Query), ("hmac" = String, Query),
+           ("host" = Option<String>, Query), ("embedded" = Option<String>, Query)),
+    responses(
+        (status = 302, description = "Shopify's app URL, verified: to `{AppBaseUrl}/install?shop=<shop>`, or `{AppBaseUrl}/connections` when the shop is installed already",
+            headers(("Location" = String))),
+        (status = 400, description = "invalid shop domain", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "forged, missing or stale signature", body = Problem, content_type = "application/problem+json")))]
+#[allow(dead_code)]
+fn shopify_app() {}
 
 #[utoipa::path(post, path = "/catalog/sync", tag = "catalog",
     responses((status = 202, body = SyncQueued), (status = 409, description = "Shopify not connected", body = Problem, content_type = "application/problem+json")),
@@ -201,7 +222,7 @@ impl Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "SendPersonal API", description = "Connect Klaviyo and Shopify, cache the catalog, personalize emails."),
-    paths(get_connections, put_klaviyo, start_shopify, shopify_callback, sync_catalog, openapi_json),
+    paths(get_connections, put_klaviyo, start_shopify, shopify_begin, shopify_callback, shopify_app, sync_catalog, openapi_json),
     components(schemas(GatewayMessage)),
     modifiers(&BearerAuth)
 )]

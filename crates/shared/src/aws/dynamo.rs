@@ -184,11 +184,25 @@ impl AppStore {
     }
 
     pub async fn put_oauth_state(&self, nonce: &str, state: &OAuthState) -> Result<(), AwsError> {
+        self.put_oauth(nonce, "STATE", state).await
+    }
+
+    /// A one-time ticket for the install's top-level navigation (`GET /connections/shopify/begin`),
+    /// kept apart from states: a ticket is never accepted as a state, nor the reverse.
+    pub async fn put_oauth_ticket(&self, ticket: &str, state: &OAuthState) -> Result<(), AwsError> {
+        self.put_oauth(ticket, "TICKET", state).await
+    }
+
+    pub async fn take_oauth_ticket(&self, ticket: &str) -> Result<Option<OAuthState>, AwsError> {
+        self.take_oauth(ticket, "TICKET").await
+    }
+
+    async fn put_oauth(&self, key: &str, sk: &str, state: &OAuthState) -> Result<(), AwsError> {
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(format!("OAUTH#{nonce}")))
-            .item("sk", s("STATE"))
+            .item("pk", s(format!("OAUTH#{key}")))
+            .item("sk", s(sk))
             .item("merchant_id", s(state.merchant.as_str()))
             .item("shop", s(state.shop.as_str()))
             .item(EXPIRES_AT, n(state.expires_at))
@@ -201,12 +215,16 @@ impl AppStore {
     /// Consume a state: the conditional delete makes it usable exactly once. An expired state is
     /// consumed too, and reported as absent.
     pub async fn take_oauth_state(&self, nonce: &str) -> Result<Option<OAuthState>, AwsError> {
+        self.take_oauth(nonce, "STATE").await
+    }
+
+    async fn take_oauth(&self, key: &str, sk: &str) -> Result<Option<OAuthState>, AwsError> {
         let result = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", s(format!("OAUTH#{nonce}")))
-            .key("sk", s("STATE"))
+            .key("pk", s(format!("OAUTH#{key}")))
+            .key("sk", s(sk))
             .condition_expression("attribute_exists(pk)")
             .return_values(ReturnValue::AllOld)
             .send()

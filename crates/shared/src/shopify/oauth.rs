@@ -127,6 +127,27 @@ fn first_match<'s>(
     found
 }
 
+/// The browser binding of an install: `{nonce}.{hex HMAC}` under the app's client secret, with
+/// a purpose prefix so this MAC can never stand in for one of Shopify's.
+pub fn state_cookie_value(secret: &str, nonce: &str) -> String {
+    format!(
+        "{nonce}.{}",
+        hex_hmac(secret, &format!("shopify-oauth-state:{nonce}"))
+    )
+}
+
+/// The nonce a state cookie carries, if one of `secrets` signed it (constant-time, every
+/// secret checked).
+pub fn verify_state_cookie<'s>(
+    secrets: impl IntoIterator<Item = &'s str>,
+    value: &str,
+) -> Option<String> {
+    let (nonce, mac_hex) = value.split_once('.')?;
+    let given = hex::decode(mac_hex).ok()?;
+    let message = format!("shopify-oauth-state:{nonce}");
+    first_match(secrets, message.as_bytes(), &given).map(|_| nonce.to_owned())
+}
+
 /// Whether a signed query's `timestamp` (unix seconds) is recent enough: at most
 /// [`CALLBACK_MAX_AGE_SECS`] old and at most [`CALLBACK_MAX_SKEW_SECS`] ahead of `now`.
 pub fn timestamp_is_fresh(ts: i64, now: i64) -> bool {
@@ -278,6 +299,25 @@ async fn token_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_cookie_verifies_only_as_signed_and_only_for_its_nonce() {
+        let value = state_cookie_value("hush", "abc123");
+        assert_eq!(
+            verify_state_cookie(["old", "hush"], &value).as_deref(),
+            Some("abc123")
+        );
+        assert_eq!(verify_state_cookie(["other"], &value), None);
+        let swapped = value.replacen("abc123", "abc124", 1);
+        assert_eq!(verify_state_cookie(["hush"], &swapped), None);
+        assert_eq!(verify_state_cookie(["hush"], "abc123"), None, "unsigned");
+        // Shopify's query HMAC of the same nonce is not a cookie signature.
+        let query_mac = hex_hmac("hush", "abc123");
+        assert_eq!(
+            verify_state_cookie(["hush"], &format!("abc123.{query_mac}")),
+            None
+        );
+    }
 
     fn pairs(raw: &[(&str, &str)]) -> Vec<(String, String)> {
         raw.iter()
