@@ -21,7 +21,6 @@ export async function launch() {
       "--disable-component-update",
       "--disable-sync",
       "--disable-dev-shm-usage",
-      ...(process.env.CHROMIUM_FLAGS || "").split(" ").filter(Boolean),
     ],
   });
 }

@@ -39,10 +39,6 @@ const cspViolations = [];
 page.on("console", (m) => {
   if (m.type() === "error" && /Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
 });
-if (process.env.JOURNEY_PAGE_HOOK) {
-  // A module that adapts the page to another Cognito-compatible login (development only).
-  await (await import(process.env.JOURNEY_PAGE_HOOK)).default(page, { CONSOLE, SANDBOX });
-}
 let config;
 
 // Steps to leave out while developing, by a word of their name (JOURNEY_SKIP=catalog,cancelled).
@@ -205,7 +201,24 @@ try {
       assert.ok(!(await page.content()).includes(key), "the key is not on the page");
     });
 
-    await step("Shopify installs through OAuth and the console shows the outcome", async () => {
+    await step("installing from Shopify's app URL (shop not yet installed) goes through the console's /install and back", async () => {
+      // Shopify opens the app URL signed with the app's secret (hex HMAC-SHA256 of the sorted query).
+      const params = { shop: "demo-store.myshopify.com", timestamp: String(Math.floor(Date.now() / 1000)), host: "YWRtaW4uc2hvcGlmeS5jb20vc3RvcmUvZGVtby1zdG9yZQ" };
+      const message = Object.keys(params).sort().map((k) => `${k}=${params[k]}`).join("&");
+      const hmac = createHmac("sha256", process.env.SHOPIFY_APP_SECRET || "").update(message).digest("hex");
+      const seen = [];
+      const record = (f) => f === page.mainFrame() && seen.push(f.url());
+      page.on("framenavigated", record);
+      await page.goto(`${config.apiUrl}/shopify/app?${new URLSearchParams({ ...params, hmac })}`);
+      await page.waitForURL((u) => u.href.startsWith(`${CONSOLE}/connections`) && u.searchParams.get("shopify") === "connected", { timeout: 60_000 });
+      await signInIfAsked();
+      await page.getByText("Shopify is connected").waitFor();
+      page.off("framenavigated", record);
+      assert.ok(seen.some((u) => u.startsWith(`${CONSOLE}/install?shop=demo-store.myshopify.com`)), seen.join("\n"));
+    });
+
+    await step("Shopify disconnects, then installs again from the console through OAuth, and the console shows the outcome", async () => {
+      await page.getByRole("button", { name: "Disconnect Shopify" }).click();
       await page.getByLabel("Shop domain").fill("demo-store.myshopify.com");
       await page.getByRole("button", { name: "Install on Shopify" }).click();
       await page.waitForURL((u) => u.href.startsWith(`${CONSOLE}/connections`) && u.searchParams.get("shopify") === "connected", { timeout: 60_000 });
@@ -222,22 +235,6 @@ try {
       }
       assert.doesNotMatch(await page.getByTestId("catalog-size").innerText(), /^0 /);
       await check("connections");
-    });
-
-    await step("installing from Shopify's app URL goes through the console's /install and back", async () => {
-      // Shopify opens the app URL signed with the app's secret (hex HMAC-SHA256 of the sorted query).
-      const params = { shop: "demo-store.myshopify.com", timestamp: String(Math.floor(Date.now() / 1000)), host: "YWRtaW4uc2hvcGlmeS5jb20vc3RvcmUvZGVtby1zdG9yZQ" };
-      const message = Object.keys(params).sort().map((k) => `${k}=${params[k]}`).join("&");
-      const hmac = createHmac("sha256", process.env.SHOPIFY_APP_SECRET || "").update(message).digest("hex");
-      const seen = [];
-      const record = (f) => f === page.mainFrame() && seen.push(f.url());
-      page.on("framenavigated", record);
-      await page.goto(`${config.apiUrl}/shopify/app?${new URLSearchParams({ ...params, hmac })}`);
-      await page.waitForURL((u) => u.href.startsWith(`${CONSOLE}/connections`) && u.searchParams.get("shopify") === "connected", { timeout: 60_000 });
-      await signInIfAsked();
-      await page.getByText("Shopify is connected").waitFor();
-      page.off("framenavigated", record);
-      assert.ok(seen.some((u) => u.startsWith(`${CONSOLE}/install?shop=demo-store.myshopify.com`)), seen.join("\n"));
     });
 
     await step("a forged Shopify callback is refused and the console says so", async () => {

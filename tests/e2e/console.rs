@@ -94,11 +94,9 @@ async fn the_console_starts_sign_in_with_pkce_and_passes_axe() {
     journey(&world, "smoke").await;
 }
 
-/// Sign-up to account deletion through the browser. Needs the sandbox's Cognito managed login
-/// and the Shopify callback's redirect to the console (auth helper), and `GET /catalog`
-/// (contract helper); run with `cargo test -p e2e --test console -- --ignored` once merged.
+/// Sign-up to account deletion through the browser, against the sandbox's Cognito managed login,
+/// Shopify's OAuth and the whole local stack.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the sandbox Cognito managed login + the callback redirect (issue 13, auth) and GET /catalog (issue 13, contract)"]
 async fn the_merchant_journey_from_sign_up_to_account_deletion() {
     let world = console_world().await;
     journey(&world, "full").await;

@@ -133,6 +133,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/connections/shopify/begin": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["shopify_begin"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/connections/shopify/callback": {
         parameters: {
             query?: never;
@@ -399,6 +415,22 @@ export interface paths {
         };
         get: operations["get_settings"];
         put: operations["put_settings"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/shopify/app": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["shopify_app"];
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -914,16 +946,14 @@ export interface components {
             sign_off: string;
         };
         ShopifyAuthorize: {
-            /** @description Send the merchant's browser here; Shopify returns them to the callback. */
+            /**
+             * @description Open as a top-level navigation (not a fetch): `GET /connections/shopify/begin?ticket=`
+             *     sets the install's state cookie in this browser and goes on to Shopify, which returns
+             *     the browser to the callback. The ticket is single-use and lives two minutes.
+             */
             authorize_url: string;
-            /** @description RFC 3339; the one-time state stops working then. */
+            /** @description RFC 3339; the one-time ticket stops working then. */
             expires_at: string;
-        };
-        /** @description The callback's answer once the shop is connected and the first sync is queued. */
-        ShopifyConnected: {
-            shop: string;
-            status: components["schemas"]["ConnectionStatus"];
-            catalog_sync: string;
         };
         ShopifyConnectionView: {
             status: components["schemas"]["ConnectionStatus"];
@@ -1596,6 +1626,47 @@ export interface operations {
             };
         };
     };
+    shopify_begin: {
+        parameters: {
+            query: {
+                /** @description the one-time ticket of an `authorize_url` */
+                ticket: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description to Shopify's authorize page, with the install's signed state cookie (HttpOnly, SameSite=Lax) set in this browser */
+            302: {
+                headers: {
+                    Location?: string;
+                    "Set-Cookie"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description unknown, used or expired ticket */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+        };
+    };
     shopify_callback: {
         parameters: {
             query: {
@@ -1612,31 +1683,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            200: {
+            /** @description to the console: `{AppBaseUrl}/connections?shopify=connected`, or `?shopify=error&type=<problem type slug>` (invalid-oauth-signature, invalid-oauth-state, oauth-browser-mismatch, invalid-shop-domain, shop-already-connected, ...); the state cookie is cleared */
+            302: {
                 headers: {
+                    Location?: string;
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
-                content: {
-                    "application/json": components["schemas"]["ShopifyConnected"];
-                };
-            };
-            /** @description unknown, used or expired state; foreign shop */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description bad HMAC signature */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
+                content?: never;
             };
             /** @description API Gateway's stage throttle; retry with backoff */
             429: {
@@ -2809,6 +2863,58 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                     "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+            /** @description API Gateway's stage throttle; retry with backoff */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayMessage"];
+                };
+            };
+        };
+    };
+    shopify_app: {
+        parameters: {
+            query: {
+                shop: string;
+                timestamp: string;
+                hmac: string;
+                host?: string;
+                embedded?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Shopify's app URL, verified: to `{AppBaseUrl}/install?shop=<shop>`, or `{AppBaseUrl}/connections` when the shop is installed already */
+            302: {
+                headers: {
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid shop domain */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description forged, missing or stale signature */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description API Gateway's stage throttle; retry with backoff */

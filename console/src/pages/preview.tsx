@@ -4,8 +4,31 @@ import { Page, ProblemMessage, useAction } from "../ui";
 
 type Offer = Schemas["Offer"];
 
+/** The offer form's state: every field of every kind, so switching kinds keeps what was typed. */
+export type OfferDraft = {
+  kind: "none" | "percent_off" | "amount_off" | "free_shipping";
+  percent?: number;
+  amount?: string;
+  min_spend?: string;
+};
+
+/** The offer the API takes: only the fields of the chosen kind (each kind's schema refuses others). */
+export function toOffer(d: OfferDraft): Offer {
+  const min = d.min_spend ? { min_spend: d.min_spend } : {};
+  switch (d.kind) {
+    case "percent_off":
+      return { kind: "percent_off", percent: d.percent ?? 0, ...min };
+    case "amount_off":
+      return { kind: "amount_off", amount: d.amount ?? "", ...min } as Offer;
+    case "free_shipping":
+      return { kind: "free_shipping", ...min };
+    default:
+      return { kind: "none" };
+  }
+}
+
 /** Offer inputs shared by the preview and the run form. */
-export function OfferFields({ offer, onChange, idPrefix }: { offer: Offer; onChange: (o: Offer) => void; idPrefix: string }) {
+export function OfferFields({ offer, onChange, idPrefix }: { offer: OfferDraft; onChange: (o: OfferDraft) => void; idPrefix: string }) {
   const kind = offer.kind ?? "none";
   return (
     <fieldset>
@@ -15,7 +38,7 @@ export function OfferFields({ offer, onChange, idPrefix }: { offer: Offer; onCha
         <select
           id={`${idPrefix}-offer-kind`}
           value={kind}
-          onChange={(e) => onChange({ kind: (e.target as HTMLSelectElement).value as Offer["kind"] })}
+          onChange={(e) => onChange({ ...offer, kind: (e.target as HTMLSelectElement).value as OfferDraft["kind"] })}
         >
           <option value="none">No offer</option>
           <option value="percent_off">Percent off</option>
@@ -38,7 +61,7 @@ export function OfferFields({ offer, onChange, idPrefix }: { offer: Offer; onCha
       {(kind === "amount_off" || kind === "free_shipping" || kind === "percent_off") && (
         <div class="field">
           <label for={`${idPrefix}-offer-min`}>Minimum spend (optional)</label>
-          <input id={`${idPrefix}-offer-min`} value={offer.min_spend ?? ""} onInput={(e) => onChange({ ...offer, min_spend: (e.target as HTMLInputElement).value || null })} />
+          <input id={`${idPrefix}-offer-min`} value={offer.min_spend ?? ""} onInput={(e) => onChange({ ...offer, min_spend: (e.target as HTMLInputElement).value || undefined })} />
         </div>
       )}
     </fieldset>
@@ -101,13 +124,13 @@ export function ProfileCards({ profiles }: { profiles: Schemas["PreviewProfile"]
 export function PreviewPage() {
   const [brief, setBrief] = useState("");
   const [profiles, setProfiles] = useState("");
-  const [offer, setOffer] = useState<Offer>({ kind: "none" });
+  const [offer, setOffer] = useState<OfferDraft>({ kind: "none" });
   const [result, setResult] = useState<Schemas["PreviewResponse"] | null>(null);
   const preview = useAction(async () => {
     setResult(
       await call<Schemas["PreviewResponse"]>("POST", "/preview", {
         brief,
-        offer,
+        offer: toOffer(offer),
         profiles: profiles.split(/[\s,]+/).filter(Boolean),
       }),
     );

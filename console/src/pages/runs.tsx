@@ -2,7 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import { call, type Schemas } from "../api";
 import { navigate } from "../router";
 import { Copyable, Page, ProblemMessage, useAction, useResource, when } from "../ui";
-import { OfferFields, ProfileCards } from "./preview";
+import { OfferFields, ProfileCards, toOffer, type OfferDraft } from "./preview";
 
 type Run = Schemas["RunView"];
 const TERMINAL = ["completed", "cancelled", "failed"];
@@ -12,7 +12,7 @@ export function RunsPage() {
   const audiences = useResource<Schemas["AudiencesPage"]>("/audiences");
   const [audience, setAudience] = useState("");
   const [brief, setBrief] = useState("");
-  const [offer, setOffer] = useState<Schemas["Offer"]>({ kind: "none" });
+  const [offer, setOffer] = useState<OfferDraft>({ kind: "none" });
   const [holdout, setHoldout] = useState("10");
   const [cap, setCap] = useState("");
   const [review, setReview] = useState(true);
@@ -21,7 +21,7 @@ export function RunsPage() {
     const r = await call<Schemas["RunCreated"]>("POST", "/runs", {
       audience: a ? { kind: a.kind, id: a.id } : { kind: "segment", id: audience },
       brief,
-      offer,
+      offer: toOffer(offer),
       holdout_percent: Number(holdout),
       profile_cap: cap.trim() === "" ? null : Number(cap),
       review,
