@@ -241,23 +241,13 @@ impl Handler {
             .client_secret
             .accepted_at(now_unix(), self.config.shopify_secret_grace_secs)
             .await?;
-        if oauth::verify_query_hmac_any(accepted.iter().map(|s| s.expose()), query).is_none() {
-            return Err(ApiError::InvalidShopifyLaunch);
-        }
-        let param = |name: &str| {
-            query
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
-        let timestamp = param("timestamp")
-            .and_then(|t| t.parse::<i64>().ok())
-            .unwrap_or(0);
-        if !oauth::timestamp_is_fresh(timestamp, now_unix()) {
-            return Err(ApiError::InvalidShopifyLaunch);
-        }
-        let shop = ShopDomain::parse(param("shop").unwrap_or_default())
-            .map_err(|e| ApiError::InvalidShopDomain(e.0))?;
+        let secrets: Vec<&str> = accepted.iter().map(|s| s.expose()).collect();
+        let shop = signed_shop(
+            &secrets,
+            query,
+            ApiError::InvalidShopifyLaunch,
+            ApiError::InvalidShopifyLaunch,
+        )?;
         let base = &self.config.app_base_url;
         let installed = match self.store.shop_owner(&shop).await.map_err(internal)? {
             Some(owner) => self
@@ -290,27 +280,18 @@ impl Handler {
             .client_secret
             .accepted_at(now_unix(), self.config.shopify_secret_grace_secs)
             .await?;
-        if oauth::verify_query_hmac_any(accepted.iter().map(|s| s.expose()), query).is_none() {
-            return Err(ApiError::InvalidOAuthSignature);
-        }
+        let secrets: Vec<&str> = accepted.iter().map(|s| s.expose()).collect();
+        let shop = signed_shop(
+            &secrets,
+            query,
+            ApiError::InvalidOAuthSignature,
+            ApiError::InvalidOAuthState,
+        )?;
         let cookie_nonce =
-            cookie.and_then(|c| oauth::verify_state_cookie(accepted.iter().map(|s| s.expose()), c));
+            cookie.and_then(|c| oauth::verify_state_cookie(secrets.iter().copied(), c));
         // The code is exchanged with the current secret only.
         let client_secret = self.client_secret.get().await?;
-        let param = |name: &str| {
-            query
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
-        let timestamp = param("timestamp")
-            .and_then(|t| t.parse::<i64>().ok())
-            .unwrap_or(0);
-        if !oauth::timestamp_is_fresh(timestamp, now_unix()) {
-            return Err(ApiError::InvalidOAuthState);
-        }
-        let shop = ShopDomain::parse(param("shop").unwrap_or_default())
-            .map_err(|e| ApiError::InvalidShopDomain(e.0))?;
+        let param = |name: &str| query_param(query, name);
         let (Some(nonce), Some(code)) = (param("state"), param("code")) else {
             return Err(ApiError::InvalidRequest(
                 "code and state are required".into(),
@@ -558,4 +539,33 @@ impl Function for Handler {
         let resp = http::respond(self.handle(&req).await);
         Ok(serde_json::to_value(resp)?)
     }
+}
+
+/// A query's parameter, first occurrence.
+fn query_param<'q>(query: &'q [(String, String)], name: &str) -> Option<&'q str> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The shop of a query Shopify signed, checked in order: the signature with any accepted secret
+/// (nothing else is trusted before it), its freshness, the shop's form.
+fn signed_shop(
+    secrets: &[&str],
+    query: &[(String, String)],
+    bad_signature: ApiError,
+    stale: ApiError,
+) -> Result<ShopDomain, ApiError> {
+    if oauth::verify_query_hmac_any(secrets.iter().copied(), query).is_none() {
+        return Err(bad_signature);
+    }
+    let timestamp = query_param(query, "timestamp")
+        .and_then(|t| t.parse::<i64>().ok())
+        .unwrap_or(0);
+    if !oauth::timestamp_is_fresh(timestamp, now_unix()) {
+        return Err(stale);
+    }
+    ShopDomain::parse(query_param(query, "shop").unwrap_or_default())
+        .map_err(|e| ApiError::InvalidShopDomain(e.0))
 }
