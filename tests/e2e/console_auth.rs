@@ -631,7 +631,11 @@ async fn an_install_link_followed_in_another_browser_links_nothing() {
 
     // A begin ticket works once.
     let reused = world.get_url(&begin_url).await;
-    assert_eq!(reused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reused.install_outcome(), "invalid-oauth-state");
+    assert!(
+        reused.set_cookies.is_empty(),
+        "no state cookie for a spent ticket"
+    );
 
     // The owner's own install, started in their browser, ends on the console, connected.
     let owner = world.merchant("owner").await;

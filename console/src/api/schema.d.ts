@@ -1638,7 +1638,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description to Shopify's authorize page, with the install's signed state cookie (HttpOnly, SameSite=Lax) set in this browser */
+            /** @description to Shopify's authorize page, with the install's signed state cookie (HttpOnly, SameSite=Lax) set in this browser; or, for an unknown, used or expired ticket, to the console: `{AppBaseUrl}/connections?shopify=error&type=invalid-oauth-state` */
             302: {
                 headers: {
                     Location?: string;
@@ -1646,15 +1646,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description unknown, used or expired ticket */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
             };
             /** @description API Gateway's stage throttle; retry with backoff */
             429: {

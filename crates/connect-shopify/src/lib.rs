@@ -98,28 +98,19 @@ impl Handler {
                 Ok(http::json(200, &self.start(&merchant, shop).await?))
             }
             "GET /connections/shopify/begin" => {
+                // A browser navigation: a refusal goes back to the console too.
                 let query = http::query_pairs(req);
-                self.begin(&query).await
+                Ok(match self.begin(&query).await {
+                    Ok(resp) => resp,
+                    Err(err) => self.install_outcome(Err(err)),
+                })
             }
             "GET /connections/shopify/callback" => {
                 let query = http::query_pairs(req);
                 let cookie = request_cookie(req, STATE_COOKIE);
                 // Every outcome goes back to the console, which shows it; the cookie is spent.
-                let location = match self.callback(&query, cookie.as_deref()).await {
-                    Ok(_) => format!("{}/connections?shopify=connected", self.config.app_base_url),
-                    Err(err) => {
-                        if let ApiError::Internal(cause) = &err {
-                            tracing::error!(error = %cause, "shopify callback failed");
-                        }
-                        tracing::info!(problem = err.slug(), "shopify install refused");
-                        format!(
-                            "{}/connections?shopify=error&type={}",
-                            self.config.app_base_url,
-                            err.slug()
-                        )
-                    }
-                };
-                let mut resp = http::redirect(&location);
+                let outcome = self.callback(&query, cookie.as_deref()).await.map(|_| ());
+                let mut resp = self.install_outcome(outcome);
                 resp.cookies = vec![self.state_cookie("", 0)];
                 Ok(resp)
             }
@@ -216,6 +207,23 @@ impl Handler {
             STATE_TTL_SECS,
         )];
         Ok(resp)
+    }
+
+    /// The browser back on the console with an install's outcome: `?shopify=connected`, or
+    /// `?shopify=error&type=<problem slug>`, which the console explains.
+    fn install_outcome(&self, outcome: Result<(), ApiError>) -> ApiGatewayV2httpResponse {
+        let base = &self.config.app_base_url;
+        let location = match outcome {
+            Ok(()) => format!("{base}/connections?shopify=connected"),
+            Err(err) => {
+                if let ApiError::Internal(cause) = &err {
+                    tracing::error!(error = %cause, "shopify install failed");
+                }
+                tracing::info!(problem = err.slug(), "shopify install refused");
+                format!("{base}/connections?shopify=error&type={}", err.slug())
+            }
+        };
+        http::redirect(&location)
     }
 
     /// `Secure` everywhere but a plain-http local API (browsers drop Secure cookies on http).

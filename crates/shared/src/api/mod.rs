@@ -167,9 +167,8 @@ fn start_shopify() {}
 #[utoipa::path(get, path = "/connections/shopify/begin", tag = "connections",
     params(("ticket" = String, Query, description = "the one-time ticket of an `authorize_url`")),
     responses(
-        (status = 302, description = "to Shopify's authorize page, with the install's signed state cookie (HttpOnly, SameSite=Lax) set in this browser",
-            headers(("Location" = String), ("Set-Cookie" = String))),
-        (status = 400, description = "unknown, used or expired ticket", body = Problem, content_type = "application/problem+json")))]
+        (status = 302, description = "to Shopify's authorize page, with the install's signed state cookie (HttpOnly, SameSite=Lax) set in this browser; or, for an unknown, used or expired ticket, to the console: `{AppBaseUrl}/connections?shopify=error&type=invalid-oauth-state`",
+            headers(("Location" = String), ("Set-Cookie" = String)))))]
 #[allow(dead_code)]
 fn shopify_begin() {}
 
