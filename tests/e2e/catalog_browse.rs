@@ -15,8 +15,8 @@ async fn every_cached_product_is_listed_once_with_the_candidate_rules_verdict() 
     let world = World::start().await;
     let merchant = world.merchant(A).await;
     assert_eq!(
-        merchant.connect_shopify(DEMO_SHOP).await.status,
-        StatusCode::OK
+        merchant.connect_shopify(DEMO_SHOP).await.install_outcome(),
+        "connected"
     );
     let cached: BTreeMap<String, shared::domain::CatalogProduct> = world
         .cached_catalog(A)
@@ -164,7 +164,10 @@ async fn a_shop_whose_first_sync_has_not_run_has_no_catalog_yet() {
     let world = World::start_with(|o| o.run_queues = false).await;
     let merchant = world.merchant(A).await;
     let callback = merchant.authorize_shopify(DEMO_SHOP).await;
-    assert_eq!(world.get_url(&callback).await.status, StatusCode::OK);
+    assert_eq!(
+        world.get_url(&callback).await.install_outcome(),
+        "connected"
+    );
     let resp = merchant.get("/catalog").await;
     assert_eq!(resp.status, StatusCode::NOT_FOUND, "{:?}", resp.body);
     assert!(resp.problem_type().ends_with("/catalog-not-synced"));
