@@ -145,7 +145,7 @@ fn customers() -> Vec<Customer> {
     ]
 }
 
-const BRIEF: &str = "Winter sale: free shipping over $50 this week.";
+const BRIEF: &str = "Winter is here: free shipping over $50 this week.";
 
 fn offer() -> Offer {
     Offer {
@@ -278,7 +278,7 @@ async fn tool_input_is_grounded_in_the_provided_products() {
     let body = ana["body"].as_str().unwrap();
     assert!(body.contains("Ana"), "{body}");
     assert!(body.contains("Trail Runner 2"), "history context: {body}");
-    assert!(body.contains("Winter sale"), "brief theme: {body}");
+    assert!(body.contains("Winter is here"), "brief theme: {body}");
     assert!(body.ends_with("The Northwind team"), "sign-off: {body}");
     let refs: Vec<&str> = ana["products"]
         .as_array()
