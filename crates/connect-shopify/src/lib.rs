@@ -168,11 +168,7 @@ impl Handler {
         &self,
         query: &[(String, String)],
     ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-        let ticket = query
-            .iter()
-            .find(|(k, _)| k == "ticket")
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_default();
+        let ticket = query_param(query, "ticket").unwrap_or_default();
         if ticket.is_empty() || ticket.len() > 128 {
             return Err(ApiError::InvalidOAuthState);
         }
